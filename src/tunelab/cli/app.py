@@ -1,0 +1,72 @@
+"""The root typer app. Each command group lives in its own module and registers here.
+
+This is the only layer that prints, prompts or exits: TunelabError becomes one line on
+stderr and its exit code; nothing reaches the user as a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+import typer
+from rich.console import Console
+
+from tunelab import __version__
+from tunelab.errors import TunelabError
+
+app = typer.Typer(
+    name="tunelab",
+    help="Check chat data, fine-tune on OpenAI, Vertex AI or locally; test, compare, serve.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+err_console = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"tunelab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """tunelab: one CLI, one dataset file, one job history."""
+
+
+def _register_commands() -> None:
+    # Imported here so that `tunelab --help` stays fast: each module imports its heavy
+    # dependencies (torch, SDKs) inside the command functions.
+    from tunelab.cli import commands
+
+    commands.register(app)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with `argv` (default sys.argv[1:]) and return the exit code."""
+    _register_commands()
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        app(args=args, prog_name="tunelab", standalone_mode=False)
+    except TunelabError as error:
+        err_console.print(f"[bold red]error:[/] {error.render()}", highlight=False, soft_wrap=True)
+        return error.exit_code
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return 130
+    except click.ClickException as error:
+        error.show()
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    return 0

@@ -1,0 +1,14 @@
+"""The list of command groups. Adding a group is one import and one line here."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    if getattr(app, "_tunelab_registered", False):
+        return
+    from tunelab.cli import data_cmd
+
+    app.add_typer(data_cmd.app, name="data")
+    app._tunelab_registered = True  # type: ignore[attr-defined]

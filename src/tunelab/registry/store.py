@@ -1,0 +1,237 @@
+"""Read and write jobs, events, metrics, files and checkpoints.
+
+Every write is its own short transaction so a training process, a server worker and a
+`jobs watch` in another terminal can share the file. Rows are plain dataclasses.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunelab import home
+from tunelab.errors import NotFoundError
+from tunelab.registry.migrations import migrate
+
+# OpenAI's vocabulary, shared by every provider.
+STATUSES = ("validating_files", "queued", "running", "succeeded", "failed", "cancelled")
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+
+
+@dataclass
+class JobRecord:
+    id: str
+    provider: str
+    status: str
+    created_at: float
+    updated_at: float
+    endpoint: str | None = None
+    native_status: str | None = None
+    base_model: str | None = None
+    fine_tuned_model: str | None = None
+    suffix: str | None = None
+    training_file: str | None = None
+    validation_file: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    error: dict[str, Any] | None = None
+    run_dir: str | None = None
+    finished_at: float | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Event:
+    job_id: str
+    seq: int
+    created_at: float
+    message: str
+    level: str = "info"
+    type: str = "message"
+    data: dict[str, Any] | None = None
+
+
+@dataclass
+class Checkpoint:
+    job_id: str
+    name: str
+    kind: str
+    created_at: float
+    step: int | None = None
+    epoch: float | None = None
+    path: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+_JSON_COLUMNS = {"config": "config_json", "metrics": "metrics_json", "error": "error_json"}
+
+
+def _job_from_row(row: sqlite3.Row) -> JobRecord:
+    data = dict(row)
+    for attr, column in _JSON_COLUMNS.items():
+        raw = data.pop(column)
+        data[attr] = json.loads(raw) if raw else ({} if attr != "error" else None)
+    return JobRecord(**data)
+
+
+class Registry:
+    """A handle on registry.sqlite. Safe to share between threads of one process."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(path, timeout=30, check_same_thread=False,
+                                     isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA busy_timeout=30000")
+        migrate(self._conn)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _write(self, sql: str, params: tuple | dict = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._conn.execute(sql, params)
+
+    def _read(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    # jobs -----------------------------------------------------------------------------
+    def create_job(self, job: JobRecord) -> JobRecord:
+        row = job.to_dict()
+        for attr, column in _JSON_COLUMNS.items():
+            value = row.pop(attr)
+            row[column] = json.dumps(value) if value is not None else None
+        columns = ", ".join(row)
+        marks = ", ".join(f":{name}" for name in row)
+        self._write(f"INSERT INTO jobs ({columns}) VALUES ({marks})", row)
+        return job
+
+    def update_job(self, job_id: str, **changes: Any) -> JobRecord:
+        """Change some fields of a job; status moves to a terminal one stamp finished_at."""
+        changes["updated_at"] = time.time()
+        if changes.get("status") in TERMINAL and "finished_at" not in changes:
+            changes["finished_at"] = changes["updated_at"]
+        sets, params = [], {"id": job_id}
+        for name, value in changes.items():
+            column = _JSON_COLUMNS.get(name, name)
+            if name in _JSON_COLUMNS and value is not None:
+                value = json.dumps(value)
+            sets.append(f"{column} = :{name}")
+            params[name] = value
+        cursor = self._write(f"UPDATE jobs SET {', '.join(sets)} WHERE id = :id", params)
+        if cursor.rowcount == 0:
+            raise NotFoundError(f"no job {job_id!r} in the registry",
+                                fix="run `tunelab jobs list` to see job ids")
+        return self.get_job(job_id)
+
+    def find_job(self, job_id: str) -> JobRecord | None:
+        rows = self._read("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return _job_from_row(rows[0]) if rows else None
+
+    def get_job(self, job_id: str) -> JobRecord:
+        job = self.find_job(job_id)
+        if job is None:
+            raise NotFoundError(f"no job {job_id!r} in the registry",
+                                fix="run `tunelab jobs list` to see job ids")
+        return job
+
+    def find_job_by_model(self, model: str) -> JobRecord | None:
+        rows = self._read("SELECT * FROM jobs WHERE fine_tuned_model = ? "
+                          "ORDER BY created_at DESC LIMIT 1", (model,))
+        return _job_from_row(rows[0]) if rows else None
+
+    def list_jobs(self, provider: str | None = None, limit: int = 100) -> list[JobRecord]:
+        if provider:
+            rows = self._read("SELECT * FROM jobs WHERE provider = ? "
+                              "ORDER BY created_at DESC LIMIT ?", (provider, limit))
+        else:
+            rows = self._read("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,))
+        return [_job_from_row(row) for row in rows]
+
+    # events ---------------------------------------------------------------------------
+    def add_event(self, job_id: str, message: str, *, level: str = "info",
+                  type: str = "message", data: dict[str, Any] | None = None,
+                  created_at: float | None = None) -> Event:
+        with self._lock:
+            seq = self._conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM events "
+                                     "WHERE job_id = ?", (job_id,)).fetchone()[0]
+            event = Event(job_id, seq, created_at or time.time(), message, level, type, data)
+            self._conn.execute(
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (job_id, seq, event.created_at, level, type, message,
+                 json.dumps(data) if data is not None else None))
+        return event
+
+    def list_events(self, job_id: str, after: int = 0, limit: int = 10_000) -> list[Event]:
+        rows = self._read("SELECT * FROM events WHERE job_id = ? AND seq > ? "
+                          "ORDER BY seq LIMIT ?", (job_id, after, limit))
+        return [Event(row["job_id"], row["seq"], row["created_at"], row["message"],
+                      row["level"], row["type"],
+                      json.loads(row["data_json"]) if row["data_json"] else None)
+                for row in rows]
+
+    # metrics --------------------------------------------------------------------------
+    def add_metrics(self, job_id: str, step: int, values: dict[str, Any]) -> None:
+        """Record one step's metrics; a later write for the same step merges into it."""
+        with self._lock:
+            rows = self._conn.execute("SELECT data_json FROM metrics WHERE job_id = ? AND "
+                                      "step = ?", (job_id, step)).fetchall()
+            merged = {**(json.loads(rows[0][0]) if rows else {}), **values}
+            self._conn.execute("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?)",
+                               (job_id, step, json.dumps(merged)))
+
+    def list_metrics(self, job_id: str) -> list[dict[str, Any]]:
+        rows = self._read("SELECT step, data_json FROM metrics WHERE job_id = ? ORDER BY step",
+                          (job_id,))
+        return [{"step": row["step"], **json.loads(row["data_json"])} for row in rows]
+
+    # files ----------------------------------------------------------------------------
+    def record_file(self, *, file_id: str, provider: str, endpoint: str, sha256: str,
+                    filename: str | None, size: int | None, purpose: str | None) -> None:
+        self._write("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (file_id, provider, endpoint, sha256, filename, size, purpose, time.time()))
+
+    def files_with_sha(self, endpoint: str, sha256: str) -> list[str]:
+        """Remote file ids uploaded to `endpoint` with this content hash, newest first."""
+        rows = self._read("SELECT id FROM files WHERE endpoint = ? AND sha256 = ? "
+                          "ORDER BY created_at DESC", (endpoint, sha256))
+        return [row["id"] for row in rows]
+
+    def forget_file(self, endpoint: str, file_id: str) -> None:
+        self._write("DELETE FROM files WHERE endpoint = ? AND id = ?", (endpoint, file_id))
+
+    # checkpoints ----------------------------------------------------------------------
+    def upsert_checkpoint(self, checkpoint: Checkpoint) -> None:
+        self._write("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (checkpoint.job_id, checkpoint.name, checkpoint.kind, checkpoint.step,
+                     checkpoint.epoch, checkpoint.path, json.dumps(checkpoint.metrics),
+                     checkpoint.created_at))
+
+    def delete_checkpoint(self, job_id: str, name: str) -> None:
+        self._write("DELETE FROM checkpoints WHERE job_id = ? AND name = ?", (job_id, name))
+
+    def list_checkpoints(self, job_id: str) -> list[Checkpoint]:
+        rows = self._read("SELECT * FROM checkpoints WHERE job_id = ? ORDER BY step, name",
+                          (job_id,))
+        return [Checkpoint(row["job_id"], row["name"], row["kind"], row["created_at"],
+                           row["step"], row["epoch"], row["path"],
+                           json.loads(row["metrics_json"])) for row in rows]
+
+
+def open_registry(path: Path | None = None) -> Registry:
+    """Open (creating and migrating if needed) the registry under TUNELAB_HOME."""
+    return Registry(path or home.registry_path())
