@@ -1,0 +1,256 @@
+"""Stream examples out of .jsonl, .json (an array) or .csv, one record at a time.
+
+Nothing here holds a whole file: .jsonl is read line by line in binary (so a bad byte, a
+BOM or CRLF spoils only its own line), a .json array is decoded element by element from
+1 MiB chunks, and .csv rows become {system?, user, assistant} examples. Each record
+carries the file's real 1-based line number (for .json, the line where the element starts).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunelab.data.problems import Problem
+from tunelab.data.rules import ERRORS, example_errors
+from tunelab.errors import DataError, UsageError
+
+FORMATS = (".jsonl", ".json", ".csv")
+CHUNK = 1 << 20
+BOM = b"\xef\xbb\xbf"
+CSV_COLUMNS = ("question", "answer", "system")
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One example from the file: either `example` (the parsed value) or `error`."""
+
+    line: int
+    example: object = None
+    error: Problem | None = None
+    source: bytes | str | None = None  # the example's exact text, for duplicate detection
+
+
+def iter_records(path: str | Path) -> Iterator[Record]:
+    """Yield every example in `path` in file order. Raises UsageError if it cannot be read."""
+    path = Path(path)
+    suffix = _check_readable(path)
+    if suffix == ".jsonl":
+        return _jsonl_records(path)
+    if suffix == ".json":
+        return _json_array_records(path)
+    return _csv_records(path)
+
+
+def load_examples(path: str | Path) -> list[dict]:
+    """Every example of a valid file, or DataError naming the first bad line and its rule."""
+    examples: list[dict] = []
+    for record in iter_records(path):
+        problem = record.error
+        if problem is None:
+            broken = example_errors(record.example)
+            problem = Problem(record.line, *broken[0]) if broken else None
+        if problem is not None:
+            raise DataError(f"{problem.code}: {problem.message}", path=str(path),
+                            line=problem.line, fix=f"run `tunelab data check {path}` to see all")
+        examples.append(record.example)  # type: ignore[arg-type]
+    return examples
+
+
+def _check_readable(path: Path) -> str:
+    if not path.exists():
+        raise UsageError(f"{path}: no such file", fix="check the path")
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory", fix="pass a .jsonl, .json or .csv file")
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise UsageError(f"{path}: unknown extension {suffix or '(none)'!r}",
+                         fix="use .jsonl (OpenAI chat), .json (an array) or .csv")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as error:
+        raise UsageError(f"{path}: cannot open ({error.strerror})",
+                         fix="check the file's permissions") from None
+    return suffix
+
+
+def parse_line(number: int, raw: bytes) -> Record | None:
+    """One JSONL line to a record; None for a blank line."""
+    if raw.endswith(b"\n"):
+        raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+    if number == 1 and raw.startswith(BOM):
+        raw = raw[3:]
+    if not raw.strip():
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return Record(number, error=Problem(number, "invalid_utf8",
+                                            f"bad byte at column {error.start + 1}; "
+                                            + ERRORS["invalid_utf8"]))
+    try:
+        return Record(number, example=json.loads(text), source=raw)
+    except json.JSONDecodeError as error:
+        return Record(number, error=Problem(number, "invalid_json",
+                                            f"{error.msg} at column {error.colno}; "
+                                            + ERRORS["invalid_json"]))
+    except RecursionError:
+        return Record(number, error=Problem(number, "invalid_json",
+                                            "nested too deeply to be a chat example"))
+
+
+def _jsonl_records(path: Path) -> Iterator[Record]:
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            record = parse_line(number, raw)
+            if record is not None:
+                yield record
+
+
+def _json_array_records(path: Path) -> Iterator[Record]:
+    """Decode a top-level JSON array one element at a time from chunks of the file."""
+    stream = _JsonArrayStream(path)
+    yield from stream.records()
+
+
+class _JsonArrayStream:
+    """A tiny incremental parser: find '[', then raw_decode each element as chunks arrive."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.buffer = ""
+        self.pos = 0
+        self.line = 1  # the file line at self.pos
+        self.eof = False
+
+    def records(self) -> Iterator[Record]:
+        decoder = codecs.getincrementaldecoder("utf-8-sig")()
+        decoder_json = json.JSONDecoder()
+        with self.path.open("rb") as self.handle:
+            self.decoder = decoder
+            try:
+                if self._next_char() != "[":
+                    yield self._fail("a .json file must hold an array of examples: [{...}, ...]")
+                    return
+                self.pos += 1
+                yield from self._elements(decoder_json)
+            except UnicodeDecodeError:
+                yield self._fail(ERRORS["invalid_utf8"], code="invalid_utf8")
+
+    def _elements(self, decoder_json: json.JSONDecoder) -> Iterator[Record]:
+        expect_comma = False
+        while True:
+            char = self._next_char()
+            if char == "]":
+                return
+            if expect_comma:
+                if char != ",":
+                    yield self._fail("expected ',' or ']' between examples")
+                    return
+                self.pos += 1
+                char = self._next_char()
+            if char == "":
+                yield self._fail("the array is not closed with ']'")
+                return
+            record = self._element(decoder_json)
+            yield record
+            if record.error is not None:
+                return  # a broken array cannot be resynchronised reliably
+            expect_comma = True
+
+    def _element(self, decoder_json: json.JSONDecoder) -> Record:
+        while True:
+            try:
+                value, end = decoder_json.raw_decode(self.buffer, self.pos)
+            except json.JSONDecodeError as error:
+                if not self.eof and self._maybe_truncated(error):
+                    self._read()
+                    continue
+                line = self.line + self.buffer.count("\n", self.pos, error.pos)
+                return self._fail(f"{error.msg} at line {line}; " + ERRORS["invalid_json"])
+            except RecursionError:
+                return self._fail("nested too deeply to be a chat example")
+            record = Record(self.line, example=value, source=self.buffer[self.pos:end])
+            self._advance(end)
+            return record
+
+    def _maybe_truncated(self, error: json.JSONDecodeError) -> bool:
+        # A chunk boundary shows up as an error at the buffer's very end, or a string that
+        # runs off it; anything earlier is a real syntax error and reading on cannot fix it.
+        return error.pos >= len(self.buffer) - 6 or error.msg.startswith("Unterminated string")
+
+    def _next_char(self) -> str:
+        """Skip whitespace (reading more as needed) and return the next char, '' at EOF."""
+        while True:
+            self._advance(_WHITESPACE.match(self.buffer, self.pos).end())
+            if self.pos < len(self.buffer):
+                return self.buffer[self.pos]
+            if self.eof:
+                return ""
+            self._read()
+
+    def _advance(self, end: int) -> None:
+        self.line += self.buffer.count("\n", self.pos, end)
+        self.pos = end
+        if self.pos > CHUNK:  # drop what has been consumed so memory stays bounded
+            self.buffer = self.buffer[self.pos:]
+            self.pos = 0
+
+    def _read(self) -> None:
+        chunk = self.handle.read(CHUNK)
+        self.eof = not chunk
+        self.buffer += self.decoder.decode(chunk, final=self.eof)
+
+    def _fail(self, message: str, code: str = "invalid_json") -> Record:
+        return Record(self.line, error=Problem(self.line, code, message))
+
+
+def _csv_records(path: Path) -> Iterator[Record]:
+    """Rows of question,answer[,system] become chat examples; the header names the columns."""
+    bad_lines: set[int] = set()
+    with path.open("rb") as handle:
+        rows = csv.reader(_decoded_lines(handle, bad_lines))
+        header = [name.strip().lower() for name in next(rows, [])]
+        missing = [name for name in CSV_COLUMNS[:2] if name not in header]
+        if missing:
+            raise UsageError(f"{path}: CSV header {header} lacks {', '.join(missing)}",
+                             fix="name the columns question,answer[,system]")
+        columns = {name: header.index(name) for name in CSV_COLUMNS if name in header}
+        start = rows.line_num + 1
+        for row in rows:
+            line, start = start, rows.line_num + 1
+            if not any(cell.strip() for cell in row):
+                continue
+            if bad_lines & set(range(line, start)):
+                yield Record(line, error=Problem(line, "invalid_utf8", ERRORS["invalid_utf8"]))
+                continue
+            yield Record(line, example=_row_example(row, columns), source="\x00".join(row))
+
+
+def _decoded_lines(handle, bad_lines: set[int]) -> Iterator[str]:
+    for number, raw in enumerate(handle, 1):
+        if number == 1 and raw.startswith(BOM):
+            raw = raw[3:]
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError:
+            bad_lines.add(number)
+            yield raw.decode("utf-8", errors="replace")
+
+
+def _row_example(row: list[str], columns: dict[str, int]) -> dict:
+    def cell(name: str) -> str:
+        index = columns.get(name)
+        return row[index] if index is not None and index < len(row) else ""
+
+    messages = [{"role": "system", "content": cell("system")}] if cell("system").strip() else []
+    messages.append({"role": "user", "content": cell("question")})
+    messages.append({"role": "assistant", "content": cell("answer")})
+    return {"messages": messages}
