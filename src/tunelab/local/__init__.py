@@ -1,0 +1,1 @@
+"""The local trainer: load a model, tokenize with assistant masks, train, checkpoint, generate."""

