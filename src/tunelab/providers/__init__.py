@@ -1,0 +1,55 @@
+"""Providers: one small Protocol (base.py), one file per kind, one entry per name here.
+
+`get_provider(name)` builds a provider. OpenAI-compatible endpoints (openai, kimi, and any
+named in TUNELAB_HOME/providers.yaml) are profiles, i.e. data, served by one class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tunelab.errors import UsageError
+from tunelab.providers.base import Provider
+
+Factory = Callable[..., Provider]
+
+
+def _openai_compatible(name: str) -> Factory:
+    def build(*, base_url: str | None = None) -> Provider:
+        from tunelab.providers.openai_compat import OpenAICompatProvider
+        from tunelab.providers.profiles import find_profile
+
+        profile = find_profile(name)
+        if profile is None:  # removed from providers.yaml after this dict was built
+            raise UsageError(f"unknown provider {name!r}", fix="see TUNELAB_HOME/providers.yaml")
+        return OpenAICompatProvider(profile, base_url=base_url)
+
+    return build
+
+
+# name -> factory(base_url=...). Other kinds add one line each (vertex, local).
+PROVIDERS: dict[str, Factory] = {
+    "openai": _openai_compatible("openai"),
+    "kimi": _openai_compatible("kimi"),
+}
+
+
+def provider_names() -> list[str]:
+    """Every name `--provider` accepts: the built-ins plus endpoints from providers.yaml."""
+    from tunelab.providers.profiles import load_profiles
+
+    return sorted(set(PROVIDERS) | set(load_profiles()))
+
+
+def get_provider(name: str, *, base_url: str | None = None) -> Provider:
+    """Build the provider called `name`; `base_url` points an OpenAI-compatible one elsewhere."""
+    factory = PROVIDERS.get(name)
+    if factory is None:
+        from tunelab.providers.profiles import find_profile
+
+        if find_profile(name) is None:
+            raise UsageError(f"unknown provider {name!r}",
+                             fix=f"use one of {', '.join(provider_names())}, or declare it "
+                                 "in TUNELAB_HOME/providers.yaml")
+        factory = _openai_compatible(name)
+    return factory(base_url=base_url)

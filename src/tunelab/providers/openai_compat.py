@@ -1,0 +1,316 @@
+"""The provider for every OpenAI-compatible endpoint (OpenAI, Kimi, `tunelab serve`, others).
+
+One class, configured by a Profile (tunelab.providers.profiles). It speaks through the official
+`openai` SDK and turns the SDK's errors into tunelab's:
+
+    openai.AuthenticationError / PermissionDeniedError  -> AuthError
+    openai.NotFoundError                                -> NotFoundError
+    openai.APIConnectionError / 408, 409, 429, 5xx      -> ProviderError with .transient = True
+    any other openai.APIError                           -> ProviderError(code, message)
+
+Messages keep only the provider's code and message, with the key scrubbed out of them.
+
+Two calls create something and must happen exactly once: the upload and the job create. The
+SDK would retry them blindly after a timeout or a dropped answer, leaving two files or two
+jobs; so they are sent without SDK retries, and after an ambiguous failure we first look for
+what the lost call may have created (a file by its name, which carries the content hash; a
+job by the client token in its metadata) before sending again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import openai
+
+from tunelab.errors import AuthError, NotFoundError, ProviderError, TunelabError, UsageError
+from tunelab.providers.base import FileRef, Job, JobSpec, ProviderEvent, Reply
+from tunelab.providers.profiles import Profile, resolve_key
+from tunelab.registry import open_registry
+
+TOKEN_KEY = "tunelab_token"  # metadata key that makes a job create idempotent
+_TRANSIENT_STATUS = {408, 409, 429}
+_MASKED_KEY = re.compile(r"\b(sk|key)-[A-Za-z0-9_\-*.]{4,}")
+T = TypeVar("T")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _scrub(text: str, key: str | None) -> str:
+    if key and len(key) >= 4:
+        text = text.replace(key, "***")
+    # OpenAI echoes a masked key ("Incorrect API key provided: sk-ab***yz"); drop it too.
+    return _MASKED_KEY.sub("***", text)
+
+
+def _error_code_and_message(error: openai.APIError) -> tuple[str | None, str]:
+    body = error.body if isinstance(error.body, dict) else {}
+    inner = body.get("error") if isinstance(body.get("error"), dict) else body
+    message = inner.get("message") or error.message
+    code = inner.get("code") or getattr(error, "code", None)
+    status = getattr(error, "status_code", None)
+    return (str(code) if code else (str(status) if status else None)), str(message)
+
+
+def is_transient(error: openai.APIError) -> bool:
+    """Worth retrying: the network failed, the server was busy, or it failed on its side."""
+    if isinstance(error, openai.APIConnectionError):
+        return True
+    status = getattr(error, "status_code", None)
+    return status is not None and (status in _TRANSIENT_STATUS or status >= 500)
+
+
+def retry_after(error: Exception) -> float | None:
+    response = getattr(error, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _backoff(attempt: int) -> float:
+    return min(30.0, 0.5 * 2 ** attempt)
+
+
+def wrap_sdk_error(error: openai.APIError, *, provider: str, key: str | None) -> TunelabError:
+    """The SDK error as a tunelab error holding only code and message, never the key."""
+    code, message = _error_code_and_message(error)
+    message = _scrub(message, key).splitlines()[0] if message else "no message"
+    if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
+        return AuthError(f"{provider} refused the key: {message}", code=code,
+                         fix="check the API key variable for this provider and its permissions")
+    if isinstance(error, openai.NotFoundError):
+        return NotFoundError(f"{provider}: {message}",
+                             fix="check the id (`tunelab jobs list --provider "
+                                 f"{provider}`) and --base-url")
+    if isinstance(error, openai.APIConnectionError):
+        wrapped = ProviderError(f"cannot reach {provider}: {message}", code="connection_error",
+                                fix="check the network and --base-url, then retry")
+    else:
+        wrapped = ProviderError(f"{provider}: {message}", code=code,
+                                fix="see the provider's message; fix the request and retry")
+    wrapped.transient = is_transient(error)  # type: ignore[attr-defined]
+    return wrapped
+
+
+def _job_from_sdk(job: Any) -> Job:
+    raw = job.model_dump(mode="json") if hasattr(job, "model_dump") else dict(job)
+    status = raw.get("status") or "unknown"
+    return Job(id=raw["id"], status=status, native_status=status,
+               base_model=raw.get("model") or "", fine_tuned_model=raw.get("fine_tuned_model"),
+               created_at=raw.get("created_at"), finished_at=raw.get("finished_at"),
+               training_file=raw.get("training_file"),
+               validation_file=raw.get("validation_file"), suffix=_suffix_of(raw),
+               trained_tokens=raw.get("trained_tokens"), error=raw.get("error") or None, raw=raw)
+
+
+def _suffix_of(raw: dict[str, Any]) -> str | None:
+    # OpenAI's job object has no suffix field; it shows up inside fine_tuned_model and, for
+    # jobs we created, in the metadata.
+    return raw.get("suffix") or (raw.get("metadata") or {}).get("tunelab_suffix")
+
+
+def _event_from_sdk(event: Any) -> ProviderEvent:
+    raw = event.model_dump(mode="json") if hasattr(event, "model_dump") else dict(event)
+    return ProviderEvent(id=raw["id"], created_at=float(raw.get("created_at") or 0),
+                         message=raw.get("message") or "", level=raw.get("level") or "info",
+                         type=raw.get("type") or "message", data=raw.get("data"))
+
+
+def hyperparameters(spec: JobSpec) -> dict[str, Any]:
+    values = {"n_epochs": spec.epochs, "learning_rate_multiplier": spec.learning_rate,
+              "batch_size": spec.batch_size}
+    return {name: value for name, value in values.items() if value is not None}
+
+
+class OpenAICompatProvider:
+    """An OpenAI-compatible endpoint. `base_url` overrides the profile's."""
+
+    def __init__(self, profile: Profile, *, base_url: str | None = None,
+                 max_retries: int = 5, timeout: float = 120.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.profile = profile
+        self.name = profile.name
+        self.capabilities = profile.capabilities
+        self.base_url = (base_url or profile.base_url).rstrip("/")
+        self._key = resolve_key(profile)
+        self._client = openai.OpenAI(api_key=self._key, base_url=self.base_url,
+                                     max_retries=max_retries, timeout=timeout)
+        # Calls that create something: no blind SDK retries (see the module docstring).
+        self._once = self._client.with_options(max_retries=0)
+        self._sleep = sleep
+        self.create_attempts = 8
+
+    def __repr__(self) -> str:  # never show the client (it holds the key)
+        return f"OpenAICompatProvider({self.name!r}, base_url={self.base_url!r})"
+
+    # plumbing -------------------------------------------------------------------------
+    def _call(self, send: Callable[[], T]) -> T:
+        try:
+            return send()
+        except openai.APIError as error:
+            raise wrap_sdk_error(error, provider=self.name, key=self._key) from None
+
+    def _exactly_once(self, send: Callable[[], T], find: Callable[[], T | None]) -> T:
+        """Send a create; after an ambiguous failure, adopt what it made instead of resending."""
+        for attempt in range(self.create_attempts):
+            try:
+                return send()
+            except openai.APIError as error:
+                if not is_transient(error) or attempt == self.create_attempts - 1:
+                    raise wrap_sdk_error(error, provider=self.name, key=self._key) from None
+                wait = retry_after(error)
+            found = self._find_patiently(find)
+            if found is not None:
+                return found
+            self._sleep(wait if wait is not None else _backoff(attempt))
+        raise AssertionError("unreachable")
+
+    def _find_patiently(self, find: Callable[[], T | None]) -> T | None:
+        """Run a lookup until it answers: resending before we know would risk a duplicate."""
+        for attempt in range(self.create_attempts):
+            try:
+                return self._call(find)
+            except ProviderError as error:
+                if not getattr(error, "transient", False) or attempt == self.create_attempts - 1:
+                    raise
+            self._sleep(_backoff(attempt))
+        raise AssertionError("unreachable")
+
+    # files ------------------------------------------------------------------------------
+    def upload(self, path: Path) -> FileRef:
+        """Upload for fine-tuning, unless this endpoint already holds the same bytes."""
+        sha = file_sha256(path)
+        size = path.stat().st_size
+        reused = self._reuse_upload(sha)
+        if reused is not None:
+            return reused
+        # The remote name carries the hash, so a lost upload can be recognised by it.
+        remote_name = f"{path.stem}.{sha[:16]}{path.suffix}"
+
+        def send() -> Any:
+            with path.open("rb") as handle:
+                return self._once.files.create(file=(remote_name, handle), purpose="fine-tune")
+
+        created = self._exactly_once(send, lambda: self._find_file(remote_name, size))
+        registry = open_registry()
+        try:
+            registry.record_file(file_id=created.id, provider=self.name, endpoint=self.base_url,
+                                 sha256=sha, filename=path.name, size=size, purpose="fine-tune")
+        finally:
+            registry.close()
+        return FileRef(id=created.id, filename=remote_name, bytes=size, sha256=sha)
+
+    def _reuse_upload(self, sha: str) -> FileRef | None:
+        registry = open_registry()
+        try:
+            for file_id in registry.files_with_sha(self.base_url, sha):
+                try:
+                    remote = self._call(lambda fid=file_id: self._client.files.retrieve(fid))
+                except NotFoundError:
+                    registry.forget_file(self.base_url, file_id)
+                    continue
+                if getattr(remote, "status", None) in ("error", "deleted"):
+                    continue
+                return FileRef(id=remote.id, filename=remote.filename, bytes=remote.bytes,
+                               sha256=sha, reused=True)
+        finally:
+            registry.close()
+        return None
+
+    def _find_file(self, remote_name: str, size: int) -> Any | None:
+        for remote in self._client.files.list(purpose="fine-tune", limit=100, order="desc"):
+            if remote.filename == remote_name and remote.bytes == size:
+                return remote
+        return None
+
+    # jobs -------------------------------------------------------------------------------
+    def create_job(self, spec: JobSpec) -> Job:
+        if not self.capabilities.fine_tuning:
+            raise UsageError(f"{self.name} has no fine-tuning API",
+                             fix="train with --provider openai, vertex or local; "
+                                 f"{self.name} still works for test, chat and compare")
+        token = spec.metadata.get(TOKEN_KEY) or uuid.uuid4().hex
+        metadata = {**spec.metadata, TOKEN_KEY: token}
+        if spec.suffix:
+            metadata["tunelab_suffix"] = spec.suffix
+        body: dict[str, Any] = {
+            "model": spec.base_model, "training_file": spec.training_file,
+            "method": {"type": "supervised",
+                       "supervised": {"hyperparameters": hyperparameters(spec)}},
+            "metadata": metadata,
+        }
+        for name in ("validation_file", "suffix", "seed"):
+            if getattr(spec, name) is not None:
+                body[name] = getattr(spec, name)
+        started = time.time()
+        created = self._exactly_once(
+            lambda: self._once.fine_tuning.jobs.create(**body, extra_body=spec.extra or None),
+            lambda: self._find_job(token, spec, started))
+        return _job_from_sdk(created)
+
+    def _find_job(self, token: str, spec: JobSpec, started: float) -> Any | None:
+        for job in self._client.fine_tuning.jobs.list(limit=50):
+            if job.training_file != spec.training_file:
+                continue
+            metadata = job.metadata or {}
+            if metadata.get(TOKEN_KEY) == token:
+                return job
+            # An endpoint that drops metadata: same file, model and suffix, created since.
+            if not metadata and job.model == spec.base_model and job.created_at >= started - 5 \
+                    and (not spec.suffix or spec.suffix in (job.fine_tuned_model or spec.suffix)):
+                return job
+        return None
+
+    def get_job(self, job_id: str) -> Job:
+        return _job_from_sdk(self._call(lambda: self._client.fine_tuning.jobs.retrieve(job_id)))
+
+    def list_jobs(self, limit: int = 20) -> list[Job]:
+        page = self._call(lambda: self._client.fine_tuning.jobs.list(limit=limit))
+        return [_job_from_sdk(job) for job in page.data]
+
+    def list_events(self, job_id: str, after: str | None = None) -> list[ProviderEvent]:
+        """Events newer than the event id `after`, oldest first."""
+
+        def newest_first() -> list[Any]:
+            found: list[Any] = []
+            for event in self._client.fine_tuning.jobs.list_events(job_id, limit=100):
+                if event.id == after or len(found) >= 10_000:
+                    break
+                found.append(event)
+            return found
+
+        return [_event_from_sdk(event) for event in reversed(self._call(newest_first))]
+
+    def list_checkpoints(self, job_id: str) -> list[dict[str, Any]]:
+        page = self._call(lambda: self._client.fine_tuning.jobs.checkpoints.list(job_id))
+        return [checkpoint.model_dump(mode="json") for checkpoint in page.data]
+
+    def cancel(self, job_id: str) -> Job:
+        return _job_from_sdk(self._call(lambda: self._client.fine_tuning.jobs.cancel(job_id)))
+
+    # chat -------------------------------------------------------------------------------
+    def chat(self, model: str, messages: list[dict[str, Any]], **options: Any) -> Reply:
+        if "max_new_tokens" in options:
+            options["max_tokens"] = options.pop("max_new_tokens")
+        started = time.perf_counter()
+        answer = self._call(lambda: self._client.chat.completions.create(
+            model=model, messages=messages, **options))
+        usage = answer.usage
+        return Reply(text=answer.choices[0].message.content or "", model=answer.model or model,
+                     latency_s=time.perf_counter() - started,
+                     prompt_tokens=usage.prompt_tokens if usage else None,
+                     completion_tokens=usage.completion_tokens if usage else None)
