@@ -1,5 +1,99 @@
-"""`tunelab data ...`: check, cost, convert, split. (Being built: issue 2.)"""
+"""`tunelab data ...`: check, cost, convert and split a dataset of chat examples."""
+
+from __future__ import annotations
+
+import json
 
 import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn
 
 app = typer.Typer(help="Check, price, convert and split a dataset.", no_args_is_help=True)
+console = Console()
+err_console = Console(stderr=True)
+
+PROVIDER_HELP = ("Who will train: openai, vertex, kimi, local, or an endpoint from "
+                 "providers.yaml. Decides the tokenizer, the length limit and the price.")
+MODEL_HELP = ("Target model (default per provider: gpt-4o-mini-2024-07-18, gemini-2.5-flash, "
+              "moonshot-v1-8k, the embedded SmolLM2).")
+EPOCHS_HELP = "Epochs to price (default: OpenAI's rule, 3 adjusted toward 100..25,000 steps)."
+
+
+def _check(file: str, provider: str, model: str | None, epochs: int | None):
+    from tunelab.data.check import check_file
+
+    with Progress(SpinnerColumn(), TextColumn("checked {task.completed:,} examples"),
+                  console=err_console, transient=True) as progress:
+        task = progress.add_task("check", total=None)
+        return check_file(file, provider=provider, model=model, epochs=epochs,
+                          on_progress=lambda done: progress.update(task, completed=done))
+
+
+def _print_json(payload: dict) -> None:
+    print(json.dumps(payload, ensure_ascii=False))
+
+
+@app.command("check")
+def check(
+    file: str = typer.Argument(..., help="A .jsonl (OpenAI chat), .json (array) or .csv file."),
+    provider: str = typer.Option("openai", "--provider", "-p", help=PROVIDER_HELP),
+    model: str | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    epochs: int | None = typer.Option(None, "--epochs", "-e", help=EPOCHS_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead."),
+) -> None:
+    """Validate FILE against OpenAI's fine-tuning rules, count its tokens and price training.
+
+    Every error names its line and a short code (invalid_json, missing_messages,
+    unrecognized_role, no_assistant_message, ...); warnings flag missing system prompts,
+    duplicates, examples over the model's length limit (and which part gets cut) and
+    examples that end on a user turn. Tokens are counted the way the target bills them:
+    tiktoken (o200k_base or cl100k_base) with the cookbook's per-message overhead for
+    OpenAI-style providers, the model's own chat template for --provider local. Gemini has
+    no offline tokenizer: its counts are o200k_base estimates.
+
+    Exit code: 0 valid (warnings allowed), 1 data errors, 2 unreadable file or bad usage.
+    """
+    report = _check(file, provider, model, epochs)
+    if as_json:
+        _print_json(report.as_dict())
+    else:
+        from tunelab.cli.data_view import show_check
+
+        show_check(console, report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command("cost")
+def cost(
+    file: str = typer.Argument(..., help="A .jsonl, .json or .csv dataset."),
+    epochs: int | None = typer.Option(None, "--epochs", "-e", help=EPOCHS_HELP),
+    provider: str = typer.Option("openai", "--provider", "-p", help=PROVIDER_HELP),
+    model: str | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead."),
+) -> None:
+    """Price training on FILE across providers and models, and inference per 1k requests.
+
+    Prices come from the packaged table (each row with its as-of date and source URL);
+    TUNELAB_HOME/pricing.json overrides or adds rows. Kimi has no fine-tuning API, so it
+    shows an inference price only. Tokens are counted with the --provider/--model
+    tokenizer and reused for every row, so other families' rows are estimates.
+    Exit code 1 if the file has data errors (those examples are not priced).
+    """
+    report = _check(file, provider, model, epochs)
+    if as_json:
+        _print_json({"ok": report.ok, "examples": report.valid_examples,
+                     "billing_tokens": report.billing_tokens, "epochs": report.epochs,
+                     "tokenizer": report.tokenizer,
+                     "cost": [row.as_dict() for row in report.cost]})
+    else:
+        from tunelab.cli.data_view import cost_table
+
+        console.print(cost_table(report.cost))
+        console.print(f"{report.valid_examples:,} examples, {report.billing_tokens:,} billing "
+                      f"tokens per epoch ({report.tokenizer}), {report.epochs} epochs",
+                      highlight=False)
+    if not report.ok:
+        err_console.print(f"⚠️  {report.errors.total:,} data errors: those examples are not "
+                          f"priced; run `tunelab data check {file}`", highlight=False)
+        raise typer.Exit(1)

