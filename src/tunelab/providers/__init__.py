@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from tunelab.errors import UsageError
 from tunelab.providers.base import Provider
+from tunelab.providers.local import build as _build_local
 
 Factory = Callable[..., Provider]
 
@@ -31,6 +32,7 @@ def _openai_compatible(name: str) -> Factory:
 PROVIDERS: dict[str, Factory] = {
     "openai": _openai_compatible("openai"),
     "kimi": _openai_compatible("kimi"),
+    "local": _build_local,
 }
 
 
