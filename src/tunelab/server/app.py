@@ -1,0 +1,187 @@
+"""The FastAPI app: OpenAI's files, fine-tuning, models and chat routes over the local trainer.
+
+Routes are thin: parse, call the store / worker / chat module, return OpenAI's shapes. Every
+failure becomes an OpenAI-shaped error (server/errors.py); every route but /health needs the
+bearer key when one is set (server/auth.py).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.responses import FileResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from tunelab.server import auth, errors
+from tunelab.server.chat import complete, completion_object, stream_chunks
+from tunelab.server.errors import ApiError, not_found
+from tunelab.server.files import FileStore
+from tunelab.server.jobs import JobStore, job_object, new_job_id, page
+from tunelab.server.settings import ServeSettings
+from tunelab.server.training import build_config, checkpoint_objects, local_models
+from tunelab.server.worker import Worker
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    training_file: str
+    validation_file: str | None = None
+    suffix: str | None = Field(None, max_length=64)
+    seed: int | None = None
+    hyperparameters: dict[str, Any] | None = None
+    method: dict[str, Any] | None = None
+    metadata: dict[str, str] | None = None
+    integrations: list[dict[str, Any]] | None = None
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")  # clients send many options we can ignore
+
+    model: str
+    messages: list[dict[str, Any]]
+    max_tokens: int | None = Field(None, ge=1, le=4096)
+    max_completion_tokens: int | None = Field(None, ge=1, le=4096)
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    seed: int | None = None
+    n: int = Field(1, ge=1, le=1)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+
+
+def create_app(settings: ServeSettings | None = None) -> FastAPI:
+    settings = settings or ServeSettings()
+    files = FileStore(max_bytes=settings.max_upload_bytes)
+    jobs = JobStore()
+    worker = Worker(jobs)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
+        if settings.run_worker:
+            worker.start()
+        yield
+        if settings.run_worker:
+            worker.shutdown()
+
+    app = FastAPI(title="tunelab", version="1", lifespan=lifespan, docs_url=None,
+                  redoc_url=None, openapi_url=None)
+    app.state.settings, app.state.files, app.state.jobs = settings, files, jobs
+    app.state.worker = worker
+    errors.install(app)
+    auth.install(app, settings)
+    _file_routes(app, files)
+    _job_routes(app, settings, files, jobs, worker)
+    _model_routes(app)
+    return app
+
+
+def _file_routes(app: FastAPI, files: FileStore) -> None:
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/files")
+    def upload(file: UploadFile = File(...), purpose: str = Form(...)) -> dict[str, Any]:
+        return files.save(file.file, filename=file.filename, purpose=purpose)
+
+    @app.get("/v1/files")
+    def list_files(purpose: str | None = None, after: str | None = None,
+                   limit: int = Query(10_000, ge=1, le=10_000),
+                   order: Literal["asc", "desc"] = "desc") -> dict[str, Any]:
+        found = files.list(purpose=purpose)
+        return page(found if order == "desc" else found[::-1], after=after, limit=limit)
+
+    @app.get("/v1/files/{file_id}")
+    def retrieve_file(file_id: str) -> dict[str, Any]:
+        return files.get(file_id)
+
+    @app.get("/v1/files/{file_id}/content")
+    def file_content(file_id: str) -> FileResponse:
+        files.get(file_id)
+        return FileResponse(files.data_path(file_id), media_type="application/octet-stream")
+
+    @app.delete("/v1/files/{file_id}")
+    def delete_file(file_id: str) -> dict[str, Any]:
+        return files.delete(file_id)
+
+
+def _job_routes(app: FastAPI, settings: ServeSettings, files: FileStore, jobs: JobStore,
+                worker: Worker) -> None:
+    @app.post("/v1/fine_tuning/jobs")
+    def create_job(body: JobCreate) -> dict[str, Any]:
+        config, hyper = build_config(body, files, settings)
+        with jobs._lock:  # seq orders jobs created within the same second
+            doc = {"id": new_job_id(), "seq": jobs.next_seq(), "created_at": int(time.time()),
+                   "model": body.model, "training_file": body.training_file,
+                   "validation_file": body.validation_file, "suffix": body.suffix,
+                   "seed": config["seed"], "hyperparameters": hyper,
+                   "metadata": body.metadata, "status": "queued", "config": config}
+            jobs.create(doc)
+        jobs.add_event(doc["id"], "Validating training file: " + body.training_file)
+        worker.notify()
+        return job_object(doc)
+
+    @app.get("/v1/fine_tuning/jobs")
+    def list_jobs(request: Request, after: str | None = None,
+                  limit: int = Query(20, ge=1, le=1000)) -> dict[str, Any]:
+        wanted = {key[9:-1]: value for key, value in request.query_params.items()
+                  if key.startswith("metadata[") and key.endswith("]")}
+        docs = [doc for doc in reversed(jobs.all())
+                if all((doc.get("metadata") or {}).get(k) == v for k, v in wanted.items())]
+        return page([job_object(doc) for doc in docs], after=after, limit=limit)
+
+    @app.get("/v1/fine_tuning/jobs/{job_id}")
+    def retrieve_job(job_id: str) -> dict[str, Any]:
+        return job_object(jobs.get(job_id))
+
+    @app.post("/v1/fine_tuning/jobs/{job_id}/cancel")
+    def cancel_job(job_id: str) -> dict[str, Any]:
+        doc = jobs.get(job_id)
+        if doc["status"] in ("succeeded", "failed", "cancelled"):
+            raise ApiError(400, f"Job {job_id} is already {doc['status']} and cannot be "
+                           "cancelled", code="invalid_job_state")
+        doc = jobs.update(job_id, status="cancelled")
+        worker.stop_running(job_id)
+        jobs.add_event(job_id, "Cancellation requested by the client")
+        return job_object(doc)
+
+    @app.get("/v1/fine_tuning/jobs/{job_id}/events")
+    def job_events(job_id: str, after: str | None = None,
+                   limit: int = Query(20, ge=1, le=1000)) -> dict[str, Any]:
+        return page(jobs.events(job_id)[::-1], after=after, limit=limit)
+
+    @app.get("/v1/fine_tuning/jobs/{job_id}/checkpoints")
+    def job_checkpoints(job_id: str, after: str | None = None,
+                        limit: int = Query(10, ge=1, le=1000)) -> dict[str, Any]:
+        doc = jobs.get(job_id)
+        return page(checkpoint_objects(doc), after=after, limit=limit)
+
+
+def _model_routes(app: FastAPI) -> None:
+    @app.get("/v1/models")
+    def list_models() -> dict[str, Any]:
+        return {"object": "list", "data": local_models()}
+
+    @app.get("/v1/models/{model_id:path}")
+    def retrieve_model(model_id: str) -> dict[str, Any]:
+        for model in local_models():
+            if model["id"] == model_id:
+                return model
+        raise not_found("model", model_id, param="model")
+
+    @app.post("/v1/chat/completions", response_model=None)
+    def chat(body: ChatRequest) -> dict[str, Any] | StreamingResponse:
+        limit = body.max_completion_tokens or body.max_tokens or 256
+        completion = complete(body.model, body.messages, max_tokens=limit,
+                              temperature=body.temperature, top_p=body.top_p,
+                              seed=body.seed or 0)
+        if not body.stream:
+            return completion_object(body.model, completion)
+        usage = bool((body.stream_options or {}).get("include_usage"))
+        return StreamingResponse(stream_chunks(body.model, completion, include_usage=usage),
+                                 media_type="text/event-stream")
