@@ -16,7 +16,7 @@ Factory = Callable[..., Provider]
 
 
 def _openai_compatible(name: str) -> Factory:
-    def build(*, base_url: str | None = None) -> Provider:
+    def build(*, base_url: str | None = None, **_settings: object) -> Provider:
         from tunelab.providers.openai_compat import OpenAICompatProvider
         from tunelab.providers.profiles import find_profile
 
@@ -28,7 +28,9 @@ def _openai_compatible(name: str) -> Factory:
     return build
 
 
-# name -> factory(base_url=...). Other kinds add one line each (vertex, local).
+# name -> factory(base_url=..., **settings). Other kinds add one line each (vertex, local).
+# `settings` carry provider-only flags (vertex: project_id, bucket, location); factories
+# ignore the ones they do not use.
 PROVIDERS: dict[str, Factory] = {
     "openai": _openai_compatible("openai"),
     "kimi": _openai_compatible("kimi"),
@@ -43,8 +45,9 @@ def provider_names() -> list[str]:
     return sorted(set(PROVIDERS) | set(load_profiles()))
 
 
-def get_provider(name: str, *, base_url: str | None = None) -> Provider:
-    """Build the provider called `name`; `base_url` points an OpenAI-compatible one elsewhere."""
+def get_provider(name: str, *, base_url: str | None = None, **settings: object) -> Provider:
+    """Build the provider called `name`; `base_url` points it elsewhere (a proxy, a local
+    server); `settings` are provider-only flags such as vertex's project_id and bucket."""
     factory = PROVIDERS.get(name)
     if factory is None:
         from tunelab.providers.profiles import find_profile
@@ -54,4 +57,4 @@ def get_provider(name: str, *, base_url: str | None = None) -> Provider:
                              fix=f"use one of {', '.join(provider_names())}, or declare it "
                                  "in TUNELAB_HOME/providers.yaml")
         factory = _openai_compatible(name)
-    return factory(base_url=base_url)
+    return factory(base_url=base_url, **settings)

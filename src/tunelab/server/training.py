@@ -106,6 +106,8 @@ def checkpoint_objects(doc: dict[str, Any]) -> list[dict[str, Any]]:
     objects = []
     for checkpoint in checkpoints:
         metrics = checkpoint.metrics or {}
+        if "points_to" in metrics:  # `latest` and `best` point at a real checkpoint
+            continue
         objects.append({
             "object": "fine_tuning.job.checkpoint",
             "id": f"ftckpt-{doc['id'][6:]}-{checkpoint.name}",

@@ -9,9 +9,11 @@ for exactly that reason; only a client's cancel makes it `cancelled`.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from typing import Any
 
+from tunelab import home
 from tunelab.errors import TunelabError
 from tunelab.server.jobs import JobStore
 
@@ -116,6 +118,8 @@ class Worker:
 
         if resuming and _has_checkpoint(doc["id"]):
             return api.resume(doc["id"], {}, on_event=on_event, stop=stop)
+        if resuming:  # stopped before its first checkpoint: start over in a clean folder
+            shutil.rmtree(home.runs_dir() / doc["id"], ignore_errors=True)
         config = validate_config(doc["config"])
         return api.train(config, job_id=doc["id"], on_event=on_event, stop=stop)
 

@@ -1,0 +1,207 @@
+"""The cloud training path, the same for every provider:
+
+    check data -> estimate cost -> (confirm) -> upload, deduped -> create, idempotent
+    -> record in the registry at once -> watch until a terminal status
+
+Each step is a function the CLI calls in order and renders; nothing here prints or prompts.
+`watch` is a generator of updates so the CLI can draw them, and detach (Ctrl-C) at any
+point without cancelling: the job id is in the registry before the first poll.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunelab.errors import DataError, ProviderError, UsageError
+from tunelab.providers.base import Job, JobSpec, Provider, ProviderEvent
+from tunelab.registry import JobRecord, open_registry
+from tunelab.registry.store import TERMINAL
+
+MAX_OUTAGE_S = 3 * 3600.0  # a watch keeps retrying through network outages this long
+
+
+def require_fine_tuning(provider_name: str) -> None:
+    """Fail at once, before reading data or keys, if the provider cannot train."""
+    from tunelab.providers.profiles import find_profile
+
+    profile = find_profile(provider_name)
+    if profile is not None and not profile.capabilities.fine_tuning:
+        raise UsageError(f"{provider_name} has no fine-tuning API (its endpoint offers chat "
+                         "and files only)",
+                         fix="train with --provider openai, --provider vertex or "
+                             f"--provider local; {provider_name} still works for test, chat "
+                             "and compare")
+
+
+def check_data(path: Path, *, provider: str, model: str | None, epochs: int | None,
+               role: str = "FILE") -> Any:
+    """The data engineer's full check; DataError when the file breaks a rule."""
+    from tunelab.data.check import check_file
+
+    if not path.is_file():
+        raise UsageError(f"{role} {path} does not exist", fix="check the path")
+    report = check_file(path, provider=provider, model=model, epochs=epochs)
+    if not report.ok:
+        first = sorted(report.errors.listed, key=lambda p: p.line or 0)[0]
+        raise DataError(f"{report.errors.total} error(s); first: {first.code}: {first.message}",
+                        path=str(path), line=first.line,
+                        fix=f"run `tunelab data check {path}` for every problem")
+    return report
+
+
+@dataclass
+class CostEstimate:
+    provider: str
+    model: str
+    epochs: int
+    billed_tokens: int  # per epoch, capped per example at the model's limit
+    dollars: float | None  # None when no training price is known for this model
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def estimate_cost(report: Any, *, provider: str, model: str, epochs: int | None) -> CostEstimate:
+    from tunelab.data.pricing import find_price
+
+    epochs = epochs or report.epochs
+    price = find_price(provider, model)
+    dollars = None
+    if price is not None and price.trainable:
+        dollars = report.billing_tokens * epochs * price.training_per_1m / 1e6
+    return CostEstimate(provider, model, epochs, report.billing_tokens, dollars)
+
+
+def needs_confirmation(estimate: CostEstimate, max_cost: float | None) -> bool:
+    """Ask unless a --max-cost was given and a known estimate stays under it."""
+    if max_cost is None or estimate.dollars is None:
+        return True
+    return estimate.dollars > max_cost
+
+
+def spec_from_options(options: dict[str, Any], training_file: str,
+                      validation_file: str | None, model: str) -> JobSpec:
+    rate = options.get("learning_rate_multiplier") or options.get("learning_rate")
+    return JobSpec(base_model=model, training_file=training_file,
+                   validation_file=validation_file, suffix=options.get("suffix"),
+                   epochs=options.get("epochs"), learning_rate=rate,
+                   batch_size=options.get("batch_size"), seed=options.get("seed"),
+                   extra=dict(options.get("provider_extra") or {}))
+
+
+def record_job(provider: Provider, job: Job, *, local_files: dict[str, str],
+               config: dict[str, Any]) -> JobRecord:
+    """Put a provider's job in the registry (or refresh it): done right after create."""
+    registry = open_registry()
+    try:
+        existing = registry.find_job(job.id)
+        fields = dict(status=job.status, native_status=job.native_status,
+                      fine_tuned_model=job.fine_tuned_model, error=job.error)
+        if existing is not None:
+            return registry.update_job(job.id, **fields)
+        now = time.time()
+        record = JobRecord(id=job.id, provider=provider.name, created_at=job.created_at or now,
+                           updated_at=now, endpoint=getattr(provider, "base_url", None),
+                           base_model=job.base_model, suffix=job.suffix,
+                           training_file=job.training_file,
+                           validation_file=job.validation_file,
+                           config={**config, "local_files": local_files}, **fields)
+        registry.create_job(record)
+        registry.add_event(job.id, f"created on {provider.name} as {job.id}")
+        return record
+    finally:
+        registry.close()
+
+
+@dataclass
+class WatchUpdate:
+    job: Job | None  # None while the provider cannot be reached
+    events: list[ProviderEvent] = field(default_factory=list)
+    outage_s: float = 0.0  # how long polls have failed in a row
+    problem: str | None = None  # the last transient error, shown during an outage
+
+    @property
+    def done(self) -> bool:
+        return self.job is not None and self.job.status in TERMINAL
+
+
+def metrics_of(event: ProviderEvent) -> dict[str, Any] | None:
+    """step / train_loss / valid_loss from a provider's metrics event."""
+    data = event.data or {}
+    if event.type != "metrics" or "step" not in data:
+        return None
+    keys = ("step", "train_loss", "valid_loss", "full_valid_loss", "total_steps",
+            "train_mean_token_accuracy")
+    return {key: data[key] for key in keys if data.get(key) is not None}
+
+
+def _last_seen_event(job_id: str) -> str | None:
+    registry = open_registry()
+    try:
+        for event in reversed(registry.list_events(job_id)):
+            if event.data and event.data.get("provider_event_id"):
+                return event.data["provider_event_id"]
+    finally:
+        registry.close()
+    return None
+
+
+def _store(job: Job, events: list[ProviderEvent]) -> None:
+    registry = open_registry()
+    try:
+        registry.update_job(job.id, status=job.status, native_status=job.native_status,
+                            fine_tuned_model=job.fine_tuned_model, error=job.error)
+        for event in events:
+            registry.add_event(job.id, event.message, level=event.level, type=event.type,
+                               data={**(event.data or {}), "provider_event_id": event.id},
+                               created_at=event.created_at or None)
+            values = metrics_of(event)
+            if values:
+                registry.add_metrics(job.id, int(values.pop("step")), values)
+    finally:
+        registry.close()
+
+
+def watch(provider: Provider, job_id: str, *, interval: float = 60.0,
+          sleep: Callable[[float], None] = time.sleep,
+          max_outage_s: float = MAX_OUTAGE_S) -> Iterator[WatchUpdate]:
+    """Poll until the job ends, recording status, events and metrics in the registry.
+
+    Transient failures (network down, 429, 5xx) are retried with backoff for up to
+    `max_outage_s`; each failed poll still yields an update so the caller can show it.
+    """
+    after = _last_seen_event(job_id)
+    outage_started: float | None = None
+    failures = 0
+    while True:
+        try:
+            job = provider.get_job(job_id)
+            events = provider.list_events(job_id, after=after)
+        except ProviderError as error:
+            if not getattr(error, "transient", False):
+                raise
+            outage_started = outage_started or time.monotonic()
+            failures += 1
+            outage = time.monotonic() - outage_started
+            if outage > max_outage_s:
+                raise ProviderError(f"lost contact with {provider.name} for "
+                                    f"{outage / 60:.0f} min; the job itself goes on there",
+                                    code="connection_lost",
+                                    fix=f"reattach later with `tunelab jobs watch {job_id}`") \
+                    from None
+            yield WatchUpdate(None, outage_s=outage, problem=error.render())
+            sleep(min(interval, 2.0 * 2 ** min(failures, 5)))
+            continue
+        outage_started, failures = None, 0
+        if events:
+            after = events[-1].id
+        _store(job, events)
+        update = WatchUpdate(job, events)
+        yield update
+        if update.done:
+            return
+        sleep(interval)
