@@ -12,9 +12,15 @@ from collections.abc import Sequence
 import click
 import typer
 from rich.console import Console
+from typer.exceptions import TyperException
 
 from tunelab import __version__
 from tunelab.errors import TunelabError
+
+# typer >= 0.24 vendors its own click; plain click may still raise from older plugins.
+_EXITS = (typer.Exit, click.exceptions.Exit)
+_ABORTS = (typer.Abort, click.exceptions.Abort)
+_USAGE_ERRORS = (TyperException, click.ClickException)
 
 app = typer.Typer(
     name="tunelab",
@@ -58,14 +64,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TunelabError as error:
         err_console.print(f"[bold red]error:[/] {error.render()}", highlight=False, soft_wrap=True)
         return error.exit_code
-    except click.exceptions.Exit as done:
+    except _EXITS as done:
         return done.exit_code
-    except click.exceptions.Abort:
+    except _ABORTS:
         err_console.print("aborted")
         return 130
-    except click.ClickException as error:
+    except _USAGE_ERRORS as error:
+        # typer/click's own one-line usage message ("No such option ..."), exit 2.
         error.show()
-        return 2
+        return getattr(error, "exit_code", 2) or 2
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130

@@ -11,4 +11,7 @@ def register(app: typer.Typer) -> None:
     from tunelab.cli import data_cmd
 
     app.add_typer(data_cmd.app, name="data")
+    from tunelab.cli import serve_cmd
+
+    app.command("serve")(serve_cmd.serve)
     app._tunelab_registered = True  # type: ignore[attr-defined]
