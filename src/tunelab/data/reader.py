@@ -13,8 +13,8 @@ import csv
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from tunelab.data.problems import Problem
 from tunelab.data.rules import ERRORS, example_errors
@@ -27,8 +27,7 @@ CSV_COLUMNS = ("question", "answer", "system")
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     """One example from the file: either `example` (the parsed value) or `error`."""
 
     line: int

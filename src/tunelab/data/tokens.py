@@ -20,7 +20,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Protocol
@@ -38,7 +38,6 @@ TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 PRIMING_TOKENS = 3
 CACHE_LIMIT = 200_000  # distinct strings remembered between batches (system prompts, roles)
-THREADS = min(4, os.cpu_count() or 1)
 
 
 class Counter(Protocol):
@@ -106,51 +105,83 @@ def _sha256(data: bytes) -> str:
 
 
 class TiktokenCounter:
-    """The cookbook's count, batched: each distinct string is encoded once, on threads."""
+    """The cookbook's count: each distinct string is counted once and remembered.
+
+    Counting uses bpe-openai's Rust `count` when present (the same o200k/cl100k tables and
+    pre-tokenisation as tiktoken, about 2x faster and without building a token list); the
+    test suite checks it against tiktoken itself. Otherwise tiktoken's encode_ordinary.
+    """
 
     def __init__(self, encoding: str) -> None:
         self.name = encoding
-        self._encoding = load_encoding(encoding)
+        self._count = _fast_counter(encoding) or _tiktoken_counter(encoding)
         self._lengths: dict[str, int] = {}
 
     def count(self, examples: Sequence[dict]) -> list[tuple[int, int, int]]:
-        lengths = self._lengths
-        if len(lengths) > CACHE_LIMIT:
-            lengths.clear()
-        self._learn(examples)
-        return [self._example(example["messages"], lengths) for example in examples]
+        if len(self._lengths) > CACHE_LIMIT:
+            self._lengths.clear()
+        return [self._example(example["messages"]) for example in examples]
 
     def message_tokens(self, example: dict) -> list[int]:
-        self._learn([example])
-        return [self._message(message, self._lengths) for message in example["messages"]]
+        return [self._message(message) for message in example["messages"]]
 
-    def _learn(self, examples: Sequence[dict]) -> None:
-        """Encode every string of the batch that is not known yet, all in one call."""
-        lengths = self._lengths
-        unknown = {value for example in examples for message in example["messages"]
-                   for value in message.values() if type(value) is str and value not in lengths}
-        if unknown:
-            texts = list(unknown)
-            encoded = self._encoding.encode_ordinary_batch(texts, num_threads=THREADS)
-            lengths.update(zip(texts, map(len, encoded), strict=True))
+    def text_tokens(self, text: str) -> int:
+        """Tokens of one string, remembered for the next time it appears."""
+        tokens = self._lengths.get(text)
+        if tokens is None:
+            tokens = self._lengths[text] = self._count(text)
+        return tokens
 
-    @staticmethod
-    def _example(messages: list[dict], lengths: dict[str, int]) -> tuple[int, int, int]:
+    def _example(self, messages: list[dict]) -> tuple[int, int, int]:
+        # The hot loop of `data check`: kept flat on purpose (no call per message).
+        lengths, count = self._lengths, self._count
         total, assistant, last = PRIMING_TOKENS, 0, 0
         for message in messages:
-            total += TiktokenCounter._message(message, lengths)
-            if message.get("role") == "assistant":
-                last = lengths.get(message.get("content"), 0)
-                assistant += last
+            total += TOKENS_PER_MESSAGE
+            for key, value in message.items():
+                if type(value) is str:
+                    tokens = lengths.get(value)
+                    if tokens is None:
+                        tokens = lengths[value] = count(value)
+                    total += tokens
+                    if key == "name":
+                        total += TOKENS_PER_NAME
+                    elif key == "content" and message.get("role") == "assistant":
+                        last = tokens
+                        assistant += tokens
         return total, assistant, last
 
-    @staticmethod
-    def _message(message: dict, lengths: dict[str, int]) -> int:
+    def _message(self, message: dict) -> int:
         tokens = TOKENS_PER_MESSAGE + TOKENS_PER_NAME * ("name" in message)
-        for value in message.values():
-            if type(value) is str:
-                tokens += lengths[value]
-        return tokens
+        return tokens + sum(self.text_tokens(value) for value in message.values()
+                            if type(value) is str)
+
+
+def _fast_counter(encoding: str) -> Callable[[str], int] | None:
+    try:
+        from bpe_openai import _bindings
+    except ImportError:  # an older or absent bpe-openai: tiktoken does the work
+        return None
+    if encoding not in _bindings.supported_encodings():
+        return None
+    backend = _bindings.tokenizer_for_encoding(encoding)
+
+    def count(text: str) -> int:
+        try:
+            return backend.count(text)
+        except UnicodeEncodeError:  # lone surrogates from JSON escapes: as tiktoken does
+            return backend.count(_replace_surrogates(text))
+
+    return count
+
+
+def _tiktoken_counter(encoding: str) -> Callable[[str], int]:
+    encode = load_encoding(encoding).encode_ordinary
+    return lambda text: len(encode(text))
+
+
+def _replace_surrogates(text: str) -> str:
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 class ChatTemplateCounter:

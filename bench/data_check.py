@@ -1,0 +1,160 @@
+"""Benchmark: `tunelab data check`'s core vs a cookbook-style validator on 100k examples.
+
+Run: .venv/bin/python bench/data_check.py [--examples 100000] [--keep]
+
+The data imitates the seeds' dataset: one persona system prompt shared by every example
+(as in the 321-pair Natasha set), a user question and a reply of varied length, some
+multi-turn, in English and Russian, with 1% broken lines. The cookbook-style validator is
+the OpenAI cookbook's "Chat_finetuning_data_prep" algorithm restated here: json.loads per
+line, its format checks per message, and `encoding.encode` per string value. Both runs
+count the same things; the script prints both times, the ratio, and whether the counts match.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from tunelab.data.check import check_file  # noqa: E402
+from tunelab.data.tokens import encoding_for, load_encoding  # noqa: E402
+
+MODEL = "gpt-4o-mini-2024-07-18"
+LIMIT = 65536
+_TEXT = ("soul light river mirror fear love money path fire silence mother business "
+         "душа свет река зеркало страх любовь деньги путь огонь тишина мама дело "
+         "growth partner trust karma dream body breath ocean seed root wing door "
+         "рост партнёр доверие карма сон тело дыхание океан семя корень крыло дверь")
+WORDS = tuple(_TEXT.split())
+SYSTEM = ("You are Natasha, a warm, provocative coach who answers in vivid metaphors about "
+          "spiritual growth, relationships, business and past lives. " * 6).strip()
+
+
+def sentence(rng: random.Random, low: int, high: int) -> str:
+    words = rng.choices(WORDS, k=rng.randint(low, high))
+    return " ".join(words).capitalize() + rng.choice((".", "?", "!", "..."))
+
+
+def example(rng: random.Random) -> dict:
+    messages = [{"role": "system", "content": SYSTEM}]
+    for _ in range(rng.choice((1, 1, 1, 2, 3))):
+        messages.append({"role": "user", "content": sentence(rng, 5, 25)})
+        reply = " ".join(sentence(rng, 6, 18) for _ in range(rng.randint(2, 6)))
+        messages.append({"role": "assistant", "content": reply})
+    return {"messages": messages}
+
+
+def generate(path: Path, count: int) -> None:
+    rng = random.Random(0)
+    with path.open("w", encoding="utf-8") as out:
+        for index in range(count):
+            if index % 100 == 99:  # 1% broken: no assistant turn, or a bad role
+                line = {"messages": [{"role": rng.choice(("user", "narrator")),
+                                      "content": sentence(rng, 3, 9)}]}
+            else:
+                line = example(rng)
+            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+
+def cookbook(path: Path) -> dict:
+    """The cookbook's algorithm, as its notebook documents it."""
+    encoding = load_encoding(encoding_for(MODEL))
+    with path.open(encoding="utf-8") as handle:
+        dataset = [json.loads(line) for line in handle]
+    bad = 0
+    total = assistant = billing = 0
+    for ex in dataset:
+        if _format_errors(ex):
+            bad += 1
+            continue
+        tokens = 3
+        for message in ex["messages"]:
+            tokens += 3
+            for key, value in message.items():
+                tokens += len(encoding.encode(value))
+                if key == "name":
+                    tokens += 1
+        reply = sum(len(encoding.encode(m["content"])) for m in ex["messages"]
+                    if m["role"] == "assistant")
+        total += tokens
+        assistant += reply
+        billing += min(LIMIT, tokens)
+    valid = len(dataset) - bad
+    return {"examples": len(dataset), "bad": bad, "tokens": total, "assistant": assistant,
+            "billing": billing, "epochs": _cookbook_epochs(valid)}
+
+
+def _format_errors(ex: object) -> int:
+    if not isinstance(ex, dict):
+        return 1
+    messages = ex.get("messages")
+    if not messages:
+        return 1
+    errors = 0
+    for message in messages:
+        if "role" not in message or "content" not in message:
+            errors += 1
+        if any(k not in ("role", "content", "name", "function_call", "weight") for k in message):
+            errors += 1
+        if message.get("role") not in ("system", "user", "assistant", "function"):
+            errors += 1
+        content = message.get("content")
+        if (not content and not message.get("function_call")) or not isinstance(content, str):
+            errors += 1
+    if not any(message.get("role") == "assistant" for message in messages):
+        errors += 1
+    return errors
+
+
+def _cookbook_epochs(n: int) -> int:
+    epochs = 3
+    if n * 3 < 100:
+        epochs = min(25, 100 // n)
+    elif n * 3 > 25000:
+        epochs = max(1, 25000 // n)
+    return epochs
+
+
+def ours(path: Path) -> dict:
+    report = check_file(path, provider="openai", model=MODEL)
+    bad_lines = {problem.line for problem in report.errors.listed}
+    return {"examples": report.examples, "bad": len(bad_lines) if report.errors.total <= 200
+            else report.examples - report.valid_examples,
+            "tokens": report.tokens["total"], "assistant": report.tokens["assistant"],
+            "billing": report.billing_tokens, "epochs": report.epochs}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=100_000)
+    parser.add_argument("--keep", action="store_true", help="keep the generated file")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="tunelab-bench-"))
+    path = folder / "bench.jsonl"
+    generate(path, args.examples)
+    load_encoding(encoding_for(MODEL))  # table loading is not what we measure
+    size = path.stat().st_size / 1e6
+    print(f"{args.examples:,} examples, {size:.0f} MB at {path}")
+    start = time.perf_counter()
+    theirs = cookbook(path)
+    middle = time.perf_counter()
+    mine = ours(path)
+    end = time.perf_counter()
+    cookbook_s, ours_s = middle - start, end - middle
+    print(f"cookbook-style: {cookbook_s:.2f} s  {theirs}")
+    print(f"tunelab:        {ours_s:.2f} s  {mine}")
+    print(f"ratio: {cookbook_s / ours_s:.1f}x faster; counts match: {theirs == mine}")
+    if not args.keep:
+        path.unlink()
+        folder.rmdir()
+    return 0 if theirs == mine else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
