@@ -11,6 +11,7 @@ from collections.abc import Callable
 from tunelab.errors import UsageError
 from tunelab.providers.base import Provider
 from tunelab.providers.local import build as _build_local
+from tunelab.providers.vertex import create as _build_vertex
 
 Factory = Callable[..., Provider]
 
@@ -35,6 +36,7 @@ PROVIDERS: dict[str, Factory] = {
     "openai": _openai_compatible("openai"),
     "kimi": _openai_compatible("kimi"),
     "local": _build_local,
+    "vertex": _build_vertex,
 }
 
 

@@ -1,0 +1,582 @@
+"""Vertex AI supervised tuning of Gemini: google-genai (vertexai=True) plus Cloud Storage.
+
+The dataset goes to `gs://BUCKET/tunelab/<sha256>.jsonl` in Gemini's format (named by the
+hash of the converted bytes, so an identical dataset is never uploaded twice); the job is
+created with `client.tunings.tune`; the tuned model is the job's `tunedModel.endpoint`,
+which `chat` calls with `generate_content`. Vertex has no event stream, so `list_events`
+derives events from the job's timestamps, state and `tuningDataStats`.
+
+Credentials are Application Default Credentials (google.auth.default); the project comes
+from --project-id, else GOOGLE_CLOUD_PROJECT, else the ADC file. SDK errors become ours:
+
+    google.auth DefaultCredentialsError      -> AuthError (gcloud auth application-default login)
+    google.auth RefreshError / 401 / 403     -> AuthError
+    404 (job, endpoint, bucket)              -> NotFoundError
+    any other API or connection error        -> ProviderError(code, message)
+
+Messages carry the API's code and first line of its message, never a token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from tunelab.data.gemini import (
+    DEFAULT_MODEL,
+    SUPPORTED_MODELS,
+    GeminiLimits,
+    adapter_size_enum,
+    limits_for,
+    openai_to_gemini,
+)
+from tunelab.errors import AuthError, DataError, NotFoundError, ProviderError, UsageError
+from tunelab.providers.base import Capabilities, FileRef, Job, JobSpec, ProviderEvent, Reply
+
+NAME = "vertex"
+DEFAULT_LOCATION = "us-central1"
+OBJECT_PREFIX = "tunelab/"
+SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+TIMEOUT_MS = 120_000
+ADC_FIX = ("run `gcloud auth application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS) "
+           "and set GOOGLE_CLOUD_PROJECT or pass --project-id")
+
+# Vertex JobState -> tunelab status. Anything else is kept as the native state and shown.
+STATUSES = {
+    "JOB_STATE_QUEUED": "queued",
+    "JOB_STATE_PENDING": "queued",
+    "JOB_STATE_RUNNING": "running",
+    "JOB_STATE_SUCCEEDED": "succeeded",
+    "JOB_STATE_FAILED": "failed",
+    "JOB_STATE_EXPIRED": "failed",
+    "JOB_STATE_CANCELLING": "cancelled",
+    "JOB_STATE_CANCELLED": "cancelled",
+}
+_TRANSIENT = {408, 409, 429}
+_RESOURCE = re.compile(r"^projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/")
+_DEFAULT_HOST = re.compile(r"^https://[a-z0-9-]*aiplatform\.googleapis\.com/?$")
+
+# Every supported model shares these today; upload() does not know the model yet, so it
+# checks against the strictest value of each limit.
+COMMON_LIMITS = GeminiLimits(*(min(getattr(limits, name) for limits in SUPPORTED_MODELS.values())
+                               for name in ("max_example_tokens", "max_validation_examples",
+                                            "max_file_bytes", "max_training_examples")),
+                             adapter_sizes=())
+
+
+def map_status(state: str | None) -> str:
+    """tunelab's status for a Vertex JOB_STATE_*; an unknown state is returned unchanged."""
+    return STATUSES.get(state or "", state or "unknown")
+
+
+# ---- options --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class VertexOptions:
+    """Where to tune: flags first, then GOOGLE_CLOUD_PROJECT / GOOGLE_CLOUD_LOCATION."""
+
+    project_id: str | None = None
+    bucket: str | None = None
+    location: str = DEFAULT_LOCATION
+    base_url: str | None = None  # a local stand-in for Vertex (tests, proxies)
+
+    @classmethod
+    def resolve(cls, *, project_id: str | None = None, bucket: str | None = None,
+                location: str | None = None, base_url: str | None = None) -> VertexOptions:
+        if base_url and _DEFAULT_HOST.match(base_url):
+            base_url = None  # the real service: let the SDK pick the regional host
+        return cls(project_id=project_id or os.environ.get("GOOGLE_CLOUD_PROJECT") or None,
+                   bucket=(bucket or "").removeprefix("gs://").strip("/") or None,
+                   location=location or os.environ.get("GOOGLE_CLOUD_LOCATION")
+                   or DEFAULT_LOCATION,
+                   base_url=base_url)
+
+    def require_project(self) -> str:
+        if not self.project_id:
+            raise UsageError("no Google Cloud project given",
+                             fix="pass --project-id P or set GOOGLE_CLOUD_PROJECT")
+        return self.project_id
+
+    def require_bucket(self) -> str:
+        if not self.bucket:
+            raise UsageError("no Cloud Storage bucket given for the dataset",
+                             fix="pass --bucket B (create it once with `gsutil mb gs://B`)")
+        return self.bucket
+
+    @property
+    def api_root(self) -> str:
+        return (self.base_url or f"https://{self.location}-aiplatform.googleapis.com/").rstrip("/")
+
+
+# ---- the dataset --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PreparedFile:
+    """A dataset converted to Gemini JSONL and checked, ready to upload."""
+
+    source: Path
+    data: bytes
+    examples: int
+    first: dict[str, Any]
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def object_name(self) -> str:
+        return f"{OBJECT_PREFIX}{self.sha256}.jsonl"
+
+    def uri(self, bucket: str) -> str:
+        return f"gs://{bucket}/{self.object_name}"
+
+
+def prepare_file(path: Path, limits: GeminiLimits = COMMON_LIMITS) -> PreparedFile:
+    """Read an OpenAI chat dataset, convert it to Gemini records and check Gemini's limits.
+
+    Token counts are estimated with tiktoken's o200k_base (see tunelab.data.tokens): Gemini's
+    tokenizer is not available offline, and o200k is a similar-sized multilingual vocabulary,
+    so it is a close proxy; chars/4 would under-count Cyrillic text about twofold.
+    """
+    from tunelab.data.reader import load_examples
+    from tunelab.data.tokens import counter_for
+
+    path = Path(path)
+    examples = load_examples(path)
+    if len(examples) > limits.max_training_examples:
+        raise DataError(f"{len(examples):,} examples; Vertex tunes on at most "
+                        f"{limits.max_training_examples:,}", path=str(path),
+                        fix="split the dataset with `tunelab data split`")
+    lines = []
+    counts = counter_for(NAME, DEFAULT_MODEL).count(examples)
+    for number, (example, (tokens, _, _)) in enumerate(zip(examples, counts, strict=True), 1):
+        if tokens > limits.max_example_tokens:
+            raise DataError(f"example {number} has about {tokens:,} tokens (o200k estimate); "
+                            f"Gemini tunes on at most {limits.max_example_tokens:,} per example",
+                            path=str(path), fix="shorten or split that conversation")
+        try:
+            lines.append(openai_to_gemini(example))
+        except DataError as error:
+            raise DataError(f"example {number}: {error.message}", path=str(path),
+                            fix=error.fix) from None
+    data = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
+    if len(data) > limits.max_file_bytes:
+        raise DataError(f"{len(data):,} bytes in Gemini format; Vertex accepts at most "
+                        f"{limits.max_file_bytes:,}", path=str(path),
+                        fix="split the dataset with `tunelab data split`")
+    return PreparedFile(path, data, len(lines), lines[0] if lines else {})
+
+
+def check_validation_size(count: int, model: str) -> None:
+    limit = limits_for(model).max_validation_examples
+    if count > limit:
+        raise UsageError(f"--validation-file has {count:,} examples; Vertex accepts at most "
+                         f"{limit:,}", fix=f"keep {limit:,} or fewer examples for validation")
+
+
+# ---- the request ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TuningRequest:
+    """One supervised tuning job, checked; the same values feed the SDK and the dry run."""
+
+    base_model: str
+    training_uri: str
+    validation_uri: str | None = None
+    epochs: int | None = None
+    learning_rate_multiplier: float | None = None
+    adapter_size: str | None = None  # ADAPTER_SIZE_*
+    display_name: str | None = None
+
+    @classmethod
+    def from_spec(cls, spec: JobSpec) -> TuningRequest:
+        limits_for(spec.base_model)
+        size = spec.extra.get("adapter_size")
+        multiplier = spec.extra.get("learning_rate_multiplier", spec.learning_rate)
+        if spec.epochs is not None and spec.epochs < 1:
+            raise UsageError(f"--epochs {spec.epochs} must be at least 1", fix="pass --epochs 3")
+        if multiplier is not None and multiplier <= 0:
+            raise UsageError(f"--learning-rate-multiplier {multiplier} must be positive",
+                             fix="pass a value such as 1.0")
+        if spec.suffix and len(spec.suffix) > 128:
+            raise UsageError("--suffix is longer than Vertex's 128 characters",
+                             fix="pass a shorter --suffix")
+        return cls(base_model=spec.base_model, training_uri=spec.training_file,
+                   validation_uri=spec.validation_file, epochs=spec.epochs,
+                   learning_rate_multiplier=multiplier,
+                   adapter_size=adapter_size_enum(spec.base_model, int(size)) if size else None,
+                   display_name=spec.suffix)
+
+    def path(self, options: VertexOptions) -> str:
+        return f"projects/{options.require_project()}/locations/{options.location}/tuningJobs"
+
+    def body(self) -> dict[str, Any]:
+        """The REST JSON that client.tunings.tune POSTs for this request."""
+        hyper = {"epochCount": self.epochs, "learningRateMultiplier":
+                 self.learning_rate_multiplier, "adapterSize": self.adapter_size}
+        spec: dict[str, Any] = {"trainingDatasetUri": self.training_uri}
+        if self.validation_uri:
+            spec["validationDatasetUri"] = self.validation_uri
+        hyper = {key: value for key, value in hyper.items() if value is not None}
+        if hyper:
+            spec["hyperParameters"] = hyper
+        body: dict[str, Any] = {"baseModel": self.base_model, "supervisedTuningSpec": spec}
+        if self.display_name:
+            body["tunedModelDisplayName"] = self.display_name
+        return body
+
+    def sdk_arguments(self) -> dict[str, Any]:
+        from google.genai import types
+
+        config = types.CreateTuningJobConfig(
+            epoch_count=self.epochs, learning_rate_multiplier=self.learning_rate_multiplier,
+            adapter_size=self.adapter_size, tuned_model_display_name=self.display_name,
+            validation_dataset=types.TuningValidationDataset(gcs_uri=self.validation_uri)
+            if self.validation_uri else None)
+        return {"base_model": self.base_model,
+                "training_dataset": types.TuningDataset(gcs_uri=self.training_uri),
+                "config": config}
+
+
+def describe_request(path: Path, spec: JobSpec, options: VertexOptions) -> dict[str, Any]:
+    """What `train --dry-run` shows: the object path, the first converted example and the
+    exact tuning request. Reads the local files only; sends nothing, needs no credentials."""
+    bucket = options.require_bucket()
+    training = prepare_file(Path(path))
+    validation = None
+    if spec.validation_file and not spec.validation_file.startswith("gs://"):
+        validation = prepare_file(Path(spec.validation_file))
+        check_validation_size(validation.examples, spec.base_model)
+    request = TuningRequest.from_spec(replace(
+        spec, training_file=training.uri(bucket),
+        validation_file=validation.uri(bucket) if validation else spec.validation_file))
+    return {
+        "provider": NAME,
+        "project": options.require_project(),
+        "location": options.location,
+        "object": training.uri(bucket),
+        "examples": training.examples,
+        "validation_object": validation.uri(bucket) if validation else spec.validation_file,
+        "first_example": training.first,
+        "request": {"method": "POST", "url": f"{options.api_root}/v1beta1/"
+                                             f"{request.path(options)}", "body": request.body()},
+    }
+
+
+# ---- jobs and events from the SDK's objects --------------------------------------------------
+
+def _timestamp(value: dt.datetime | None) -> float | None:
+    return value.timestamp() if value else None
+
+
+def _state(value: Any) -> str | None:
+    return getattr(value, "value", value)
+
+
+def data_stats(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """Vertex's supervised tuningDataStats, reduced to what a user acts on; None if absent."""
+    stats = (raw.get("tuning_data_stats") or {}).get("supervised_tuning_data_stats")
+    if not stats:
+        return None
+    found = {"examples": stats.get("tuning_dataset_example_count"),
+             "billable_tokens": stats.get("total_billable_token_count"),
+             "tuning_steps": stats.get("tuning_step_count"),
+             "dropped_examples": stats.get("total_truncated_example_count"),
+             "dropped_reasons": stats.get("dropped_example_reasons")}
+    return {key: value for key, value in found.items() if value not in (None, [])}
+
+
+def job_from_sdk(tuning_job: Any) -> Job:
+    raw = tuning_job.model_dump(mode="json", exclude_none=True, exclude={"sdk_http_response"})
+    state = _state(tuning_job.state)
+    spec = raw.get("supervised_tuning_spec") or {}
+    stats = data_stats(raw)
+    if stats:
+        raw["tunelab_data_stats"] = stats
+    tuned = raw.get("tuned_model") or {}
+    return Job(id=tuning_job.name, status=map_status(state), native_status=state,
+               base_model=tuning_job.base_model or "", fine_tuned_model=tuned.get("endpoint"),
+               created_at=_timestamp(tuning_job.create_time),
+               finished_at=_timestamp(tuning_job.end_time),
+               training_file=spec.get("training_dataset_uri"),
+               validation_file=spec.get("validation_dataset_uri"),
+               suffix=tuning_job.tuned_model_display_name,
+               trained_tokens=(stats or {}).get("billable_tokens"),
+               error=raw.get("error"), raw=raw)
+
+
+def events_from_job(job: Job) -> list[ProviderEvent]:
+    """Events in a fixed order (created, running, stats, finished). Each appears only once
+    the ones before it can no longer appear, so `after` never skips one."""
+    raw = job.raw
+    events = [ProviderEvent("created", job.created_at or 0.0,
+                            f"tuning job created for {job.base_model}")]
+    started = raw.get("start_time")
+    if started:
+        events.append(ProviderEvent("running", _parse_time(started), "tuning started"))
+    stats = raw.get("tunelab_data_stats")
+    if stats and (started or job.finished_at):
+        events.append(ProviderEvent("data_stats", _parse_time(raw.get("update_time")),
+                                    describe_stats(stats), data=stats))
+    if job.finished_at or job.status in ("succeeded", "failed") or \
+            job.native_status == "JOB_STATE_CANCELLED":
+        events.append(_finished_event(job))
+    return events
+
+
+def describe_stats(stats: dict[str, Any]) -> str:
+    parts = [f"{stats[key]:,} {label}" for key, label in
+             (("examples", "examples"), ("billable_tokens", "billable tokens"),
+              ("tuning_steps", "steps"), ("dropped_examples", "dropped examples"))
+             if isinstance(stats.get(key), int)]
+    reasons = stats.get("dropped_reasons")
+    text = "dataset: " + ", ".join(parts)
+    return text + (f" ({'; '.join(map(str, reasons[:3]))})" if reasons else "")
+
+
+def _finished_event(job: Job) -> ProviderEvent:
+    when = job.finished_at or _parse_time(job.raw.get("update_time"))
+    if job.status == "succeeded":
+        return ProviderEvent("finished", when, f"tuning succeeded: endpoint {job.fine_tuned_model}")
+    detail = (job.error or {}).get("message") or job.native_status
+    return ProviderEvent("finished", when, f"tuning {job.status}: {detail}",
+                         level="error" if job.status == "failed" else "info")
+
+
+def _parse_time(value: str | None) -> float:
+    if not value:
+        return time.time()
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+# ---- the provider ---------------------------------------------------------------------------
+
+class VertexProvider:
+    """Gemini supervised tuning on Vertex AI. Nothing touches the network until a call."""
+
+    name = NAME
+    capabilities = Capabilities(fine_tuning=True, chat=True, files=True)
+
+    def __init__(self, options: VertexOptions) -> None:
+        self.options = options
+        self.base_url = options.api_root
+        self._credentials: Any = None
+        self._adc_project: str | None = None
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._examples: dict[str, int] = {}  # uploaded URI -> example count (validation check)
+        # The job get_job last fetched: the list_events right after it (a watch poll) uses
+        # it once instead of fetching again, so both describe the same moment.
+        self._snapshot: tuple[float, Job] | None = None
+
+    def __repr__(self) -> str:
+        return f"VertexProvider(location={self.options.location!r}, base_url={self.base_url!r})"
+
+    # plumbing -------------------------------------------------------------------------------
+    def _adc(self) -> Any:
+        if self._credentials is None:
+            import google.auth
+            from google.auth.exceptions import DefaultCredentialsError
+
+            try:
+                self._credentials, self._adc_project = google.auth.default(scopes=SCOPES)
+            except DefaultCredentialsError:
+                raise AuthError("no Google Application Default Credentials found",
+                                fix=ADC_FIX) from None
+        return self._credentials
+
+    def _project(self) -> str:
+        self._adc()
+        return VertexOptions.resolve(
+            project_id=self.options.project_id or self._adc_project).require_project()
+
+    def _client(self, resource: str | None = None) -> Any:
+        """A genai client for the project and location a resource name lives in."""
+        from google import genai
+        from google.genai import types
+
+        match = _RESOURCE.match(resource or "")
+        project, location = (match["project"], match["location"]) if match else \
+            (self._project(), self.options.location)
+        key = (project, location)
+        if key not in self._clients:
+            options = types.HttpOptions(base_url=self.options.base_url, timeout=TIMEOUT_MS)
+            self._clients[key] = genai.Client(vertexai=True, project=project, location=location,
+                                              credentials=self._adc(), http_options=options)
+        return self._clients[key]
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Turn SDK, auth and network errors into tunelab's, keeping code and message."""
+        import httpx
+        from google.api_core import exceptions as gcs
+        from google.auth import exceptions as auth
+        from google.genai import errors as genai
+
+        try:
+            with warnings.catch_warnings():
+                # "tuning is experimental" and unknown JobState notices are not the user's.
+                warnings.simplefilter("ignore")
+                yield
+        except genai.APIError as error:
+            raise _wrap(error.code, error.status, error.message, what) from None
+        except gcs.GoogleAPICallError as error:
+            raise _wrap(error.code, None, error.message, what) from None
+        except auth.RefreshError as error:
+            raise AuthError(f"Google refused the credentials: {_first_line(error)}",
+                            fix=ADC_FIX) from None
+        except (auth.TransportError, OSError, httpx.TransportError) as error:
+            raise _unreachable(what, error) from None
+
+    # files ----------------------------------------------------------------------------------
+    def upload(self, path: Path) -> FileRef:
+        """Convert to Gemini JSONL and put it at gs://BUCKET/tunelab/<sha256>.jsonl, unless
+        that object is already there."""
+        bucket_name = self.options.require_bucket()
+        prepared = prepare_file(Path(path))
+        uri = prepared.uri(bucket_name)
+        with self._errors(f"gs://{bucket_name}"):
+            reused = self._put_once(bucket_name, prepared)
+        self._examples[uri] = prepared.examples
+        return FileRef(id=uri, filename=Path(path).name, bytes=len(prepared.data),
+                       sha256=prepared.sha256, reused=reused)
+
+    def _put_once(self, bucket_name: str, prepared: PreparedFile) -> bool:
+        """Upload unless present; True when the object already existed."""
+        from google.api_core.exceptions import PreconditionFailed
+        from google.cloud import storage
+
+        client = storage.Client(project=self._project(), credentials=self._adc())
+        blob = client.bucket(bucket_name).blob(prepared.object_name)
+        if blob.exists():
+            return True
+        try:
+            # if_generation_match=0: only create, so a racing identical upload is not redone.
+            blob.upload_from_string(prepared.data, content_type="application/jsonl",
+                                    if_generation_match=0)
+        except PreconditionFailed:
+            return True
+        return False
+
+    # jobs -----------------------------------------------------------------------------------
+    def create_job(self, spec: JobSpec) -> Job:
+        request = TuningRequest.from_spec(spec)
+        count = self._examples.get(spec.validation_file or "")
+        if count is not None:
+            check_validation_size(count, spec.base_model)
+        with self._errors("creating the tuning job"):
+            created = self._client().tunings.tune(**request.sdk_arguments())
+        return job_from_sdk(created)
+
+    def get_job(self, job_id: str) -> Job:
+        job = self._fetch(job_id)
+        self._snapshot = (time.monotonic(), job)
+        return job
+
+    def _fetch(self, job_id: str) -> Job:
+        with self._errors(f"job {job_id}"):
+            return job_from_sdk(self._client(job_id).tunings.get(name=_job_name(job_id)))
+
+    def list_jobs(self, limit: int = 20) -> list[Job]:
+        with self._errors("listing tuning jobs"):
+            pager = self._client().tunings.list(config={"page_size": min(limit, 100)})
+            jobs = []
+            for tuning_job in pager:
+                jobs.append(job_from_sdk(tuning_job))
+                if len(jobs) >= limit:
+                    break
+        return jobs
+
+    def list_events(self, job_id: str, after: str | None = None) -> list[ProviderEvent]:
+        snapshot, self._snapshot = self._snapshot, None
+        fresh = snapshot and snapshot[1].id == job_id and time.monotonic() - snapshot[0] < 10
+        events = events_from_job(snapshot[1] if fresh else self._fetch(job_id))
+        ids = [event.id for event in events]
+        return events[ids.index(after) + 1:] if after in ids else events
+
+    def cancel(self, job_id: str) -> Job:
+        with self._errors(f"cancelling {job_id}"):
+            self._client(job_id).tunings.cancel(name=_job_name(job_id))
+        return self._fetch(job_id)
+
+    # chat -----------------------------------------------------------------------------------
+    def chat(self, model: str, messages: list[dict[str, Any]], **options: Any) -> Reply:
+        """One reply from a tuned endpoint, a tuning job's endpoint, or a base Gemini model."""
+        from google.genai import types
+
+        target = self._chat_target(model)
+        record = openai_to_gemini({"messages": messages})
+        system = record.get("systemInstruction")
+        config = types.GenerateContentConfig(
+            system_instruction={"parts": system["parts"]} if system else None,
+            temperature=options.get("temperature"), top_p=options.get("top_p"),
+            max_output_tokens=options.get("max_new_tokens") or options.get("max_tokens"),
+            seed=options.get("seed"))
+        started = time.perf_counter()
+        with self._errors(f"model {target}"):
+            answer = self._client(target).models.generate_content(
+                model=target, contents=record["contents"], config=config)
+        usage = answer.usage_metadata
+        return Reply(text=answer.text or "", model=target,
+                     latency_s=time.perf_counter() - started,
+                     prompt_tokens=usage.prompt_token_count if usage else None,
+                     completion_tokens=usage.candidates_token_count if usage else None)
+
+    def _chat_target(self, model: str) -> str:
+        if "/tuningJobs/" not in model:
+            return model
+        job = self._fetch(model)
+        if not job.fine_tuned_model:
+            raise UsageError(f"job {model} has no tuned endpoint yet ({job.native_status})",
+                             fix=f"wait for it: `tunelab jobs watch {model}`")
+        return job.fine_tuned_model
+
+
+def _job_name(job_id: str) -> str:
+    if not _RESOURCE.match(job_id) or "/tuningJobs/" not in job_id:
+        raise NotFoundError(f"{job_id!r} is not a Vertex tuning job name",
+                            fix="use projects/P/locations/L/tuningJobs/N "
+                                "(see `tunelab jobs list --provider vertex`)")
+    return job_id
+
+
+def _wrap(code: int | None, status: str | None, message: str | None, what: str) -> Exception:
+    text = f"Vertex AI ({what}): {_first_line(message or status or 'no message')}"
+    label = str(status or code) if (status or code) else None
+    if code in (401, 403):
+        return AuthError(text, code=label, fix="check the account's Vertex AI and Storage "
+                                               "roles; " + ADC_FIX)
+    if code == 404:
+        return NotFoundError(text, fix="check the name, --project-id, --location and --bucket")
+    error = ProviderError(text, code=label, fix="see Google's message; fix and retry")
+    error.transient = code in _TRANSIENT or (code or 0) >= 500  # type: ignore[attr-defined]
+    return error
+
+
+def _unreachable(what: str, error: BaseException) -> ProviderError:
+    wrapped = ProviderError(f"cannot reach Google Cloud for {what}: {_first_line(error)}",
+                            code="connection_error",
+                            fix="check the network (and --base-url), then retry")
+    wrapped.transient = True  # type: ignore[attr-defined]  # a watch retries through it
+    return wrapped
+
+
+def _first_line(value: object) -> str:
+    return (str(value).strip().splitlines() or [""])[0][:300]
+
+
+def create(*, base_url: str | None = None, project_id: str | None = None,
+           bucket: str | None = None, location: str | None = None,
+           **_other_settings: object) -> VertexProvider:
+    """The factory tunelab.providers.PROVIDERS holds for "vertex"."""
+    return VertexProvider(VertexOptions.resolve(project_id=project_id, bucket=bucket,
+                                                location=location, base_url=base_url))

@@ -1,0 +1,301 @@
+"""Vertex AI tuning through the real google-genai SDK and google-cloud-storage.
+
+Vertex is the loopback double in vertex_double.py; Cloud Storage is gcp-storage-emulator,
+started and stopped here. Credentials go through the real google.auth.default: a service
+account file whose token_uri is the double, so no request ever leaves the machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES
+from tunelab.data.gemini import openai_to_gemini
+from tunelab.data.reader import load_examples
+from tunelab.errors import AuthError, DataError, NotFoundError, UsageError
+from tunelab.providers import vertex
+from tunelab.providers.base import JobSpec
+from vertex_double import VertexDouble
+
+TRAIN = EXAMPLES / "natasha_train.jsonl"
+PROJECT, BUCKET, LOCATION = "tunelab-test", "natasha-bucket", "us-central1"
+PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
+
+
+@pytest.fixture(scope="module")
+def private_key_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+@pytest.fixture
+def double():
+    with VertexDouble() as running:
+        yield running
+
+
+@pytest.fixture
+def adc(double, private_key_pem, tmp_path, monkeypatch) -> Path:
+    """Application Default Credentials that the double's token URL honours."""
+    path = tmp_path / "adc.json"
+    path.write_text(json.dumps({
+        "type": "service_account", "project_id": "adc-project", "private_key_id": "k1",
+        "private_key": private_key_pem, "client_id": "1",
+        "client_email": "tuner@adc-project.iam.gserviceaccount.com",
+        "token_uri": double.url + "token"}))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))  # no user gcloud config
+    for name in ("GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION", "GOOGLE_API_KEY",
+                 "GEMINI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def emulator() -> str:
+    """gcp-storage-emulator in memory, holding the bucket, for this module's tests."""
+    from gcp_storage_emulator.server import create_server
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def gcs(emulator, monkeypatch):
+    """A client on the emulator; the bucket is emptied after each test."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator)
+    client = storage.Client(project=PROJECT, credentials=AnonymousCredentials())
+    yield client
+    for blob in client.bucket(BUCKET).list_blobs():
+        blob.delete()
+
+
+@pytest.fixture
+def provider(double, adc, gcs) -> vertex.VertexProvider:
+    return vertex.create(base_url=double.url, project_id=PROJECT, bucket=BUCKET)
+
+
+def spec(training: str, **changes) -> JobSpec:
+    values = dict(base_model="gemini-2.5-flash", training_file=training, suffix="natasha-v1",
+                  epochs=3, learning_rate=0.5, extra={"adapter_size": 4})
+    return JobSpec(**{**values, **changes})
+
+
+def test_upload_converts_to_gemini_and_names_the_object_by_its_hash(provider, gcs):
+    ref = provider.upload(TRAIN)
+    blob = gcs.bucket(BUCKET).get_blob(f"tunelab/{ref.sha256}.jsonl")
+    data = blob.download_as_bytes()
+    assert ref.id == f"gs://{BUCKET}/tunelab/{ref.sha256}.jsonl" and not ref.reused
+    assert hashlib.sha256(data).hexdigest() == ref.sha256 and ref.bytes == len(data)
+    records = [json.loads(line) for line in data.decode().splitlines()]
+    assert records == [openai_to_gemini(example) for example in load_examples(TRAIN)]
+    assert records[0]["contents"][0]["role"] == "user"
+
+
+def test_upload_is_skipped_when_the_object_exists(provider, gcs):
+    first = provider.upload(TRAIN)
+    blob = gcs.bucket(BUCKET).get_blob(f"tunelab/{first.sha256}.jsonl")
+    blob.upload_from_string(b"already here\n")  # marks the object: an upload would replace it
+    second = vertex.create(base_url=provider.options.base_url, project_id=PROJECT,
+                           bucket=BUCKET).upload(TRAIN)
+    assert second.reused and second.id == first.id
+    assert blob.download_as_bytes() == b"already here\n"
+
+
+def test_create_job_sends_model_dataset_epochs_adapter_and_display_name(provider, double,
+                                                                        tmp_path):
+    validation = tmp_path / "valid.jsonl"
+    validation.write_text("".join(TRAIN.read_text().splitlines(keepends=True)[:5]))
+    train_ref, valid_ref = provider.upload(TRAIN), provider.upload(validation)
+    job = provider.create_job(spec(train_ref.id, validation_file=valid_ref.id))
+    [sent] = double.bodies("POST", f"{PARENT}/tuningJobs")
+    assert sent == {
+        "baseModel": "gemini-2.5-flash",
+        "supervisedTuningSpec": {
+            "trainingDatasetUri": train_ref.id, "validationDatasetUri": valid_ref.id,
+            "hyperParameters": {"epochCount": 3, "learningRateMultiplier": 0.5,
+                                "adapterSize": "ADAPTER_SIZE_FOUR"}},
+        "tunedModelDisplayName": "natasha-v1",
+    }
+    assert job.id == f"{PARENT}/tuningJobs/4001"
+    assert (job.status, job.native_status, job.suffix) == ("queued", "JOB_STATE_PENDING",
+                                                           "natasha-v1")
+    assert job.training_file == train_ref.id
+    authorized = [s for s in double.sent if s.path.endswith("/tuningJobs")]
+    assert authorized[0].authorization == "Bearer double-access-token"  # ADC was used
+
+
+def test_dry_run_describes_exactly_what_create_job_sends_and_sends_nothing(provider, double,
+                                                                           gcs):
+    options = vertex.VertexOptions.resolve(project_id=PROJECT, bucket=BUCKET,
+                                           base_url=double.url)
+    described = vertex.describe_request(TRAIN, spec(str(TRAIN)), options)
+    assert double.sent == [] and list(gcs.bucket(BUCKET).list_blobs()) == []
+    assert described["object"].startswith(f"gs://{BUCKET}/tunelab/")
+    assert described["first_example"] == openai_to_gemini(load_examples(TRAIN)[0])
+    assert described["request"]["url"] == f"{double.url}v1beta1/{PARENT}/tuningJobs"
+    ref = provider.upload(TRAIN)
+    assert ref.id == described["object"]
+    provider.create_job(spec(ref.id))
+    assert double.bodies("POST", "/tuningJobs") == [described["request"]["body"]]
+
+
+STATES = {
+    "JOB_STATE_QUEUED": "queued", "JOB_STATE_PENDING": "queued",
+    "JOB_STATE_RUNNING": "running", "JOB_STATE_SUCCEEDED": "succeeded",
+    "JOB_STATE_FAILED": "failed", "JOB_STATE_EXPIRED": "failed",
+    "JOB_STATE_CANCELLING": "cancelled", "JOB_STATE_CANCELLED": "cancelled",
+    "JOB_STATE_PAUSED": "JOB_STATE_PAUSED",  # not in tunelab's vocabulary: kept and shown
+    "JOB_STATE_SOMETHING_NEW": "JOB_STATE_SOMETHING_NEW",
+}
+
+
+def test_vertex_states_map_to_tunelab_statuses(provider, double):
+    name = provider.create_job(spec(f"gs://{BUCKET}/tunelab/x.jsonl")).id
+    double.advance(name, *({"state": state} for state in STATES))
+    seen = {}
+    for _ in STATES:
+        job = provider.get_job(name)
+        seen[job.native_status] = job.status
+    assert seen == STATES
+
+
+RUNNING = {"state": "JOB_STATE_RUNNING", "startTime": "2026-11-22T02:00:00Z"}
+SUCCEEDED = {
+    "state": "JOB_STATE_SUCCEEDED", "endTime": "2026-11-22T03:00:00Z",
+    "tunedModel": {"model": f"{PARENT}/models/77@1", "endpoint": f"{PARENT}/endpoints/88"},
+    "tuningDataStats": {"supervisedTuningDataStats": {
+        "tuningDatasetExampleCount": "144", "totalBillableTokenCount": "61234",
+        "tuningStepCount": "27", "totalTruncatedExampleCount": "2",
+        "droppedExampleReasons": ["example 7 exceeds the token limit"]}},
+}
+
+
+def test_a_succeeded_job_has_its_endpoint_stats_and_events(provider, double):
+    name = provider.create_job(spec(f"gs://{BUCKET}/tunelab/x.jsonl")).id
+    double.advance(name, RUNNING)
+    assert [event.id for event in provider.list_events(name)] == ["created", "running"]
+    double.advance(name, SUCCEEDED)
+    events = provider.list_events(name, after="running")
+    assert [event.id for event in events] == ["data_stats", "finished"]
+    assert "61,234 billable tokens" in events[0].message
+    assert "2 dropped examples" in events[0].message and "token limit" in events[0].message
+    assert events[1].message.endswith(f"{PARENT}/endpoints/88")
+    job = provider.get_job(name)
+    assert job.status == "succeeded" and job.fine_tuned_model == f"{PARENT}/endpoints/88"
+    assert job.trained_tokens == 61234 and job.raw["tunelab_data_stats"]["dropped_examples"] == 2
+
+
+def test_a_failed_job_reports_vertex_error_as_an_error_event(provider, double):
+    name = provider.create_job(spec(f"gs://{BUCKET}/tunelab/x.jsonl")).id
+    double.advance(name, {"state": "JOB_STATE_FAILED", "endTime": "2026-11-22T03:00:00Z",
+                          "error": {"code": 3, "message": "Dataset has invalid role"}})
+    job = provider.get_job(name)
+    assert job.status == "failed" and job.error["message"] == "Dataset has invalid role"
+    last = provider.list_events(name)[-1]
+    assert last.level == "error" and "Dataset has invalid role" in last.message
+
+
+def test_cancel_posts_cancel_and_reports_cancelled(provider, double):
+    name = provider.create_job(spec(f"gs://{BUCKET}/tunelab/x.jsonl")).id
+    job = provider.cancel(name)
+    assert double.sent[-2].path == f"/v1beta1/{name}:cancel"
+    assert (job.status, job.native_status) == ("cancelled", "JOB_STATE_CANCELLING")
+
+
+def test_list_jobs_returns_mapped_jobs(provider):
+    names = [provider.create_job(spec(f"gs://{BUCKET}/tunelab/{n}.jsonl")).id for n in "ab"]
+    assert sorted(job.id for job in provider.list_jobs()) == sorted(names)
+
+
+def test_chat_calls_generate_content_on_the_tuned_endpoint(provider, double):
+    name = provider.create_job(spec(f"gs://{BUCKET}/tunelab/x.jsonl")).id
+    double.advance(name, SUCCEEDED)
+    messages = [{"role": "system", "content": "Ты — Наташа."},
+                {"role": "user", "content": "Привет"}]
+    reply = provider.chat(name, messages, temperature=0.0, max_new_tokens=64)
+    assert reply.text == double.reply_text and reply.model == f"{PARENT}/endpoints/88"
+    assert (reply.prompt_tokens, reply.completion_tokens) == (12, 7)
+    [body] = double.bodies("POST", f"{PARENT}/endpoints/88:generateContent")
+    assert body["systemInstruction"]["parts"] == [{"text": "Ты — Наташа."}]
+    assert body["contents"] == [{"role": "user", "parts": [{"text": "Привет"}]}]
+    assert body["generationConfig"] == {"temperature": 0.0, "maxOutputTokens": 64}
+
+
+def test_missing_application_default_credentials_is_one_line_naming_the_fix(
+        double, adc, monkeypatch, tmp_path):
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    provider = vertex.create(base_url=double.url, project_id=PROJECT, bucket=BUCKET)
+    with pytest.raises(AuthError) as caught:
+        provider.create_job(spec(f"gs://{BUCKET}/tunelab/x.jsonl"))
+    line = caught.value.render()
+    assert "\n" not in line and caught.value.exit_code == 2
+    assert "gcloud auth application-default login" in line and "GOOGLE_CLOUD_PROJECT" in line
+    assert double.sent == []
+
+
+def test_missing_project_and_bucket_name_their_flags(double, adc, gcs):
+    with pytest.raises(UsageError, match="--bucket"):
+        vertex.create(base_url=double.url, project_id=PROJECT).upload(TRAIN)
+    options = vertex.VertexOptions.resolve(bucket=BUCKET)
+    with pytest.raises(UsageError, match="--project-id"):
+        vertex.describe_request(TRAIN, spec(str(TRAIN)), options)
+
+
+def test_project_falls_back_to_the_environment_then_adc(double, adc, monkeypatch):
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "from-env")
+    vertex.create(base_url=double.url).list_jobs()
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT")
+    vertex.create(base_url=double.url).list_jobs()
+    paths = [s.path for s in double.sent if "tuningJobs" in s.path]
+    assert paths[0].startswith("/v1beta1/projects/from-env/")
+    assert paths[1].startswith("/v1beta1/projects/adc-project/")
+
+
+def test_a_missing_bucket_or_job_is_not_found(double, adc, gcs):
+    with pytest.raises(NotFoundError, match="no-such-bucket"):
+        vertex.create(base_url=double.url, project_id=PROJECT,
+                      bucket="no-such-bucket").upload(TRAIN)
+    with pytest.raises(NotFoundError):
+        vertex.create(base_url=double.url).get_job(f"{PARENT}/tuningJobs/999")
+
+
+def test_limits_are_checked_before_anything_is_sent(provider, double, gcs, tmp_path):
+    huge = tmp_path / "huge.jsonl"
+    examples = [{"messages": [{"role": "user", "content": "hi"},
+                              {"role": "assistant", "content": "hello"}]}] * 2
+    examples.append({"messages": [{"role": "user", "content": "слово " * 140_000},
+                                  {"role": "assistant", "content": "ok"}]})
+    huge.write_text("".join(json.dumps(example) + "\n" for example in examples))
+    with pytest.raises(DataError, match="example 3 has about") as caught:
+        provider.upload(huge)
+    assert "131,072" in caught.value.render()
+    validation = tmp_path / "valid.jsonl"
+    validation.write_text(json.dumps(examples[0]) + "\n" * 1 * 1 + "".join(
+        json.dumps({"messages": [{"role": "user", "content": f"q{n}"},
+                                 {"role": "assistant", "content": "a"}]}) + "\n"
+        for n in range(5_000)))
+    ref = provider.upload(validation)
+    with pytest.raises(UsageError, match="--validation-file has 5,001 examples"):
+        provider.create_job(spec(f"gs://{BUCKET}/tunelab/x.jsonl", validation_file=ref.id))
+    with pytest.raises(UsageError, match="--adapter-size 16"):
+        provider.create_job(spec("gs://b/x.jsonl", base_model="gemini-2.5-pro",
+                                 extra={"adapter_size": 16}))
+    assert not [s for s in double.sent if "tuningJobs" in s.path]
