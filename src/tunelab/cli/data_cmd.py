@@ -97,3 +97,58 @@ def cost(
         err_console.print(f"⚠️  {report.errors.total:,} data errors: those examples are not "
                           f"priced; run `tunelab data check {file}`", highlight=False)
         raise typer.Exit(1)
+
+
+@app.command("convert")
+def convert(
+    source: str = typer.Argument(..., metavar="IN", help="A .jsonl, .json or .csv dataset in "
+                                 "any supported format (detected from its first record)."),
+    out: str = typer.Argument(..., metavar="OUT", help="The file to write (.jsonl, .json or "
+                              ".csv)."),
+    to: str | None = typer.Option(None, "--to", help="openai, gemini, csv, sharegpt or alpaca. "
+                                  "Default: from OUT's name (.csv; gemini, vertex, sharegpt or "
+                                  "alpaca in the name), else openai."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead."),
+) -> None:
+    """Convert IN between OpenAI chat JSONL, Vertex Gemini JSONL, CSV, ShareGPT and Alpaca.
+
+    OpenAI -> X -> OpenAI gives back the same messages wherever X can hold them; what X
+    cannot hold (tool calls, multi-turn dialogues in CSV, weight 0 outside OpenAI) stops the
+    conversion with the line to fix. OUT is written only when every example converted, and
+    an existing OUT is never replaced without --force.
+    """
+    from tunelab.data.convert import convert as run_convert
+
+    result = run_convert(source, out, to=to, force=force)
+    if as_json:
+        _print_json(result)
+    else:
+        console.print(f"✅ Converted {result['examples']:,} examples: {result['from']} → "
+                      f"{result['to']} in {result['out']}", highlight=False)
+
+
+@app.command("split")
+def split(
+    file: str = typer.Argument(..., help="A .jsonl, .json or .csv dataset."),
+    val: float = typer.Option(0.1, "--val", help="Fraction held out for validation (0..1)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the shuffle: same seed, same split."),
+    out_dir: str | None = typer.Option(None, "--out-dir", help="Folder for the two files "
+                                       "(default: next to FILE)."),
+    force: bool = typer.Option(False, "--force", help="Replace the outputs if they exist."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead."),
+) -> None:
+    """Split FILE into FILE_train.jsonl and FILE_val.jsonl (OpenAI format), deterministically.
+
+    The same file, --val and --seed always give the same split, and each side keeps the
+    file's order. Every example must be valid first (see `tunelab data check`).
+    """
+    from tunelab.data.split import split as run_split
+
+    result = run_split(file, val=val, seed=seed, out_dir=out_dir, force=force)
+    if as_json:
+        _print_json(result)
+    else:
+        console.print(f"✅ Split {result['examples']:,} examples: {result['train']:,} → "
+                      f"{result['train_file']}, {result['val']:,} → {result['val_file']}",
+                      highlight=False)

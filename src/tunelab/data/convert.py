@@ -1,0 +1,116 @@
+"""`data convert`: read any supported format, write any other, through the OpenAI example.
+
+Input format: .csv by extension; for .jsonl/.json the first record's keys tell (messages,
+contents, conversations, instruction). Output format: --to, else from OUT's name (.csv,
+or gemini/vertex, sharegpt, alpaca in the name), else OpenAI. A .json OUT is written as one
+array, a .jsonl OUT as one record per line.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import IO
+
+from tunelab.data.formats import CONVERTERS, CSV_HEADER, FORMATS, detect_format, openai_to_csv_row
+from tunelab.data.output import atomic_text, refuse_existing
+from tunelab.data.reader import Record, iter_records
+from tunelab.data.rules import example_errors
+from tunelab.errors import DataError, UsageError
+
+NAME_HINTS = {"gemini": "gemini", "vertex": "gemini", "sharegpt": "sharegpt", "alpaca": "alpaca"}
+Examples = Iterator[tuple[int, dict]]
+
+
+def output_format(out: Path, to: str | None) -> str:
+    """The format to write: --to if given, else what OUT's name makes obvious."""
+    suffix = out.suffix.lower()
+    if to is not None:
+        to = to.lower()
+        if to not in FORMATS:
+            raise UsageError(f"--to {to!r} is not a format", fix=f"use one of {', '.join(FORMATS)}")
+        if (to == "csv") != (suffix == ".csv"):
+            raise UsageError(f"--to {to} does not fit {out.name}",
+                             fix="name a .csv file for csv, a .jsonl or .json file otherwise")
+        return to
+    if suffix == ".csv":
+        return "csv"
+    if suffix not in (".jsonl", ".json"):
+        raise UsageError(f"{out.name}: unknown extension {suffix or '(none)'!r}",
+                         fix="name a .jsonl, .json or .csv file, or pass --to")
+    name = out.name.lower()
+    return next((fmt for hint, fmt in NAME_HINTS.items() if hint in name), "openai")
+
+
+def convert(source: str | Path, out: str | Path, *, to: str | None = None,
+            force: bool = False) -> dict:
+    """Convert `source` into `out`; returns {examples, from, to, out}. Errors name the line."""
+    source, out = Path(source), Path(out)
+    target = output_format(out, to)
+    refuse_existing(out, force)
+    fmt, examples = read_openai(source)
+    with atomic_text(out, force) as handle:
+        count = _write(handle, source, out, target, examples)
+    return {"examples": count, "from": fmt, "to": target, "out": str(out)}
+
+
+def read_openai(source: Path) -> tuple[str, Examples]:
+    """The input's format, and (line, OpenAI example) for each of its records.
+
+    Every example must pass OpenAI's rules; the first that does not raises DataError."""
+    records: Iterable[Record] = iter_records(source)
+    if source.suffix.lower() == ".csv":
+        return "csv", _checked(source, "csv", records)
+    first = next(iter(records), None)
+    fmt = "openai"
+    if first is not None:
+        fmt = detect_format(first.example) or "openai"
+        records = itertools.chain([first], records)
+    return fmt, _checked(source, fmt, records)
+
+
+def _checked(source: Path, fmt: str, records: Iterable[Record]) -> Examples:
+    to_openai = CONVERTERS.get(fmt, (None, None))[1]
+    for record in records:
+        if record.error is not None:
+            raise DataError(f"{record.error.code}: {record.error.message}", path=str(source),
+                            line=record.line)
+        example = record.example
+        if to_openai is not None:
+            example = _at_line(source, record.line, to_openai, example)
+        broken = example_errors(example)
+        if broken:
+            raise DataError(f"{broken[0][0]}: {broken[0][1]}", path=str(source),
+                            line=record.line, fix=f"run `tunelab data check {source}`")
+        yield record.line, example
+
+
+def _at_line(source: Path, line: int, function: Callable, value: object):
+    """Call a format converter; its DataError gains the file and line."""
+    try:
+        return function(value)
+    except DataError as error:
+        raise DataError(error.message, path=str(source), line=line, fix=error.fix) from None
+
+
+def _write(handle: IO[str], source: Path, out: Path, target: str, examples: Examples) -> int:
+    count = 0
+    if target == "csv":
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(CSV_HEADER)
+        for line, example in examples:
+            writer.writerow(_at_line(source, line, openai_to_csv_row, example))
+            count += 1
+        return count
+    as_array = out.suffix.lower() == ".json"
+    from_openai = CONVERTERS[target][0]
+    handle.write("[\n" if as_array else "")
+    for line, example in examples:
+        text = json.dumps(_at_line(source, line, from_openai, example), ensure_ascii=False)
+        handle.write((",\n" if as_array and count else "") + text + ("" if as_array else "\n"))
+        count += 1
+    handle.write("\n]\n" if as_array else "")
+    return count
