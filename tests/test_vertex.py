@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLES
+from faultproxy import FaultPlan, FaultProxy
 from tunelab.data.gemini import openai_to_gemini
 from tunelab.data.reader import load_examples
 from tunelab.errors import AuthError, DataError, NotFoundError, UsageError
@@ -140,6 +141,17 @@ def test_create_job_sends_model_dataset_epochs_adapter_and_display_name(provider
     assert job.training_file == train_ref.id
     authorized = [s for s in double.sent if s.path.endswith("/tuningJobs")]
     assert authorized[0].authorization == "Bearer double-access-token"  # ADC was used
+
+
+def test_a_create_whose_answer_is_lost_adopts_the_job_instead_of_making_another(
+        double, adc, gcs):
+    plan = FaultPlan(script={f"POST /v1beta1/{PARENT}/tuningJobs": ["drop_answer"]})
+    with FaultProxy(int(double.url.rsplit(":", 1)[1].strip("/")), plan) as proxy:
+        provider = vertex.create(base_url=f"http://127.0.0.1:{proxy.port}/",
+                                 project_id=PROJECT, bucket=BUCKET)
+        job = provider.create_job(spec(f"gs://{BUCKET}/tunelab/x.jsonl"))
+    assert plan.log["drop_answer"] == 1 and len(double.jobs) == 1
+    assert job.id == next(iter(double.jobs)) and job.status == "queued"
 
 
 def test_dry_run_describes_exactly_what_create_job_sends_and_sends_nothing(provider, double,

@@ -417,7 +417,6 @@ class VertexProvider:
     @contextlib.contextmanager
     def _errors(self, what: str) -> Iterator[None]:
         """Turn SDK, auth and network errors into tunelab's, keeping code and message."""
-        import httpx
         from google.api_core import exceptions as gcs
         from google.auth import exceptions as auth
         from google.genai import errors as genai
@@ -434,7 +433,7 @@ class VertexProvider:
         except auth.RefreshError as error:
             raise AuthError(f"Google refused the credentials: {_first_line(error)}",
                             fix=ADC_FIX) from None
-        except (auth.TransportError, OSError, httpx.TransportError) as error:
+        except (auth.TransportError, OSError, *_http_transport_errors()) as error:
             raise _unreachable(what, error) from None
 
     # files ----------------------------------------------------------------------------------
@@ -473,9 +472,30 @@ class VertexProvider:
         count = self._examples.get(spec.validation_file or "")
         if count is not None:
             check_validation_size(count, spec.base_model)
-        with self._errors("creating the tuning job"):
-            created = self._client().tunings.tune(**request.sdk_arguments())
-        return job_from_sdk(created)
+        started = time.time()
+        try:
+            with self._errors("creating the tuning job"):
+                return job_from_sdk(self._client().tunings.tune(**request.sdk_arguments()))
+        except ProviderError as error:
+            # The request may have reached Vertex and only the answer been lost: adopt the
+            # job it made rather than leave it unrecorded (or create a second one).
+            if not getattr(error, "transient", False):
+                raise
+            found = self._find_created(request, started)
+            if found is None:
+                said = error.message.removeprefix(f"[{error.code}] ")
+                raise ProviderError(f"{said}; no tuning job was found for it",
+                                    code=error.code, fix="check `tunelab jobs list --provider "
+                                    "vertex`, then run the same command again") from None
+            return found
+
+    def _find_created(self, request: TuningRequest, started: float) -> Job | None:
+        for job in self.list_jobs(limit=50):
+            if (job.training_file, job.base_model, job.suffix) == \
+                    (request.training_uri, request.base_model, request.display_name) \
+                    and (job.created_at or 0) >= started - 120:  # allow for clock skew
+                return job
+        return None
 
     def get_job(self, job_id: str) -> Job:
         job = self._fetch(job_id)
@@ -568,6 +588,17 @@ def _unreachable(what: str, error: BaseException) -> ProviderError:
                             fix="check the network (and --base-url), then retry")
     wrapped.transient = True  # type: ignore[attr-defined]  # a watch retries through it
     return wrapped
+
+
+def _http_transport_errors() -> tuple[type[BaseException], ...]:
+    """Network failures of httpx and of httpx2, the fork google-genai may use instead."""
+    import importlib
+
+    found = []
+    for module in ("httpx", "httpx2"):
+        with contextlib.suppress(ImportError):
+            found.append(importlib.import_module(module).TransportError)
+    return tuple(found)
 
 
 def _first_line(value: object) -> str:
