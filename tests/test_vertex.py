@@ -311,3 +311,29 @@ def test_limits_are_checked_before_anything_is_sent(provider, double, gcs, tmp_p
         provider.create_job(spec("gs://b/x.jsonl", base_model="gemini-2.5-pro",
                                  extra={"adapter_size": 16}))
     assert not [s for s in double.sent if "tuningJobs" in s.path]
+
+
+# through the CLI ------------------------------------------------------------------------------
+
+def test_cli_chat_with_a_vertex_endpoint(double, adc, capsys):
+    from tunelab.cli import main
+
+    code = main(["chat", f"vertex:{PARENT}/endpoints/88", "-m", "Привет",
+                 "--system", "Ты — Наташа.", "--base-url", double.url, "--json"])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["text"] == double.reply_text
+    [body] = double.bodies("POST", f"{PARENT}/endpoints/88:generateContent")
+    assert body["systemInstruction"]["parts"] == [{"text": "Ты — Наташа."}]
+
+
+def test_cli_test_asks_a_recorded_vertex_job_through_its_endpoint(provider, double, capsys):
+    from tunelab.cli import main
+    from tunelab.providers import remote_flow
+
+    name = provider.create_job(spec(f"gs://{BUCKET}/tunelab/x.jsonl")).id
+    double.advance(name, SUCCEEDED)
+    remote_flow.record_job(provider, provider.get_job(name), local_files={}, config={})
+    assert main(["test", name, "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert results and all(row["text"] == double.reply_text for row in results)
+    assert len(double.bodies("POST", f"{PARENT}/endpoints/88:generateContent")) == len(results)
