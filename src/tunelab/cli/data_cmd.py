@@ -8,6 +8,8 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
+from tunelab.errors import DataError
+
 app = typer.Typer(help="Check, price, convert and split a dataset.", no_args_is_help=True)
 console = Console()
 err_console = Console(stderr=True)
@@ -27,6 +29,13 @@ def _check(file: str, provider: str, model: str | None, epochs: int | None):
         task = progress.add_task("check", total=None)
         return check_file(file, provider=provider, model=model, epochs=epochs,
                           on_progress=lambda done: progress.update(task, completed=done))
+
+
+def _data_errors(count: int, file: str, priced: bool = False) -> DataError:
+    # Raised rather than typer.Exit(1): the CLI edge turns it into one line and exit code 1.
+    what = "; those examples are not priced" if priced else ""
+    return DataError(f"{count:,} data error{'s' if count != 1 else ''} in {file}{what}",
+                     fix=f"fix the lines listed by `tunelab data check {file}`")
 
 
 def _print_json(payload: dict) -> None:
@@ -61,7 +70,7 @@ def check(
 
         show_check(console, report)
     if not report.ok:
-        raise typer.Exit(1)
+        raise _data_errors(report.errors.total, file)
 
 
 @app.command("cost")
@@ -94,9 +103,7 @@ def cost(
                       f"tokens per epoch ({report.tokenizer}), {report.epochs} epochs",
                       highlight=False)
     if not report.ok:
-        err_console.print(f"⚠️  {report.errors.total:,} data errors: those examples are not "
-                          f"priced; run `tunelab data check {file}`", highlight=False)
-        raise typer.Exit(1)
+        raise _data_errors(report.errors.total, file, priced=True)
 
 
 @app.command("convert")

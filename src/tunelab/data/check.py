@@ -109,8 +109,8 @@ class CheckReport:
         }
 
 
-def _order(problem: Problem) -> tuple[int, str]:
-    return (problem.line or 0, problem.code)
+def _order(problem: Problem) -> tuple[bool, int, str]:
+    return (problem.line is None, problem.line or 0, problem.code)  # file-level ones last
 
 
 def check_file(path: str | Path, *, provider: str = "openai", model: str | None = None,
