@@ -11,11 +11,17 @@ each), then user/assistant turns with string content (one part each). What it ca
 is refused with a DataError (tool calls, tool/function roles, a system message after the
 first turn, non-text parts) or dropped on purpose: a message's `name`, and `weight`, which
 Vertex has no field for (every model turn is trained on).
+
+Gemini's tuning limits are data here (SUPPORTED_MODELS), and `prepare_file` turns a chat
+dataset into the Gemini JSONL that Vertex tunes on, checked against them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tunelab.errors import DataError, UsageError
@@ -71,14 +77,6 @@ def gemini_to_openai(record: dict) -> dict:
         texts = _part_texts(f"contents[{index}]", content.get("parts"))
         messages.append({"role": _TO_OPENAI_ROLE[role], "content": "".join(texts)})
     return {"messages": messages}
-
-
-def record_text(record: dict) -> str:
-    """All the text of a Gemini record, for estimating its size in tokens."""
-    parts = list(_system_parts(record))
-    for content in record.get("contents", []):
-        parts.extend(content.get("parts") or [])
-    return "\n".join(part.get("text", "") for part in parts)
 
 
 def _messages_of(example: dict) -> list:
@@ -181,3 +179,71 @@ def adapter_size_enum(model: str, size: int) -> str:
         raise UsageError(f"--adapter-size {size} is not supported for {model}",
                          fix="use one of " + ", ".join(map(str, allowed)))
     return ADAPTER_SIZES[size]
+
+
+# Every supported model shares these today; a dataset is uploaded before the model is known, so it
+# checks against the strictest value of each limit.
+COMMON_LIMITS = GeminiLimits(*(min(getattr(limits, name) for limits in SUPPORTED_MODELS.values())
+                               for name in ("max_example_tokens", "max_validation_examples",
+                                            "max_file_bytes", "max_training_examples")),
+                             adapter_sizes=())
+
+
+# ---- a dataset for Vertex ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PreparedFile:
+    """A dataset converted to Gemini JSONL and checked against Gemini's limits."""
+
+    source: Path
+    data: bytes
+    examples: int
+    first: dict[str, Any]
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+
+def prepare_file(path: Path, limits: GeminiLimits = COMMON_LIMITS) -> PreparedFile:
+    """Read an OpenAI chat dataset, convert it to Gemini records and check Gemini's limits.
+
+    Token counts are estimated with tiktoken's o200k_base (see tunelab.data.tokens): Gemini's
+    tokenizer is not available offline, and o200k is a similar-sized multilingual vocabulary,
+    so it is a close proxy; chars/4 would under-count Cyrillic text about twofold.
+    """
+    from tunelab.data.reader import load_examples
+    from tunelab.data.tokens import counter_for
+
+    path = Path(path)
+    examples = load_examples(path)
+    if len(examples) > limits.max_training_examples:
+        raise DataError(f"{len(examples):,} examples; Vertex tunes on at most "
+                        f"{limits.max_training_examples:,}", path=str(path),
+                        fix="split the dataset with `tunelab data split`")
+    lines = []
+    counts = counter_for("vertex", DEFAULT_MODEL).count(examples)
+    for number, (example, (tokens, _, _)) in enumerate(zip(examples, counts, strict=True), 1):
+        if tokens > limits.max_example_tokens:
+            raise DataError(f"example {number} has about {tokens:,} tokens (o200k estimate); "
+                            f"Gemini tunes on at most {limits.max_example_tokens:,} per example",
+                            path=str(path), fix="shorten or split that conversation")
+        try:
+            lines.append(openai_to_gemini(example))
+        except DataError as error:
+            raise DataError(f"example {number}: {error.message}", path=str(path),
+                            fix=error.fix) from None
+    data = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
+    if len(data) > limits.max_file_bytes:
+        raise DataError(f"{len(data):,} bytes in Gemini format; Vertex accepts at most "
+                        f"{limits.max_file_bytes:,}", path=str(path),
+                        fix="split the dataset with `tunelab data split`")
+    return PreparedFile(path, data, len(lines), lines[0] if lines else {})
+
+
+def check_validation_size(count: int, model: str) -> None:
+    limit = limits_for(model).max_validation_examples
+    if count > limit:
+        raise UsageError(f"--validation-file has {count:,} examples; Vertex accepts at most "
+                         f"{limit:,}", fix=f"keep {limit:,} or fewer examples for validation")

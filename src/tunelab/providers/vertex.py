@@ -20,9 +20,6 @@ Messages carry the API's code and first line of its message, never a token.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import hashlib
-import json
 import os
 import re
 import time
@@ -33,15 +30,18 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.data.gemini import (
-    DEFAULT_MODEL,
-    SUPPORTED_MODELS,
-    GeminiLimits,
+    PreparedFile,
     adapter_size_enum,
+    check_validation_size,
     limits_for,
     openai_to_gemini,
+    prepare_file,
 )
-from tunelab.errors import AuthError, DataError, NotFoundError, ProviderError, UsageError
+from tunelab.errors import AuthError, NotFoundError, ProviderError, UsageError
 from tunelab.providers.base import Capabilities, FileRef, Job, JobSpec, ProviderEvent, Reply
+from tunelab.providers.vertex_jobs import events_from_job, job_from_sdk, map_status
+
+__all__ = ["VertexOptions", "VertexProvider", "create", "describe_request", "map_status"]
 
 NAME = "vertex"
 DEFAULT_LOCATION = "us-central1"
@@ -51,33 +51,9 @@ TIMEOUT_MS = 120_000
 ADC_FIX = ("run `gcloud auth application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS) "
            "and set GOOGLE_CLOUD_PROJECT or pass --project-id")
 
-# Vertex JobState -> tunelab status. Anything else is kept as the native state and shown.
-STATUSES = {
-    "JOB_STATE_QUEUED": "queued",
-    "JOB_STATE_PENDING": "queued",
-    "JOB_STATE_RUNNING": "running",
-    "JOB_STATE_SUCCEEDED": "succeeded",
-    "JOB_STATE_FAILED": "failed",
-    "JOB_STATE_EXPIRED": "failed",
-    "JOB_STATE_CANCELLING": "cancelled",
-    "JOB_STATE_CANCELLED": "cancelled",
-}
 _TRANSIENT = {408, 409, 429}
 _RESOURCE = re.compile(r"^projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/")
 _DEFAULT_HOST = re.compile(r"^https://[a-z0-9-]*aiplatform\.googleapis\.com/?$")
-
-# Every supported model shares these today; upload() does not know the model yet, so it
-# checks against the strictest value of each limit.
-COMMON_LIMITS = GeminiLimits(*(min(getattr(limits, name) for limits in SUPPORTED_MODELS.values())
-                               for name in ("max_example_tokens", "max_validation_examples",
-                                            "max_file_bytes", "max_training_examples")),
-                             adapter_sizes=())
-
-
-def map_status(state: str | None) -> str:
-    """tunelab's status for a Vertex JOB_STATE_*; an unknown state is returned unchanged."""
-    return STATUSES.get(state or "", state or "unknown")
-
 
 # ---- options --------------------------------------------------------------------------------
 
@@ -115,73 +91,18 @@ class VertexOptions:
 
     @property
     def api_root(self) -> str:
-        return (self.base_url or f"https://{self.location}-aiplatform.googleapis.com/").rstrip("/")
+        """The host the SDK talks to: regional, or the global one for location "global"."""
+        region = "" if self.location == "global" else f"{self.location}-"
+        return (self.base_url or f"https://{region}aiplatform.googleapis.com").rstrip("/")
 
 
-# ---- the dataset --------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class PreparedFile:
-    """A dataset converted to Gemini JSONL and checked, ready to upload."""
-
-    source: Path
-    data: bytes
-    examples: int
-    first: dict[str, Any]
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
-
-    @property
-    def object_name(self) -> str:
-        return f"{OBJECT_PREFIX}{self.sha256}.jsonl"
-
-    def uri(self, bucket: str) -> str:
-        return f"gs://{bucket}/{self.object_name}"
+def gcs_uri(bucket: str, prepared: PreparedFile) -> str:
+    """Where a converted dataset lives: named by its hash, so equal data is stored once."""
+    return f"gs://{bucket}/{object_name(prepared)}"
 
 
-def prepare_file(path: Path, limits: GeminiLimits = COMMON_LIMITS) -> PreparedFile:
-    """Read an OpenAI chat dataset, convert it to Gemini records and check Gemini's limits.
-
-    Token counts are estimated with tiktoken's o200k_base (see tunelab.data.tokens): Gemini's
-    tokenizer is not available offline, and o200k is a similar-sized multilingual vocabulary,
-    so it is a close proxy; chars/4 would under-count Cyrillic text about twofold.
-    """
-    from tunelab.data.reader import load_examples
-    from tunelab.data.tokens import counter_for
-
-    path = Path(path)
-    examples = load_examples(path)
-    if len(examples) > limits.max_training_examples:
-        raise DataError(f"{len(examples):,} examples; Vertex tunes on at most "
-                        f"{limits.max_training_examples:,}", path=str(path),
-                        fix="split the dataset with `tunelab data split`")
-    lines = []
-    counts = counter_for(NAME, DEFAULT_MODEL).count(examples)
-    for number, (example, (tokens, _, _)) in enumerate(zip(examples, counts, strict=True), 1):
-        if tokens > limits.max_example_tokens:
-            raise DataError(f"example {number} has about {tokens:,} tokens (o200k estimate); "
-                            f"Gemini tunes on at most {limits.max_example_tokens:,} per example",
-                            path=str(path), fix="shorten or split that conversation")
-        try:
-            lines.append(openai_to_gemini(example))
-        except DataError as error:
-            raise DataError(f"example {number}: {error.message}", path=str(path),
-                            fix=error.fix) from None
-    data = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
-    if len(data) > limits.max_file_bytes:
-        raise DataError(f"{len(data):,} bytes in Gemini format; Vertex accepts at most "
-                        f"{limits.max_file_bytes:,}", path=str(path),
-                        fix="split the dataset with `tunelab data split`")
-    return PreparedFile(path, data, len(lines), lines[0] if lines else {})
-
-
-def check_validation_size(count: int, model: str) -> None:
-    limit = limits_for(model).max_validation_examples
-    if count > limit:
-        raise UsageError(f"--validation-file has {count:,} examples; Vertex accepts at most "
-                         f"{limit:,}", fix=f"keep {limit:,} or fewer examples for validation")
+def object_name(prepared: PreparedFile) -> str:
+    return f"{OBJECT_PREFIX}{prepared.sha256}.jsonl"
 
 
 # ---- the request ----------------------------------------------------------------------------
@@ -258,105 +179,19 @@ def describe_request(path: Path, spec: JobSpec, options: VertexOptions) -> dict[
         validation = prepare_file(Path(spec.validation_file))
         check_validation_size(validation.examples, spec.base_model)
     request = TuningRequest.from_spec(replace(
-        spec, training_file=training.uri(bucket),
-        validation_file=validation.uri(bucket) if validation else spec.validation_file))
+        spec, training_file=gcs_uri(bucket, training),
+        validation_file=gcs_uri(bucket, validation) if validation else spec.validation_file))
     return {
         "provider": NAME,
         "project": options.require_project(),
         "location": options.location,
-        "object": training.uri(bucket),
+        "object": gcs_uri(bucket, training),
         "examples": training.examples,
-        "validation_object": validation.uri(bucket) if validation else spec.validation_file,
+        "validation_object": gcs_uri(bucket, validation) if validation else spec.validation_file,
         "first_example": training.first,
         "request": {"method": "POST", "url": f"{options.api_root}/v1beta1/"
                                              f"{request.path(options)}", "body": request.body()},
     }
-
-
-# ---- jobs and events from the SDK's objects --------------------------------------------------
-
-def _timestamp(value: dt.datetime | None) -> float | None:
-    return value.timestamp() if value else None
-
-
-def _state(value: Any) -> str | None:
-    return getattr(value, "value", value)
-
-
-def data_stats(raw: dict[str, Any]) -> dict[str, Any] | None:
-    """Vertex's supervised tuningDataStats, reduced to what a user acts on; None if absent."""
-    stats = (raw.get("tuning_data_stats") or {}).get("supervised_tuning_data_stats")
-    if not stats:
-        return None
-    found = {"examples": stats.get("tuning_dataset_example_count"),
-             "billable_tokens": stats.get("total_billable_token_count"),
-             "tuning_steps": stats.get("tuning_step_count"),
-             "dropped_examples": stats.get("total_truncated_example_count"),
-             "dropped_reasons": stats.get("dropped_example_reasons")}
-    return {key: value for key, value in found.items() if value not in (None, [])}
-
-
-def job_from_sdk(tuning_job: Any) -> Job:
-    raw = tuning_job.model_dump(mode="json", exclude_none=True, exclude={"sdk_http_response"})
-    state = _state(tuning_job.state)
-    spec = raw.get("supervised_tuning_spec") or {}
-    stats = data_stats(raw)
-    if stats:
-        raw["tunelab_data_stats"] = stats
-    tuned = raw.get("tuned_model") or {}
-    return Job(id=tuning_job.name, status=map_status(state), native_status=state,
-               base_model=tuning_job.base_model or "", fine_tuned_model=tuned.get("endpoint"),
-               created_at=_timestamp(tuning_job.create_time),
-               finished_at=_timestamp(tuning_job.end_time),
-               training_file=spec.get("training_dataset_uri"),
-               validation_file=spec.get("validation_dataset_uri"),
-               suffix=tuning_job.tuned_model_display_name,
-               trained_tokens=(stats or {}).get("billable_tokens"),
-               error=raw.get("error"), raw=raw)
-
-
-def events_from_job(job: Job) -> list[ProviderEvent]:
-    """Events in a fixed order (created, running, stats, finished). Each appears only once
-    the ones before it can no longer appear, so `after` never skips one."""
-    raw = job.raw
-    events = [ProviderEvent("created", job.created_at or 0.0,
-                            f"tuning job created for {job.base_model}")]
-    started = raw.get("start_time")
-    if started:
-        events.append(ProviderEvent("running", _parse_time(started), "tuning started"))
-    stats = raw.get("tunelab_data_stats")
-    if stats and (started or job.finished_at):
-        events.append(ProviderEvent("data_stats", _parse_time(raw.get("update_time")),
-                                    describe_stats(stats), data=stats))
-    if job.finished_at or job.status in ("succeeded", "failed") or \
-            job.native_status == "JOB_STATE_CANCELLED":
-        events.append(_finished_event(job))
-    return events
-
-
-def describe_stats(stats: dict[str, Any]) -> str:
-    parts = [f"{stats[key]:,} {label}" for key, label in
-             (("examples", "examples"), ("billable_tokens", "billable tokens"),
-              ("tuning_steps", "steps"), ("dropped_examples", "dropped examples"))
-             if isinstance(stats.get(key), int)]
-    reasons = stats.get("dropped_reasons")
-    text = "dataset: " + ", ".join(parts)
-    return text + (f" ({'; '.join(map(str, reasons[:3]))})" if reasons else "")
-
-
-def _finished_event(job: Job) -> ProviderEvent:
-    when = job.finished_at or _parse_time(job.raw.get("update_time"))
-    if job.status == "succeeded":
-        return ProviderEvent("finished", when, f"tuning succeeded: endpoint {job.fine_tuned_model}")
-    detail = (job.error or {}).get("message") or job.native_status
-    return ProviderEvent("finished", when, f"tuning {job.status}: {detail}",
-                         level="error" if job.status == "failed" else "info")
-
-
-def _parse_time(value: str | None) -> float:
-    if not value:
-        return time.time()
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 # ---- the provider ---------------------------------------------------------------------------
@@ -436,13 +271,17 @@ class VertexProvider:
         except (auth.TransportError, OSError, *_http_transport_errors()) as error:
             raise _unreachable(what, error) from None
 
+    def describe_request(self, path: Path, spec: JobSpec) -> dict[str, Any]:
+        """The dry run for these options (see the module-level describe_request)."""
+        return describe_request(path, spec, self.options)
+
     # files ----------------------------------------------------------------------------------
     def upload(self, path: Path) -> FileRef:
         """Convert to Gemini JSONL and put it at gs://BUCKET/tunelab/<sha256>.jsonl, unless
         that object is already there."""
         bucket_name = self.options.require_bucket()
         prepared = prepare_file(Path(path))
-        uri = prepared.uri(bucket_name)
+        uri = gcs_uri(bucket_name, prepared)
         with self._errors(f"gs://{bucket_name}"):
             reused = self._put_once(bucket_name, prepared)
         self._examples[uri] = prepared.examples
@@ -455,7 +294,7 @@ class VertexProvider:
         from google.cloud import storage
 
         client = storage.Client(project=self._project(), credentials=self._adc())
-        blob = client.bucket(bucket_name).blob(prepared.object_name)
+        blob = client.bucket(bucket_name).blob(object_name(prepared))
         if blob.exists():
             return True
         try:
