@@ -214,7 +214,6 @@ def prepare_file(path: Path, limits: GeminiLimits = COMMON_LIMITS) -> PreparedFi
     so it is a close proxy; chars/4 would under-count Cyrillic text about twofold.
     """
     from tunelab.data.reader import load_examples
-    from tunelab.data.tokens import counter_for
 
     path = Path(path)
     examples = load_examples(path)
@@ -222,13 +221,9 @@ def prepare_file(path: Path, limits: GeminiLimits = COMMON_LIMITS) -> PreparedFi
         raise DataError(f"{len(examples):,} examples; Vertex tunes on at most "
                         f"{limits.max_training_examples:,}", path=str(path),
                         fix="split the dataset with `tunelab data split`")
+    _check_example_tokens(path, examples, limits.max_example_tokens)
     lines = []
-    counts = counter_for("vertex", DEFAULT_MODEL).count(examples)
-    for number, (example, (tokens, _, _)) in enumerate(zip(examples, counts, strict=True), 1):
-        if tokens > limits.max_example_tokens:
-            raise DataError(f"example {number} has about {tokens:,} tokens (o200k estimate); "
-                            f"Gemini tunes on at most {limits.max_example_tokens:,} per example",
-                            path=str(path), fix="shorten or split that conversation")
+    for number, example in enumerate(examples, 1):
         try:
             lines.append(openai_to_gemini(example))
         except DataError as error:
@@ -240,6 +235,29 @@ def prepare_file(path: Path, limits: GeminiLimits = COMMON_LIMITS) -> PreparedFi
                         f"{limits.max_file_bytes:,}", path=str(path),
                         fix="split the dataset with `tunelab data split`")
     return PreparedFile(path, data, len(lines), lines[0] if lines else {})
+
+
+def _check_example_tokens(path: Path, examples: list[dict], limit: int) -> None:
+    """DataError naming the first example over `limit` tokens (o200k estimate)."""
+    from tunelab.data.tokens import counter_for
+
+    # A BPE token covers at least one UTF-8 byte and a character is at most four, so an
+    # example under limit/4 characters cannot be over: only the long ones get tokenized.
+    suspects = [(number, example) for number, example in enumerate(examples, 1)
+                if 4 * _characters(example) + 8 * len(example["messages"]) + 3 > limit]
+    if not suspects:
+        return
+    counts = counter_for("vertex", DEFAULT_MODEL).count([example for _, example in suspects])
+    for (number, _), (tokens, _, _) in zip(suspects, counts, strict=True):
+        if tokens > limit:
+            raise DataError(f"example {number} has about {tokens:,} tokens (o200k estimate); "
+                            f"Gemini tunes on at most {limit:,} per example",
+                            path=str(path), fix="shorten or split that conversation")
+
+
+def _characters(example: dict) -> int:
+    return sum(len(value) for message in example["messages"] for value in message.values()
+               if isinstance(value, str))
 
 
 def check_validation_size(count: int, model: str) -> None:
