@@ -337,3 +337,36 @@ def test_cli_test_asks_a_recorded_vertex_job_through_its_endpoint(provider, doub
     results = json.loads(capsys.readouterr().out)["results"]
     assert results and all(row["text"] == double.reply_text for row in results)
     assert len(double.bodies("POST", f"{PARENT}/endpoints/88:generateContent")) == len(results)
+
+
+def train_options(double, **changes) -> dict:
+    options = {"provider": "vertex", "project_id": PROJECT, "bucket": BUCKET,
+               "base_url": double.url, "model": "gemini-2.5-flash", "epochs": 3,
+               "learning_rate_multiplier": 0.5, "provider_extra": {"adapter_size": 4},
+               "suffix": "natasha-v1", "yes": True, "interval": 0.01, "json": True}
+    return {**options, **changes}
+
+
+def test_train_end_to_end_uploads_tunes_watches_records_and_tests(double, adc, gcs, capsys):
+    from tunelab.cli.cloud_cmd import train_remote
+    from tunelab.registry import open_registry
+
+    double.lifecycle = [RUNNING, SUCCEEDED]
+    assert train_remote(TRAIN, train_options(double)) == 0
+    result = json.loads(capsys.readouterr().out)
+    [sent] = double.bodies("POST", f"{PARENT}/tuningJobs")
+    assert sent["baseModel"] == "gemini-2.5-flash"
+    assert sent["supervisedTuningSpec"]["trainingDatasetUri"] == result["training_file"]
+    assert sent["supervisedTuningSpec"]["hyperParameters"] == {
+        "epochCount": 3, "learningRateMultiplier": 0.5, "adapterSize": "ADAPTER_SIZE_FOUR"}
+    assert sent["tunedModelDisplayName"] == "natasha-v1"
+    assert result["status"] == "succeeded" and result["trained_tokens"] == 61234
+    assert result["fine_tuned_model"] == f"{PARENT}/endpoints/88"
+    assert [s["answer"] for s in result["samples"]] == [double.reply_text] * 5
+    registry = open_registry()
+    record = registry.get_job(result["id"])
+    messages = [event.message for event in registry.list_events(result["id"])]
+    registry.close()
+    assert (record.provider, record.status, record.native_status) == (
+        "vertex", "succeeded", "JOB_STATE_SUCCEEDED")
+    assert any("61,234 billable tokens" in message for message in messages)

@@ -41,6 +41,7 @@ class VertexDouble:
         self.sent: list[Sent] = []
         self.jobs: dict[str, dict[str, Any]] = {}
         self.pending: dict[str, list[dict[str, Any]]] = {}
+        self.lifecycle: list[dict[str, Any]] = []  # queued on every job created from now on
         self.reply_text = reply_text
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -61,7 +62,8 @@ class VertexDouble:
 
     # what a test sets up or reads ----------------------------------------------------------
     def advance(self, name: str, *updates: dict[str, Any]) -> None:
-        """Queue changes to a job: each later GET of it applies the next one."""
+        """Queue changes to a job: each later GET of it applies the next one. Jobs created
+        after `lifecycle` is set start with its updates queued."""
         self.pending.setdefault(name, []).extend(updates)
 
     def bodies(self, method: str, suffix: str) -> list[Any]:
@@ -94,6 +96,7 @@ class VertexDouble:
         job = {"name": name, "state": "JOB_STATE_PENDING", "createTime": now,
                "updateTime": now, **body}
         self.jobs[name] = job
+        self.pending[name] = [dict(update) for update in self.lifecycle]
         return job
 
     def _poll(self, name: str) -> dict[str, Any]:
