@@ -25,7 +25,7 @@ import re
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,8 @@ DEFAULT_LOCATION = "us-central1"
 OBJECT_PREFIX = "tunelab/"
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 TIMEOUT_MS = 120_000
+TOKEN_ESTIMATE = ("o200k_base (tiktoken) as a proxy: Gemini's tokenizer is not available "
+                  "offline; both are ~200k-entry multilingual vocabularies")
 ADC_FIX = ("run `gcloud auth application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS) "
            "and set GOOGLE_CLOUD_PROJECT or pass --project-id")
 
@@ -187,6 +189,8 @@ def describe_request(path: Path, spec: JobSpec, options: VertexOptions) -> dict[
         "location": options.location,
         "object": gcs_uri(bucket, training),
         "examples": training.examples,
+        "bytes": len(training.data),
+        "limits": {**asdict(limits_for(spec.base_model)), "token_estimate": TOKEN_ESTIMATE},
         "validation_object": gcs_uri(bucket, validation) if validation else spec.validation_file,
         "first_example": training.first,
         "request": {"method": "POST", "url": f"{options.api_root}/v1beta1/"
