@@ -32,12 +32,17 @@ class FaultPlan:
     rate_drop_answer: float = 0.0
     seed: int = 0
     only_paths: tuple[str, ...] = ()  # empty: any path may be hit
+    # "METHOD /path" -> verdicts for its next requests, before the random ones apply
+    script: dict[str, list[str]] = field(default_factory=dict)
     log: Counter = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
 
-    def verdict(self, path: str) -> str:
+    def verdict(self, method: str, path: str) -> str:
+        queued = self.script.get(f"{method} {path.split('?')[0]}")
+        if queued:
+            return queued.pop(0)
         roll = self._random.random()
         if self.only_paths and not any(part in path for part in self.only_paths):
             return "ok"
@@ -107,9 +112,10 @@ class FaultProxy:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = await _read_request(reader)
-            path = request.split(b" ", 2)[1].decode(errors="replace")
-            verdict = self.plan.verdict(path)
+            method, path = request.decode("latin-1").split(" ", 2)[:2]
+            verdict = self.plan.verdict(method, path)
             self.plan.log[verdict] += 1
+            self.plan.log[f"{method} {path.split('?')[0]}"] += 1
             if verdict in ("429", "500"):
                 writer.write(_canned(verdict))
             elif verdict == "reset":

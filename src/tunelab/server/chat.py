@@ -54,13 +54,14 @@ def complete(model: str, messages: list[dict[str, Any]], *, max_tokens: int,
              temperature: float, top_p: float, seed: int) -> Any:
     from tunelab.local.inference import load_chat_model
 
+    messages = plain_messages(messages)  # a bad request fails before any model loads
     try:
         chat_model = load_chat_model(model_ref(model))
     except TunelabError as error:
         raise ApiError(404, f"The model {model!r} cannot be loaded here: {error.render()}",
                        code="model_not_found", param="model") from None
     with _generate_lock:
-        return chat_model.complete(plain_messages(messages), max_new_tokens=max_tokens,
+        return chat_model.complete(messages, max_new_tokens=max_tokens,
                                    temperature=temperature, top_p=top_p, seed=seed)
 
 

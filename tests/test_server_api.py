@@ -1,0 +1,185 @@
+"""`tunelab serve` through the official openai SDK: files, jobs, events, models, errors, auth.
+
+These run the real app under uvicorn on a loopback port, with the job worker off so jobs stay
+queued (training is covered by test_openai_e2e.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from faultproxy import serve_in_thread
+from tunelab.cli import main
+from tunelab.server import ServeSettings, create_app
+from tunelab.server.settings import check_bind
+
+KEY = "test-server-key-7f3a"
+MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def dialogues(path: Path, count: int = 12) -> Path:
+    lines = [json.dumps({"messages": [
+        {"role": "system", "content": "You are Natasha, a warm coach."},
+        {"role": "user", "content": f"Question number {number}?"},
+        {"role": "assistant", "content": f"Answer number {number}, with care."}]})
+        for number in range(count)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def server(tunelab_home: Path):
+    settings = ServeSettings(api_key=KEY, run_worker=False, max_upload_bytes=64 * 1024)
+    with serve_in_thread(create_app(settings)) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def client(server: str) -> openai.OpenAI:
+    return openai.OpenAI(api_key=KEY, base_url=server + "/v1", max_retries=0)
+
+
+def error_of(response: httpx.Response) -> dict:
+    body = response.json()
+    assert set(body) == {"error"}
+    assert {"message", "type", "param", "code"} <= set(body["error"])
+    return body["error"]
+
+
+def test_files_round_trip(client: openai.OpenAI, tmp_path: Path) -> None:
+    path = dialogues(tmp_path / "train.jsonl")
+    uploaded = client.files.create(file=path.open("rb"), purpose="fine-tune")
+    assert uploaded.id.startswith("file-") and uploaded.bytes == path.stat().st_size
+    assert uploaded.filename == "train.jsonl" and uploaded.purpose == "fine-tune"
+    assert [f.id for f in client.files.list(purpose="fine-tune")] == [uploaded.id]
+    assert client.files.retrieve(uploaded.id).bytes == uploaded.bytes
+    assert client.files.content(uploaded.id).content == path.read_bytes()
+    assert client.files.delete(uploaded.id).deleted is True
+    with pytest.raises(openai.NotFoundError):
+        client.files.retrieve(uploaded.id)
+
+
+def test_upload_name_is_never_a_path(client: openai.OpenAI, tmp_path: Path,
+                                     tunelab_home: Path) -> None:
+    path = dialogues(tmp_path / "train.jsonl")
+    evil = "../../../escaped.jsonl"
+    uploaded = client.files.create(file=(evil, path.read_bytes()), purpose="fine-tune")
+    assert uploaded.filename == evil  # echoed back as metadata, as OpenAI does
+    assert not list(tmp_path.rglob("escaped.jsonl"))
+    stored = list((tunelab_home / "server" / "files").iterdir())
+    assert {p.name for p in stored} == {f"{uploaded.id}.jsonl", f"{uploaded.id}.json"}
+
+
+def test_upload_size_limit(server: str, client: openai.OpenAI, tmp_path: Path) -> None:
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.files.create(file=("big.jsonl", b"x" * 200_000), purpose="fine-tune")
+    assert caught.value.status_code == 413
+    assert client.files.list().data == []
+
+
+def test_auth_is_enforced_everywhere_but_health(server: str) -> None:
+    assert httpx.get(server + "/health").json() == {"status": "ok"}
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}):
+        response = httpx.get(server + "/v1/models", headers=headers)
+        assert response.status_code == 401
+        assert error_of(response)["code"] == "invalid_api_key"
+        assert KEY not in response.text
+    response = httpx.post(server + "/v1/fine_tuning/jobs", json={})
+    assert response.status_code == 401
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(api_key="nope", base_url=server + "/v1", max_retries=0).models.list()
+
+
+def test_bad_requests_get_openai_shaped_4xx(server: str, client: openai.OpenAI) -> None:
+    auth = {"Authorization": f"Bearer {KEY}"}
+    cases = [
+        ("POST", "/v1/fine_tuning/jobs", {"content": b"{not json"}, 400),
+        ("POST", "/v1/fine_tuning/jobs", {"json": {"model": MODEL}}, 400),
+        ("POST", "/v1/fine_tuning/jobs",
+         {"json": {"model": MODEL, "training_file": "file-0", "bogus": 1}}, 400),
+        ("POST", "/v1/fine_tuning/jobs",
+         {"json": {"model": MODEL, "training_file": "file-000000000000000000000000"}}, 400),
+        ("POST", "/v1/files", {"files": {"file": ("a.jsonl", b"{}")}, "data": {}}, 400),
+        ("POST", "/v1/files", {"files": {"file": ("a.jsonl", b"{}")},
+                               "data": {"purpose": "mystery"}}, 400),
+        ("GET", "/v1/files/../../etc/passwd", {}, 404),
+        ("GET", "/v1/fine_tuning/jobs/ftjob-missing", {}, 404),
+        ("GET", "/v1/nothing-here", {}, 404),
+        ("DELETE", "/v1/models", {}, 405),
+        ("POST", "/v1/chat/completions", {"json": {"model": MODEL, "messages": []}}, 400),
+        ("POST", "/v1/chat/completions", {"json": {"model": MODEL, "messages": [], "n": 3}},
+         400),
+    ]
+    for method, path, extra, status in cases:
+        response = httpx.request(method, server + path, headers=auth, **extra)
+        assert response.status_code == status, (method, path, response.text)
+        assert error_of(response)["message"]
+
+
+def test_job_lifecycle_while_queued(client: openai.OpenAI, tmp_path: Path) -> None:
+    training = client.files.create(file=dialogues(tmp_path / "t.jsonl").open("rb"),
+                                   purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(
+        model=MODEL, training_file=training.id, suffix="natasha-v1", seed=7,
+        metadata={"team": "coach"},
+        method={"type": "supervised",
+                "supervised": {"hyperparameters": {"n_epochs": 2, "batch_size": 4,
+                                                   "learning_rate_multiplier": 0.5}}})
+    assert job.status == "queued" and job.object == "fine_tuning.job"
+    assert job.hyperparameters.n_epochs == 2 and job.hyperparameters.batch_size == 4
+    assert job.method.type == "supervised" and job.seed == 7
+    assert client.fine_tuning.jobs.retrieve(job.id).training_file == training.id
+    assert [j.id for j in client.fine_tuning.jobs.list(metadata={"team": "coach"})] == [job.id]
+    assert client.fine_tuning.jobs.list(metadata={"team": "other"}).data == []
+    messages = [event.message for event in client.fine_tuning.jobs.list_events(job.id)]
+    assert messages[-1].startswith("Created fine-tuning job")  # newest first, like OpenAI
+    assert client.fine_tuning.jobs.cancel(job.id).status == "cancelled"
+    with pytest.raises(openai.BadRequestError):
+        client.fine_tuning.jobs.cancel(job.id)
+    assert client.fine_tuning.jobs.checkpoints.list(job.id).data == []
+
+
+def test_invalid_training_data_is_refused_with_the_line(client: openai.OpenAI,
+                                                        tmp_path: Path) -> None:
+    path = dialogues(tmp_path / "t.jsonl")
+    path.write_text(path.read_text() + "{broken\n")
+    bad = client.files.create(file=path.open("rb"), purpose="fine-tune")
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.fine_tuning.jobs.create(model=MODEL, training_file=bad.id)
+    assert "line 13" in str(caught.value)
+    assert str(tmp_path) not in str(caught.value)
+
+
+def test_models_lists_the_embedded_model(client: openai.OpenAI) -> None:
+    assert MODEL in [model.id for model in client.models.list()]
+    assert client.models.retrieve(MODEL).owned_by == "tunelab"
+
+
+def test_non_loopback_bind_needs_a_key(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--host", "0.0.0.0", "--port", "0"]) == 2
+    assert "--api-key" in capsys.readouterr().err
+    check_bind(ServeSettings(host="0.0.0.0", api_key="k"))  # a key makes it allowed
+    check_bind(ServeSettings(host="::1"))  # loopback needs none
+
+
+@pytest.mark.slow
+def test_chat_with_the_base_model_plain_and_streamed(client: openai.OpenAI) -> None:
+    messages = [{"role": "user", "content": "Say hello."}]
+    answer = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=8,
+                                            temperature=0)
+    text = answer.choices[0].message.content
+    assert text and answer.usage.completion_tokens <= 8
+    stream = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=8,
+                                            temperature=0, stream=True,
+                                            stream_options={"include_usage": True})
+    chunks = list(stream)
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == text  # greedy: the same answer either way
+    assert chunks[-1].usage.completion_tokens == answer.usage.completion_tokens
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="no-such-model", messages=messages)
