@@ -370,3 +370,14 @@ def test_train_end_to_end_uploads_tunes_watches_records_and_tests(double, adc, g
     assert (record.provider, record.status, record.native_status) == (
         "vertex", "succeeded", "JOB_STATE_SUCCEEDED")
     assert any("61,234 billable tokens" in message for message in messages)
+
+
+def test_cli_without_credentials_prints_one_line_naming_the_fix(double, adc, monkeypatch,
+                                                                 tmp_path, capsys):
+    from tunelab.cli import main
+
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    code = main(["chat", f"vertex:{PARENT}/endpoints/88", "-m", "hi", "--base-url", double.url])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and len(error.splitlines()) == 1 and "Traceback" not in error
+    assert "gcloud auth application-default login" in error and "GOOGLE_CLOUD_PROJECT" in error
