@@ -381,3 +381,21 @@ def test_cli_without_credentials_prints_one_line_naming_the_fix(double, adc, mon
     error = capsys.readouterr().err.strip()
     assert code == 2 and len(error.splitlines()) == 1 and "Traceback" not in error
     assert "gcloud auth application-default login" in error and "GOOGLE_CLOUD_PROJECT" in error
+
+
+def test_jobs_events_cancel_and_list_for_a_recorded_vertex_job(double, adc, gcs, capsys):
+    from tunelab.cli import cloud_cmd
+
+    double.lifecycle = [RUNNING]
+    assert cloud_cmd.train_remote(TRAIN, train_options(double, no_wait=True)) == 0
+    job_id = json.loads(capsys.readouterr().out)["id"]
+    assert cloud_cmd.events_remote(job_id, as_json=True) == 0
+    events = json.loads(capsys.readouterr().out)["events"]
+    assert [event["id"] for event in events] == ["created", "running"]
+    assert cloud_cmd.cancel_remote(job_id, as_json=True) == 0
+    cancelled = json.loads(capsys.readouterr().out)
+    assert (cancelled["status"], cancelled["native_status"]) == ("cancelled",
+                                                                 "JOB_STATE_CANCELLING")
+    assert double.sent[-2].path == f"/v1beta1/{job_id}:cancel"
+    [row] = cloud_cmd.list_remote("vertex", base_url=double.url)
+    assert (row["id"], row["status"], row["source"]) == (job_id, "cancelled", "both")
