@@ -54,9 +54,9 @@ def test_round_trip_is_lossless_where_gemini_can_hold_it(systems, turns):
     assert gemini_to_openai(openai_to_gemini(example)) == example
 
 
-def test_name_and_weight_are_dropped_as_documented():
+def test_name_and_weight_one_are_dropped_as_documented():
     example = {"messages": [{"role": "user", "content": "hi", "name": "ann"},
-                            {"role": "assistant", "content": "yo", "weight": 0}]}
+                            {"role": "assistant", "content": "yo", "weight": 1}]}
     assert gemini_to_openai(openai_to_gemini(example)) == {"messages": [
         {"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
 
@@ -69,6 +69,8 @@ def test_name_and_weight_are_dropped_as_documented():
       {"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]}], "tool calls"),
     ([{"role": "user", "content": [{"type": "text", "text": "a"}]}], "must be a string"),
     ([{"role": "system", "content": "only a system prompt"}], "no user or assistant turn"),
+    ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "weight": 0}],
+     "weight 0 has no Gemini equivalent"),
 ])
 def test_what_gemini_cannot_hold_is_refused_naming_the_message(messages, says):
     with pytest.raises(DataError) as caught:

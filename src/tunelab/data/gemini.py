@@ -9,8 +9,8 @@ A Gemini (Vertex AI supervised tuning) record is
 What Gemini can hold survives a round trip unchanged: leading system messages (one part
 each), then user/assistant turns with string content (one part each). What it cannot hold
 is refused with a DataError (tool calls, tool/function roles, a system message after the
-first turn, non-text parts) or dropped on purpose: a message's `name`, and `weight`, which
-Vertex has no field for (every model turn is trained on).
+first turn, non-text parts, `weight` 0: Vertex trains on every model turn) or dropped on
+purpose: a message's `name`, and a `weight` of 1, which is what Vertex does anyway.
 
 Gemini's tuning limits are data here (SUPPORTED_MODELS), and `prepare_file` turns a chat
 dataset into the Gemini JSONL that Vertex tunes on, checked against them.
@@ -97,6 +97,10 @@ def _role_and_text(index: int, message: object) -> tuple[str, str]:
     if message.get("tool_calls") or message.get("function_call"):
         raise DataError(f"message {index}: tool calls cannot be converted to Gemini",
                         fix="drop the tool-calling examples for Vertex AI")
+    if message.get("weight", 1) != 1:
+        raise DataError(f"message {index}: weight {message['weight']!r} has no Gemini "
+                        "equivalent; Vertex trains on every model turn",
+                        fix="drop the weight (or the message) for Vertex AI")
     content = message.get("content")
     if not isinstance(content, str):
         raise DataError(f"message {index}: content must be a string for Gemini",
