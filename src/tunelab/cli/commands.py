@@ -14,4 +14,8 @@ def register(app: typer.Typer) -> None:
     from tunelab.cli import serve_cmd
 
     app.command("serve")(serve_cmd.serve)
+    from tunelab.cli import eval_cmd
+
+    for name in ("test", "chat", "compare"):
+        app.command(name)(getattr(eval_cmd, name))
     app._tunelab_registered = True  # type: ignore[attr-defined]

@@ -11,7 +11,6 @@ answers, and `chat` for many turns.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -89,10 +88,6 @@ class ChatModel:
         text = self.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=add_generation_prompt)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
-def perplexity(loss: float) -> float:
-    return math.exp(min(loss, 50.0))  # capped: exp of a diverged loss is noise, not a number
 
 
 def adapter_dir(ref: str | Path) -> Path | None:

@@ -8,6 +8,7 @@ chat answers with the base model or a run's LoRA adapter on this machine.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -61,6 +62,16 @@ def model_ref(model: str) -> str:
     return str(adapter_of(record))
 
 
+def _live_trainer(record: JobRecord) -> int | None:
+    """The pid in the run's train.pid if that process still exists."""
+    try:
+        pid = int((Path(record.run_dir or "") / "train.pid").read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
 class LocalProvider:
     name = NAME
     capabilities = Capabilities(fine_tuning=True, chat=True, files=True)
@@ -103,12 +114,22 @@ class LocalProvider:
                               event.type, event.data) for event in events]
 
     def cancel(self, job_id: str) -> Job:
-        """Mark a running local job cancelled; the trainer stops at its next step check."""
+        """Mark a local job that no process runs any more as cancelled.
+
+        A live run is stopped where it runs (Ctrl-C, or the server's cancel), so that it
+        finishes its step and checkpoints; signalling it from here could hit a server
+        process that hosts it, so we name the way instead.
+        """
         record = self._record(job_id)
         if record.is_terminal:
             return _job(record)
+        pid = _live_trainer(record)
+        if pid is not None:
+            raise UsageError(f"job {job_id} is training in process {pid}",
+                             fix="press Ctrl-C in its terminal (it checkpoints and can resume "
+                                 f"with `tunelab train --resume {job_id}`)")
         with _registry() as registry:
-            registry.add_event(job_id, "cancel requested", level="warning", type="status")
+            registry.add_event(job_id, "cancelled: no process was running it", level="warning")
             return _job(registry.update_job(job_id, status="cancelled"))
 
     def chat(self, model: str, messages: list[dict[str, Any]], **options: Any) -> Reply:

@@ -1,0 +1,246 @@
+"""`tunelab test`, `tunelab chat` and `tunelab compare`: try models and weigh them side by side.
+
+MODEL, everywhere here, is a job id (ftjob-...) or `ft:` name from the registry, `base` (in
+compare: the base model of the job beside it), `local:<model>` or a bare local model (folder,
+.gguf, the embedded default), or `<provider>:<model>` (openai:, kimi:, vertex:, or an
+endpoint from providers.yaml).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+MODEL_HELP = ("ftjob-... / ft:... from the registry, local:<model> or a local path, "
+              "<provider>:<model> (openai:, kimi:, vertex:, providers.yaml endpoints).")
+PROVIDER_HELP = "Send bare model names to this provider instead of running them locally."
+BASE_URL_HELP = "Point an OpenAI-compatible provider at this base URL."
+SYSTEM_HELP = "A system prompt to put first (replaces one the prompts carry)."
+
+# Options every command here shares: the same model forms and the same generation settings.
+MODEL_ARG = typer.Argument(..., help=MODEL_HELP)
+PROVIDER_OPT = typer.Option(None, "--provider", "-p", help=PROVIDER_HELP)
+BASE_URL_OPT = typer.Option(None, "--base-url", help=BASE_URL_HELP)
+TEMPERATURE_OPT = typer.Option(0.0, "--temperature", help="0 = greedy.")
+TOP_P_OPT = typer.Option(1.0, "--top-p")
+SEED_OPT = typer.Option(0, "--seed")
+
+
+def _settings(max_new_tokens: int, temperature: float, top_p: float, seed: int):
+    from tunelab.errors import UsageError
+    from tunelab.evaluate.runner import Settings
+
+    if not 0 <= temperature <= 2:
+        raise UsageError(f"--temperature {temperature}: must be between 0 and 2",
+                         fix="use 0 for greedy, deterministic answers")
+    if not 0 < top_p <= 1:
+        raise UsageError(f"--top-p {top_p}: must be in (0, 1]", fix="use 1.0 to disable it")
+    return Settings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                    seed=seed)
+
+
+def _print_json(payload: dict[str, Any]) -> None:
+    print(json.dumps(payload, ensure_ascii=False))
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    console=err_console, transient=True)
+
+
+def _asker(use_cache: bool = False):
+    from tunelab.evaluate.cache import AnswerCache, NoCache
+    from tunelab.evaluate.runner import Asker
+
+    return Asker(AnswerCache() if use_cache else NoCache())
+
+
+# test -----------------------------------------------------------------------------------
+def test(
+    model: str = MODEL_ARG,
+    prompts: Path | None = typer.Option(None, "--prompts", help="A .txt file (one prompt a "
+                                        "line) or a dialogue file; default: 5 built-in."),
+    system: str | None = typer.Option(None, "--system", help=SYSTEM_HELP),
+    provider: str | None = PROVIDER_OPT,
+    base_url: str | None = BASE_URL_OPT,
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", min=1),
+    temperature: float = TEMPERATURE_OPT,
+    top_p: float = TOP_P_OPT,
+    seed: int = SEED_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+) -> None:
+    """Ask MODEL a few test prompts and show its answers with their latency."""
+    from tunelab.evaluate.prompts import load_prompts
+    from tunelab.evaluate.specs import resolve_spec
+
+    spec = resolve_spec(model, provider=provider, base_url=base_url)
+    settings = _settings(max_new_tokens, temperature, top_p, seed)
+    conversations = load_prompts(prompts, system)
+    asker = _asker()
+    answers = []
+    with _progress() as progress:
+        task = progress.add_task(f"asking {spec.label}", total=len(conversations))
+        for messages in conversations:
+            answers.append(asker.ask(spec, messages, settings))
+            progress.advance(task)
+    rows = [{"prompt": messages[-1]["content"], **answer.to_dict()}
+            for messages, answer in zip(conversations, answers, strict=True)]
+    if as_json:
+        _print_json({"model": spec.to_dict(), "settings": settings.to_dict(), "results": rows})
+        return
+    for number, row in enumerate(rows, 1):
+        console.print(f"[bold]Test {number}:[/] {row['prompt']}", highlight=False)
+        console.print(f"[green]Response[/] ({row['latency_s']:.2f} s): {row['text']}\n",
+                      highlight=False)
+
+
+# chat -----------------------------------------------------------------------------------
+def chat(
+    model: str = MODEL_ARG,
+    message: str | None = typer.Option(None, "--message", "-m",
+                                       help="Ask this one message, print the answer, exit."),
+    system: str | None = typer.Option(None, "--system", help="The system prompt (persona)."),
+    provider: str | None = PROVIDER_OPT,
+    base_url: str | None = BASE_URL_OPT,
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1),
+    temperature: float = TEMPERATURE_OPT,
+    top_p: float = TOP_P_OPT,
+    seed: int = SEED_OPT,
+    as_json: bool = typer.Option(False, "--json", help="With --message: one JSON object."),
+) -> None:
+    """Talk to MODEL. Interactive with history (/reset clears it, /exit leaves), or one
+    answer with --message."""
+    from tunelab.evaluate.specs import resolve_spec
+
+    spec = resolve_spec(model, provider=provider, base_url=base_url)
+    settings = _settings(max_new_tokens, temperature, top_p, seed)
+    start = [{"role": "system", "content": system}] if system else []
+    asker = _asker()
+    if message is not None:
+        answer = asker.ask(spec, [*start, {"role": "user", "content": message}], settings)
+        if as_json:
+            _print_json({"model": spec.to_dict(), "settings": settings.to_dict(),
+                         "message": message, **answer.to_dict()})
+        else:
+            print(answer.text)
+        return
+    _repl(spec, start, settings, asker)
+
+
+def _repl(spec: Any, start: list[dict[str, str]], settings: Any, asker: Any) -> None:
+    err_console.print(f"chatting with {spec.label} ({spec.provider}); /reset clears the "
+                      "history, /exit (or Ctrl-D) leaves", highlight=False)
+    history = list(start)
+    while True:
+        try:
+            text = console.input("[bold cyan]you>[/] ").strip()
+        except EOFError:
+            break
+        if text == "/exit":
+            break
+        if text == "/reset":
+            history = list(start)
+            console.print("(history cleared)")
+            continue
+        if not text:
+            continue
+        history.append({"role": "user", "content": text})
+        with err_console.status("thinking"):
+            answer = asker.ask(spec, history, settings)
+        history.append({"role": "assistant", "content": answer.text})
+        console.print(f"[bold green]{spec.label}>[/] {answer.text}", highlight=False)
+
+
+# compare --------------------------------------------------------------------------------
+def compare(
+    models: list[str] = typer.Argument(..., help="The models to compare. " + MODEL_HELP),
+    eval_file: Path | None = typer.Option(None, "--eval", help="Held-out dialogues; each "
+                                          "model answers up to the last assistant turn. "
+                                          "Default: the job's validation file."),
+    limit: int | None = typer.Option(None, "--limit", "-n", min=1,
+                                     help="Use the first N examples."),
+    judge: str | None = typer.Option(None, "--judge", help="A model that scores persona "
+                                     "fidelity and helpfulness (any MODEL form)."),
+    report: Path | None = typer.Option(None, "--report", help="Write a self-contained HTML "
+                                       "report here."),
+    provider: str | None = PROVIDER_OPT,
+    base_url: str | None = BASE_URL_OPT,
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", min=1),
+    temperature: float = TEMPERATURE_OPT,
+    top_p: float = TOP_P_OPT,
+    seed: int = SEED_OPT,
+    no_cache: bool = typer.Option(False, "--no-cache", help="Ask again even if answered."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+) -> None:
+    """Did fine-tuning help? Every model answers every held-out example with the same
+    settings; see the answers side by side with chrF, ROUGE-L, length, latency, price,
+    held-out loss (local models) and an optional judge.
+
+    `tunelab compare base JOB` compares a tuned job with its own base model. Answers are
+    cached in TUNELAB_HOME/cache, so a re-run asks no model twice.
+    """
+    from tunelab.evaluate.compare import compare as run_compare
+
+    settings = _settings(max_new_tokens, temperature, top_p, seed)
+    with _progress() as progress:
+        tasks: dict[str, Any] = {}
+
+        def advance(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = progress.add_task(what, total=total)
+            progress.update(tasks[what], completed=done)
+
+        comparison = run_compare(models, eval_file=eval_file, limit=limit, judge=judge,
+                                 settings=settings, provider=provider, base_url=base_url,
+                                 use_cache=not no_cache, progress=advance)
+    written = None
+    if report:
+        from tunelab.evaluate.report import write_report
+
+        written = str(write_report(comparison, report))
+    if as_json:
+        _print_json({**comparison.to_dict(), "report": written})
+        return
+    _show_answers(comparison)
+    _show_metrics(comparison)
+    console.print(f"answer cache: {comparison.cache_hits} hits, {comparison.cache_misses} "
+                  "misses", highlight=False)
+    if written:
+        console.print(f"report: {written}", highlight=False)
+
+
+def _show_answers(comparison: Any) -> None:
+    for index, item in enumerate(comparison.items):
+        table = Table(title=f"{index + 1}. {item.question}", show_lines=True,
+                      title_justify="left")
+        table.add_column("reference", ratio=1)
+        for result in comparison.results:
+            cached = " (cached)" if result.answers[index].cached else ""
+            table.add_column(result.spec.label + cached, ratio=1)
+        table.add_row(item.reference, *(r.answers[index].text for r in comparison.results))
+        console.print(table)
+
+
+def _show_metrics(comparison: Any) -> None:
+    from tunelab.evaluate.report import JUDGE_COLUMNS, METRIC_COLUMNS, fmt
+
+    columns = METRIC_COLUMNS + (JUDGE_COLUMNS if comparison.judge else ())
+    table = Table(title=f"{len(comparison.items)} examples from {comparison.eval_file}",
+                  title_justify="left")
+    table.add_column("model", overflow="fold")
+    for _, _, short, _ in columns:
+        table.add_column(short, justify="right")
+    for result in comparison.results:
+        values = {**result.metrics, **(result.judge or {})}
+        table.add_row(result.spec.label, *(fmt(values.get(key), pattern)
+                                           for key, _, _, pattern in columns))
+    console.print(table)

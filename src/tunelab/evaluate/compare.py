@@ -1,0 +1,103 @@
+"""`tunelab compare`: resolve the models, pick the eval file, run, judge, collect one result."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunelab import home
+from tunelab.errors import UsageError
+from tunelab.evaluate.cache import AnswerCache, NoCache
+from tunelab.evaluate.judge import Verdict, judge_results
+from tunelab.evaluate.runner import (
+    Asker,
+    EvalItem,
+    ModelResult,
+    Progress,
+    Settings,
+    eval_items,
+    run_models,
+)
+from tunelab.evaluate.specs import ModelSpec, resolve_spec, resolve_specs
+from tunelab.registry import open_registry
+
+
+@dataclass
+class Comparison:
+    eval_file: str
+    settings: Settings
+    items: list[EvalItem]
+    results: list[ModelResult]
+    judge: ModelSpec | None = None
+    verdicts: list[list[Verdict]] = field(default_factory=list)
+    cache_hits: int = 0
+    cache_misses: int = 0
+
+    def item_verdicts(self, index: int) -> list[Verdict]:
+        return self.verdicts[index] if self.verdicts else []
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "eval_file": self.eval_file,
+            "examples": len(self.items),
+            "settings": self.settings.to_dict(),
+            "cache": {"hits": self.cache_hits, "misses": self.cache_misses},
+            "judge": self.judge.to_dict() if self.judge else None,
+            "models": [{"label": r.spec.label, "spec": r.spec.to_dict(), "metrics": r.metrics,
+                        "judge": r.judge, "answers": [a.to_dict() for a in r.answers]}
+                       for r in self.results],
+            "items": [{"question": item.question, "reference": item.reference,
+                       "verdicts": [asdict(v) for v in self.item_verdicts(index)]}
+                      for index, item in enumerate(self.items)],
+        }
+
+
+def compare(models: list[str], *, eval_file: Path | None = None, limit: int | None = None,
+            judge: str | None = None, settings: Settings | None = None,
+            provider: str | None = None, base_url: str | None = None, use_cache: bool = True,
+            progress: Progress | None = None) -> Comparison:
+    """Ask every model every held-out example with the same settings, and score them."""
+    from tunelab.data.reader import load_examples
+
+    specs = resolve_specs(models, provider=provider, base_url=base_url)
+    judge_spec = resolve_spec(judge, provider=provider, base_url=base_url) if judge else None
+    source = eval_file or default_eval_file(specs)
+    items = eval_items(load_examples(source), str(source))[:limit]
+    settings = settings or Settings()
+    cache = AnswerCache() if use_cache else NoCache()
+    try:
+        asker = Asker(cache)
+        results = run_models(specs, items, settings, asker, progress)
+        verdicts = (judge_results(judge_spec, items, results, asker, progress)
+                    if judge_spec else [])
+    finally:
+        cache.close()
+    return Comparison(str(source), settings, items, results, judge_spec, verdicts,
+                      cache.hits, cache.misses)
+
+
+def default_eval_file(specs: list[ModelSpec]) -> Path:
+    """The validation file of a tuned job among the models, when one was recorded."""
+    registry = open_registry()
+    try:
+        jobs = [registry.find_job(spec.job_id) for spec in specs if spec.job_id]
+    finally:
+        registry.close()
+    for job in jobs:
+        found = _local_file(job.validation_file) if job else None
+        if found:
+            return found
+    raise UsageError("no --eval file given, and no job among the models has a validation file",
+                     fix="pass --eval FILE (held-out dialogues, e.g. from `tunelab data split`)")
+
+
+def _local_file(name: str | None) -> Path | None:
+    """A recorded validation file as a readable path: as given, or the local upload copy."""
+    if not name:
+        return None
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    uploads = sorted((home.home() / "files").glob(f"{name}.*"))
+    return uploads[0] if uploads else None

@@ -1,0 +1,52 @@
+"""Loss curves of tuned jobs, drawn from the registry's metrics as PNG bytes."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from tunelab.registry import open_registry
+
+
+def loss_series(rows: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
+    """Every numeric metric with "loss" in its name, as (step, value) points."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    for row in rows:
+        for name, value in row.items():
+            if "loss" in name and isinstance(value, int | float) and not isinstance(value, bool):
+                series.setdefault(name, []).append((row["step"], float(value)))
+    return series
+
+
+def job_loss_series(job_id: str) -> dict[str, list[tuple[float, float]]]:
+    registry = open_registry()
+    try:
+        return loss_series(registry.list_metrics(job_id))
+    finally:
+        registry.close()
+
+
+def loss_curve_png(title: str, series: dict[str, list[tuple[float, float]]]) -> bytes:
+    """A small line chart of the series against training step."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display here, and none needed for a file
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    figure = Figure(figsize=(6, 3.2), dpi=100)
+    axes = figure.add_subplot()
+    for name, points in sorted(series.items()):
+        steps, values = zip(*points, strict=True)
+        axes.plot(steps, values, marker="o" if len(points) < 30 else None, markersize=3,
+                  label=name)
+    axes.set_title(title, fontsize=10)
+    axes.set_xlabel("step")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_ylabel("loss")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()

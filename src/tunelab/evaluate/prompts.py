@@ -1,0 +1,56 @@
+"""Prompts for `tunelab test`: the five built-in ones, or a file of the user's.
+
+A .txt file holds one user prompt per line. A dialogue file (.jsonl/.json/.csv) gives each
+example's conversation up to its last assistant turn, so its system prompt comes along.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tunelab.errors import UsageError
+
+# The seed's auto-test asked five prompts after training; the first two are its own.
+DEFAULT_PROMPTS = (
+    "Я чувствую себя потерянным в жизни",
+    "Как начать свой бизнес?",
+    "Мы с партнёром постоянно ссоримся из-за мелочей. Что делать?",
+    "I keep procrastinating on the things that matter most. Why?",
+    "Что значит жить осознанно?",
+)
+
+Messages = list[dict[str, Any]]
+
+
+def load_prompts(path: Path | None, system: str | None = None) -> list[Messages]:
+    """Conversations to send, each ending where the model should answer."""
+    if path is None:
+        conversations = [[{"role": "user", "content": text}] for text in DEFAULT_PROMPTS]
+    elif path.suffix.lower() == ".txt":
+        conversations = [[{"role": "user", "content": line.strip()}]
+                         for line in _read_text(path).splitlines() if line.strip()]
+    else:
+        from tunelab.data.reader import load_examples
+        from tunelab.evaluate.runner import eval_items
+
+        conversations = [item.prompt for item in eval_items(load_examples(path), str(path))]
+    if not conversations:
+        raise UsageError(f"--prompts {path}: no prompts in it", fix="put one prompt per line")
+    if system:
+        conversations = [with_system(messages, system) for messages in conversations]
+    return conversations
+
+
+def with_system(messages: Messages, system: str) -> Messages:
+    """`messages` with `system` as their system prompt (replacing one they had)."""
+    rest = [message for message in messages if message.get("role") != "system"]
+    return [{"role": "system", "content": system}, *rest]
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"--prompts {path}: cannot read it ({type(error).__name__})",
+                         fix="pass a UTF-8 text file with one prompt per line") from None

@@ -1,0 +1,120 @@
+"""A self-contained HTML report of a comparison: one file, no network, images inlined.
+
+It holds the settings, the metrics table, the judge's scores and rationales, every answer
+beside its reference, and the loss curves of the tuned jobs involved.
+"""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+from pathlib import Path
+
+from tunelab.evaluate.compare import Comparison
+from tunelab.evaluate.plots import job_loss_series, loss_curve_png
+
+# key, heading in the report, heading in an 80-column terminal, format
+METRIC_COLUMNS = (
+    ("chrf", "chrF", "chrF", "{:.1f}"),
+    ("rouge_l", "ROUGE-L", "ROUGE-L", "{:.3f}"),
+    ("length_ratio", "length / ref", "len/ref", "{:.2f}"),
+    ("latency_p50_s", "latency p50 (s)", "p50 s", "{:.2f}"),
+    ("latency_p95_s", "latency p95 (s)", "p95 s", "{:.2f}"),
+    ("cost_per_1k_requests", "$ / 1k requests", "$/1k req", "{:.4f}"),
+    ("loss", "held-out loss", "loss", "{:.4f}"),
+    ("perplexity", "perplexity", "ppl", "{:.2f}"),
+)
+JUDGE_COLUMNS = (("persona", "judge: persona", "persona", "{:.1f}"),
+                 ("helpfulness", "judge: helpfulness", "helpful", "{:.1f}"))
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: .4em .6em; vertical-align: top; text-align: left; }
+th { background: #f3f3f3; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.answers td { white-space: pre-wrap; max-width: 40em; }
+.muted { color: #777; font-size: .9em; }
+"""
+
+
+def fmt(value: object, pattern: str) -> str:
+    """A metric for display; '-' where there is none."""
+    return "-" if value is None else pattern.format(value)
+
+
+def render_html(comparison: Comparison) -> str:
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        "<title>tunelab compare</title>", f"<style>{_STYLE}</style></head><body>",
+        "<h1>Model comparison</h1>", _summary(comparison), _metrics_table(comparison),
+        _loss_curves(comparison), _answers(comparison), "</body></html>",
+    ]
+    return "\n".join(part for part in parts if part)
+
+
+def write_report(comparison: Comparison, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_html(comparison), encoding="utf-8")
+    return path
+
+
+def _summary(comparison: Comparison) -> str:
+    settings = ", ".join(f"{k}={v}" for k, v in comparison.settings.to_dict().items())
+    judge = escape(comparison.judge.label) if comparison.judge else "none"
+    return (f"<p>Eval file: <code>{escape(comparison.eval_file)}</code>, "
+            f"{len(comparison.items)} examples. Settings: <code>{escape(settings)}</code>. "
+            f"Judge: {judge}. Answer cache: {comparison.cache_hits} hits, "
+            f"{comparison.cache_misses} misses.</p>")
+
+
+def _metrics_table(comparison: Comparison) -> str:
+    columns = METRIC_COLUMNS + (JUDGE_COLUMNS if comparison.judge else ())
+    head = "".join(f"<th>{escape(title)}</th>" for _, title, _, _ in columns)
+    rows = []
+    for result in comparison.results:
+        values = {**result.metrics, **(result.judge or {})}
+        cells = "".join(f"<td class='num'>{fmt(values.get(key), pattern)}</td>"
+                        for key, _, _, pattern in columns)
+        rows.append(f"<tr><th>{escape(result.spec.label)}<div class='muted'>"
+                    f"{escape(result.spec.provider)}: {escape(result.spec.model)}</div></th>"
+                    f"{cells}</tr>")
+    return (f"<h2>Metrics</h2><table><tr><th>model</th>{head}</tr>{''.join(rows)}</table>")
+
+
+def _loss_curves(comparison: Comparison) -> str:
+    images = []
+    for result in comparison.results:
+        job_id = result.spec.job_id
+        series = job_loss_series(job_id) if job_id else {}
+        if not series:
+            continue
+        title = job_id if result.spec.label == job_id else f"{result.spec.label} ({job_id})"
+        png = loss_curve_png(title, series)
+        data = base64.b64encode(png).decode("ascii")
+        images.append(f"<figure><img alt='loss curve of {escape(job_id)}' "
+                      f"src='data:image/png;base64,{data}'><figcaption>"
+                      f"{escape(result.spec.label)}</figcaption></figure>")
+    return "<h2>Loss curves</h2>" + "".join(images) if images else ""
+
+
+def _answers(comparison: Comparison) -> str:
+    labels = [result.spec.label for result in comparison.results]
+    blocks = ["<h2>Answers</h2>"]
+    for index, item in enumerate(comparison.items):
+        head = "".join(f"<th>{escape(label)}</th>" for label in labels)
+        cells = "".join(f"<td>{escape(r.answers[index].text)}</td>" for r in comparison.results)
+        blocks.append(f"<h3>{index + 1}. {escape(item.question)}</h3>"
+                      f"<table class='answers'><tr><th>reference</th>{head}</tr>"
+                      f"<tr><td>{escape(item.reference)}</td>{cells}</tr></table>")
+        blocks.extend(_verdict_lines(comparison, index))
+    return "\n".join(blocks)
+
+
+def _verdict_lines(comparison: Comparison, index: int) -> list[str]:
+    lines = []
+    for verdict in comparison.item_verdicts(index):
+        order = " → ".join(escape(label) for label in verdict.order)
+        text = escape(verdict.error or verdict.rationale)
+        lines.append(f"<p class='muted'>judge (order {order}): {text}</p>")
+    return lines

@@ -1,0 +1,176 @@
+"""Ask every model every held-out example, with the same settings, and score the answers.
+
+An eval example is a conversation; the model sees it up to its last assistant turn, and that
+turn is the reference. Every answer goes through the provider contract's `chat()` (local
+models included) and through the answer cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tunelab.errors import DataError
+from tunelab.evaluate import metrics
+from tunelab.evaluate.cache import AnswerCache, cache_key
+from tunelab.evaluate.specs import ModelSpec
+from tunelab.providers.base import Provider
+
+Progress = Callable[[str, int, int], None]  # (what, done, total)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Generation settings, the same for every model and recorded with the results."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    prompt: list[dict[str, Any]]  # the conversation up to the last assistant turn
+    reference: str  # that assistant turn
+    example: dict[str, Any]
+
+    @property
+    def question(self) -> str:
+        """The last user message, for tables."""
+        users = [m.get("content") or "" for m in self.prompt if m.get("role") == "user"]
+        return users[-1] if users else ""
+
+    @property
+    def system(self) -> str:
+        return next((m.get("content") or "" for m in self.prompt if m.get("role") == "system"),
+                    "")
+
+
+@dataclass
+class Answer:
+    text: str
+    latency_s: float
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ModelResult:
+    spec: ModelSpec
+    answers: list[Answer] = field(default_factory=list)
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    judge: dict[str, Any] | None = None
+
+
+def eval_items(examples: list[dict[str, Any]], source: str = "eval file") -> list[EvalItem]:
+    """Split each example at its last assistant turn."""
+    items = []
+    for number, example in enumerate(examples, 1):
+        messages = example["messages"]
+        last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"),
+                   default=-1)
+        if last <= 0:
+            raise DataError(f"example {number} has no assistant answer after a prompt",
+                            path=source, fix="every eval example needs a final assistant turn")
+        items.append(EvalItem(messages[:last], messages[last].get("content") or "", example))
+    return items
+
+
+class Asker:
+    """Asks models through their providers, once per (model, messages, settings)."""
+
+    def __init__(self, cache: AnswerCache) -> None:
+        self.cache = cache
+        self._providers: dict[tuple[str, str | None], Provider] = {}
+
+    def ask(self, spec: ModelSpec, messages: list[dict[str, Any]],
+            settings: Settings) -> Answer:
+        key = cache_key(spec.identity, messages, settings.to_dict())
+        hit = self.cache.get(key)
+        if hit is not None:
+            return Answer(**{**hit, "cached": True})
+        reply = self.provider(spec).chat(spec.model, messages, **settings.to_dict())
+        answer = Answer(reply.text, reply.latency_s, reply.prompt_tokens,
+                        reply.completion_tokens)
+        self.cache.put(key, spec.identity, {**answer.to_dict(), "cached": False})
+        return answer
+
+    def provider(self, spec: ModelSpec) -> Provider:
+        from tunelab.providers import get_provider
+
+        slot = (spec.provider, spec.base_url)
+        if slot not in self._providers:
+            self._providers[slot] = get_provider(spec.provider, base_url=spec.base_url)
+        return self._providers[slot]
+
+    def held_out_loss(self, spec: ModelSpec, items: list[EvalItem]) -> float:
+        """Mean assistant-token loss of a local model on the eval examples (cached too)."""
+        examples = [item.example for item in items]
+        key = cache_key(spec.identity, {"mean_loss": examples}, {})
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit["loss"]
+        from tunelab.local.inference import load_chat_model
+        from tunelab.providers.local import model_ref
+
+        loss = load_chat_model(model_ref(spec.model)).mean_loss(examples)
+        self.cache.put(key, spec.identity, {"loss": loss})
+        return loss
+
+
+def run_models(specs: list[ModelSpec], items: list[EvalItem], settings: Settings,
+               asker: Asker, progress: Progress | None = None) -> list[ModelResult]:
+    """Every model answers every item; then each model's metrics."""
+    results = []
+    for spec in specs:
+        result = ModelResult(spec)
+        for done, item in enumerate(items, 1):
+            result.answers.append(asker.ask(spec, item.prompt, settings))
+            if progress:
+                progress(spec.label, done, len(items))
+        result.metrics = score(spec, result.answers, items)
+        if spec.is_local:
+            loss = asker.held_out_loss(spec, items)
+            result.metrics.update(loss=loss, perplexity=metrics.perplexity(loss))
+        results.append(result)
+    return results
+
+
+def score(spec: ModelSpec, answers: list[Answer], items: list[EvalItem]) -> dict[str, Any]:
+    """Similarity to the references, length, latency and price of one model's answers."""
+    texts = [answer.text for answer in answers]
+    references = [item.reference for item in items]
+    latencies = [answer.latency_s for answer in answers]
+    pairs = list(zip(texts, references, strict=True))
+    return {
+        "chrf": metrics.corpus_chrf(texts, references),
+        "rouge_l": metrics.mean([metrics.rouge_l(a, r) for a, r in pairs]),
+        "length_ratio": metrics.mean([metrics.length_ratio(a, r) for a, r in pairs]),
+        "latency_p50_s": metrics.percentile(latencies, 50),
+        "latency_p95_s": metrics.percentile(latencies, 95),
+        "cost_per_1k_requests": cost_per_1k(spec, answers),
+    }
+
+
+def cost_per_1k(spec: ModelSpec, answers: list[Answer]) -> float | None:
+    """Dollars for 1,000 requests the size of these; 0 on this machine; None if unpriced."""
+    if spec.is_local:
+        return 0.0
+    prompt = [a.prompt_tokens for a in answers if a.prompt_tokens is not None]
+    completion = [a.completion_tokens for a in answers if a.completion_tokens is not None]
+    if not prompt or not completion:
+        return None
+    from tunelab.data.pricing import inference_cost_per_1k
+
+    return inference_cost_per_1k(spec.provider, spec.model, metrics.mean(prompt),
+                                 metrics.mean(completion))
+

@@ -1,0 +1,132 @@
+"""Turn what the user typed for a model into a provider and a model name.
+
+    ftjob-... or ft:...          a job in the registry: its provider and tuned model
+                                 (a local job answers with its run's adapter)
+    base                         the base model of the tuned job named beside it
+    local:<model>                a local base model (anything --model takes)
+    <provider>:<model>           openai:gpt-4o-mini, kimi:moonshot-v1-8k, vertex:<endpoint>,
+                                 or any endpoint declared in TUNELAB_HOME/providers.yaml
+    anything else                a local base model: a folder, a .gguf, the default's name;
+                                 with --provider P, that provider's model of that name
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from tunelab.errors import NotFoundError, UsageError
+from tunelab.registry import JobRecord, open_registry
+
+LOCAL = "local"
+BASE = "base"
+REMOTE_PREFIXES = ("openai", "kimi", "vertex")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    label: str  # what the user typed; how the model is shown in tables and reports
+    provider: str
+    model: str  # the provider's model name; for local, a ref load_chat_model takes
+    base_url: str | None = None
+    job_id: str | None = None  # the tuned job behind it, for loss curves
+
+    @property
+    def is_local(self) -> bool:
+        return self.provider == LOCAL
+
+    @property
+    def identity(self) -> str:
+        """What answers are cached under: the same model reached the same way."""
+        return f"{self.provider}|{self.base_url or ''}|{self.model}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_specs(tokens: list[str], *, provider: str | None = None,
+                  base_url: str | None = None) -> list[ModelSpec]:
+    """Resolve every model the user named; `base` takes the job named beside it."""
+    if not tokens:
+        raise UsageError("name at least one model", fix="e.g. `tunelab compare base ftjob-...`")
+    jobs = [_find_job(token) for token in tokens]
+    specs = []
+    for index, token in enumerate(tokens):
+        if token == BASE:
+            specs.append(_base_of(_job_beside(tokens, jobs, index)))
+        elif jobs[index] is not None:
+            specs.append(_tuned(token, jobs[index]))
+        else:
+            specs.append(_named(token, provider, base_url))
+    return specs
+
+
+def resolve_spec(token: str, *, provider: str | None = None,
+                 base_url: str | None = None) -> ModelSpec:
+    """One model, for `test`, `chat` and the judge (`base` has no job beside it here)."""
+    return resolve_specs([token], provider=provider, base_url=base_url)[0]
+
+
+def _find_job(token: str) -> JobRecord | None:
+    if token == BASE:
+        return None
+    registry = open_registry()
+    try:
+        return registry.find_job(token) or registry.find_job_by_model(token)
+    finally:
+        registry.close()
+
+
+def _job_beside(tokens: list[str], jobs: list[JobRecord | None], index: int) -> JobRecord:
+    """The nearest job to `base`, looking right first (`compare base JOB`)."""
+    order = sorted(range(len(tokens)), key=lambda other: (abs(other - index), other < index))
+    for other in order:
+        if jobs[other] is not None:
+            return jobs[other]
+    raise UsageError("`base` needs a tuned job beside it",
+                     fix="name one, e.g. `tunelab compare base ftjob-...` "
+                         "(see `tunelab jobs list`)")
+
+
+def _base_of(job: JobRecord) -> ModelSpec:
+    if not job.base_model:
+        raise NotFoundError(f"job {job.id} records no base model",
+                            fix="name the base model itself instead of `base`")
+    return ModelSpec(label=BASE, provider=job.provider,
+                     model=job.base_model, base_url=_job_base_url(job))
+
+
+def _tuned(token: str, job: JobRecord) -> ModelSpec:
+    if job.provider == LOCAL:
+        from tunelab.providers.local import adapter_of
+
+        return ModelSpec(token, LOCAL, str(adapter_of(job)), job_id=job.id)
+    if not job.fine_tuned_model:
+        raise NotFoundError(f"job {job.id} has no tuned model yet (status {job.status})",
+                            fix=f"wait for it: `tunelab jobs watch {job.id}`")
+    return ModelSpec(token, job.provider, job.fine_tuned_model, _job_base_url(job), job.id)
+
+
+def _job_base_url(job: JobRecord) -> str | None:
+    # Jobs keep the endpoint they were created on; only a URL is worth pointing a client at.
+    endpoint = job.endpoint or ""
+    return endpoint if endpoint.startswith(("http://", "https://")) else None
+
+
+def _named(token: str, provider: str | None, base_url: str | None) -> ModelSpec:
+    prefix, sep, rest = token.partition(":")
+    if sep and rest and prefix != "ft" and _is_provider(prefix):
+        return ModelSpec(token, prefix, rest, base_url)
+    if provider:
+        return ModelSpec(token, provider, token, base_url)
+    if token.startswith("ft:"):
+        # A tuned OpenAI model made outside tunelab: its name says whose it is.
+        return ModelSpec(token, "openai", token, base_url)
+    return ModelSpec(token, LOCAL, token)
+
+
+def _is_provider(name: str) -> bool:
+    if name == LOCAL or name in REMOTE_PREFIXES:
+        return True
+    from tunelab.providers import provider_names
+
+    return name in provider_names()
