@@ -8,14 +8,15 @@ import typer
 def register(app: typer.Typer) -> None:
     if getattr(app, "_tunelab_registered", False):
         return
-    from tunelab.cli import data_cmd
+    from tunelab.cli import data_cmd, export_cmd
 
     app.add_typer(data_cmd.app, name="data")
-    from tunelab.cli import serve_cmd
-
-    app.command("serve")(serve_cmd.serve)
+    app.command("export")(export_cmd.export)
     from tunelab.cli import eval_cmd
 
     for name in ("test", "chat", "compare"):
         app.command(name)(getattr(eval_cmd, name))
+    from tunelab.cli import serve_cmd
+
+    app.command("serve")(serve_cmd.serve)
     app._tunelab_registered = True  # type: ignore[attr-defined]
