@@ -146,6 +146,7 @@ def test_human_output_lists_the_first_errors(tmp_path: Path,
     (["data.jsonl", "--provider", "acme"], "--provider 'acme' is not known"),
     (["data.jsonl", "--epochs", "0"], "--epochs 0 is out of range"),
     (["bad_header.csv"], "lacks answer"),
+    (["stray_cr.csv"], "stray_cr.csv:2: unreadable CSV"),
 ])
 def test_unreadable_input_or_bad_usage_exits_2(argv_tail: list[str], message: str,
                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -154,6 +155,7 @@ def test_unreadable_input_or_bad_usage_exits_2(argv_tail: list[str], message: st
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "data.jsonl").write_bytes(dataset())
     (tmp_path / "bad_header.csv").write_text("question,reply\nhi,yo\n")
+    (tmp_path / "stray_cr.csv").write_bytes(b"question,answer\nq\rx,a\n")
     assert main(["data", "check", *argv_tail]) == 2
     captured = capsys.readouterr()
     assert message in captured.err and "Traceback" not in captured.err + captured.out

@@ -99,7 +99,7 @@ def _at_line(source: Path, line: int, function: Callable, value: object):
 def _write(handle: IO[str], source: Path, out: Path, target: str, examples: Examples) -> int:
     count = 0
     if target == "csv":
-        writer = csv.writer(handle, lineterminator="\n")
+        writer = csv.writer(handle)  # CRLF rows, so a lone \r in a field gets quoted too
         writer.writerow(CSV_HEADER)
         for line, example in examples:
             writer.writerow(_at_line(source, line, openai_to_csv_row, example))

@@ -223,7 +223,7 @@ def _csv_records(path: Path) -> Iterator[Record]:
                              fix="name the columns question,answer[,system]")
         columns = {name: header.index(name) for name in CSV_COLUMNS if name in header}
         start = rows.line_num + 1
-        for row in rows:
+        for row in _csv_rows(path, rows):
             line, start = start, rows.line_num + 1
             if not any(cell.strip() for cell in row):
                 continue
@@ -231,6 +231,15 @@ def _csv_records(path: Path) -> Iterator[Record]:
                 yield Record(line, error=Problem(line, "invalid_utf8", ERRORS["invalid_utf8"]))
                 continue
             yield Record(line, example=_row_example(row, columns), source="\x00".join(row))
+
+
+def _csv_rows(path: Path, rows) -> Iterator[list[str]]:
+    """The csv module's rows; its parse errors become one line naming the file and line."""
+    try:
+        yield from rows
+    except csv.Error as error:
+        raise UsageError(f"{path}:{rows.line_num}: unreadable CSV ({error})",
+                         fix="quote fields that hold line breaks, commas or quotes") from None
 
 
 def _decoded_lines(handle, bad_lines: set[int]) -> Iterator[str]:
