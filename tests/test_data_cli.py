@@ -104,7 +104,8 @@ def test_cost_table_shows_kimi_inference_but_no_training(tmp_path: Path,
     assert "moonshot-v1-8k" in out and "gemini-2.5-flash" in out
 
 
-def test_pricing_file_in_home_overrides_and_extends(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_pricing_file_in_home_overrides_and_extends(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
     row = {"provider": "openai", "model": "gpt-4o-mini-2024-07-18", "training_per_1m": 1000.0,
            "input_per_1m": 1.0, "output_per_1m": 1.0, "max_train_tokens": 65536,
            "as_of": "2030-01-01", "source": "https://example.com/negotiated"}
@@ -119,7 +120,8 @@ def test_pricing_file_in_home_overrides_and_extends(tmp_path: Path, capsys: pyte
     assert mini["training_cost"] == pytest.approx(mini["training_tokens"] * 1000.0 / 1e6)
 
 
-def test_broken_pricing_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_broken_pricing_file_is_a_usage_error(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture) -> None:
     (home() / "pricing.json").write_text('{"models": [{"provider": "openai"}]}')
     assert main(["data", "cost", str(write_dataset(tmp_path / "t.jsonl"))]) == 2
     assert "pricing.json: not a valid price table" in capsys.readouterr().err

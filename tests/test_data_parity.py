@@ -19,8 +19,9 @@ from tunelab.data.check import check_file
 from tunelab.data.cost import default_epochs
 from tunelab.data.tokens import load_encoding
 
-WORDS = ("love soul river money fear light path мама душа река деньги страх свет путь "
-         "karma 42 1999 don't it's!? « » — ... \n\n  tabs\t emoji 🌊🔥 日本語").split(" ")
+_PIECES = ("love soul river money fear light path мама душа река деньги страх свет путь "
+         "karma 42 1999 don't it's!? « » — ... \n\n  tabs\t emoji 🌊🔥 日本語")
+WORDS = _PIECES.split(" ")
 
 
 def restated_cookbook(path: Path, encoding_name: str, limit: int) -> dict:
