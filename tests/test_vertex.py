@@ -399,3 +399,24 @@ def test_jobs_events_cancel_and_list_for_a_recorded_vertex_job(double, adc, gcs,
     assert double.sent[-2].path == f"/v1beta1/{job_id}:cancel"
     [row] = cloud_cmd.list_remote("vertex", base_url=double.url)
     assert (row["id"], row["status"], row["source"]) == (job_id, "cancelled", "both")
+
+
+def test_train_dry_run_prints_object_first_example_and_body_and_sends_nothing(
+        double, adc, gcs, capsys):
+    from tunelab.cli.cloud_cmd import train_remote
+
+    assert train_remote(TRAIN, train_options(double, dry_run=True)) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert double.sent == [] and list(gcs.bucket(BUCKET).list_blobs()) == []
+    assert shown["object"].startswith(f"gs://{BUCKET}/tunelab/")
+    assert shown["first_example"] == openai_to_gemini(load_examples(TRAIN)[0])
+    assert shown["request"]["body"] == {
+        "baseModel": "gemini-2.5-flash",
+        "supervisedTuningSpec": {
+            "trainingDatasetUri": shown["object"],
+            "hyperParameters": {"epochCount": 3, "learningRateMultiplier": 0.5,
+                                "adapterSize": "ADAPTER_SIZE_FOUR"}},
+        "tunedModelDisplayName": "natasha-v1"}
+    assert train_remote(TRAIN, train_options(double, dry_run=True, json=False)) == 0
+    printed = capsys.readouterr()
+    assert "tunedModelDisplayName" in printed.out and "nothing was uploaded" in printed.err

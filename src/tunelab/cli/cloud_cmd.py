@@ -68,6 +68,8 @@ def train_remote(file: Path, options: dict[str, Any]) -> int:
                         "cost": estimate.as_dict()})
         return 0
     provider = _provider(options)
+    if options.get("dry_run"):
+        return _dry_run(provider, Path(file), options, model)
     _confirm_cost(estimate, options)
     uploads = _upload(provider, Path(file), Path(validation) if validation else None)
     if options.get("upload_only"):
@@ -92,6 +94,24 @@ def _show_check(report: Any, estimate: remote_flow.CostEstimate, *, as_json: boo
         else f"${estimate.dollars:,.2f}"
     err.print(f"💰 Estimated training cost on {estimate.provider} {estimate.model}: {price} "
               f"({estimate.billed_tokens:,} tokens × {estimate.epochs} epochs)")
+
+
+def _dry_run(provider: Provider, file: Path, options: dict[str, Any], model: str) -> int:
+    """--dry-run: show exactly what would be sent (object path, first converted example,
+    request body) and send nothing. Providers that can say so offer describe_request."""
+    describe = getattr(provider, "describe_request", None)
+    if describe is None:
+        raise UsageError(f"--dry-run is not available for {provider.name}",
+                         fix="use --validate-only to check the data and the cost")
+    spec = remote_flow.spec_from_options(options, str(file), options.get("validation_file"),
+                                         model)
+    description = describe(file, spec)
+    if options.get("json"):
+        _emit_json(description)
+    else:
+        out.print_json(data=description, ensure_ascii=False)
+        err.print("Dry run: nothing was uploaded and no job was created.")
+    return 0
 
 
 def _confirm_cost(estimate: remote_flow.CostEstimate, options: dict[str, Any]) -> None:
