@@ -1,0 +1,211 @@
+"""The local trainer's public surface: train(config) and resume(job_id, overrides).
+
+Both run a job to its end in the calling thread and return the result object. The job is
+registered (queued) before the model loads, so its id is never lost; it then moves to
+running and ends succeeded, failed or cancelled. `stop` (a threading.Event) cancels
+cleanly: the loop finishes its step, saves a checkpoint and returns; Ctrl-C in the main
+thread sets it. A cancelled or killed job resumes from its `latest` checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tunelab import home
+from tunelab.config import TrainConfig, resolve_config
+from tunelab.errors import NotFoundError, TunelabError, UsageError
+from tunelab.local import checkpoints, prepare, samples, trainer
+from tunelab.local.recorder import EventHandler, RunRecorder
+from tunelab.local.state import TrainState
+from tunelab.registry import JobRecord, Registry, open_registry
+
+PROVIDER = "local"
+
+
+def new_job_id() -> str:
+    return f"ftjob-{secrets.token_hex(12)}"
+
+
+def train(config: TrainConfig, *, job_id: str | None = None,
+          on_event: EventHandler | None = None,
+          stop: threading.Event | None = None) -> dict[str, Any]:
+    """Train `config` as a new local job (or the given pre-created one) and return its result."""
+    prepare.check_config(config)
+    examples = prepare.read_examples(config)  # bad data fails here, before a job exists
+    job_id = job_id or new_job_id()
+    run_dir = _fresh_run_dir(config, job_id)
+    registry = open_registry()
+    _register(registry, job_id, config, run_dir)
+    return _execute(registry, job_id, config, run_dir, examples, None, on_event, stop)
+
+
+def resume(job_id: str, overrides: dict[str, Any] | None = None, *,
+           on_event: EventHandler | None = None,
+           stop: threading.Event | None = None) -> dict[str, Any]:
+    """Continue a local job from its latest checkpoint; `overrides` (e.g. epochs) extend it."""
+    registry = open_registry()
+    job = registry.get_job(job_id)
+    if job.provider != PROVIDER or not job.run_dir:
+        raise UsageError(f"job {job_id} ran on {job.provider}; only local jobs resume here",
+                         fix="start a new run with `tunelab train`")
+    run_dir = Path(job.run_dir)
+    latest = checkpoints.read_pointer(run_dir / "checkpoints", "latest")
+    if latest is None:
+        raise NotFoundError(f"job {job_id} has no checkpoint to resume from",
+                            fix="start it again with `tunelab train`")
+    _refuse_if_alive(run_dir, job_id)
+    config = resolve_config(base=job.config, flags=dict(overrides or {}))
+    prepare.check_config(config)
+    examples = prepare.read_examples(config)
+    registry.update_job(job_id, status="queued", config=config.model_dump(mode="json"),
+                        error=None, finished_at=None)
+    return _execute(registry, job_id, config, run_dir, examples, latest, on_event, stop)
+
+
+def _execute(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path,
+             examples: prepare.Examples, resume_from: Path | None,
+             on_event: EventHandler | None, stop: threading.Event | None) -> dict[str, Any]:
+    recorder = RunRecorder(registry, job_id, run_dir, config.log_every, on_event)
+    stop = stop or threading.Event()
+    (run_dir / "config.json").write_text(config.model_dump_json(indent=2), encoding="utf-8")
+    (run_dir / "train.pid").write_text(str(os.getpid()))
+    try:
+        with _interrupt_sets(stop):
+            return _run(registry, job_id, config, run_dir, examples, resume_from, recorder, stop)
+    except TunelabError as error:
+        _fail(registry, recorder, job_id, error.render(), type(error).__name__)
+        raise
+    except KeyboardInterrupt:  # a second Ctrl-C: no time for a checkpoint, latest still holds
+        registry.update_job(job_id, status="cancelled", native_status="interrupted")
+        recorder.message("interrupted; resume from the latest checkpoint", level="warning")
+        raise
+    except Exception as error:
+        _fail(registry, recorder, job_id, f"{type(error).__name__}: {error}", "internal_error")
+        raise
+    finally:
+        (run_dir / "train.pid").unlink(missing_ok=True)
+
+
+def _run(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path,
+         examples: prepare.Examples, resume_from: Path | None, recorder: RunRecorder,
+         stop: threading.Event) -> dict[str, Any]:
+    from tunelab.local.model_source import load_tokenizer
+
+    recorder.message("loading model and tokenizing data")
+    tokenizer = load_tokenizer(config.model)
+    data = prepare.tokenize(config, tokenizer, examples)
+    base_ref = prepare.base_model_ref(config.model)
+    session = trainer.setup(config, tokenizer, data.train, data.validation, base_ref=base_ref,
+                            resume_from=resume_from)
+    state = TrainState()
+    if resume_from is not None:
+        checkpoints.clean_partial(resume_from.parent)
+        state = trainer.restore_position(resume_from)
+        recorder.truncate_metrics(state.step)
+    registry.update_job(job_id, status="running", native_status="running")
+    verb = f"resumed from {resume_from.name} at step {state.step}" if resume_from else "started"
+    recorder.message(f"training {verb}: {len(data.train.items)} examples, "
+                     f"{session.steps_per_epoch} steps/epoch, {session.total_steps} steps")
+    outcome = trainer.train(session, state, recorder, run_dir, stop)
+    fine_tuned = None
+    if outcome == "succeeded":
+        trainer.save_weights(session, run_dir)
+        if not config.full:
+            tokenizer.save_pretrained(run_dir / "adapter")
+        fine_tuned = f"ft:{prepare.base_model_name(config.model)}:{config.suffix or ''}:{job_id}"
+        samples.write_samples(config, run_dir, examples.train, recorder)
+    metrics = _metrics(state)
+    registry.update_job(job_id, status=outcome, native_status=outcome, metrics=metrics,
+                        fine_tuned_model=fine_tuned)
+    recorder.message(f"job {outcome}" + (": resumable with `tunelab train --resume "
+                                         f"{job_id}`" if outcome == "cancelled" else ""))
+    return result_object(registry.get_job(job_id))
+
+
+def result_object(job: JobRecord) -> dict[str, Any]:
+    """The final --json object of a run."""
+    return {"id": job.id, "status": job.status, "provider": job.provider,
+            "base_model": job.base_model, "fine_tuned_model": job.fine_tuned_model,
+            "run_dir": job.run_dir, "metrics": job.metrics,
+            "resumable": job.status in ("cancelled", "failed")
+            and checkpoints.read_pointer(Path(job.run_dir) / "checkpoints", "latest") is not None}
+
+
+def _metrics(state: TrainState) -> dict[str, Any]:
+    def rounded(value: float | None) -> float | None:
+        return None if value is None else round(value, 6)
+
+    return {"train_loss": rounded(state.train_loss), "last_loss": rounded(state.last_loss),
+            "best_val_loss": rounded(state.best_val_loss),
+            "last_val_loss": rounded(state.last_val_loss),
+            "tokens_per_s": round(state.tokens_per_s or 0.0, 1), "steps": state.step,
+            "tokens": state.tokens, "train_seconds": round(state.train_seconds, 2)}
+
+
+def _register(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path) -> None:
+    fields = dict(status="queued", base_model=config.model or prepare.DEFAULT_MODEL,
+                  suffix=config.suffix, training_file=config.train_file,
+                  validation_file=config.validation_file,
+                  config=config.model_dump(mode="json"), run_dir=str(run_dir))
+    if registry.find_job(job_id) is not None:  # pre-created by the server: fill it in
+        registry.update_job(job_id, **fields)
+    else:
+        now = time.time()
+        registry.create_job(JobRecord(id=job_id, provider=PROVIDER, created_at=now,
+                                      updated_at=now, **fields))
+    registry.add_event(job_id, f"job created; run folder {run_dir}")
+
+
+def _fresh_run_dir(config: TrainConfig, job_id: str) -> Path:
+    run_dir = Path(config.output_dir).expanduser() if config.output_dir else (
+        home.runs_dir() / job_id)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise UsageError(f"--output-dir {run_dir} is not empty",
+                         fix="pick a new folder, or resume with `tunelab train --resume JOB`")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir.resolve()
+
+
+def _refuse_if_alive(run_dir: Path, job_id: str) -> None:
+    try:
+        pid = int((run_dir / "train.pid").read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return  # no pid file, or its process is gone: safe to resume
+    if pid != os.getpid():
+        raise UsageError(f"job {job_id} is still training (pid {pid})",
+                         fix=f"wait, or stop it first with `tunelab jobs cancel {job_id}`")
+
+
+def _fail(registry: Registry, recorder: RunRecorder, job_id: str, message: str,
+          code: str) -> None:
+    registry.update_job(job_id, status="failed", native_status="failed",
+                        error={"code": code, "message": message})
+    recorder.message(f"failed: {message}", level="error")
+
+
+@contextlib.contextmanager
+def _interrupt_sets(stop: threading.Event) -> Iterator[None]:
+    """While training in the main thread, the first Ctrl-C sets `stop`; a second one raises."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,81 @@
+"""Before training: check the config's files, read the examples, tokenize them.
+
+Shared by a real run and the dry run so both see exactly the same data.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunelab.config import TrainConfig, check_paths
+from tunelab.errors import ConfigError, DataError
+from tunelab.local.encoding import EncodedSet, encode_examples
+from tunelab.local.model_source import DEFAULT_MODEL, EMBEDDED_ALIASES
+
+
+@dataclass
+class Examples:
+    train: list[dict]
+    validation: list[dict] | None
+
+
+@dataclass
+class Tokenized:
+    train: EncodedSet
+    validation: EncodedSet | None
+
+
+def check_config(config: TrainConfig) -> None:
+    """Everything checkable without a model: a training file given, every named file there."""
+    problems = [] if config.train_file else ["FILE: no training file given"]
+    problems += check_paths(config)
+    if problems:
+        raise ConfigError(problems, source="training config")
+
+
+def read_examples(config: TrainConfig) -> Examples:
+    from tunelab.data.reader import load_examples
+
+    validation = load_examples(config.validation_file) if config.validation_file else None
+    return Examples(load_examples(config.train_file), validation)
+
+
+def tokenize(config: TrainConfig, tokenizer: Any, examples: Examples) -> Tokenized:
+    train = encode_examples(tokenizer, examples.train, config.max_length, config.train_file)
+    if not train.items:
+        raise DataError("no example keeps an assistant token after truncation",
+                        path=config.train_file, fix="raise --max-length or check the data")
+    validation = None
+    if examples.validation is not None:
+        validation = encode_examples(tokenizer, examples.validation, config.max_length,
+                                     config.validation_file)
+    return Tokenized(train, validation)
+
+
+def base_model_name(model: str | None) -> str:
+    """The short name used in fine_tuned_model ids: ft:<this>:<suffix>:<job-id>."""
+    if model is None or model.strip().lower() in EMBEDDED_ALIASES:
+        return DEFAULT_MODEL.rsplit("/", 1)[-1]
+    path = Path(model)
+    return path.stem if path.suffix == ".gguf" else path.name or model.rstrip("/")
+
+
+def base_model_ref(model: str | None) -> str:
+    """How an adapter names its base: the hub id, or the absolute path of a local model."""
+    if model is None or model.strip().lower() in EMBEDDED_ALIASES:
+        return DEFAULT_MODEL
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.exists() else model
+
+
+def common_system_prompt(examples: list[dict]) -> str | None:
+    """The system message most training examples start with, if any: samples use it too."""
+    systems = Counter(example["messages"][0].get("content") for example in examples
+                      if example["messages"] and example["messages"][0].get("role") == "system")
+    if not systems:
+        return None
+    content, count = systems.most_common(1)[0]
+    return content if count * 2 >= len(examples) else None

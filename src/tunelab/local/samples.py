@@ -1,0 +1,45 @@
+"""After training: the new model answers the test prompts, saved to samples.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tunelab.config import TrainConfig
+from tunelab.local.prepare import common_system_prompt
+
+DEFAULT_PROMPTS = Path("examples/natasha_prompts.txt")
+
+
+def read_prompts(path: Path, limit: int) -> list[str]:
+    """One prompt per line; blank lines and lines starting with # are skipped."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")][:limit]
+
+
+def write_samples(config: TrainConfig, run_dir: Path, train_examples: list[dict],
+                  recorder: Any) -> Path | None:
+    path = Path(config.prompts) if config.prompts else DEFAULT_PROMPTS
+    if config.max_samples == 0 or not path.is_file():
+        return None
+    try:
+        from tunelab.local.inference import load_chat_model
+    except ImportError:
+        recorder.message("samples skipped: tunelab.local.inference is not available",
+                         level="warning")
+        return None
+    recorder.message(f"answering {path} ({config.max_samples} prompts at most)")
+    chat = load_chat_model(str(run_dir / ("model" if config.full else "adapter")))
+    system = common_system_prompt(train_examples)
+    answers = []
+    for prompt in read_prompts(path, config.max_samples):
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": prompt}]
+        answers.append({"prompt": prompt, "answer": chat.generate(
+            messages, max_new_tokens=config.sample_max_new_tokens)})
+    target = run_dir / "samples.json"
+    target.write_text(json.dumps({"prompts_file": str(path), "system": system,
+                                  "samples": answers}, indent=2, ensure_ascii=False) + "\n",
+                      encoding="utf-8")
+    return target

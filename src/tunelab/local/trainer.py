@@ -1,0 +1,312 @@
+"""The training loop: setup -> train -> save, on accelerate + peft, readable top to bottom.
+
+accelerate owns devices, mixed precision, gradient accumulation and (under `accelerate
+launch`) DDP/FSDP/DeepSpeed; nothing here is device- or process-specific. We own what
+decides speed and trust: assistant-only labels (encoding), length-grouped batches whose
+order is a function of (seed, epoch) (batching), a loss without wasted logits (loss) and
+checkpoints that resume to the exact next batch (checkpoints, state).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from tunelab.config import TrainConfig
+from tunelab.local import checkpoints
+from tunelab.local.batching import collate, epoch_batches, eval_batches
+from tunelab.local.encoding import EncodedSet
+from tunelab.local.loss import AssistantLoss
+from tunelab.local.state import (
+    TrainState,
+    load_torch,
+    load_training_state,
+    restore_rng,
+    save_training_state,
+)
+
+
+@dataclass
+class Session:
+    """Everything one run trains with, built by `setup`."""
+
+    config: TrainConfig
+    accelerator: Any
+    tokenizer: Any
+    model: Any  # the transformers model, PEFT-wrapped unless config.full
+    loss_model: Any  # AssistantLoss around it, prepared by accelerate
+    optimizer: Any  # prepared by accelerate
+    scheduler: Any  # stepped by us once per optimizer step, whatever the process count
+    train_set: EncodedSet
+    val_set: EncodedSet | None
+    steps_per_epoch: int
+    total_steps: int
+    base_ref: str  # the base model as written into adapter configs
+    window: list[float] = field(default_factory=list)  # losses of the accumulating step
+    saved: tuple[str, int] | None = None  # (name, step) of the last checkpoint written
+    validated: int | None = None  # the step of the last validation
+
+
+class Hooks:
+    """What the loop reports. The API layer records these; the defaults ignore them."""
+
+    def on_step(self, state: TrainState, values: dict[str, Any]) -> None: ...
+
+    def on_validation(self, state: TrainState, val_loss: float, is_best: bool) -> None: ...
+
+    def on_checkpoint(self, state: TrainState, name: str, kind: str, path: Path) -> None: ...
+
+
+# setup --------------------------------------------------------------------------------
+def setup(config: TrainConfig, tokenizer: Any, train_set: EncodedSet,
+          val_set: EncodedSet | None, *, base_ref: str,
+          resume_from: Path | None = None) -> Session:
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    accelerator = Accelerator(mixed_precision="bf16" if config.precision == "bf16" else "no",
+                              gradient_accumulation_steps=config.grad_accum)
+    set_seed(config.seed)
+    model = build_model(config, base_ref, resume_from)
+    trainable = [param for param in model.parameters() if param.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate,
+                                  weight_decay=config.weight_decay)
+    per_epoch = steps_per_epoch(len(train_set.items), config, accelerator.num_processes)
+    total = config.max_steps or per_epoch * config.epochs
+    scheduler = make_scheduler(optimizer, config, total)
+    loss_model, optimizer = accelerator.prepare(AssistantLoss(model), optimizer)
+    if resume_from is not None:
+        optimizer.load_state_dict(load_torch(resume_from, "optimizer.pt"))
+        scheduler.load_state_dict(load_torch(resume_from, "scheduler.pt"))
+    return Session(config, accelerator, tokenizer, model, loss_model, optimizer, scheduler,
+                   train_set, val_set, per_epoch, total, base_ref)
+
+
+def build_model(config: TrainConfig, base_ref: str, resume_from: Path | None) -> Any:
+    """The model to train: LoRA on the base (default) or every weight with config.full."""
+    from tunelab.local.model_source import load_model
+
+    if config.full:
+        # A full fine-tune's checkpoint is a complete HF folder: resume loads it as the model.
+        model = load_model(str(resume_from / "model") if resume_from else config.model)
+        model.requires_grad_(True)
+        return model
+    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    model = get_peft_model(load_model(config.model), LoraConfig(
+        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        target_modules=config.target_modules, task_type="CAUSAL_LM"))
+    # Written into adapter_config.json so an adapter folder finds its base by itself.
+    model.peft_config["default"].base_model_name_or_path = base_ref
+    if resume_from is not None:
+        weights = load_file(resume_from / "adapter" / "adapter_model.safetensors")
+        set_peft_model_state_dict(model, weights)
+    return model
+
+
+def steps_per_epoch(examples: int, config: TrainConfig, processes: int = 1) -> int:
+    batches = math.ceil(examples / config.batch_size)
+    return math.ceil(math.ceil(batches / processes) / config.grad_accum)
+
+
+def make_scheduler(optimizer: Any, config: TrainConfig, total: int) -> Any:
+    """Linear warmup, then linear or cosine decay to zero (or constant) at `total` steps."""
+    warmup = math.ceil(config.warmup_ratio * total)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if config.lr_scheduler == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if config.lr_scheduler == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * progress))
+        return 1.0 - progress
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def restore_position(resume_from: Path) -> TrainState:
+    """The state to continue from; also puts every RNG back where it was."""
+    restore_rng(load_torch(resume_from, "rng.pt"))
+    return load_training_state(resume_from)
+
+
+# train --------------------------------------------------------------------------------
+def train(session: Session, state: TrainState, hooks: Hooks, run_dir: Path,
+          stop: threading.Event | None = None) -> str:
+    """Train from `state` to the last step; returns "succeeded" or "cancelled" (on stop)."""
+    config = session.config
+    started_step, started_seconds = state.step, state.train_seconds
+    while state.step < session.total_steps:
+        finished_epoch = True
+        for batch in epoch_loader(session, state):
+            began = time.perf_counter()
+            window_loss = train_step(session, batch)
+            state.train_seconds += time.perf_counter() - began
+            state.tokens += int(batch["attention_mask"].sum())
+            state.batches_done += session.accelerator.num_processes
+            if window_loss is None:
+                continue  # still accumulating gradients
+            state.step += 1
+            state.loss_sum += window_loss
+            state.last_loss = window_loss
+            hooks.on_step(state, step_values(session, state, started_step, started_seconds))
+            if config.eval_every and state.step % config.eval_every == 0:
+                validate(session, state, hooks, run_dir)
+            if stop is not None and stop.is_set():
+                save_checkpoint(session, state, hooks, run_dir, "step")
+                return "cancelled"
+            if config.save_every and state.step % config.save_every == 0:
+                save_checkpoint(session, state, hooks, run_dir, "step")
+            if state.step >= session.total_steps:
+                finished_epoch = state.batches_done >= len(epoch_order(session, state))
+                break
+        if finished_epoch:
+            state.epoch, state.batches_done = state.epoch + 1, 0
+            best = validate(session, state, hooks, run_dir, save=False)
+            save_checkpoint(session, state, hooks, run_dir, "epoch", best=best)
+        else:
+            save_checkpoint(session, state, hooks, run_dir, "step")
+    return "succeeded"
+
+
+def train_step(session: Session, batch: dict[str, Any]) -> float | None:
+    """One micro-batch forward/backward; the optimizer steps when accumulation is complete.
+
+    Returns the optimizer step's loss (mean over its micro-batches and processes) when one
+    happened, else None.
+    """
+    accelerator = session.accelerator
+    with accelerator.accumulate(session.loss_model):
+        loss = session.loss_model(**batch)
+        accelerator.backward(loss)
+        if accelerator.sync_gradients and session.config.max_grad_norm:
+            accelerator.clip_grad_norm_(session.loss_model.parameters(),
+                                        session.config.max_grad_norm)
+        session.optimizer.step()
+        session.optimizer.zero_grad()
+    session.window.append(float(accelerator.reduce(loss.detach(), "mean")))
+    if not accelerator.sync_gradients:
+        return None
+    session.scheduler.step()
+    window, session.window = session.window, []
+    return sum(window) / len(window)
+
+
+def epoch_order(session: Session, state: TrainState) -> list[list[int]]:
+    return epoch_batches(session.train_set.lengths, session.config.batch_size,
+                         session.config.seed, state.epoch)
+
+
+def epoch_loader(session: Session, state: TrainState) -> Any:
+    """The rest of the current epoch: its derived order, minus the batches already done."""
+    remaining = epoch_order(session, state)[state.batches_done:]
+    loader = DataLoader(session.train_set.items, batch_sampler=remaining,
+                        collate_fn=partial(collate, pad_id=session.tokenizer.pad_token_id))
+    return session.accelerator.prepare_data_loader(loader)
+
+
+def step_values(session: Session, state: TrainState, started_step: int,
+                started_seconds: float) -> dict[str, Any]:
+    done = state.step - started_step
+    per_step = (state.train_seconds - started_seconds) / done if done else 0.0
+    batches = math.ceil(len(session.train_set.items) / session.config.batch_size)
+    return {
+        "step": state.step, "total_steps": session.total_steps,
+        "epoch": round(state.epoch + state.batches_done / batches, 4),
+        "loss": round(state.last_loss, 6), "lr": session.scheduler.get_last_lr()[0],
+        "tokens": state.tokens, "tokens_per_s": round(state.tokens_per_s or 0.0, 1),
+        "eta_s": round(per_step * (session.total_steps - state.step), 1),
+    }
+
+
+def validate(session: Session, state: TrainState, hooks: Hooks, run_dir: Path, *,
+             save: bool = True) -> bool:
+    """Validation loss now; a new best also gets a checkpoint when `save`. Returns is_best."""
+    if not session.val_set or not session.val_set.items:
+        return False
+    if session.validated == state.step:  # eval_every already landed on this epoch end
+        return state.last_val_loss == state.best_val_loss
+    session.validated = state.step
+    val_loss = evaluate(session)
+    is_best = state.best_val_loss is None or val_loss < state.best_val_loss
+    state.last_val_loss = val_loss
+    if is_best:
+        state.best_val_loss = val_loss
+    hooks.on_validation(state, val_loss, is_best)
+    if is_best and save:
+        save_checkpoint(session, state, hooks, run_dir, "step", best=True)
+    return is_best
+
+
+def evaluate(session: Session) -> float:
+    """Token-weighted mean loss over the validation set."""
+    accelerator, val_set = session.accelerator, session.val_set
+    loss_model = accelerator.unwrap_model(session.loss_model)
+    total, count = 0.0, 0
+    loss_model.eval()
+    with torch.no_grad(), accelerator.autocast():
+        for indexes in eval_batches(val_set.lengths, session.config.batch_size):
+            batch = collate([val_set.items[i] for i in indexes], session.tokenizer.pad_token_id)
+            batch = {key: value.to(accelerator.device) for key, value in batch.items()}
+            summed, labelled = loss_model.loss_sum(**batch)
+            total, count = total + float(summed), count + int(labelled)
+    loss_model.train()
+    return total / max(1, count)
+
+
+# save ---------------------------------------------------------------------------------
+def save_checkpoint(session: Session, state: TrainState, hooks: Hooks, run_dir: Path,
+                    kind: str, *, best: bool = False) -> None:
+    """Write a checkpoint atomically, move `latest` (and `best`) to it, apply retention."""
+    accelerator = session.accelerator
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        root = run_dir / "checkpoints"
+        name = checkpoints.checkpoint_name(kind, state.step, state.epoch)
+        if session.saved == (name, state.step):  # e.g. a new best that is also a save_every
+            if best:
+                checkpoints.set_pointer(root, "best", name)
+                hooks.on_checkpoint(state, name, kind, root / name)
+            accelerator.wait_for_everyone()
+            return
+
+        def fill(folder: Path) -> None:
+            save_weights(session, folder)
+            save_training_state(folder, optimizer=session.optimizer, scheduler=session.scheduler,
+                                state=state, hparams=session.config.model_dump(mode="json"))
+
+        path = checkpoints.write_atomically(root, name, fill)
+        session.saved = (name, state.step)
+        checkpoints.set_pointer(root, "latest", name)
+        if best:
+            checkpoints.set_pointer(root, "best", name)
+        hooks.on_checkpoint(state, name, kind, path)
+        for prefix in ("step", "epoch"):
+            for gone in checkpoints.prune(root, prefix, session.config.keep_checkpoints):
+                hooks.on_checkpoint(state, gone, "deleted", root / gone)
+    accelerator.wait_for_everyone()
+
+
+def save_weights(session: Session, folder: Path) -> Path:
+    """The loadable part: adapter/ (peft) or model/ (full, with the tokenizer)."""
+    model = session.accelerator.unwrap_model(session.loss_model).model
+    if session.config.full:
+        target = folder / "model"
+        model.save_pretrained(target, safe_serialization=True)
+        session.tokenizer.save_pretrained(target)
+    else:
+        target = folder / "adapter"
+        # The base is unchanged by LoRA: no need for peft to look it up to save embeddings.
+        model.save_pretrained(target, safe_serialization=True, save_embedding_layers=False)
+    return target
