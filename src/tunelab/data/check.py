@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunelab.data import pricing
+from tunelab.data import parallel, pricing
 from tunelab.data.cost import CostRow, billing_tokens, cost_table, default_epochs
 from tunelab.data.problems import Problem
-from tunelab.data.reader import Record, iter_records
+from tunelab.data.reader import JsonlRange, Record, iter_records
 from tunelab.data.rules import ERRORS, MIN_EXAMPLES, WARNINGS, example_errors
 from tunelab.data.tokens import Counter, counter_for
 from tunelab.errors import UsageError
@@ -73,6 +73,15 @@ class Findings:
     def total(self) -> int:
         return sum(self.counts.values())
 
+    def absorb(self, later: Findings, offset: int) -> None:
+        """Append the findings of a later part of the file, its lines shifted by `offset`."""
+        shown = Tally(problem.code for problem in self.listed)
+        for line, code, message in later.listed:
+            if shown[code] < MAX_LISTED:
+                shown[code] += 1
+                self.listed.append(Problem(None if line is None else line + offset, code, message))
+        self.counts.update(later.counts)
+
 
 @dataclass
 class CheckReport:
@@ -114,79 +123,126 @@ def _order(problem: Problem) -> tuple[bool, int, str]:
 
 
 def check_file(path: str | Path, *, provider: str = "openai", model: str | None = None,
-               epochs: int | None = None,
-               on_progress: Callable[[int], None] | None = None) -> CheckReport:
-    """Check every example of `path` for `provider`/`model`. Raises UsageError if unreadable."""
+               epochs: int | None = None, on_progress: Callable[[int], None] | None = None,
+               workers: int | None = None) -> CheckReport:
+    """Check every example of `path` for `provider`/`model`. Raises UsageError if unreadable.
+
+    A big .jsonl file is checked on `workers` processes (default: the usable cores)."""
     if epochs is not None and not 1 <= epochs <= MAX_EPOCHS:
         raise UsageError(f"--epochs {epochs} is out of range", fix=f"use 1 to {MAX_EPOCHS}")
     target = resolve_target(provider, model)
+    path = Path(path)
     records = iter_records(path)  # raises UsageError before any tokenizer loads
-    scan = _Scan(target, counter_for(target.provider, target.model))
-    scan.run(records, on_progress)
-    return scan.report(str(path), epochs)
+    counter = counter_for(target.provider, target.model)
+    ranges = parallel.plan(path, workers) if target.provider != "local" else []
+    if ranges:
+        tallies = parallel.scan(ranges, _Scan(target, counter, path), on_progress, workers)
+    else:
+        scan = _Scan(target, counter, path)
+        scan.run(records, on_progress)
+        tallies = scan.tallies
+    return _report(str(path), target, counter.name, tallies, epochs)
+
+
+@dataclass
+class Tallies:
+    """What a pass over a file (or one byte range of it) found. Plain data, so a worker
+    process can send it back; `absorb` appends a later range to an earlier one."""
+
+    errors: Findings = field(default_factory=Findings)
+    warnings: Findings = field(default_factory=Findings)
+    examples: int = 0
+    totals: array = field(default_factory=lambda: array("q"))
+    assistant: array = field(default_factory=lambda: array("q"))
+    message_counts: array = field(default_factory=lambda: array("q"))
+    inputs: int = 0
+    outputs: int = 0
+    seen: dict[int, int] = field(default_factory=dict)  # hash of an example -> first line
+    lines: int = 0
+
+    def absorb(self, later: Tallies) -> None:
+        offset = self.lines
+        self.errors.absorb(later.errors, offset)
+        self.warnings.absorb(later.warnings, offset)
+        for digest, line in later.seen.items():
+            first = self.seen.setdefault(digest, line + offset)
+            if first != line + offset:
+                self.warnings.add(line + offset, "duplicate_example", f"same as line {first}")
+        self.examples += later.examples
+        for name in ("totals", "assistant", "message_counts"):
+            getattr(self, name).extend(getattr(later, name))
+        self.inputs += later.inputs
+        self.outputs += later.outputs
+        self.lines += later.lines
 
 
 class _Scan:
-    """One pass over the records, accumulating findings and per-example numbers."""
+    """One pass over records, accumulating Tallies. Also the work of one parallel range."""
 
-    def __init__(self, target: Target, counter: Counter) -> None:
-        self.target, self.counter = target, counter
-        self.errors, self.warnings = Findings(), Findings()
-        self.examples = 0
-        self.totals, self.assistant = array("q"), array("q")
-        self.message_counts, self.inputs, self.outputs = array("q"), 0, 0
-        self.seen: dict[int, int] = {}
+    def __init__(self, target: Target, counter: Counter, path: Path) -> None:
+        self.target, self.counter, self.path = target, counter, path
+        self.tallies = Tallies()
+
+    def scan_range(self, byte_range: tuple[int, int]) -> Tallies:
+        """Tallies of the lines starting in `byte_range` (run in a worker process)."""
+        self.tallies = Tallies()
+        records = JsonlRange(self.path, *byte_range)
+        self.run(records, None)
+        self.tallies.lines = records.lines
+        return self.tallies
 
     def run(self, records: Iterable[Record], on_progress: Callable[[int], None] | None) -> None:
-        batch: list[Record] = []
+        tallies, batch = self.tallies, []
         for record in records:
-            self.examples += 1
+            tallies.examples += 1
             if record.error is not None:
-                self.errors.add(record.line, record.error.code, record.error.message)
+                tallies.errors.add(record.line, record.error.code, record.error.message)
             elif self._valid(record):
                 batch.append(record)
                 if len(batch) >= BATCH:
                     self._count(batch)
                     batch = []
                     if on_progress:
-                        on_progress(self.examples)
+                        on_progress(tallies.examples)
         self._count(batch)
         if on_progress:
-            on_progress(self.examples)
+            on_progress(tallies.examples)
 
     def _valid(self, record: Record) -> bool:
         """Record the example's errors and warnings; True if it is worth counting tokens for."""
+        tallies = self.tallies
         broken = example_errors(record.example)
         for code, message in broken:
-            self.errors.add(record.line, code, message)
+            tallies.errors.add(record.line, code, message)
         if broken:
             return False
         messages = record.example["messages"]  # type: ignore[index]
-        if not any(message.get("role") == "system" for message in messages):
-            self.warnings.add(record.line, "no_system_message", WARNINGS["no_system_message"])
+        if messages[0].get("role") != "system" and not any(
+                message.get("role") == "system" for message in messages):
+            tallies.warnings.add(record.line, "no_system_message", WARNINGS["no_system_message"])
         if messages[-1].get("role") == "user":
-            self.warnings.add(record.line, "ends_with_user", WARNINGS["ends_with_user"])
-        first = self.seen.setdefault(hash(record.source), record.line)
+            tallies.warnings.add(record.line, "ends_with_user", WARNINGS["ends_with_user"])
+        first = tallies.seen.setdefault(hash(record.source), record.line)
         if first != record.line:
-            self.warnings.add(record.line, "duplicate_example", f"same as line {first}")
+            tallies.warnings.add(record.line, "duplicate_example", f"same as line {first}")
         return True
 
     def _count(self, batch: list[Record]) -> None:
         if not batch:
             return
+        tallies, limit = self.tallies, self.target.limit
         examples = [record.example for record in batch]
         counts = self.counter.count(examples)  # type: ignore[arg-type]
-        limit = self.target.limit
         for record, example, (total, assistant, last) in zip(batch, examples, counts,
                                                              strict=True):
-            self.totals.append(total)
-            self.assistant.append(assistant)
-            self.message_counts.append(len(example["messages"]))  # type: ignore[index]
-            self.inputs += total - last
-            self.outputs += last
+            tallies.totals.append(total)
+            tallies.assistant.append(assistant)
+            tallies.message_counts.append(len(example["messages"]))  # type: ignore[index]
+            tallies.inputs += total - last
+            tallies.outputs += last
             if total > limit:
-                self.warnings.add(record.line, "over_context_limit",
-                                  self._cut(example, total))  # type: ignore[arg-type]
+                tallies.warnings.add(record.line, "over_context_limit",
+                                     self._cut(example, total))  # type: ignore[arg-type]
 
     def _cut(self, example: dict, total: int) -> str:
         """Say which part of an over-long example is lost: training cuts from the end."""
@@ -202,28 +258,29 @@ class _Scan:
             seen += tokens
         return f"{total:,} tokens > {limit:,}: the final tokens are cut; shorten it"
 
-    def report(self, path: str, epochs: int | None) -> CheckReport:
-        valid = len(self.totals)
-        if self.examples < MIN_EXAMPLES:
-            self.errors.add(None, "too_few_examples",
-                            f"found {self.examples}; {ERRORS['too_few_examples']}")
-        epochs = epochs or default_epochs(valid)
-        mean_in = self.inputs / valid if valid else 0.0
-        mean_out = self.outputs / valid if valid else 0.0
-        rows = cost_table(self.totals, epochs, pricing.load_pricing(),
-                          mean_input=mean_in, mean_output=mean_out)
-        return CheckReport(
-            path=path, target=self.target, tokenizer=self.counter.name,
-            examples=self.examples, valid_examples=valid,
-            errors=self.errors, warnings=self.warnings,
-            messages=distribution(self.message_counts),
-            tokens={"total": sum(self.totals), "assistant": sum(self.assistant),
-                    "per_example": distribution(self.totals),
-                    "assistant_per_example": distribution(self.assistant),
-                    "mean_prompt": round(mean_in, 1), "mean_reply": round(mean_out, 1)},
-            billing_tokens=billing_tokens(self.totals, self.target.limit),
-            epochs=epochs, cost=rows,
-        )
+def _report(path: str, target: Target, tokenizer: str, tallies: Tallies,
+            epochs: int | None) -> CheckReport:
+    valid = len(tallies.totals)
+    if tallies.examples < MIN_EXAMPLES:
+        tallies.errors.add(None, "too_few_examples",
+                           f"found {tallies.examples}; {ERRORS['too_few_examples']}")
+    epochs = epochs or default_epochs(valid)
+    mean_in = tallies.inputs / valid if valid else 0.0
+    mean_out = tallies.outputs / valid if valid else 0.0
+    rows = cost_table(tallies.totals, epochs, pricing.load_pricing(),
+                      mean_input=mean_in, mean_output=mean_out)
+    return CheckReport(
+        path=path, target=target, tokenizer=tokenizer,
+        examples=tallies.examples, valid_examples=valid,
+        errors=tallies.errors, warnings=tallies.warnings,
+        messages=distribution(tallies.message_counts),
+        tokens={"total": sum(tallies.totals), "assistant": sum(tallies.assistant),
+                "per_example": distribution(tallies.totals),
+                "assistant_per_example": distribution(tallies.assistant),
+                "mean_prompt": round(mean_in, 1), "mean_reply": round(mean_out, 1)},
+        billing_tokens=billing_tokens(tallies.totals, target.limit),
+        epochs=epochs, cost=rows,
+    )
 
 
 def distribution(values: Iterable[int]) -> dict:

@@ -58,14 +58,24 @@ def cost_table(per_example: Sequence[int], epochs: int, prices: Sequence[Price],
     """One row per priced model. Token counts come from the target's tokenizer for all rows,
     so rows of other tokenizer families are estimates."""
     rows = []
+    billed = _billing_by_limit(per_example, {price.max_train_tokens for price in prices})
     for price in prices:
         inference = 1000 * price.inference_cost(mean_input, mean_output)
         if not price.trainable:
             rows.append(CostRow(price.provider, price.model, None, None, None, inference,
                                 price.as_of, price.source))
             continue
-        tokens = billing_tokens(per_example, price.max_train_tokens) * epochs
+        tokens = billed[price.max_train_tokens] * epochs
         rows.append(CostRow(price.provider, price.model, epochs, tokens,
                             tokens * price.training_per_1m / 1e6, inference,  # type: ignore[operator]
                             price.as_of, price.source))
     return rows
+
+
+def _billing_by_limit(per_example: Sequence[int], limits: Iterable[int]) -> dict[int, int]:
+    """billing_tokens for several limits in one pass: only the long examples differ."""
+    limits = sorted(limits)
+    total = sum(per_example)
+    long = [tokens for tokens in per_example if tokens > limits[0]] if limits else []
+    return {limit: total - sum(tokens - limit for tokens in long if tokens > limit)
+            for limit in limits}

@@ -25,6 +25,7 @@ CHUNK = 1 << 20
 BOM = b"\xef\xbb\xbf"
 CSV_COLUMNS = ("question", "answer", "system")
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
+_SCANNER = json.JSONDecoder().scan_once  # the C scanner behind json.loads
 
 
 class Record(NamedTuple):
@@ -80,11 +81,11 @@ def _check_readable(path: Path) -> str:
     return suffix
 
 
-def parse_line(number: int, raw: bytes) -> Record | None:
-    """One JSONL line to a record; None for a blank line."""
+def parse_line(number: int, raw: bytes, bom: bool = True) -> Record | None:
+    """One JSONL line to a record; None for a blank line. Line 1 may start with a BOM."""
     if raw.endswith(b"\n"):
         raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
-    if number == 1 and raw.startswith(BOM):
+    if bom and number == 1 and raw.startswith(BOM):
         raw = raw[3:]
     if not raw.strip():
         return None
@@ -106,11 +107,57 @@ def parse_line(number: int, raw: bytes) -> Record | None:
 
 
 def _jsonl_records(path: Path) -> Iterator[Record]:
+    return iter(JsonlRange(path))
+
+
+class JsonlRange:
+    """The records of the lines that start in bytes [start, end) of a .jsonl file.
+
+    `start` must be a line start. Line numbers count from the range's first line (1);
+    `lines` says how many lines were read, so a caller stitching ranges can offset them.
+    """
+
+    def __init__(self, path: Path, start: int = 0, end: int | None = None) -> None:
+        self.path, self.start, self.end = path, start, end
+        self.lines = 0
+
+    def __iter__(self) -> Iterator[Record]:
+        # Fast path for the common line, `{...}\n`: the C scanner straight on the decoded
+        # text, no Python frames per line. Anything else (blank, BOM, CRLF, bad bytes, bad
+        # JSON, trailing text) goes through parse_line, which also words the error.
+        scan, position, end = _SCANNER, self.start, self.end
+        with self.path.open("rb") as handle:
+            handle.seek(self.start)
+            for number, raw in enumerate(handle, 1):
+                if end is not None and position >= end:
+                    break
+                position += len(raw)
+                self.lines = number
+                try:
+                    text = raw.decode("utf-8")
+                    value, stop = scan(text, 0)
+                    if stop == len(text) - 1 and text[stop] == "\n":
+                        yield Record(number, value, None, raw[:-1])
+                        continue
+                except (UnicodeDecodeError, StopIteration, ValueError, RecursionError):
+                    pass
+                record = parse_line(number, raw, bom=self.start == 0)
+                if record is not None:
+                    yield record
+
+
+def line_ranges(path: Path, size: int) -> list[tuple[int, int]]:
+    """Cut a file into byte ranges of about `size`, each starting at a line start."""
+    total = path.stat().st_size
+    bounds = [0]
     with path.open("rb") as handle:
-        for number, raw in enumerate(handle, 1):
-            record = parse_line(number, raw)
-            if record is not None:
-                yield record
+        while bounds[-1] + size < total:
+            handle.seek(bounds[-1] + size)
+            handle.readline()
+            if handle.tell() >= total:
+                break
+            bounds.append(handle.tell())
+    return list(zip(bounds, [*bounds[1:], total], strict=True))
 
 
 def _json_array_records(path: Path) -> Iterator[Record]:

@@ -54,12 +54,14 @@ def example_errors(example: object) -> list[tuple[str, str]]:
         if not isinstance(message, dict):
             found.append(("message_not_object", f"message {index}: {ERRORS['message_not_object']}"))
             continue
-        if message.get("role") == "assistant":
+        role, content = message.get("role"), message.get("content")
+        if role == "assistant":
             has_assistant = True
+            blank = not content or type(content) is str and content.isspace()
+        else:
+            blank = False
         # Most messages are exactly {role, content}: skip the full scan for them.
-        if len(message) != 2 or "role" not in message or "content" not in message \
-                or message["role"] not in ALLOWED_ROLES or type(message["content"]) is not str \
-                or (message["role"] == "assistant" and not message["content"].strip()):
+        if len(message) != 2 or type(content) is not str or role not in ALLOWED_ROLES or blank:
             found.extend(_message_errors(index, message))
     if not has_assistant:
         found.append(("no_assistant_message", ERRORS["no_assistant_message"]))

@@ -133,23 +133,28 @@ class TiktokenCounter:
         return tokens
 
     def _example(self, messages: list[dict]) -> tuple[int, int, int]:
-        # The hot loop of `data check`: kept flat on purpose (no call per message).
-        lengths, count = self._lengths, self._count
+        # The hot loop of `data check`, kept flat on purpose: a {role, content} message
+        # costs two dict lookups; anything with more keys takes the general path.
+        lengths, text_tokens = self._lengths, self.text_tokens
         total, assistant, last = PRIMING_TOKENS, 0, 0
         for message in messages:
-            total += TOKENS_PER_MESSAGE
-            for key, value in message.items():
-                if type(value) is str:
-                    tokens = lengths.get(value)
-                    if tokens is None:
-                        tokens = lengths[value] = count(value)
-                    total += tokens
-                    if key == "name":
-                        total += TOKENS_PER_NAME
-                    elif key == "content" and message.get("role") == "assistant":
-                        last = tokens
-                        assistant += tokens
+            role, content = message.get("role"), message.get("content")
+            if len(message) == 2 and type(role) is str and type(content) is str:
+                tokens = lengths.get(content)
+                if tokens is None:
+                    tokens = text_tokens(content)
+                total += TOKENS_PER_MESSAGE + tokens + (lengths.get(role) or text_tokens(role))
+            else:
+                tokens = self._message_content(message)
+                total += self._message(message)
+            if role == "assistant":
+                last = tokens
+                assistant += tokens
         return total, assistant, last
+
+    def _message_content(self, message: dict) -> int:
+        content = message.get("content")
+        return self.text_tokens(content) if type(content) is str else 0
 
     def _message(self, message: dict) -> int:
         tokens = TOKENS_PER_MESSAGE + TOKENS_PER_NAME * ("name" in message)
