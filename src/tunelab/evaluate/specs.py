@@ -97,9 +97,9 @@ def _base_of(job: JobRecord) -> ModelSpec:
 
 def _tuned(token: str, job: JobRecord) -> ModelSpec:
     if job.provider == LOCAL:
-        from tunelab.providers.local import adapter_of
+        from tunelab.local.export import trained_weights_dir
 
-        return ModelSpec(token, LOCAL, str(adapter_of(job)), job_id=job.id)
+        return ModelSpec(token, LOCAL, str(trained_weights_dir(job)), job_id=job.id)
     if not job.fine_tuned_model:
         raise NotFoundError(f"job {job.id} has no tuned model yet (status {job.status})",
                             fix=f"wait for it: `tunelab jobs watch {job.id}`")

@@ -42,24 +42,17 @@ def _job(record: JobRecord) -> Job:
                raw={"run_dir": record.run_dir, "metrics": record.metrics})
 
 
-def adapter_of(record: JobRecord) -> Path:
-    """The LoRA adapter a local job saved; NotFoundError while it has none."""
-    adapter = Path(record.run_dir or "") / "adapter"
-    if not record.run_dir or not (adapter / "adapter_config.json").is_file():
-        raise NotFoundError(f"job {record.id} has no saved adapter yet (status {record.status})",
-                            fix=f"wait for it to finish (`tunelab jobs watch {record.id}`) "
-                                "or resume it")
-    return adapter
-
-
 def model_ref(model: str) -> str:
     """What local inference loads for `model`: a local job id or its `ft:` name becomes the
-    run's adapter folder; anything else (base model, folder, .gguf) passes through."""
+    run's adapter (or full weights) folder; anything else (base model, folder, .gguf)
+    passes through."""
     with _registry() as registry:
         record = registry.find_job(model) or registry.find_job_by_model(model)
     if record is None or record.provider != NAME:
         return model
-    return str(adapter_of(record))
+    from tunelab.local.export import trained_weights_dir
+
+    return str(trained_weights_dir(record))
 
 
 def _live_trainer(record: JobRecord) -> int | None:

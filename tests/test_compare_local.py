@@ -1,0 +1,119 @@
+"""Did fine-tuning help? `compare base JOB` on a real tiny local run, end to end."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from test_inference import one_torch_thread  # noqa: F401 (an autouse fixture, shared)
+from tunelab.cli import main
+
+pytestmark = pytest.mark.slow
+
+SYSTEM = "Ты Наташа, коуч."
+TRAIN = [
+    ("Я потерялась.", "Потерялась? Значит, старая карта больше не ведёт. Нарисуй новую."),
+    ("Как начать бизнес?", "С вопроса: чью боль ты хочешь снять? Деньги придут следом."),
+    ("I feel stuck.", "Stuck is a door you keep pushing. Try pulling."),
+    ("Он меня не слышит.", "А ты себя слышишь? Начни с этого."),
+    ("Что такое осознанность?", "Это когда ты замечаешь, что опять бежишь, и останавливаешься."),
+    ("I am afraid of change.", "Fear is excitement that forgot to breathe. Breathe."),
+]
+VALID = [
+    ("Мне скучно жить.", "Скука — это голод души. Чем ты её кормишь?"),
+    ("Why do I procrastinate?", "Because the task asks you to be someone new. Who?"),
+]
+
+
+def _write(path: Path, pairs: list[tuple[str, str]]) -> Path:
+    path.write_text("".join(json.dumps({"messages": [
+        {"role": "system", "content": SYSTEM}, {"role": "user", "content": question},
+        {"role": "assistant", "content": answer}]}, ensure_ascii=False) + "\n"
+        for question, answer in pairs), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, shared_cache):
+    """A real 3-step LoRA run on the embedded model, in its own TUNELAB_HOME (one torch
+    thread: the autouse fixture runs first)."""
+    from tunelab.config import TrainConfig
+    from tunelab.local.api import train
+
+    root = tmp_path_factory.mktemp("trained")
+    home = root / "home"
+    with pytest.MonkeyPatch.context() as patch:  # module scope runs before conftest's env
+        for name, value in {"TUNELAB_HOME": home, "TUNELAB_CACHE_DIR": shared_cache,
+                            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}.items():
+            patch.setenv(name, str(value))
+        result = train(TrainConfig(
+            train_file=str(_write(root / "train.jsonl", TRAIN)),
+            validation_file=str(_write(root / "valid.jsonl", VALID)),
+            max_steps=3, batch_size=2, max_length=96, lora_r=4, learning_rate=5e-3,
+            eval_every=1, save_every=None, max_samples=0, precision="fp32", seed=0))
+    assert result["status"] == "succeeded"
+    return home, result
+
+
+@pytest.fixture
+def job(trained, tunelab_home) -> dict:
+    """The trained job, in this test's own (fresh) TUNELAB_HOME: a clean answer cache."""
+    home, result = trained
+    tunelab_home.mkdir(parents=True, exist_ok=True)
+    # sqlite's backup, not a file copy: the registry is in WAL mode, recent rows in -wal
+    source = sqlite3.connect(home / "registry.sqlite")
+    target = sqlite3.connect(tunelab_home / "registry.sqlite")
+    source.backup(target)
+    source.close(), target.close()
+    return result
+
+
+def _json(capsys, argv: list[str]) -> dict:
+    code = main([*argv, "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return json.loads(captured.out)
+
+
+def test_compare_base_with_the_tuned_run_then_rerun_from_the_cache(job, capsys, tmp_path):
+    report = tmp_path / "report.html"
+    argv = ["compare", "base", job["id"], "--max-new-tokens", "8", "--report", str(report)]
+    first = _json(capsys, argv)
+    assert first["eval_file"].endswith("valid.jsonl")  # the job's validation file
+    base, tuned = first["models"]
+    assert base["label"] == "base" and tuned["label"] == job["id"]
+    assert base["spec"]["provider"] == tuned["spec"]["provider"] == "local"
+    for model in (base, tuned):
+        assert len(model["answers"]) == len(VALID)
+        assert all(0 < a["completion_tokens"] <= 8 for a in model["answers"])
+        assert model["metrics"]["cost_per_1k_requests"] == 0.0
+        assert model["metrics"]["perplexity"] == pytest.approx(2.718281828 **
+                                                               model["metrics"]["loss"])
+    # the same examples, labelled the same way, as the trainer's last validation pass
+    assert tuned["metrics"]["loss"] == pytest.approx(job["metrics"]["last_val_loss"], rel=1e-3)
+    # three steps on the persona already lower its held-out loss
+    assert tuned["metrics"]["loss"] < base["metrics"]["loss"]
+
+    html = report.read_text(encoding="utf-8")
+    assert "base" in html and job["id"] in html and VALID[0][1] in html
+    assert html.count("data:image/png;base64,") == 1  # the tuned job's loss curve
+
+    again = _json(capsys, argv)
+    assert again["cache"] == {"hits": 2 * len(VALID) + 2, "misses": 0}  # answers + losses
+    assert [m["answers"] for m in again["models"]] == [
+        [{**a, "cached": True} for a in m["answers"]] for m in first["models"]]
+
+
+def test_test_and_chat_one_shot_with_the_tuned_run(job, capsys, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Я потерялась.\n", encoding="utf-8")
+    tested = _json(capsys, ["test", job["id"], "--prompts", str(prompts), "--system", SYSTEM,
+                            "--max-new-tokens", "4"])
+    assert [row["prompt"] for row in tested["results"]] == ["Я потерялась."]
+    chatted = _json(capsys, ["chat", job["fine_tuned_model"], "-m", "Привет",
+                             "--max-new-tokens", "4"])
+    assert chatted["model"]["provider"] == "local" and chatted["completion_tokens"] <= 4
+    assert main(["chat", "local:default", "-m", "Привет", "--max-new-tokens", "4"]) == 0

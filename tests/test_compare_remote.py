@@ -1,0 +1,221 @@
+"""`tunelab compare/test/chat` against remote models, end to end through the real OpenAI SDK.
+
+The remote is a loopback OpenAI-compatible endpoint declared in providers.yaml, standing in
+for OpenAI/Kimi: a tuned model (`ft:` name) answers with the reference, its base does not,
+and three judges (fair, position-biased, broken) score them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tunelab.cli import main
+from tunelab.registry import JobRecord, open_registry
+
+SYSTEM = "Ты Наташа, коуч."
+REFERENCES = {
+    "Я потерялась.": "Потерялась? Значит, старая карта больше не ведёт. Нарисуй новую.",
+    "I feel stuck.": "Stuck is a door you keep pushing. Try pulling.",
+    "Мне скучно жить.": "Скука — это голод души. Чем ты её кормишь?",
+}
+BASE_ANSWER = "I don't know."
+JOB = "ftjob-remote1"
+TUNED = f"ft:chatty-base:natasha:{JOB}"
+
+
+def _verdict(model: str, prompt: str) -> str:
+    if model == "judge-broken":
+        return "I would rather not say."
+    candidates = re.findall(r"\[([A-Z])\]\n(.*?)(?=\n\n\[[A-Z]\]|\n\nReply with JSON)", prompt,
+                            re.DOTALL)
+    scores = {}
+    for position, (letter, text) in enumerate(candidates):
+        if model == "judge-biased":  # always prefers whatever it reads first
+            scores[letter] = {"persona": 8 if position == 0 else 4, "helpfulness": 5}
+        else:
+            good = text.strip() in REFERENCES.values()
+            scores[letter] = {"persona": 9 if good else 2, "helpfulness": 8 if good else 3}
+    return json.dumps({"scores": scores, "rationale": "the first sounds like her"})
+
+
+def _answer(request: dict) -> str:
+    model, messages = request["model"], request["messages"]
+    if model.startswith("judge"):
+        return _verdict(model, messages[-1]["content"])
+    if model.startswith("ft:"):
+        return REFERENCES[messages[-1]["content"]]
+    return BASE_ANSWER
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.requests.append(request)  # type: ignore[attr-defined]
+        body = json.dumps({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()),
+            "model": request["model"],
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": _answer(request)}}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150},
+        }).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def remote(tunelab_home, tmp_path):
+    """A loopback endpoint `mylab`, priced, with a tuned job on it in the registry."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.requests = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    tunelab_home.mkdir(parents=True, exist_ok=True)
+    (tunelab_home / "providers.yaml").write_text(f"mylab:\n  base_url: {base_url}\n")
+    (tunelab_home / "pricing.json").write_text(json.dumps({"models": [{
+        "provider": "mylab", "model": "chatty-base", "training_per_1m": 1.0,
+        "input_per_1m": 1.0, "output_per_1m": 2.0, "max_train_tokens": 4096,
+        "as_of": "2026-11-22", "source": "test"}]}))
+    valid = tmp_path / "valid.jsonl"
+    valid.write_text("".join(json.dumps({"messages": [
+        {"role": "system", "content": SYSTEM}, {"role": "user", "content": question},
+        {"role": "assistant", "content": answer}]}, ensure_ascii=False) + "\n"
+        for question, answer in REFERENCES.items()), encoding="utf-8")
+    now = time.time()
+    registry = open_registry()
+    registry.create_job(JobRecord(
+        id=JOB, provider="mylab", status="succeeded", created_at=now, updated_at=now,
+        endpoint=base_url, base_model="chatty-base", fine_tuned_model=TUNED,
+        validation_file=str(valid)))
+    for step, loss in enumerate([2.5, 1.9, 1.4], 1):
+        registry.add_metrics(JOB, step, {"train_loss": loss, "valid_loss": loss + 0.2})
+    registry.close()
+    yield server
+    server.shutdown()
+
+
+def _run_json(capsys, argv: list[str]) -> dict:
+    code = main([*argv, "--json"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return json.loads(out)
+
+
+def test_compare_base_and_tuned_job_scores_metrics_and_writes_the_report(remote, capsys,
+                                                                          tmp_path):
+    report = tmp_path / "out" / "report.html"
+    result = _run_json(capsys, ["compare", "base", JOB, "--report", str(report)])
+    assert result["eval_file"].endswith("valid.jsonl")  # the job's validation file
+    assert result["examples"] == 3
+    base, tuned = result["models"]
+    assert (base["label"], base["spec"]["model"]) == ("base", "chatty-base")
+    assert (tuned["label"], tuned["spec"]["model"]) == (JOB, TUNED)
+    assert tuned["metrics"]["chrf"] == 100.0 and tuned["metrics"]["rouge_l"] == 1.0
+    assert tuned["metrics"]["length_ratio"] == 1.0
+    assert base["metrics"]["chrf"] < 20 and base["metrics"]["rouge_l"] < 0.2
+    # 100 prompt tokens at $1/1M plus 50 completion tokens at $2/1M, times 1,000 requests
+    assert tuned["metrics"]["cost_per_1k_requests"] == pytest.approx(0.2)
+    assert "loss" not in tuned["metrics"]  # held-out loss needs the weights: local only
+    assert [a["text"] for a in base["answers"]] == [BASE_ANSWER] * 3
+    # every model was asked with the same recorded settings
+    settings = {(r["temperature"], r["top_p"], r["seed"], r["max_tokens"])
+                for r in remote.requests}
+    assert settings == {(0.0, 1.0, 0, 128)}
+    assert result["settings"] == {"max_new_tokens": 128, "temperature": 0.0, "top_p": 1.0,
+                                  "seed": 0}
+    html = report.read_text(encoding="utf-8")
+    assert result["report"] == str(report)
+    for text in ("base", JOB, TUNED, "Скука — это голод души.", BASE_ANSWER.replace("'", "&#x27;"),
+                 "data:image/png;base64,"):
+        assert text in html
+
+
+def test_a_rerun_is_answered_from_the_cache(remote, capsys):
+    argv = ["compare", "base", JOB, "--limit", "2"]
+    first = _run_json(capsys, argv)
+    asked = len(remote.requests)
+    assert first["cache"] == {"hits": 0, "misses": 4} and asked == 4
+    second = _run_json(capsys, argv)
+    assert second["cache"] == {"hits": 4, "misses": 0}
+    assert len(remote.requests) == asked  # nobody was asked, nobody paid twice
+    assert all(a["cached"] for m in second["models"] for a in m["answers"])
+    assert [m["answers"][0]["text"] for m in second["models"]] == \
+        [m["answers"][0]["text"] for m in first["models"]]
+    _run_json(capsys, [*argv, "--seed", "1"])  # other settings: asked again
+    assert len(remote.requests) == asked + 4
+
+
+def test_the_judge_reads_both_orders_and_keeps_its_rationale(remote, capsys):
+    result = _run_json(capsys, ["compare", "base", JOB, "--judge", "mylab:judge-fair"])
+    base, tuned = (model["judge"] for model in result["models"])
+    assert tuned["persona"] == 9 and tuned["helpfulness"] == 8
+    assert base["persona"] == 2 and tuned["judged"] == 6 and tuned["unparsed"] == 0
+    verdicts = result["items"][0]["verdicts"]
+    assert [v["order"] for v in verdicts] == [["base", JOB], [JOB, "base"]]
+    assert verdicts[0]["rationale"] == "the first sounds like her"
+
+
+def test_swapping_the_order_cancels_a_judge_that_prefers_the_first_answer(remote, capsys):
+    result = _run_json(capsys, ["compare", "base", JOB, "--judge", "mylab:judge-biased"])
+    assert [model["judge"]["persona"] for model in result["models"]] == [6.0, 6.0]
+
+
+def test_a_judge_that_answers_nonsense_leaves_scores_empty(remote, capsys):
+    result = _run_json(capsys, ["compare", "base", JOB, "--judge", "mylab:judge-broken"])
+    judged = result["models"][1]["judge"]
+    assert judged["persona"] is None and judged["unparsed"] == 6
+
+
+def test_terminal_output_shows_answers_side_by_side_and_the_metrics(remote, capsys):
+    assert main(["compare", "base", JOB, "--limit", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "Я потерялась." in out and "reference" in out and "chrF" in out
+    assert "answer cache: 0 hits, 2 misses" in out
+
+
+def test_test_and_chat_one_shot_on_a_remote_tuned_model(remote, capsys, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Я потерялась.\nI feel stuck.\n", encoding="utf-8")
+    tested = _run_json(capsys, ["test", JOB, "--prompts", str(prompts)])
+    assert [row["text"] for row in tested["results"]] == [
+        REFERENCES["Я потерялась."], REFERENCES["I feel stuck."]]
+    chatted = _run_json(capsys, ["chat", TUNED, "-m", "Мне скучно жить.", "--system", SYSTEM])
+    assert chatted["text"] == REFERENCES["Мне скучно жить."]
+    assert remote.requests[-1]["messages"][0] == {"role": "system", "content": SYSTEM}
+    assert main(["chat", f"mylab:{TUNED}", "-m", "I feel stuck."]) == 0
+    assert capsys.readouterr().out.strip() == REFERENCES["I feel stuck."]
+
+
+def test_chat_repl_keeps_history_until_reset(remote, capsys, monkeypatch):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("Я потерялась.\nI feel stuck.\n/reset\n"
+                                                  "Мне скучно жить.\n/exit\n"))
+    assert main(["chat", JOB]) == 0
+    sent = [len(request["messages"]) for request in remote.requests]
+    assert sent == [1, 3, 1]  # the second turn carried the first; /reset emptied it
+    assert REFERENCES["Мне скучно жить."] in capsys.readouterr().out
+
+
+def test_bad_input_is_one_line_and_an_exit_code(remote, capsys, tmp_path):
+    assert main(["compare", "openai:gpt-4o-mini", "--eval", str(tmp_path / "none.jsonl")]) == 2
+    assert main(["compare", "mylab:chatty-base"]) == 2
+    err = capsys.readouterr().err
+    assert "--eval" in err and "Traceback" not in err
+    valid = remote.requests  # nothing was asked for either
+    assert valid == []
+    assert main(["compare", "openai:gpt-4o-mini", "--eval",
+                 str(tmp_path / "valid.jsonl")]) == 2  # no OPENAI_API_KEY in tests
+    assert "OPENAI_API_KEY" in capsys.readouterr().err
