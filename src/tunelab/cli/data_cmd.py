@@ -35,7 +35,8 @@ def _data_errors(count: int, file: str, priced: bool = False) -> DataError:
     # Raised rather than typer.Exit(1): the CLI edge turns it into one line and exit code 1.
     what = "; those examples are not priced" if priced else ""
     return DataError(f"{count:,} data error{'s' if count != 1 else ''} in {file}{what}",
-                     fix=f"fix the lines listed by `tunelab data check {file}`")
+                     fix="fix the lines listed above" if not priced
+                     else f"see them with `tunelab data check {file}`")
 
 
 def _print_json(payload: dict) -> None:

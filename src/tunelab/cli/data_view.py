@@ -72,7 +72,7 @@ def show_verdict(console: Console, report: CheckReport) -> None:
     total = report.errors.total
     console.print(f"❌ {total:,} error{'s' if total != 1 else ''} in {report.path}",
                   highlight=False)
-    ordered = sorted(report.errors.listed, key=lambda p: (p.line or 0, p.code))
+    ordered = sorted(report.errors.listed, key=lambda p: (p.line is None, p.line or 0, p.code))
     for problem in ordered[:SHOWN]:
         console.print(f"   {problem.render()}", highlight=False, markup=False)
     if total > SHOWN:
