@@ -98,7 +98,7 @@ def remote(tunelab_home, tmp_path):
     registry.create_job(JobRecord(
         id=JOB, provider="mylab", status="succeeded", created_at=now, updated_at=now,
         endpoint=base_url, base_model="chatty-base", fine_tuned_model=TUNED,
-        validation_file=str(valid)))
+        training_file=str(valid), validation_file=str(valid)))
     for step, loss in enumerate([2.5, 1.9, 1.4], 1):
         registry.add_metrics(JOB, step, {"train_loss": loss, "valid_loss": loss + 0.2})
     registry.close()
@@ -191,11 +191,15 @@ def test_test_and_chat_one_shot_on_a_remote_tuned_model(remote, capsys, tmp_path
     tested = _run_json(capsys, ["test", JOB, "--prompts", str(prompts)])
     assert [row["text"] for row in tested["results"]] == [
         REFERENCES["Я потерялась."], REFERENCES["I feel stuck."]]
-    chatted = _run_json(capsys, ["chat", TUNED, "-m", "Мне скучно жить.", "--system", SYSTEM])
-    assert chatted["text"] == REFERENCES["Мне скучно жить."]
+    # a tuned job is asked under the system prompt its training data used
+    assert [row["system"] for row in tested["results"]] == [SYSTEM, SYSTEM]
     assert remote.requests[-1]["messages"][0] == {"role": "system", "content": SYSTEM}
-    assert main(["chat", f"mylab:{TUNED}", "-m", "I feel stuck."]) == 0
+    chatted = _run_json(capsys, ["chat", TUNED, "-m", "Мне скучно жить.", "--system", "Be brief."])
+    assert chatted["text"] == REFERENCES["Мне скучно жить."] and chatted["system"] == "Be brief."
+    assert remote.requests[-1]["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert main(["chat", f"mylab:{TUNED}", "-m", "I feel stuck."]) == 0  # no job: no system
     assert capsys.readouterr().out.strip() == REFERENCES["I feel stuck."]
+    assert remote.requests[-1]["messages"] == [{"role": "user", "content": "I feel stuck."}]
 
 
 def test_chat_repl_keeps_history_until_reset(remote, capsys, monkeypatch):
@@ -205,8 +209,16 @@ def test_chat_repl_keeps_history_until_reset(remote, capsys, monkeypatch):
                                                   "Мне скучно жить.\n/exit\n"))
     assert main(["chat", JOB]) == 0
     sent = [len(request["messages"]) for request in remote.requests]
-    assert sent == [1, 3, 1]  # the second turn carried the first; /reset emptied it
+    assert sent == [2, 4, 2]  # system + the turns so far; /reset keeps only the system
+    assert remote.requests[2]["messages"][0]["content"] == SYSTEM
     assert REFERENCES["Мне скучно жить."] in capsys.readouterr().out
+
+
+def test_an_empty_eval_file_is_a_data_error(remote, capsys, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("", encoding="utf-8")
+    assert main(["compare", JOB, "--eval", str(empty)]) != 0
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_bad_input_is_one_line_and_an_exit_code(remote, capsys, tmp_path):

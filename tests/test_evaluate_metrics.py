@@ -108,7 +108,7 @@ def test_an_eval_example_without_an_answer_names_itself():
 
 def test_prompts_from_text_file_with_a_system_prompt(tmp_path):
     path = tmp_path / "prompts.txt"
-    path.write_text("Привет\n\nКак дела?\n", encoding="utf-8")
+    path.write_text("# greetings\nПривет\n\nКак дела?\n", encoding="utf-8")
     conversations = load_prompts(path, system="Ты Наташа.")
     assert conversations == [
         [{"role": "system", "content": "Ты Наташа."}, {"role": "user", "content": "Привет"}],
@@ -172,6 +172,19 @@ def test_base_needs_a_job_beside_it_and_a_local_job_needs_its_weights(tmp_path):
     _job("ftjob-running", "local", base_model="default", run_dir=str(tmp_path))
     with pytest.raises(NotFoundError, match="no trained weights"):
         resolve_specs(["ftjob-running"])
+    with pytest.raises(NotFoundError, match="jobs list"):
+        resolve_specs(["ftjob-unknown"])
+
+
+def test_rewritten_local_weights_are_a_new_model_for_the_cache(tmp_path):
+    weights = tmp_path / "adapter" / "adapter_model.safetensors"
+    weights.parent.mkdir()
+    weights.write_bytes(b"epoch 1")
+    spec = resolve_specs([f"local:{weights.parent}"])[0]
+    before = spec.identity
+    weights.write_bytes(b"epoch 2, resumed")
+    assert spec.identity != before
+    assert resolve_specs(["openai:gpt-4o-mini"])[0].identity == "openai||gpt-4o-mini"
 
 
 def test_specs_serialise_for_json_output():

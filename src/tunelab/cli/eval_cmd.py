@@ -24,7 +24,8 @@ MODEL_HELP = ("ftjob-... / ft:... from the registry, local:<model> or a local pa
               "<provider>:<model> (openai:, kimi:, vertex:, providers.yaml endpoints).")
 PROVIDER_HELP = "Send bare model names to this provider instead of running them locally."
 BASE_URL_HELP = "Point an OpenAI-compatible provider at this base URL."
-SYSTEM_HELP = "A system prompt to put first (replaces one the prompts carry)."
+SYSTEM_HELP = ("The system prompt (persona) to put first. Default for a tuned job: the one "
+               "its training data uses.")
 
 # Options every command here shares: the same model forms and the same generation settings.
 MODEL_ARG = typer.Argument(..., help=MODEL_HELP)
@@ -79,12 +80,13 @@ def test(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Ask MODEL a few test prompts and show its answers with their latency."""
+    from tunelab.evaluate.jobs import training_system_prompt
     from tunelab.evaluate.prompts import load_prompts
     from tunelab.evaluate.specs import resolve_spec
 
     spec = resolve_spec(model, provider=provider, base_url=base_url)
     settings = _settings(max_new_tokens, temperature, top_p, seed)
-    conversations = load_prompts(prompts, system)
+    conversations = load_prompts(prompts, system, training_system_prompt(spec))
     asker = _asker()
     answers = []
     with _progress() as progress:
@@ -92,7 +94,9 @@ def test(
         for messages in conversations:
             answers.append(asker.ask(spec, messages, settings))
             progress.advance(task)
-    rows = [{"prompt": messages[-1]["content"], **answer.to_dict()}
+    rows = [{"prompt": messages[-1]["content"],
+             "system": messages[0]["content"] if messages[0]["role"] == "system" else None,
+             **answer.to_dict()}
             for messages, answer in zip(conversations, answers, strict=True)]
     if as_json:
         _print_json({"model": spec.to_dict(), "settings": settings.to_dict(), "results": rows})
@@ -108,7 +112,7 @@ def chat(
     model: str = MODEL_ARG,
     message: str | None = typer.Option(None, "--message", "-m",
                                        help="Ask this one message, print the answer, exit."),
-    system: str | None = typer.Option(None, "--system", help="The system prompt (persona)."),
+    system: str | None = typer.Option(None, "--system", help=SYSTEM_HELP),
     provider: str | None = PROVIDER_OPT,
     base_url: str | None = BASE_URL_OPT,
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1),
@@ -119,17 +123,19 @@ def chat(
 ) -> None:
     """Talk to MODEL. Interactive with history (/reset clears it, /exit leaves), or one
     answer with --message."""
+    from tunelab.evaluate.jobs import training_system_prompt
     from tunelab.evaluate.specs import resolve_spec
 
     spec = resolve_spec(model, provider=provider, base_url=base_url)
     settings = _settings(max_new_tokens, temperature, top_p, seed)
+    system = system or training_system_prompt(spec)
     start = [{"role": "system", "content": system}] if system else []
     asker = _asker()
     if message is not None:
         answer = asker.ask(spec, [*start, {"role": "user", "content": message}], settings)
         if as_json:
             _print_json({"model": spec.to_dict(), "settings": settings.to_dict(),
-                         "message": message, **answer.to_dict()})
+                         "system": system, "message": message, **answer.to_dict()})
         else:
             print(answer.text)
         return
@@ -137,8 +143,9 @@ def chat(
 
 
 def _repl(spec: Any, start: list[dict[str, str]], settings: Any, asker: Any) -> None:
-    err_console.print(f"chatting with {spec.label} ({spec.provider}); /reset clears the "
-                      "history, /exit (or Ctrl-D) leaves", highlight=False)
+    persona = " under a system prompt" if start else ""
+    err_console.print(f"chatting with {spec.label} ({spec.provider}){persona}; /reset clears "
+                      "the history, /exit (or Ctrl-D) leaves", highlight=False)
     history = list(start)
     while True:
         try:

@@ -6,9 +6,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunelab import home
-from tunelab.errors import UsageError
+from tunelab.errors import DataError
 from tunelab.evaluate.cache import AnswerCache, NoCache
+from tunelab.evaluate.jobs import default_eval_file
 from tunelab.evaluate.judge import Verdict, judge_results
 from tunelab.evaluate.runner import (
     Asker,
@@ -20,7 +20,6 @@ from tunelab.evaluate.runner import (
     run_models,
 )
 from tunelab.evaluate.specs import ModelSpec, resolve_spec, resolve_specs
-from tunelab.registry import open_registry
 
 
 @dataclass
@@ -64,6 +63,9 @@ def compare(models: list[str], *, eval_file: Path | None = None, limit: int | No
     judge_spec = resolve_spec(judge, provider=provider, base_url=base_url) if judge else None
     source = eval_file or default_eval_file(specs)
     items = eval_items(load_examples(source), str(source))[:limit]
+    if not items:
+        raise DataError("no examples to evaluate on", path=str(source),
+                        fix="give the eval file at least one dialogue")
     settings = settings or Settings()
     cache = AnswerCache() if use_cache else NoCache()
     try:
@@ -76,28 +78,3 @@ def compare(models: list[str], *, eval_file: Path | None = None, limit: int | No
     return Comparison(str(source), settings, items, results, judge_spec, verdicts,
                       cache.hits, cache.misses)
 
-
-def default_eval_file(specs: list[ModelSpec]) -> Path:
-    """The validation file of a tuned job among the models, when one was recorded."""
-    registry = open_registry()
-    try:
-        jobs = [registry.find_job(spec.job_id) for spec in specs if spec.job_id]
-    finally:
-        registry.close()
-    for job in jobs:
-        found = _local_file(job.validation_file) if job else None
-        if found:
-            return found
-    raise UsageError("no --eval file given, and no job among the models has a validation file",
-                     fix="pass --eval FILE (held-out dialogues, e.g. from `tunelab data split`)")
-
-
-def _local_file(name: str | None) -> Path | None:
-    """A recorded validation file as a readable path: as given, or the local upload copy."""
-    if not name:
-        return None
-    path = Path(name).expanduser()
-    if path.is_file():
-        return path
-    uploads = sorted((home.home() / "files").glob(f"{name}.*"))
-    return uploads[0] if uploads else None

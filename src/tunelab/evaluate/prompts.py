@@ -1,7 +1,8 @@
 """Prompts for `tunelab test`: the five built-in ones, or a file of the user's.
 
-A .txt file holds one user prompt per line. A dialogue file (.jsonl/.json/.csv) gives each
-example's conversation up to its last assistant turn, so its system prompt comes along.
+A .txt file holds one user prompt per line (# starts a comment line). A dialogue file
+(.jsonl/.json/.csv) gives each example's conversation up to its last assistant turn, so its
+system prompt comes along.
 """
 
 from __future__ import annotations
@@ -23,13 +24,16 @@ DEFAULT_PROMPTS = (
 Messages = list[dict[str, Any]]
 
 
-def load_prompts(path: Path | None, system: str | None = None) -> list[Messages]:
-    """Conversations to send, each ending where the model should answer."""
+def load_prompts(path: Path | None, system: str | None = None,
+                 fallback_system: str | None = None) -> list[Messages]:
+    """Conversations to send, each ending where the model should answer. `system` replaces
+    any system prompt; `fallback_system` goes only where there is none."""
     if path is None:
         conversations = [[{"role": "user", "content": text}] for text in DEFAULT_PROMPTS]
     elif path.suffix.lower() == ".txt":
-        conversations = [[{"role": "user", "content": line.strip()}]
-                         for line in _read_text(path).splitlines() if line.strip()]
+        lines = [line.strip() for line in _read_text(path).splitlines()]
+        conversations = [[{"role": "user", "content": line}] for line in lines
+                         if line and not line.startswith("#")]  # as the trainer's samples
     else:
         from tunelab.data.reader import load_examples
         from tunelab.evaluate.runner import eval_items
@@ -38,7 +42,10 @@ def load_prompts(path: Path | None, system: str | None = None) -> list[Messages]
     if not conversations:
         raise UsageError(f"--prompts {path}: no prompts in it", fix="put one prompt per line")
     if system:
-        conversations = [with_system(messages, system) for messages in conversations]
+        return [with_system(messages, system) for messages in conversations]
+    if fallback_system:
+        return [messages if messages[0].get("role") == "system"
+                else with_system(messages, fallback_system) for messages in conversations]
     return conversations
 
 

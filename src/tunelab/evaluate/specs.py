@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from tunelab.errors import NotFoundError, UsageError
 from tunelab.registry import JobRecord, open_registry
@@ -36,11 +37,20 @@ class ModelSpec:
 
     @property
     def identity(self) -> str:
-        """What answers are cached under: the same model reached the same way."""
-        return f"{self.provider}|{self.base_url or ''}|{self.model}"
+        """What answers are cached under: the same model reached the same way. A local
+        folder adds its weights' sizes and times: a resumed run rewrites its adapter."""
+        stamp = _weights_stamp(Path(self.model)) if self.is_local else ""
+        return f"{self.provider}|{self.base_url or ''}|{self.model}{stamp}"
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _weights_stamp(folder: Path) -> str:
+    if not folder.is_dir():
+        return ""
+    files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
+    return "".join(f"|{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
 
 
 def resolve_specs(tokens: list[str], *, provider: str | None = None,
@@ -118,6 +128,9 @@ def _named(token: str, provider: str | None, base_url: str | None) -> ModelSpec:
         return ModelSpec(token, prefix, rest, base_url)
     if provider:
         return ModelSpec(token, provider, token, base_url)
+    if token.startswith("ftjob-"):
+        raise NotFoundError(f"no job {token!r} in the registry",
+                            fix="run `tunelab jobs list` to see job ids and model names")
     if token.startswith("ft:"):
         # A tuned OpenAI model made outside tunelab: its name says whose it is.
         return ModelSpec(token, "openai", token, base_url)

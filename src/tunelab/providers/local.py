@@ -153,8 +153,8 @@ class LocalProvider:
         return record
 
 
-def build(*, base_url: str | None = None) -> LocalProvider:
-    """The PROVIDERS factory for `local`."""
+def build(*, base_url: str | None = None, **_settings: object) -> LocalProvider:
+    """The PROVIDERS factory for `local` (other providers' settings do not apply)."""
     if base_url:
         raise UsageError("--base-url does not apply to the local provider",
                          fix="drop --base-url, or name an OpenAI-compatible provider")
