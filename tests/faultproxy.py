@@ -165,5 +165,5 @@ def serve_in_thread(app: object) -> Iterator[int]:
         yield sock.getsockname()[1]
     finally:
         server.should_exit = True
-        thread.join(30)
+        thread.join(180)  # the worker stops its job at a checkpoint first
         sock.close()
