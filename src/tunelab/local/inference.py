@@ -55,10 +55,11 @@ class ChatModel:
         if temperature > 0:
             sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p}
         torch.manual_seed(seed)
+        device = self.model.device
         with torch.inference_mode():
             output = self.model.generate(
-                input_ids=torch.tensor([prompt_ids]),
-                attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
+                input_ids=torch.tensor([prompt_ids], device=device),
+                attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long, device=device),
                 max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
                 top_k=None, **sampling)
         new_ids = output[0, len(prompt_ids):].tolist()
@@ -74,12 +75,12 @@ class ChatModel:
         if not encoded.loss_tokens:
             raise DataError("no assistant tokens to score in the evaluation examples",
                             fix="give the eval file conversations that end with an assistant turn")
-        total_loss, total_tokens = 0.0, 0
+        total_loss, total_tokens, device = 0.0, 0, self.model.device
         with torch.inference_mode():
             for item in encoded.items:
                 scored = sum(label != IGNORE for label in item.labels[1:])
-                out = self.model(input_ids=torch.tensor([item.input_ids]),
-                                 labels=torch.tensor([item.labels]))
+                out = self.model(input_ids=torch.tensor([item.input_ids], device=device),
+                                 labels=torch.tensor([item.labels], device=device))
                 total_loss += float(out.loss) * scored
                 total_tokens += scored
         return total_loss / total_tokens
@@ -107,9 +108,15 @@ def load_chat_model(ref: str) -> ChatModel:
     return _load_base(str(model_source.resolve_model_dir(ref)))
 
 
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 @lru_cache(maxsize=2)
 def _load_base(model_dir: str) -> ChatModel:
-    model = model_source.load_model(model_dir)
+    model = model_source.load_model(model_dir).to(_device())
     model.eval()
     return ChatModel(Path(model_dir).name, model, model_source.load_tokenizer(model_dir))
 
@@ -121,7 +128,7 @@ def _load_adapter(folder: str) -> ChatModel:
     base = adapter_base(Path(folder))
     # A fresh base each time: PEFT injects its layers into the model it is given, which
     # would silently turn a cached base model into the tuned one.
-    model = PeftModel.from_pretrained(model_source.load_model(base), folder)
+    model = PeftModel.from_pretrained(model_source.load_model(base), folder).to(_device())
     model.eval()
     return ChatModel(Path(folder).parent.name, model, model_source.load_tokenizer(base))
 
