@@ -94,15 +94,13 @@ class Asker:
 
     def ask(self, spec: ModelSpec, messages: list[dict[str, Any]],
             settings: Settings) -> Answer:
-        key = cache_key(spec.identity, messages, settings.to_dict())
-        hit = self.cache.get(key)
-        if hit is not None:
-            return Answer(**{**hit, "cached": True})
-        reply = self.provider(spec).chat(spec.model, messages, **settings.to_dict())
-        answer = Answer(reply.text, reply.latency_s, reply.prompt_tokens,
-                        reply.completion_tokens)
-        self.cache.put(key, spec.identity, {**answer.to_dict(), "cached": False})
-        return answer
+        def send() -> dict[str, Any]:
+            reply = self.provider(spec).chat(spec.model, messages, **settings.to_dict())
+            return Answer(reply.text, reply.latency_s, reply.prompt_tokens,
+                          reply.completion_tokens).to_dict()
+
+        value, hit = self._cached(spec, messages, settings.to_dict(), send)
+        return Answer(**{**value, "cached": hit})
 
     def provider(self, spec: ModelSpec) -> Provider:
         from tunelab.providers import get_provider
@@ -115,16 +113,26 @@ class Asker:
     def held_out_loss(self, spec: ModelSpec, items: list[EvalItem]) -> float:
         """Mean assistant-token loss of a local model on the eval examples (cached too)."""
         examples = [item.example for item in items]
-        key = cache_key(spec.identity, {"mean_loss": examples}, {})
+
+        def measure() -> dict[str, Any]:
+            from tunelab.local.inference import load_chat_model
+            from tunelab.providers.local import model_ref
+
+            return {"loss": load_chat_model(model_ref(spec.model)).mean_loss(examples)}
+
+        value, _ = self._cached(spec, {"mean_loss": examples}, {}, measure)
+        return value["loss"]
+
+    def _cached(self, spec: ModelSpec, request: Any, settings: dict[str, Any],
+                compute: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+        """The stored value for (model, request, settings), or compute and store it."""
+        key = cache_key(spec.identity, request, settings)
         hit = self.cache.get(key)
         if hit is not None:
-            return hit["loss"]
-        from tunelab.local.inference import load_chat_model
-        from tunelab.providers.local import model_ref
-
-        loss = load_chat_model(model_ref(spec.model)).mean_loss(examples)
-        self.cache.put(key, spec.identity, {"loss": loss})
-        return loss
+            return hit, True
+        value = compute()
+        self.cache.put(key, spec.identity, value)
+        return value, False
 
 
 def run_models(specs: list[ModelSpec], items: list[EvalItem], settings: Settings,

@@ -1,4 +1,4 @@
-"""Chat with a local model: a base model or a run's LoRA adapter, on CPU or whatever torch has.
+"""Chat with a local model: a base model or a run's LoRA adapter, on CUDA if present, else CPU.
 
 A ref is either anything `model_source.resolve_model_dir` takes (the embedded default, a HF
 folder, a .gguf file, a cached hub id), or a PEFT adapter folder such as
