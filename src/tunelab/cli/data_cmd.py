@@ -11,8 +11,8 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 from tunelab.errors import DataError
 
 app = typer.Typer(help="Check, price, convert and split a dataset.", no_args_is_help=True)
-console = Console()
-err_console = Console(stderr=True)
+console = Console(emoji=False)  # ":100:" in "file:100:" must stay text
+err_console = Console(stderr=True, emoji=False)
 
 PROVIDER_HELP = ("Who will train: openai, vertex, kimi, local, or an endpoint from "
                  "providers.yaml. Decides the tokenizer, the length limit and the price.")

@@ -32,6 +32,7 @@ def atomic_text(path: Path, force: bool = False) -> Iterator[IO[str]]:
         raise UsageError(f"{path.parent} does not exist", fix="create the folder first")
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
                                              suffix=".tmp")
+    os.chmod(temporary, _mode_for(path))  # mkstemp makes 0600; the file should look normal
     try:
         with open(descriptor, "w", encoding="utf-8", newline="") as handle:
             yield handle
@@ -41,3 +42,12 @@ def atomic_text(path: Path, force: bool = False) -> Iterator[IO[str]]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+
+
+def _mode_for(path: Path) -> int:
+    """The replaced file's mode, or what open() would give a new file under the umask."""
+    if path.exists():
+        return path.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask

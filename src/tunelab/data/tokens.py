@@ -37,7 +37,9 @@ TABLE_SHA256 = {
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 PRIMING_TOKENS = 3
-CACHE_LIMIT = 200_000  # distinct strings remembered between batches (system prompts, roles)
+# Remembered strings (system prompts, roles, repeats) are bounded by their total length, so
+# a 1 GB file of unique replies cannot grow the cache past ~this many characters.
+CACHE_CHARS = 8_000_000
 
 
 class Counter(Protocol):
@@ -116,10 +118,12 @@ class TiktokenCounter:
         self.name = encoding
         self._count = _fast_counter(encoding) or _tiktoken_counter(encoding)
         self._lengths: dict[str, int] = {}
+        self._cached_chars = 0
 
     def count(self, examples: Sequence[dict]) -> list[tuple[int, int, int]]:
-        if len(self._lengths) > CACHE_LIMIT:
+        if self._cached_chars > CACHE_CHARS:
             self._lengths.clear()
+            self._cached_chars = 0
         return [self._example(example["messages"]) for example in examples]
 
     def message_tokens(self, example: dict) -> list[int]:
@@ -130,6 +134,7 @@ class TiktokenCounter:
         tokens = self._lengths.get(text)
         if tokens is None:
             tokens = self._lengths[text] = self._count(text)
+            self._cached_chars += len(text)
         return tokens
 
     def _example(self, messages: list[dict]) -> tuple[int, int, int]:
