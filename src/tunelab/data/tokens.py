@@ -6,9 +6,10 @@ adds 1, and every example adds 3 for priming the reply. o200k_base serves gpt-4o
 (and the o-series), cl100k_base gpt-3.5*/gpt-4.
 
 Gemini (Vertex) has no offline tokenizer: we approximate with o200k_base and the same
-per-message overhead. Both are ~200k-entry vocabularies trained on multilingual web text,
-but the counts are an estimate, not Google's billing figure; `count_tokens` on Vertex is
-the authority. Kimi and custom OpenAI-compatible endpoints are counted the same way.
+per-message overhead. Gemini's SentencePiece vocabulary (256k entries) and o200k_base are
+both large multilingual vocabularies, so the counts are of the same order, but they are an
+estimate, not Google's billing figure (Vertex's count_tokens is the authority; we have not
+measured the gap). Kimi and custom OpenAI-compatible endpoints are counted the same way.
 
 tiktoken downloads its BPE tables on first use and we have no network, so we copy them out
 of the `bpe-openai` wheel into cache_dir()/tiktoken under the name tiktoken looks for (sha1
