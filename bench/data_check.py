@@ -1,6 +1,6 @@
 """Benchmark: `tunelab data check`'s core vs a cookbook-style validator on 100k examples.
 
-Run: .venv/bin/python bench/data_check.py [--examples 100000] [--keep]
+Run: .venv/bin/python bench/data_check.py [--examples 100000] [--workers N] [--keep]
 
 The data imitates the seeds' dataset: one persona system prompt shared by every example
 (as in the 321-pair Natasha set), a user question and a reply of varied length, some
@@ -121,8 +121,8 @@ def _cookbook_epochs(n: int) -> int:
     return epochs
 
 
-def ours(path: Path) -> dict:
-    report = check_file(path, provider="openai", model=MODEL)
+def ours(path: Path, workers: int | None = None) -> dict:
+    report = check_file(path, provider="openai", model=MODEL, workers=workers)
     bad_lines = {problem.line for problem in report.errors.listed}
     return {"examples": report.examples, "bad": len(bad_lines) if report.errors.total <= 200
             else report.examples - report.valid_examples,
@@ -149,6 +149,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=100_000)
     parser.add_argument("--keep", action="store_true", help="keep the generated file")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes for tunelab (default: the usable cores)")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="tunelab-bench-"))
     path = folder / "bench.jsonl"
@@ -157,7 +159,7 @@ def main() -> int:
     size = path.stat().st_size / 1e6
     print(f"{args.examples:,} examples, {size:.0f} MB at {path}")
     theirs, cookbook_s, cookbook_cpu = timed(cookbook, path)
-    mine, ours_s, ours_cpu = timed(ours, path)
+    mine, ours_s, ours_cpu = timed(lambda file: ours(file, args.workers), path)
     print(f"cookbook-style: {cookbook_s:6.2f} s wall {cookbook_cpu:6.2f} s cpu  {theirs}")
     print(f"tunelab:        {ours_s:6.2f} s wall {ours_cpu:6.2f} s cpu  {mine}")
     print(f"ratio: {cookbook_s / ours_s:.1f}x faster (wall), {cookbook_cpu / ours_cpu:.1f}x "
