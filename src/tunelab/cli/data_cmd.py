@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
-from tunelab.errors import DataError
+from tunelab.errors import DataError, UsageError
 
 app = typer.Typer(help="Check, price, convert and split a dataset.", no_args_is_help=True)
 console = Console(emoji=False)  # ":100:" in "file:100:" must stay text
@@ -21,9 +21,23 @@ MODEL_HELP = ("Target model (default per provider: gpt-4o-mini-2024-07-18, gemin
 EPOCHS_HELP = "Epochs to price (default: OpenAI's rule, 3 adjusted toward 100..25,000 steps)."
 
 
+def _known_provider(provider: str) -> str:
+    from tunelab.data import pricing
+    from tunelab.providers import provider_names
+
+    name = provider.strip().lower()
+    known = set(pricing.DEFAULT_MODELS) | {row.provider for row in pricing.load_pricing()}
+    known |= set(provider_names())
+    if name not in known:
+        raise UsageError(f"--provider {provider!r} is not known",
+                         fix=f"use one of {', '.join(sorted(known))}")
+    return name
+
+
 def _check(file: str, provider: str, model: str | None, epochs: int | None):
     from tunelab.data.check import check_file
 
+    provider = _known_provider(provider)
     with Progress(SpinnerColumn(), TextColumn("checked {task.completed:,} examples"),
                   console=err_console, transient=True) as progress:
         task = progress.add_task("check", total=None)
