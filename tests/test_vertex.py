@@ -18,7 +18,7 @@ from conftest import EXAMPLES
 from faultproxy import FaultPlan, FaultProxy
 from tunelab.data.gemini import openai_to_gemini
 from tunelab.data.reader import load_examples
-from tunelab.errors import AuthError, DataError, NotFoundError, UsageError
+from tunelab.errors import AuthError, DataError, NotFoundError, ProviderError, UsageError
 from tunelab.providers import vertex
 from tunelab.providers.base import JobSpec
 from vertex_double import VertexDouble
@@ -207,8 +207,8 @@ def test_a_succeeded_job_has_its_endpoint_stats_and_events(provider, double):
     double.advance(name, SUCCEEDED)
     events = provider.list_events(name, after="running")
     assert [event.id for event in events] == ["data_stats", "finished"]
-    assert "61,234 billable tokens" in events[0].message
-    assert "2 dropped examples" in events[0].message and "token limit" in events[0].message
+    assert "billable tokens 61,234" in events[0].message
+    assert "dropped examples 2" in events[0].message and "token limit" in events[0].message
     assert events[1].message.endswith(f"{PARENT}/endpoints/88")
     job = provider.get_job(name)
     assert job.status == "succeeded" and job.fine_tuned_model == f"{PARENT}/endpoints/88"
@@ -230,6 +230,16 @@ def test_cancel_posts_cancel_and_reports_cancelled(provider, double):
     job = provider.cancel(name)
     assert double.sent[-2].path == f"/v1beta1/{name}:cancel"
     assert (job.status, job.native_status) == ("cancelled", "JOB_STATE_CANCELLING")
+
+
+def test_cancelling_a_finished_job_is_vertex_own_error_in_one_line(provider, double):
+    name = provider.create_job(spec(f"gs://{BUCKET}/tunelab/x.jsonl")).id
+    double.advance(name, SUCCEEDED)
+    provider.get_job(name)
+    with pytest.raises(ProviderError) as caught:
+        provider.cancel(name)
+    assert caught.value.code == "FAILED_PRECONDITION" and not caught.value.transient
+    assert "Cannot cancel" in caught.value.render() and "\n" not in caught.value.render()
 
 
 def test_list_jobs_returns_mapped_jobs(provider):
@@ -369,7 +379,7 @@ def test_train_end_to_end_uploads_tunes_watches_records_and_tests(double, adc, g
     registry.close()
     assert (record.provider, record.status, record.native_status) == (
         "vertex", "succeeded", "JOB_STATE_SUCCEEDED")
-    assert any("61,234 billable tokens" in message for message in messages)
+    assert any("billable tokens 61,234" in message for message in messages)
 
 
 def test_cli_without_credentials_prints_one_line_naming_the_fix(double, adc, monkeypatch,

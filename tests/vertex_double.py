@@ -20,6 +20,7 @@ _JOBS = re.compile(r"^/v1beta1/(projects/[^/]+/locations/[^/]+)/tuningJobs$")
 _JOB = re.compile(r"^/v1beta1/(projects/[^/]+/locations/[^/]+/tuningJobs/[^/:]+)$")
 _CANCEL = re.compile(r"^/v1beta1/(projects/[^/]+/locations/[^/]+/tuningJobs/[^/:]+):cancel$")
 _GENERATE = re.compile(r"^/v1beta1/(.+):generateContent$")
+_ENDED = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
 
 
 @dataclass
@@ -83,8 +84,7 @@ class VertexDouble:
             if method == "GET" and (match := _JOB.match(path)) and match[1] in self.jobs:
                 return 200, self._poll(match[1])
             if method == "POST" and (match := _CANCEL.match(path)) and match[1] in self.jobs:
-                self.jobs[match[1]].update(state="JOB_STATE_CANCELLING", updateTime=_timestamp())
-                return 200, {}
+                return self._cancel(self.jobs[match[1]])
             if method == "POST" and (match := _GENERATE.match(path)):
                 return 200, self._generated(match[1])
         return 404, {"error": {"code": 404, "message": f"{path} not found",
@@ -98,6 +98,13 @@ class VertexDouble:
         self.jobs[name] = job
         self.pending[name] = [dict(update) for update in self.lifecycle]
         return job
+
+    def _cancel(self, job: dict[str, Any]) -> tuple[int, Any]:
+        if job["state"] in _ENDED:
+            return 400, {"error": {"code": 400, "status": "FAILED_PRECONDITION",
+                                   "message": f"Cannot cancel a job in state {job['state']}."}}
+        job.update(state="JOB_STATE_CANCELLING", updateTime=_timestamp())
+        return 200, {}
 
     def _poll(self, name: str) -> dict[str, Any]:
         queue = self.pending.get(name)

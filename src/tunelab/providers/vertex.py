@@ -177,7 +177,7 @@ def describe_request(path: Path, spec: JobSpec, options: VertexOptions) -> dict[
     bucket = options.require_bucket()
     training = prepare_file(Path(path))
     validation = None
-    if spec.validation_file and not spec.validation_file.startswith("gs://"):
+    if spec.validation_file and Path(spec.validation_file).is_file():  # else a URI: kept
         validation = prepare_file(Path(spec.validation_file))
         check_validation_size(validation.examples, spec.base_model)
     request = TuningRequest.from_spec(replace(

@@ -90,9 +90,9 @@ def events_from_job(job: Job) -> list[ProviderEvent]:
 
 
 def describe_stats(stats: dict[str, Any]) -> str:
-    parts = [f"{stats[key]:,} {label}" for key, label in
+    parts = [f"{label} {stats[key]:,}" for key, label in
              (("examples", "examples"), ("billable_tokens", "billable tokens"),
-              ("tuning_steps", "steps"), ("dropped_examples", "dropped examples"))
+              ("tuning_steps", "tuning steps"), ("dropped_examples", "dropped examples"))
              if isinstance(stats.get(key), int)]
     reasons = stats.get("dropped_reasons")
     text = "dataset: " + ", ".join(parts)
