@@ -24,3 +24,19 @@ def test_python_dash_m_entry_point():
     done = subprocess.run([sys.executable, "-m", "tunelab", "--version"], capture_output=True,
                           text=True, check=False)
     assert done.returncode == 0 and __version__ in done.stdout
+
+
+def test_exit_codes_raised_by_commands_reach_the_caller():
+    import typer
+
+    from tunelab.cli import app as cli_app
+
+    probe = typer.Typer()
+
+    @probe.command()
+    def fail() -> None:
+        raise typer.Exit(3)
+
+    result = probe(args=[], prog_name="probe", standalone_mode=False)
+    assert result == 3  # the behaviour main() relies on
+    assert cli_app.err_console.options.max_width > 0 and not cli_app.err_console._emoji

@@ -30,7 +30,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-err_console = Console(stderr=True)
+# emoji=False: "file:100:" must not turn into a 💯 emoji.
+err_console = Console(stderr=True, emoji=False)
 
 
 def _version(value: bool) -> None:
@@ -60,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _register_commands()
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=args, prog_name="tunelab", standalone_mode=False)
+        # Outside standalone mode click hands back `typer.Exit(code)` as a return value.
+        result = app(args=args, prog_name="tunelab", standalone_mode=False)
     except TunelabError as error:
         err_console.print(f"[bold red]error:[/] {error.render()}", highlight=False, soft_wrap=True)
         return error.exit_code
@@ -76,4 +78,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
-    return 0
+    return result if isinstance(result, int) else 0
