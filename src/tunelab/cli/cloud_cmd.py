@@ -50,6 +50,7 @@ def train_remote(file: Path, options: dict[str, Any]) -> int:
     """The cloud path of `tunelab train`; returns the exit code."""
     from tunelab.data.pricing import default_model
 
+    options = {**options, "json": bool(options.get("json") or options.get("json_out"))}
     name = options["provider"]
     remote_flow.require_fine_tuning(name)
     model = options.get("model") or default_model(name)
@@ -62,11 +63,8 @@ def train_remote(file: Path, options: dict[str, Any]) -> int:
     estimate = remote_flow.estimate_cost(report, provider=name, model=model,
                                          epochs=options.get("epochs"))
     _show_check(report, estimate, as_json=options.get("json"))
-    if options.get("validate_only"):
-        if options.get("json"):
-            _emit_json({"ok": True, "examples": report.valid_examples,
-                        "cost": estimate.as_dict()})
-        return 0
+    if options.get("validate_only") or options.get("dry_run"):
+        return _checked_only(options, report, estimate, Path(file), model)
     provider = _provider(options)
     if options.get("dry_run"):
         return _dry_run(provider, Path(file), options, model)
@@ -84,6 +82,24 @@ def train_remote(file: Path, options: dict[str, Any]) -> int:
         return 0
     return follow(provider, job.id, interval=options.get("interval") or 60.0,
                   as_json=bool(options.get("json")), prompts=options.get("prompts"))
+
+
+def _checked_only(options: dict[str, Any], report: Any, estimate: remote_flow.CostEstimate,
+                  file: Path, model: str) -> int:
+    """--validate-only, and --dry-run: what would be sent, with nothing uploaded or created."""
+    payload: dict[str, Any] = {"ok": True, "examples": report.valid_examples,
+                               "cost": estimate.as_dict()}
+    if options.get("dry_run"):
+        validation = "<validation file id>" if options.get("validation_file") else None
+        spec = remote_flow.spec_from_options(options, "<training file id>", validation, model)
+        description = _provider(options).describe_request(file, spec)  # type: ignore[attr-defined]
+        payload = {**description, **payload}
+        err.print("Dry run: nothing was uploaded and no job was created.")
+        if not options.get("json"):
+            out.print(json.dumps(description, indent=2, ensure_ascii=False), markup=False)
+    if options.get("json"):
+        _emit_json(payload)
+    return 0
 
 
 def _show_check(report: Any, estimate: remote_flow.CostEstimate, *, as_json: bool) -> None:

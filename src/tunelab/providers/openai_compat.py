@@ -136,6 +136,23 @@ def hyperparameters(spec: JobSpec) -> dict[str, Any]:
     return {name: value for name, value in values.items() if value is not None}
 
 
+def job_request_body(spec: JobSpec, token: str) -> dict[str, Any]:
+    """The JSON body of POST /fine_tuning/jobs, hyperparameters under method.supervised."""
+    metadata = {**spec.metadata, TOKEN_KEY: token}
+    if spec.suffix:
+        metadata["tunelab_suffix"] = spec.suffix
+    body: dict[str, Any] = {
+        "model": spec.base_model, "training_file": spec.training_file,
+        "method": {"type": "supervised",
+                   "supervised": {"hyperparameters": hyperparameters(spec)}},
+        "metadata": metadata,
+    }
+    for name in ("validation_file", "suffix", "seed"):
+        if getattr(spec, name) is not None:
+            body[name] = getattr(spec, name)
+    return body
+
+
 class OpenAICompatProvider:
     """An OpenAI-compatible endpoint. `base_url` overrides the profile's."""
 
@@ -244,18 +261,7 @@ class OpenAICompatProvider:
                              fix="train with --provider openai, vertex or local; "
                                  f"{self.name} still works for test, chat and compare")
         token = spec.metadata.get(TOKEN_KEY) or uuid.uuid4().hex
-        metadata = {**spec.metadata, TOKEN_KEY: token}
-        if spec.suffix:
-            metadata["tunelab_suffix"] = spec.suffix
-        body: dict[str, Any] = {
-            "model": spec.base_model, "training_file": spec.training_file,
-            "method": {"type": "supervised",
-                       "supervised": {"hyperparameters": hyperparameters(spec)}},
-            "metadata": metadata,
-        }
-        for name in ("validation_file", "suffix", "seed"):
-            if getattr(spec, name) is not None:
-                body[name] = getattr(spec, name)
+        body = job_request_body(spec, token)
         started = time.time()
         created = self._exactly_once(
             lambda: self._once.fine_tuning.jobs.create(**body, extra_body=spec.extra or None),
@@ -274,6 +280,14 @@ class OpenAICompatProvider:
                     and (not spec.suffix or spec.suffix in (job.fine_tuned_model or spec.suffix)):
                 return job
         return None
+
+    def describe_request(self, path: Path, spec: JobSpec) -> dict[str, Any]:
+        """The dry run: what would be uploaded and sent, sending nothing."""
+        return {"upload": {"file": str(path), "bytes": path.stat().st_size,
+                           "sha256": file_sha256(path), "purpose": "fine-tune"},
+                "request": {"method": "POST", "url": f"{self.base_url}/fine_tuning/jobs",
+                            "body": {**job_request_body(spec, "<generated per job>"),
+                                     **(spec.extra or {})}}}
 
     def get_job(self, job_id: str) -> Job:
         return _job_from_sdk(self._call(lambda: self._client.fine_tuning.jobs.retrieve(job_id)))

@@ -86,11 +86,14 @@ def needs_confirmation(estimate: CostEstimate, max_cost: float | None) -> bool:
 def spec_from_options(options: dict[str, Any], training_file: str,
                       validation_file: str | None, model: str) -> JobSpec:
     rate = options.get("learning_rate_multiplier") or options.get("learning_rate")
+    extra = dict(options.get("provider_extra") or {})
+    if options.get("adapter_size") is not None:  # vertex
+        extra.setdefault("adapter_size", options["adapter_size"])
     return JobSpec(base_model=model, training_file=training_file,
                    validation_file=validation_file, suffix=options.get("suffix"),
                    epochs=options.get("epochs"), learning_rate=rate,
                    batch_size=options.get("batch_size"), seed=options.get("seed"),
-                   extra=dict(options.get("provider_extra") or {}))
+                   extra=extra)
 
 
 def record_job(provider: Provider, job: Job, *, local_files: dict[str, str],
