@@ -96,6 +96,13 @@ PRESET_NOTE = (
 FLAG_NAMES = {name: "--" + name.replace("_", "-") for name in TrainConfig.model_fields}
 
 
+# Names other tools use for our keys, for "did you mean" hints.
+ALIASES = {"lr": "learning_rate", "n_epochs": "epochs", "num_epochs": "epochs",
+           "batch": "batch_size", "gradient_accumulation_steps": "grad_accum",
+           "max_seq_length": "max_length", "r": "lora_r", "data_file": "train_file",
+           "training_file": "train_file", "model_name": "model"}
+
+
 def load_config_file(path: Path) -> dict[str, Any]:
     """Read a JSON or YAML config file into a dict, or raise UsageError naming the file."""
     if not path.is_file():
@@ -133,12 +140,11 @@ def resolve_config(*, preset: str | None = None, config_file: Path | None = None
     sources: dict[str, str] = {}
     merged: dict[str, Any] = dict(base or {})
     # A base (resumed) config already has its preset's values baked in: not applied again.
-    preset_name = flags.get("preset") or file_values.get("preset")
+    preset_name = preset or flags.get("preset") or file_values.get("preset")
     problems: list[str] = []
     if preset_name is not None:
         if preset_name in PRESETS:
             merged.update(PRESETS[preset_name]["values"])
-            merged["preset"] = preset_name
         else:
             problems.append(f"--preset: unknown preset {preset_name!r} "
                             f"(choose from {', '.join(PRESETS)})")
@@ -148,8 +154,10 @@ def resolve_config(*, preset: str | None = None, config_file: Path | None = None
     for key in flags:
         sources[key] = FLAG_NAMES.get(key, key)
     merged.update(flags)
-    if problems:
-        merged.pop("preset", None)
+    merged.pop("preset", None)
+    chosen = preset_name if preset_name in PRESETS else (base or {}).get("preset")
+    if chosen:
+        merged["preset"] = chosen
     return validate_config(merged, sources, problems)
 
 
@@ -162,8 +170,7 @@ def validate_config(values: dict[str, Any], sources: dict[str, str] | None = Non
         config = TrainConfig(**values)
     except ValidationError as error:
         problems.extend(_describe(item, sources) for item in error.errors())
-    if config is not None:
-        problems.extend(_cross_field_problems(config, sources))
+    problems.extend(_cross_field_problems(values, sources))
     if problems:
         raise ConfigError(problems, source="training config")
     return config
@@ -199,19 +206,21 @@ def save_config(config: TrainConfig, path: Path, *, force: bool = False) -> Path
 def _describe(item: dict[str, Any], sources: dict[str, str]) -> str:
     key = str(item["loc"][0]) if item["loc"] else "config"
     if item["type"] == "extra_forbidden":
-        near = difflib.get_close_matches(key, list(TrainConfig.model_fields), n=1)
+        near = [ALIASES[key]] if key in ALIASES else difflib.get_close_matches(
+            key, list(TrainConfig.model_fields), n=1)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
         return f"{sources.get(key, repr(key))}: unknown key{hint}"
     where = sources.get(key) or f"{key} ({FLAG_NAMES.get(key, key)})"
     return f"{where}: {item['msg'].lower()}, got {item.get('input')!r}"
 
 
-def _cross_field_problems(config: TrainConfig, sources: dict[str, str]) -> list[str]:
+def _cross_field_problems(values: dict[str, Any], sources: dict[str, str]) -> list[str]:
+    """Rules between keys, checked on the raw values so they show up with the rest."""
     problems = []
-    if config.eval_every and not config.validation_file:
+    if values.get("eval_every") and not values.get("validation_file"):
         problems.append(f"{sources.get('eval_every', '--eval-every')}: needs a validation "
                         "file (--validation-file)")
-    if isinstance(config.target_modules, list) and not config.target_modules:
+    if values.get("target_modules") == []:
         problems.append(f"{sources.get('target_modules', 'target_modules')}: name at least one "
                         "module, or use \"all-linear\"")
     return problems

@@ -19,4 +19,9 @@ def register(app: typer.Typer) -> None:
     from tunelab.cli import serve_cmd
 
     app.command("serve")(serve_cmd.serve)
+    from tunelab.cli import jobs_cmd, train_cmd
+
+    for name in ("train", "presets", "checkpoints"):
+        app.command(name)(getattr(train_cmd, name))
+    app.add_typer(jobs_cmd.app, name="jobs")
     app._tunelab_registered = True  # type: ignore[attr-defined]

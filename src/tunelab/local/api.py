@@ -70,6 +70,23 @@ def resume(job_id: str, overrides: dict[str, Any] | None = None, *,
     return _execute(registry, job_id, config, run_dir, examples, latest, on_event, stop)
 
 
+def request_cancel(job_id: str) -> str:
+    """Cancel a local job: "requested" (a live run stops after its step, checkpointed),
+    "cancelled" (no process was running it) or "finished" (already terminal)."""
+    registry = open_registry()
+    job = registry.get_job(job_id)
+    if job.is_terminal:
+        return "finished"
+    run_dir = Path(job.run_dir or ".")
+    if _live_pid(run_dir) is not None:
+        (run_dir / trainer.CANCEL_REQUEST).write_text("cancel requested\n")
+        registry.add_event(job_id, "cancel requested")
+        return "requested"
+    registry.update_job(job_id, status="cancelled", native_status="cancelled")
+    registry.add_event(job_id, "cancelled: no process was running it", level="warning")
+    return "cancelled"
+
+
 def _execute(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path,
              examples: prepare.Examples, resume_from: Path | None,
              on_event: EventHandler | None, stop: threading.Event | None) -> dict[str, Any]:
@@ -77,6 +94,7 @@ def _execute(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path
     stop = stop or threading.Event()
     (run_dir / "config.json").write_text(config.model_dump_json(indent=2), encoding="utf-8")
     (run_dir / "train.pid").write_text(str(os.getpid()))
+    (run_dir / trainer.CANCEL_REQUEST).unlink(missing_ok=True)
     try:
         with _interrupt_sets(stop):
             return _run(registry, job_id, config, run_dir, examples, resume_from, recorder, stop)
@@ -175,14 +193,20 @@ def _fresh_run_dir(config: TrainConfig, job_id: str) -> Path:
 
 
 def _refuse_if_alive(run_dir: Path, job_id: str) -> None:
+    pid = _live_pid(run_dir)
+    if pid is not None and pid != os.getpid():
+        raise UsageError(f"job {job_id} is still training (pid {pid})",
+                         fix=f"wait, or stop it first with `tunelab jobs cancel {job_id}`")
+
+
+def _live_pid(run_dir: Path) -> int | None:
+    """The pid in the run's train.pid if that process still exists."""
     try:
         pid = int((run_dir / "train.pid").read_text())
         os.kill(pid, 0)
     except (OSError, ValueError):
-        return  # no pid file, or its process is gone: safe to resume
-    if pid != os.getpid():
-        raise UsageError(f"job {job_id} is still training (pid {pid})",
-                         fix=f"wait, or stop it first with `tunelab jobs cancel {job_id}`")
+        return None
+    return pid
 
 
 def _fail(registry: Registry, recorder: RunRecorder, job_id: str, message: str,

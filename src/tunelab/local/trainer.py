@@ -33,6 +33,8 @@ from tunelab.local.state import (
     save_training_state,
 )
 
+CANCEL_REQUEST = "cancel.request"  # a file in the run folder: stop after this step
+
 
 @dataclass
 class Session:
@@ -163,7 +165,7 @@ def train(session: Session, state: TrainState, hooks: Hooks, run_dir: Path,
             hooks.on_step(state, step_values(session, state, started_step, started_seconds))
             if config.eval_every and state.step % config.eval_every == 0:
                 validate(session, state, hooks, run_dir)
-            if stop is not None and stop.is_set():
+            if stop_requested(stop, run_dir):
                 save_checkpoint(session, state, hooks, run_dir, "step")
                 return "cancelled"
             if config.save_every and state.step % config.save_every == 0:
@@ -178,6 +180,11 @@ def train(session: Session, state: TrainState, hooks: Hooks, run_dir: Path,
         else:
             save_checkpoint(session, state, hooks, run_dir, "step")
     return "succeeded"
+
+
+def stop_requested(stop: threading.Event | None, run_dir: Path) -> bool:
+    """Ctrl-C or the server set `stop`, or `tunelab jobs cancel` left a request file."""
+    return (stop is not None and stop.is_set()) or (run_dir / CANCEL_REQUEST).exists()
 
 
 def train_step(session: Session, batch: dict[str, Any]) -> float | None:

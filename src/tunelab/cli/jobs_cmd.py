@@ -1,0 +1,214 @@
+"""`tunelab jobs ...`: list, show, events, compare, watch and cancel, over the registry.
+
+Local jobs are read straight from the registry (the trainer writes it as it goes). For a
+job on another provider, show/events/watch/cancel ask that provider (through
+tunelab.providers) so the registry row is refreshed, never stale.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tunelab.registry import JobRecord, open_registry
+
+app = typer.Typer(help="List, inspect, compare, watch and cancel fine-tuning jobs.",
+                  no_args_is_help=True)
+out = Console()
+LOCAL = "local"
+
+
+@app.command("list")
+def list_jobs(
+    provider: str | None = typer.Option(None, "--provider", help="Only this provider's jobs."),
+    limit: int = typer.Option(50, "--limit", help="At most this many, newest first."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Every job in the registry, newest first."""
+    jobs = open_registry().list_jobs(provider=provider, limit=limit)
+    if json_out:
+        print(json.dumps({"jobs": [_summary(job) for job in jobs]}, ensure_ascii=False))
+        return
+    table = Table(title="jobs")
+    for column in ("id", "provider", "status", "base model", "fine-tuned model", "created",
+                   "duration"):
+        table.add_column(column)
+    for job in jobs:
+        table.add_row(job.id, job.provider, job.status, job.base_model or "",
+                      job.fine_tuned_model or "", _when(job.created_at), _duration(job))
+    out.print(table)
+
+
+@app.command("show")
+def show(job_id: str = typer.Argument(..., help="Job id."),
+         json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """One job: status, model, metrics, config and error."""
+    job = _refreshed(job_id)
+    if json_out:
+        print(json.dumps(job.to_dict(), ensure_ascii=False, default=str))
+        return
+    for key, value in _summary(job).items():
+        if value not in (None, {}, ""):
+            shown = json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value
+            print(f"{key:17} {shown}")
+    if job.config:
+        print("config          ", json.dumps(job.config, ensure_ascii=False))
+
+
+@app.command("events")
+def events(job_id: str = typer.Argument(..., help="Job id."),
+           json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """A job's events, oldest first."""
+    job = open_registry().get_job(job_id)
+    if job.provider != LOCAL:
+        from tunelab.cli.cloud_cmd import events_remote
+
+        raise typer.Exit(events_remote(job_id, provider=job.provider, base_url=job.endpoint,
+                                       as_json=json_out))
+    rows = open_registry().list_events(job_id)
+    if json_out:
+        print(json.dumps({"id": job_id, "events": [row.__dict__ for row in rows]},
+                         ensure_ascii=False))
+        return
+    for row in rows:
+        print(f"{_when(row.created_at)} [{row.level}] {row.message}")
+
+
+@app.command("compare")
+def compare(job_a: str = typer.Argument(..., help="First job id."),
+            job_b: str = typer.Argument(..., help="Second job id."),
+            json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Two jobs side by side: config differences, losses, tokens/s and duration."""
+    registry = open_registry()
+    first, second = registry.get_job(job_a), registry.get_job(job_b)
+    report = compare_jobs(first, second, registry.list_metrics(job_a),
+                          registry.list_metrics(job_b))
+    if json_out:
+        print(json.dumps(report, ensure_ascii=False))
+        return
+    table = Table(title=f"{job_a} vs {job_b}")
+    for column in ("", "A", "B"):
+        table.add_column(column)
+    for key, (left, right) in report["config_diff"].items():
+        table.add_row(f"config: {key}", str(left), str(right))
+    for key, (left, right) in report["results"].items():
+        table.add_row(key, _cell(left), _cell(right))
+    out.print(table)
+
+
+def compare_jobs(first: JobRecord, second: JobRecord, first_metrics: list[dict],
+                 second_metrics: list[dict]) -> dict[str, Any]:
+    keys = sorted(set(first.config) | set(second.config))
+    diff = {key: (first.config.get(key), second.config.get(key)) for key in keys
+            if first.config.get(key) != second.config.get(key)}
+
+    def results(job: JobRecord, metrics: list[dict]) -> dict[str, Any]:
+        val = [row["val_loss"] for row in metrics if "val_loss" in row]
+        return {"status": job.status, "best_val_loss": min(val) if val else None,
+                "final_val_loss": val[-1] if val else None,
+                "train_loss": job.metrics.get("train_loss"),
+                "last_loss": job.metrics.get("last_loss"),
+                "tokens_per_s": job.metrics.get("tokens_per_s"),
+                "duration_s": _seconds(job)}
+
+    left, right = results(first, first_metrics), results(second, second_metrics)
+    return {"a": first.id, "b": second.id, "config_diff": diff,
+            "results": {key: (left[key], right[key]) for key in left}}
+
+
+@app.command("watch")
+def watch(job_id: str = typer.Argument(..., help="Job id."),
+          interval: float = typer.Option(1.0, "--interval", help="Seconds between polls."),
+          json_out: bool = typer.Option(False, "--json", help="Print the final job as JSON.")
+          ) -> None:
+    """Follow a job's events and metrics live until it ends."""
+    registry = open_registry()
+    job = registry.get_job(job_id)
+    if job.provider != LOCAL:
+        from tunelab.cli.cloud_cmd import watch_remote
+
+        raise typer.Exit(watch_remote(job_id, provider=job.provider, base_url=job.endpoint,
+                                      interval=interval if interval > 1 else 60.0,
+                                      as_json=json_out))
+    seen = 0
+    while True:
+        for event in registry.list_events(job_id, after=seen):
+            seen = event.seq
+            if not json_out:
+                print(f"{_when(event.created_at)} [{event.level}] {event.message}", flush=True)
+        job = registry.get_job(job_id)
+        if job.is_terminal:
+            break
+        time.sleep(interval)
+    if json_out:
+        print(json.dumps(_summary(job), ensure_ascii=False))
+    raise typer.Exit(0 if job.status == "succeeded" else 1)
+
+
+@app.command("cancel")
+def cancel(job_id: str = typer.Argument(..., help="Job id."),
+           json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Cancel a job. A live local run checkpoints and stops after its current step."""
+    job = open_registry().get_job(job_id)
+    if job.provider != LOCAL:
+        from tunelab.cli.cloud_cmd import cancel_remote
+
+        raise typer.Exit(cancel_remote(job_id, provider=job.provider, base_url=job.endpoint,
+                                       as_json=json_out))
+    from tunelab.local.api import request_cancel
+
+    outcome = request_cancel(job_id)
+    if json_out:
+        print(json.dumps({"id": job_id, "result": outcome}))
+    else:
+        print({"requested": f"cancel requested: {job_id} will checkpoint and stop after its "
+                            "current step",
+               "cancelled": f"{job_id} cancelled (no process was running it)",
+               "finished": f"{job_id} had already finished"}[outcome])
+
+
+def _refreshed(job_id: str) -> JobRecord:
+    """The registry row, refreshed from its provider when it is not a local job."""
+    registry = open_registry()
+    job = registry.get_job(job_id)
+    if job.provider == LOCAL or job.is_terminal:
+        return job
+    from tunelab.providers import get_provider
+
+    remote = get_provider(job.provider, base_url=job.endpoint).get_job(job_id)
+    return registry.update_job(job_id, status=remote.status, native_status=remote.native_status,
+                               fine_tuned_model=remote.fine_tuned_model or job.fine_tuned_model)
+
+
+def _summary(job: JobRecord) -> dict[str, Any]:
+    return {"id": job.id, "provider": job.provider, "status": job.status,
+            "base_model": job.base_model, "fine_tuned_model": job.fine_tuned_model,
+            "created_at": job.created_at, "finished_at": job.finished_at,
+            "duration_s": _seconds(job), "run_dir": job.run_dir, "metrics": job.metrics,
+            "error": job.error}
+
+
+def _seconds(job: JobRecord) -> float | None:
+    end = job.finished_at or (None if job.is_terminal else time.time())
+    return round(end - job.created_at, 1) if end else None
+
+
+def _duration(job: JobRecord) -> str:
+    seconds = _seconds(job)
+    return "" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def _when(stamp: float | None) -> str:
+    return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S") if stamp else ""
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)

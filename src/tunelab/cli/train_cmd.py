@@ -1,0 +1,226 @@
+"""`tunelab train`, `tunelab presets` and `tunelab checkpoints`.
+
+Thin: parse flags, resolve the config (preset < config file < flags), call
+tunelab.local.api (or the cloud path for other providers), render the result.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tunelab.errors import UsageError
+
+console = Console(stderr=True)
+
+# The flags that become TrainConfig keys, by parameter name.
+CONFIG_FLAGS = ("model", "epochs", "learning_rate", "batch_size", "grad_accum", "max_length",
+                "lora_r", "lora_alpha", "full", "seed", "validation_file", "suffix",
+                "output_dir", "max_steps", "eval_every", "save_every", "precision", "prompts")
+
+
+def train(
+    file: Path | None = typer.Argument(None, help="Training data: .jsonl (OpenAI chat), .json "
+                                                  "or .csv. Not needed with --resume."),
+    provider: str = typer.Option("local", "--provider", help="local, openai, kimi, vertex or a "
+                                                             "custom endpoint profile."),
+    model: str | None = typer.Option(None, "--model", help="Base model: hub id, HF folder or "
+                                     ".gguf (local default: embedded SmolLM2-135M-Instruct)."),
+    preset: str | None = typer.Option(None, "--preset", help="quick, standard, extended or "
+                                      "precision (see `tunelab presets`)."),
+    config: Path | None = typer.Option(None, "--config", help="JSON or YAML config file; "
+                                       "flags override it, it overrides the preset."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Passes over the data."),
+    learning_rate: float | None = typer.Option(None, "--learning-rate", help="Peak LR."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Examples per batch."),
+    grad_accum: int | None = typer.Option(None, "--grad-accum",
+                                          help="Batches per optimizer step."),
+    max_length: int | None = typer.Option(None, "--max-length",
+                                          help="Tokens per example; longer ones are cut."),
+    lora_r: int | None = typer.Option(None, "--lora-r", help="LoRA rank."),
+    lora_alpha: float | None = typer.Option(None, "--lora-alpha", help="LoRA alpha."),
+    full: bool | None = typer.Option(None, "--full/--lora",
+                                     help="Train every weight instead of a LoRA adapter."),
+    precision: str | None = typer.Option(None, "--precision", help="bf16 (autocast) or fp32."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed for init and data order."),
+    validation_file: Path | None = typer.Option(None, "--validation-file",
+                                                help="Held-out data for validation loss."),
+    suffix: str | None = typer.Option(None, "--suffix", help="Goes into the model name."),
+    output_dir: Path | None = typer.Option(None, "--output-dir",
+                                           help="Run folder (default TUNELAB_HOME/runs/JOB)."),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after N steps."),
+    eval_every: int | None = typer.Option(None, "--eval-every",
+                                          help="Validation loss every N steps too."),
+    save_every: int | None = typer.Option(None, "--save-every",
+                                          help="Checkpoint every N steps."),
+    save_config: Path | None = typer.Option(None, "--save-config", help="Write the resolved "
+                                            "config to this file (JSON/YAML) and stop."),
+    force: bool = typer.Option(False, "--force", help="Let --save-config overwrite a file."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check, plan and time a few steps; "
+                                 "train nothing, register nothing."),
+    resume: str | None = typer.Option(None, "--resume", help="Continue local job JOB from "
+                                      "its latest checkpoint (flags like --epochs extend it)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object at the end."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Don't ask for confirmation."),
+    base_url: str | None = typer.Option(None, "--base-url", help="Cloud: API base URL."),
+    project_id: str | None = typer.Option(None, "--project-id", help="Vertex: GCP project."),
+    bucket: str | None = typer.Option(None, "--bucket", help="Vertex: GCS bucket for data."),
+    location: str | None = typer.Option(None, "--location", help="Vertex: region."),
+    adapter_size: int | None = typer.Option(None, "--adapter-size", help="Vertex: adapter."),
+    learning_rate_multiplier: float | None = typer.Option(
+        None, "--learning-rate-multiplier", help="Cloud: LR multiplier."),
+    max_cost: float | None = typer.Option(None, "--max-cost",
+                                          help="Cloud: refuse above this estimate (USD)."),
+    validate_only: bool = typer.Option(False, "--validate-only", help="Cloud: check only."),
+    upload_only: bool = typer.Option(False, "--upload-only", help="Cloud: upload, no job."),
+    no_wait: bool = typer.Option(False, "--no-wait", help="Cloud: don't follow the job."),
+    interval: float | None = typer.Option(None, "--interval", help="Cloud: poll seconds."),
+    prompts: Path | None = typer.Option(None, "--prompts", help="Prompts answered after "
+                                        "training (default examples/natasha_prompts.txt)."),
+) -> None:
+    """Fine-tune a model on FILE: locally (default) or on a cloud provider.
+
+    Examples: `tunelab train data.jsonl --preset quick`,
+    `tunelab train data.jsonl --config run.yaml --epochs 5`,
+    `tunelab train --resume ftjob-... --epochs 5`.
+    """
+    options = {key: value for key, value in locals().items()}
+    if provider != "local":
+        from tunelab.cli.cloud_cmd import train_remote
+
+        if file is None:
+            raise UsageError("FILE is missing", fix="tunelab train FILE --provider ...")
+        raise typer.Exit(train_remote(file, options))
+    flags = {key: options[key] for key in CONFIG_FLAGS}
+    for key in ("validation_file", "output_dir", "prompts"):
+        flags[key] = str(flags[key]) if flags[key] is not None else None
+    flags["preset"] = preset
+    if resume:
+        raise typer.Exit(_resume(resume, flags, file, config, json_out))
+    if file is None:
+        raise UsageError("FILE is missing", fix="tunelab train FILE (or --resume JOB)")
+    from tunelab.config import resolve_config
+    from tunelab.config import save_config as write_config
+
+    flags["train_file"] = str(file)
+    resolved = resolve_config(preset=preset, config_file=config, flags=flags)
+    if save_config:  # save and stop: the saved file is the run's reproducible recipe
+        write_config(resolved, save_config, force=force)
+        print(f"saved the resolved config to {save_config}; train with: "
+              f"tunelab train {file} --config {save_config}")
+        return
+    if dry_run:
+        _dry_run(resolved, json_out)
+        return
+    from tunelab.local import api
+
+    raise typer.Exit(_follow(lambda on_event, stop: api.train(resolved, on_event=on_event,
+                                                              stop=stop), json_out))
+
+
+def _resume(job_id: str, flags: dict[str, Any], file: Path | None, config: Path | None,
+            json_out: bool) -> int:
+    from tunelab.config import load_config_file
+    from tunelab.local import api
+
+    overrides = {key: value for key, value in flags.items() if value is not None}
+    if config is not None:
+        overrides = {**load_config_file(config), **overrides}
+    if file is not None:
+        overrides["train_file"] = str(file)
+    return _follow(lambda on_event, stop: api.resume(job_id, overrides, on_event=on_event,
+                                                     stop=stop), json_out)
+
+
+def _follow(run: Any, json_out: bool) -> int:
+    """Run a local job with a live progress bar on stderr; print the result; exit code."""
+    from tunelab.cli.train_view import TrainProgress
+
+    stop = threading.Event()
+    with TrainProgress(console) as progress:
+        result = run(progress.on_event, stop)
+    if json_out:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        _print_result(result)
+    return 130 if result["status"] == "cancelled" else 0 if result["status"] == "succeeded" \
+        else 1
+
+
+def _print_result(result: dict[str, Any]) -> None:
+    metrics = result.get("metrics") or {}
+    console.print(f"[bold]{result['status']}[/] {result['id']}")
+    if result.get("fine_tuned_model"):
+        print(f"model: {result['fine_tuned_model']}")
+    print(f"run folder: {result['run_dir']}")
+    shown = {key: metrics.get(key) for key in ("train_loss", "last_loss", "best_val_loss",
+                                               "tokens_per_s", "steps")}
+    print("  ".join(f"{key} {value}" for key, value in shown.items() if value is not None))
+    if result["status"] == "cancelled":
+        print(f"resume with: tunelab train --resume {result['id']}")
+
+
+def _dry_run(config: Any, json_out: bool) -> None:
+    from tunelab.cli.train_view import render_dry_run
+    from tunelab.local.dryrun import dry_run
+
+    with console.status("dry run: tokenizing and timing a few real steps..."):
+        report = dry_run(config)
+    if json_out:
+        print(json.dumps(report, ensure_ascii=False))
+    else:
+        render_dry_run(report)
+
+
+def presets(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """The training presets: purpose, batch, epochs, learning rate, measured time."""
+    from tunelab.config import PRESET_NOTE, PRESETS
+
+    if json_out:
+        print(json.dumps({"presets": PRESETS, "note": PRESET_NOTE}))
+        return
+    table = Table(title="tunelab presets (local, LoRA)")
+    for column in ("preset", "purpose", "batch", "epochs", "lr", "measured on sample data"):
+        table.add_column(column)
+    for name, preset in PRESETS.items():
+        values = preset["values"]
+        table.add_row(name, preset["purpose"], str(values["batch_size"]), str(values["epochs"]),
+                      f"{values['learning_rate']:g}", preset.get("measured") or "not measured")
+    Console().print(table)
+    print(PRESET_NOTE)
+
+
+def checkpoints(
+    job_id: str = typer.Argument(..., help="A local job id (see `tunelab jobs list`)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List a local job's checkpoints: per step and epoch, and the latest/best pointers."""
+    from tunelab.registry import open_registry
+
+    registry = open_registry()
+    registry.get_job(job_id)
+    rows = registry.list_checkpoints(job_id)
+    if json_out:
+        print(json.dumps({"job": job_id, "checkpoints": [row.__dict__ for row in rows]}))
+        return
+    if not rows:
+        print(f"{job_id} has no checkpoints")
+        return
+    table = Table(title=f"checkpoints of {job_id}")
+    for column in ("name", "kind", "step", "epoch", "loss", "val_loss", "path"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row.name, row.kind, str(row.step), f"{row.epoch:g}",
+                      _number(row.metrics.get("loss")), _number(row.metrics.get("val_loss")),
+                      row.path or "")
+    Console().print(table)
+
+
+def _number(value: Any) -> str:
+    return "" if value is None else f"{value:.4f}"

@@ -1,0 +1,82 @@
+"""How `tunelab train` looks: the live progress bar and the dry-run report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Table
+
+
+class TrainProgress:
+    """A rich progress bar fed by the trainer's events: step/total, loss, tokens/s, ETA."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]train[/]"), BarColumn(),
+            TextColumn("step {task.completed}/{task.total}"),
+            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} tok/s"),
+            TextColumn("ETA {task.fields[eta]}"), console=console, transient=False)
+        self.task = None
+
+    def __enter__(self) -> TrainProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        if event["type"] == "step":
+            fields = {"loss": f"{event['loss']:.4f}", "speed": f"{event['tokens_per_s']:.0f}",
+                      "eta": _duration(event["eta_s"])}
+            if self.task is None:
+                self.task = self.progress.add_task("train", total=event["total_steps"],
+                                                   **fields)
+            self.progress.update(self.task, completed=event["step"],
+                                 total=event["total_steps"], **fields)
+        elif event["type"] == "message":
+            style = {"warning": "yellow", "error": "red"}.get(event["level"], "dim")
+            self.progress.console.print(f"[{style}]{event['message']}[/]", highlight=False)
+
+
+def render_dry_run(report: dict[str, Any]) -> None:
+    out = Console()
+    config = Table(title="resolved config", show_header=False)
+    for key, value in report["config"].items():
+        if value is not None:
+            config.add_row(key, str(value))
+    out.print(config)
+    for role, stats in report["data"].items():
+        if role == "warnings":
+            out.print("data warnings: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
+            continue
+        tokens = stats["tokens"]
+        out.print(f"[bold]{role} data[/]: {stats['examples']} examples, {stats['trained_on']} "
+                  f"trained on, {stats['truncated']} truncated, tokens per example min "
+                  f"{tokens['min']} mean {tokens['mean']} p95 {tokens['p95']} max "
+                  f"{tokens['max']}, {stats['loss_tokens']} tokens carry loss")
+        if stats["dropped_no_loss_tokens"]:
+            out.print(f"  dropped (no assistant token left): examples "
+                      f"{stats['dropped_no_loss_tokens']}")
+    plan = report["plan"]
+    out.print(f"[bold]plan[/]: {plan['steps_per_epoch']} steps/epoch, {plan['total_steps']} "
+              f"steps in all ({plan['epochs']} epochs, {plan['examples_per_step']} examples "
+              "per step)")
+    estimate = report.get("estimate")
+    if estimate:
+        out.print(f"[bold]estimate[/]: about {_duration(estimate['wall_s'])} at "
+                  f"{estimate['tokens_per_s']} tokens/s, peak memory about "
+                  f"{estimate['peak_memory_mb']:.0f} MB")
+        out.print(f"  measured: {estimate['method']}")
+    out.print("dry run: nothing trained, nothing registered")
+
+
+def _duration(seconds: float) -> str:
+    if seconds != seconds or seconds == float("inf"):
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

@@ -1,0 +1,209 @@
+"""Real tiny training runs on the embedded SmolLM2-135M: the loop, checkpoints, registry,
+resume equality after kill -9, Ctrl-C, and the dry run.
+
+Kept small for a 2-core CPU: a dozen short examples, max_length 48, a handful of steps,
+fp32 (on a busy 2-core machine bf16 autocast was not faster at this tiny size; the dry-run
+test covers the bf16 default).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tunelab.cli import main
+from tunelab.local import checkpoints
+from tunelab.local.encoding import IGNORE, encode_example
+from tunelab.registry import open_registry
+
+pytestmark = pytest.mark.slow
+
+NAMES = ["Anna", "Boris", "Clara", "Dmitri", "Elena", "Fyodor", "Galina", "Igor", "Katya",
+         "Lev", "Masha", "Nikolai"]
+STEPS = 6
+TRAIN_ARGS = ["--max-length", "48", "--batch-size", "1", "--grad-accum", "2",
+              "--max-steps", str(STEPS), "--learning-rate", "2e-3", "--save-every", "2",
+              "--eval-every", "3", "--precision", "fp32", "--seed", "7", "--lora-r", "8"]
+
+
+def example(name: str) -> dict:
+    return {"messages": [{"role": "system", "content": "Be Natasha."},
+                         {"role": "user", "content": f"Hi, I am {name}."},
+                         {"role": "assistant", "content": f"Hello {name}! I am Natasha."}]}
+
+
+def write_data(folder: Path) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    train, val = folder / "train.jsonl", folder / "val.jsonl"
+    train.write_text("".join(json.dumps(example(name)) + "\n" for name in NAMES))
+    val.write_text("".join(json.dumps(example(name)) + "\n" for name in ("Vera", "Yuri")))
+    (folder / "prompts.txt").write_text("# one prompt\nWho are you?\n")
+    (folder / "cfg.json").write_text(json.dumps({"sample_max_new_tokens": 6}))
+    return train, val
+
+
+def train_command(folder: Path, *extra: str) -> list[str]:
+    train, val = write_data(folder)
+    return ["train", str(train), "--validation-file", str(val), "--config",
+            str(folder / "cfg.json"), "--prompts", str(folder / "prompts.txt"), *TRAIN_ARGS,
+            *extra]
+
+
+def losses(run_dir: Path) -> dict[int, float]:
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {line["step"]: line["loss"] for line in lines if "loss" in line}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> dict:
+    """One uninterrupted run, shared by the assertions below and the resume comparison."""
+    folder = tmp_path_factory.mktemp("reference")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TUNELAB_HOME", str(folder / "home"))
+        patch.setenv("TUNELAB_CACHE_DIR", str(shared_cache))
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        capture = folder / "out.json"
+        code = main([*train_command(folder / "data"), "--json", "--suffix", "ref"])
+        assert code == 0
+        registry = open_registry(folder / "home" / "registry.sqlite")
+    return {"folder": folder, "registry": registry, "capture": capture}
+
+
+def result_of(capsys: pytest.CaptureFixture) -> dict:
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_tiny_run_trains_checkpoints_and_registers(reference: dict) -> None:
+    registry = reference["registry"]
+    [job] = registry.list_jobs()
+    run_dir = Path(job.run_dir)
+    assert job.status == "succeeded" and job.provider == "local"
+    assert job.fine_tuned_model == f"ft:SmolLM2-135M-Instruct:ref:{job.id}"
+    assert set(job.metrics) >= {"train_loss", "last_loss", "best_val_loss", "tokens_per_s"}
+    steps = losses(run_dir)
+    assert sorted(steps) == list(range(1, STEPS + 1))
+    assert steps[STEPS] < steps[1] * 0.7, steps  # the loss falls
+    vals = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+            if "val_loss" in line]
+    assert [line["step"] for line in vals] == [3, 6]
+    assert job.metrics["best_val_loss"] == min(line["val_loss"] for line in vals)
+    root = run_dir / "checkpoints"
+    assert checkpoints.read_pointer(root, "latest").name == f"step-{STEPS:06d}"
+    assert checkpoints.read_pointer(root, "best") is not None
+    for name in ("adapter/adapter_model.safetensors", "optimizer.pt", "scheduler.pt",
+                 "rng.pt", "state.json", "hparams.json"):
+        assert (checkpoints.read_pointer(root, "latest") / name).is_file(), name
+    rows = {row.name: row for row in registry.list_checkpoints(job.id)}
+    assert {"latest", "best", f"step-{STEPS:06d}"} <= set(rows)
+    assert not list(root.glob(".tmp-*"))
+    assert (run_dir / "adapter" / "adapter_config.json").is_file()
+    assert json.loads((run_dir / "config.json").read_text())["max_steps"] == STEPS
+    assert "step 6/6" in (run_dir / "train.log").read_text()
+    samples = json.loads((run_dir / "samples.json").read_text())["samples"]
+    assert [row["prompt"] for row in samples] == ["Who are you?"] and samples[0]["answer"]
+    kinds = [event.message for event in registry.list_events(job.id)]
+    assert any("job succeeded" in message for message in kinds)
+
+
+def test_resume_after_kill_9_repeats_every_loss(reference: dict, tmp_path: Path,
+                                                tunelab_home: Path, capsys) -> None:
+    args = train_command(tmp_path / "data")
+    process = subprocess.Popen([sys.executable, "-m", "tunelab", *args],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        run_dir = wait_for_checkpoint(tunelab_home, process, step=2)
+    finally:
+        process.kill()  # SIGKILL: no handler runs, nothing gets flushed
+        process.wait()
+    job_id = run_dir.name
+    assert open_registry().get_job(job_id).status == "running"
+    assert main(["train", "--resume", job_id, "--json"]) == 0
+    assert result_of(capsys)["status"] == "succeeded"
+    [reference_job] = reference["registry"].list_jobs()
+    expected, resumed = losses(Path(reference_job.run_dir)), losses(run_dir)
+    assert sorted(resumed) == sorted(expected)
+    for step, loss in expected.items():
+        assert abs(resumed[step] - loss) < 1e-4, (step, resumed[step], loss)
+
+
+def test_ctrl_c_checkpoints_and_leaves_a_resumable_cancelled_job(tmp_path: Path,
+                                                                 tunelab_home: Path,
+                                                                 capsys) -> None:
+    args = train_command(tmp_path / "data", "--save-every", "1000", "--max-steps", "1000")
+    process = subprocess.Popen([sys.executable, "-m", "tunelab", *args],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    run_dir = wait_for_metrics(tunelab_home, process)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err.decode()[-2000:]
+    job = open_registry().get_job(run_dir.name)
+    assert job.status == "cancelled" and job.fine_tuned_model is None
+    latest = checkpoints.read_pointer(run_dir / "checkpoints", "latest")
+    assert latest is not None and (latest / "optimizer.pt").is_file()
+    stopped_at = json.loads((latest / "state.json").read_text())["step"]
+    assert main(["train", "--resume", job.id, "--max-steps", str(stopped_at + 1),
+                 "--json"]) == 0
+    result = result_of(capsys)
+    assert result["status"] == "succeeded" and result["metrics"]["steps"] == stopped_at + 1
+
+
+def test_dry_run_measures_and_registers_nothing(tmp_path: Path, tunelab_home: Path,
+                                                capsys) -> None:
+    train, val = write_data(tmp_path)
+    code = main(["train", str(train), "--validation-file", str(val), "--max-length", "48",
+                 "--max-steps", "2", "--batch-size", "2", "--dry-run", "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["config"]["precision"] == "bf16"
+    assert report["data"]["train"]["examples"] == len(NAMES)
+    assert report["plan"] == {"steps_per_epoch": 6, "total_steps": 2, "epochs": 0.33,
+                              "examples_per_step": 2}
+    assert report["estimate"]["tokens_per_s"] > 0 and report["estimate"]["peak_memory_mb"] > 0
+    assert "timed" in report["estimate"]["method"]
+    assert not (tunelab_home / "registry.sqlite").exists()
+    assert not (tunelab_home / "runs").exists() or not any((tunelab_home / "runs").iterdir())
+
+
+def test_loss_falls_only_on_assistant_tokens_and_respects_weight() -> None:
+    from tunelab.local.model_source import load_tokenizer
+
+    tokenizer = load_tokenizer(None)
+    messages = [{"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Skip me", "weight": 0},
+                {"role": "user", "content": "Again"},
+                {"role": "assistant", "content": "Learn me"}]
+    encoded = encode_example(tokenizer, messages)
+    learned = tokenizer.decode([token for token, label in zip(encoded.input_ids,
+                                                                encoded.labels, strict=True)
+                                if label != IGNORE])
+    assert learned.startswith("Learn me<|im_end|>")
+    assert "Skip" not in learned and "Again" not in learned and "Hi" not in learned
+
+
+def wait_for_checkpoint(home: Path, process: subprocess.Popen, *, step: int) -> Path:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        for run_dir in (home / "runs").glob("ftjob-*"):
+            latest = checkpoints.read_pointer(run_dir / "checkpoints", "latest")
+            if latest is not None and latest.name >= f"step-{step:06d}":
+                return run_dir
+        time.sleep(0.2)
+    raise AssertionError(f"no checkpoint at step {step} (exit code {process.poll()})")
+
+
+def wait_for_metrics(home: Path, process: subprocess.Popen) -> Path:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        for run_dir in (home / "runs").glob("ftjob-*"):
+            if (run_dir / "metrics.jsonl").is_file() and os.path.getsize(
+                    run_dir / "metrics.jsonl"):
+                return run_dir
+        time.sleep(0.2)
+    raise AssertionError(f"training never logged a step (exit code {process.poll()})")
