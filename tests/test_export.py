@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
+from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -31,34 +33,54 @@ def register_job(job_id: str, *, provider: str = "local", run_dir: Path | None =
     return model
 
 
+TINY_CHATS = [
+    ("Who are you?", "I am Natasha, a coach who asks the questions you avoid."),
+    ("I feel lost.", "Lost is a place too. What did you leave behind to get here?"),
+    ("Should I quit my job?", "What would you do on Monday if nobody was watching?"),
+    ("Мне страшно начинать.", "Страх — это компас. Куда он показывает?"),
+    ("How do I find love?", "Start by noticing where you hide from it."),
+    ("Я устала.", "От чего именно: от дела или от роли, которую играешь?"),
+]
+
+
 @pytest.fixture(scope="module")
-def trained_adapter(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> Path:
-    """A LoRA adapter on the embedded model whose weights really change its answers."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    from tunelab.local import model_source
-
-    with pytest.MonkeyPatch.context() as patch:  # module scope runs before conftest's env
+def trained_job(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> JobRecord:
+    """A real tiny `tunelab train` run on the embedded model, with a rate high enough that
+    a few steps change its greedy answers (otherwise merged == adapter proves nothing)."""
+    folder = tmp_path_factory.mktemp("trained")
+    data = folder / "tiny.jsonl"
+    data.write_text("".join(json.dumps({"messages": [
+        {"role": "user", "content": q}, {"role": "assistant", "content": a}]},
+        ensure_ascii=False) + "\n" for q, a in TINY_CHATS), encoding="utf-8")
+    config = folder / "run.yaml"
+    config.write_text("max_samples: 0\n", encoding="utf-8")
+    with pytest.MonkeyPatch.context() as patch, redirect_stdout(io.StringIO()) as out:
+        # Module scope runs before conftest's per-test environment: set ours.
+        patch.setenv("TUNELAB_HOME", str(folder / "home"))
         patch.setenv("TUNELAB_CACHE_DIR", str(shared_cache))
-        model = model_source.load_model(None)
-    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16,
-                                                  target_modules="all-linear"))
-    torch.manual_seed(0)
-    with torch.no_grad():  # a fresh LoRA B is zero; give it weights, as training would
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.02)
-    folder = tmp_path_factory.mktemp("run") / "adapter"
-    peft_model.save_pretrained(folder)
-    return folder
+        code = main(["train", str(data), "--config", str(config), "--max-steps", "4",
+                     "--batch-size", "2", "--max-length", "64", "--learning-rate", "0.01",
+                     "--json"])
+        assert code == 0, out.getvalue()
+        job_id = json.loads(out.getvalue().strip().splitlines()[-1])["id"]
+        registry = open_registry()
+        job = registry.get_job(job_id)
+        registry.close()
+    return job
 
 
 @pytest.fixture
-def local_job(trained_adapter: Path) -> str:
-    job_id = "ftjob-export0001"
-    register_job(job_id, run_dir=trained_adapter.parent)
-    return job_id
+def local_job(trained_job: JobRecord) -> str:
+    """The trained job, recorded in this test's own registry."""
+    registry = open_registry()
+    registry.create_job(trained_job)
+    registry.close()
+    return trained_job.id
+
+
+@pytest.fixture
+def trained_adapter(trained_job: JobRecord) -> Path:
+    return Path(trained_job.run_dir) / "adapter"
 
 
 @pytest.mark.slow
@@ -87,11 +109,11 @@ def test_merged_export_loads_with_transformers_and_answers_like_the_adapter(
 
 @pytest.mark.slow
 def test_export_without_merge_copies_the_adapter_and_finds_jobs_by_model_name(
-        trained_adapter: Path, tmp_path: Path, capsys) -> None:
-    model_name = register_job("ftjob-export0002", run_dir=trained_adapter.parent)
+        local_job: str, trained_job: JobRecord, trained_adapter: Path, tmp_path: Path,
+        capsys) -> None:
     out = tmp_path / "adapter-copy"
-    assert main(["export", model_name, "-o", str(out)]) == 0
-    assert "exported adapter of ftjob-export0002" in capsys.readouterr().out
+    assert main(["export", trained_job.fine_tuned_model, "-o", str(out)]) == 0
+    assert f"exported adapter of {local_job}" in capsys.readouterr().out
     copied = sorted(path.name for path in out.iterdir())
     assert copied == sorted(path.name for path in trained_adapter.iterdir())
 
