@@ -1,0 +1,117 @@
+"""End to end over real HTTP: `tunelab train --provider openai --base-url ...` against a
+`tunelab serve` subprocess training the embedded model, through a proxy that injects 429s,
+500s, resets and lost answers. One upload, one job, a finished watch, an auto-test, and the
+canary key nowhere on disk, in logs or in output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from faultproxy import FaultPlan, FaultProxy, free_socket
+from tunelab.cli import main
+from tunelab.registry import open_registry
+
+CANARY = "sk-canary-e2e-5f1c0ffee9d2b7a4"
+MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def dialogues(path: Path, count: int = 12) -> Path:
+    lines = [json.dumps({"messages": [
+        {"role": "system", "content": "You are Natasha, a warm and provocative coach."},
+        {"role": "user", "content": f"How do I start project number {number}?"},
+        {"role": "assistant", "content": f"Begin with one small step on project {number}."}]},
+        ensure_ascii=False) for number in range(count)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def served(tmp_path: Path, shared_cache: Path):
+    """`tunelab serve` in a subprocess with its own home; yields (port, home, log path)."""
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    home, log = tmp_path / "server-home", tmp_path / "server.log"
+    env = {**os.environ, "TUNELAB_HOME": str(home), "TUNELAB_CACHE_DIR": str(shared_cache),
+           "TUNELAB_SERVE_API_KEY": CANARY}
+    env.pop("OPENAI_API_KEY", None)
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tunelab", "serve", "--port", str(port),
+             "--max-steps", "3", "--max-length", "64"], env=env, stdout=sink, stderr=sink)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("tunelab serve did not start: " + log.read_text(errors="replace"))
+        yield port, home, log
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def files_containing(root: Path, needle: bytes) -> list[Path]:
+    return [path for path in root.rglob("*") if path.is_file() and needle in path.read_bytes()]
+
+
+@pytest.mark.slow
+def test_train_through_a_faulty_network_against_tunelab_serve(
+        served, tmp_path: Path, tunelab_home: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    port, server_home, server_log = served
+    monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+    train = dialogues(tmp_path / "train.jsonl")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("How do I start?\n", encoding="utf-8")
+    plan = FaultPlan(rate_429=0.1, rate_500=0.1, rate_reset=0.05, rate_drop_answer=0.1,
+                     seed=11, script={"POST /v1/files": ["drop_answer"],
+                                      "POST /v1/fine_tuning/jobs": ["drop_answer"]})
+    with FaultProxy(port, plan) as proxy:
+        code = main(["train", str(train), "--provider", "openai", "--base-url",
+                     f"http://127.0.0.1:{proxy.port}/v1", "--model", MODEL, "--epochs", "1",
+                     "--suffix", "e2e", "--yes", "--interval", "0.5", "--json",
+                     "--prompts", str(prompts)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    result = json.loads(captured.out)
+    assert result["status"] == "succeeded"
+    assert result["fine_tuned_model"] == f"ft:SmolLM2-135M-Instruct:e2e:{result['id']}" \
+        or result["fine_tuned_model"].endswith(f":e2e:{result['id']}")
+    assert result["samples"] and not result["samples"][0]["answer"].startswith("(no answer")
+    assert sum(plan.log[name] for name in ("429", "500", "reset", "drop_answer")) >= 4
+
+    client = openai.OpenAI(api_key=CANARY, base_url=f"http://127.0.0.1:{port}/v1")
+    assert len(client.files.list().data) == 1
+    assert [job.id for job in client.fine_tuning.jobs.list()] == [result["id"]]
+
+    registry = open_registry()
+    record = registry.get_job(result["id"])
+    assert record.provider == "openai" and record.status == "succeeded"
+    assert record.fine_tuned_model == result["fine_tuned_model"]
+    assert [row["step"] for row in registry.list_metrics(result["id"])] == [1, 2, 3]
+    registry.close()
+
+    secret = CANARY.encode()
+    assert CANARY not in captured.out + captured.err
+    assert files_containing(tunelab_home, secret) == []
+    assert files_containing(server_home, secret) == []
+    assert secret not in server_log.read_bytes()
