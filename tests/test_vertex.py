@@ -349,20 +349,21 @@ def test_cli_test_asks_a_recorded_vertex_job_through_its_endpoint(provider, doub
     assert len(double.bodies("POST", f"{PARENT}/endpoints/88:generateContent")) == len(results)
 
 
-def train_options(double, **changes) -> dict:
-    options = {"provider": "vertex", "project_id": PROJECT, "bucket": BUCKET,
-               "base_url": double.url, "model": "gemini-2.5-flash", "epochs": 3,
-               "learning_rate_multiplier": 0.5, "provider_extra": {"adapter_size": 4},
-               "suffix": "natasha-v1", "yes": True, "interval": 0.01, "json": True}
-    return {**options, **changes}
+def train(double, *flags: str) -> int:
+    """`tunelab train` on the Natasha dataset with every Vertex flag, in process."""
+    from tunelab.cli import main
+
+    return main(["train", str(TRAIN), "--provider", "vertex", "--project-id", PROJECT,
+                 "--bucket", BUCKET, "--base-url", double.url, "--model", "gemini-2.5-flash",
+                 "--epochs", "3", "--learning-rate-multiplier", "0.5", "--adapter-size", "4",
+                 "--suffix", "natasha-v1", "--yes", "--interval", "0.01", *flags])
 
 
 def test_train_end_to_end_uploads_tunes_watches_records_and_tests(double, adc, gcs, capsys):
-    from tunelab.cli.cloud_cmd import train_remote
     from tunelab.registry import open_registry
 
     double.lifecycle = [RUNNING, SUCCEEDED]
-    assert train_remote(TRAIN, train_options(double)) == 0
+    assert train(double, "--json") == 0
     result = json.loads(capsys.readouterr().out)
     [sent] = double.bodies("POST", f"{PARENT}/tuningJobs")
     assert sent["baseModel"] == "gemini-2.5-flash"
@@ -382,6 +383,52 @@ def test_train_end_to_end_uploads_tunes_watches_records_and_tests(double, adc, g
     assert any("billable tokens 61,234" in message for message in messages)
 
 
+def test_train_dry_run_prints_object_first_example_and_body_and_sends_nothing(
+        double, adc, gcs, capsys):
+    assert train(double, "--dry-run", "--json") == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert double.sent == [] and list(gcs.bucket(BUCKET).list_blobs()) == []
+    assert shown["object"].startswith(f"gs://{BUCKET}/tunelab/")
+    assert shown["first_example"] == openai_to_gemini(load_examples(TRAIN)[0])
+    assert shown["request"]["url"] == f"{double.url}v1beta1/{PARENT}/tuningJobs"
+    assert shown["request"]["body"] == {
+        "baseModel": "gemini-2.5-flash",
+        "supervisedTuningSpec": {
+            "trainingDatasetUri": shown["object"],
+            "hyperParameters": {"epochCount": 3, "learningRateMultiplier": 0.5,
+                                "adapterSize": "ADAPTER_SIZE_FOUR"}},
+        "tunedModelDisplayName": "natasha-v1"}
+    assert train(double, "--dry-run") == 0
+    printed = capsys.readouterr()
+    assert "tunedModelDisplayName" in printed.out and "nothing was uploaded" in printed.err
+
+
+def test_jobs_commands_follow_a_vertex_job(double, adc, gcs, capsys):
+    from tunelab.cli import main
+
+    double.lifecycle = [RUNNING]
+    assert train(double, "--no-wait", "--json") == 0
+    running = json.loads(capsys.readouterr().out)["id"]
+    assert main(["jobs", "events", running, "--json"]) == 0
+    events = json.loads(capsys.readouterr().out)["events"]
+    assert [event["id"] for event in events] == ["created", "running"]
+    assert main(["jobs", "cancel", running, "--json"]) == 0
+    cancelled = json.loads(capsys.readouterr().out)
+    assert (cancelled["status"], cancelled["native_status"]) == ("cancelled",
+                                                                 "JOB_STATE_CANCELLING")
+    assert double.sent[-2].path == f"/v1beta1/{running}:cancel"
+
+    double.lifecycle = [SUCCEEDED]
+    assert train(double, "--no-wait", "--json") == 0
+    finished = json.loads(capsys.readouterr().out)["id"]
+    assert main(["jobs", "watch", finished, "--json"]) == 0
+    watched = json.loads(capsys.readouterr().out)
+    assert watched["status"] == "succeeded" and len(watched["samples"]) == 5
+    assert main(["jobs", "list", "--provider", "vertex", "--json"]) == 0
+    listed = {job["id"]: job["status"] for job in json.loads(capsys.readouterr().out)["jobs"]}
+    assert listed == {running: "cancelled", finished: "succeeded"}
+
+
 def test_cli_without_credentials_prints_one_line_naming_the_fix(double, adc, monkeypatch,
                                                                  tmp_path, capsys):
     from tunelab.cli import main
@@ -391,42 +438,3 @@ def test_cli_without_credentials_prints_one_line_naming_the_fix(double, adc, mon
     error = capsys.readouterr().err.strip()
     assert code == 2 and len(error.splitlines()) == 1 and "Traceback" not in error
     assert "gcloud auth application-default login" in error and "GOOGLE_CLOUD_PROJECT" in error
-
-
-def test_jobs_events_cancel_and_list_for_a_recorded_vertex_job(double, adc, gcs, capsys):
-    from tunelab.cli import cloud_cmd
-
-    double.lifecycle = [RUNNING]
-    assert cloud_cmd.train_remote(TRAIN, train_options(double, no_wait=True)) == 0
-    job_id = json.loads(capsys.readouterr().out)["id"]
-    assert cloud_cmd.events_remote(job_id, as_json=True) == 0
-    events = json.loads(capsys.readouterr().out)["events"]
-    assert [event["id"] for event in events] == ["created", "running"]
-    assert cloud_cmd.cancel_remote(job_id, as_json=True) == 0
-    cancelled = json.loads(capsys.readouterr().out)
-    assert (cancelled["status"], cancelled["native_status"]) == ("cancelled",
-                                                                 "JOB_STATE_CANCELLING")
-    assert double.sent[-2].path == f"/v1beta1/{job_id}:cancel"
-    [row] = cloud_cmd.list_remote("vertex", base_url=double.url)
-    assert (row["id"], row["status"], row["source"]) == (job_id, "cancelled", "both")
-
-
-def test_train_dry_run_prints_object_first_example_and_body_and_sends_nothing(
-        double, adc, gcs, capsys):
-    from tunelab.cli.cloud_cmd import train_remote
-
-    assert train_remote(TRAIN, train_options(double, dry_run=True)) == 0
-    shown = json.loads(capsys.readouterr().out)
-    assert double.sent == [] and list(gcs.bucket(BUCKET).list_blobs()) == []
-    assert shown["object"].startswith(f"gs://{BUCKET}/tunelab/")
-    assert shown["first_example"] == openai_to_gemini(load_examples(TRAIN)[0])
-    assert shown["request"]["body"] == {
-        "baseModel": "gemini-2.5-flash",
-        "supervisedTuningSpec": {
-            "trainingDatasetUri": shown["object"],
-            "hyperParameters": {"epochCount": 3, "learningRateMultiplier": 0.5,
-                                "adapterSize": "ADAPTER_SIZE_FOUR"}},
-        "tunedModelDisplayName": "natasha-v1"}
-    assert train_remote(TRAIN, train_options(double, dry_run=True, json=False)) == 0
-    printed = capsys.readouterr()
-    assert "tunedModelDisplayName" in printed.out and "nothing was uploaded" in printed.err

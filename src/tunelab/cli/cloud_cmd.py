@@ -66,8 +66,6 @@ def train_remote(file: Path, options: dict[str, Any]) -> int:
     if options.get("validate_only") or options.get("dry_run"):
         return _checked_only(options, report, estimate, Path(file), model)
     provider = _provider(options)
-    if options.get("dry_run"):
-        return _dry_run(provider, Path(file), options, model)
     _confirm_cost(estimate, options)
     uploads = _upload(provider, Path(file), Path(validation) if validation else None)
     if options.get("upload_only"):
@@ -110,24 +108,6 @@ def _show_check(report: Any, estimate: remote_flow.CostEstimate, *, as_json: boo
         else f"${estimate.dollars:,.2f}"
     err.print(f"💰 Estimated training cost on {estimate.provider} {estimate.model}: {price} "
               f"({estimate.billed_tokens:,} tokens × {estimate.epochs} epochs)")
-
-
-def _dry_run(provider: Provider, file: Path, options: dict[str, Any], model: str) -> int:
-    """--dry-run: show exactly what would be sent (object path, first converted example,
-    request body) and send nothing. Providers that can say so offer describe_request."""
-    describe = getattr(provider, "describe_request", None)
-    if describe is None:
-        raise UsageError(f"--dry-run is not available for {provider.name}",
-                         fix="use --validate-only to check the data and the cost")
-    spec = remote_flow.spec_from_options(options, str(file), options.get("validation_file"),
-                                         model)
-    description = describe(file, spec)
-    if options.get("json"):
-        _emit_json(description)
-    else:
-        out.print_json(data=description, ensure_ascii=False)
-        err.print("Dry run: nothing was uploaded and no job was created.")
-    return 0
 
 
 def _confirm_cost(estimate: remote_flow.CostEstimate, options: dict[str, Any]) -> None:
@@ -356,3 +336,40 @@ def list_remote(provider: str, *, base_url: str | None = None, limit: int = 20) 
     finally:
         registry.close()
     return sorted(rows.values(), key=lambda row: row.get("created_at") or 0, reverse=True)
+
+
+def print_remote_list(provider: str, *, base_url: str | None = None, limit: int = 20,
+                      as_json: bool = False) -> int:
+    """`tunelab jobs list --provider P`: the merged list as a table or one JSON object."""
+    rows = list_remote(provider, base_url=base_url, limit=limit)
+    if as_json:
+        _emit_json({"jobs": rows})
+        return 0
+    table = Table(title=f"{provider} jobs (provider + registry)")
+    for column in ("id", "status", "base model", "fine-tuned model", "seen in"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["id"], row["status"], row.get("base_model") or "",
+                      row.get("fine_tuned_model") or "", row["source"])
+    out.print(table)
+    return 0
+
+
+def checkpoints_remote(job_id: str, *, provider: str | None = None,
+                       base_url: str | None = None, as_json: bool = False) -> int:
+    """A cloud job's checkpoints (OpenAI's fine_tuning.job.checkpoint objects)."""
+    remote = provider_for_job(job_id, provider, base_url)
+    lister = getattr(remote, "list_checkpoints", None)
+    if lister is None:
+        raise UsageError(f"{remote.name} does not list checkpoints",
+                         fix=f"see `tunelab jobs events {job_id}`")
+    rows = lister(job_id)
+    if as_json:
+        _emit_json({"job": job_id, "checkpoints": rows})
+        return 0
+    for row in rows:
+        metrics = row.get("metrics") or {}
+        out.print(f"step {row.get('step_number')}: {row.get('fine_tuned_model_checkpoint')} "
+                  f"train loss {metrics.get('train_loss')} valid loss "
+                  f"{metrics.get('valid_loss')}", markup=False)
+    return 0
