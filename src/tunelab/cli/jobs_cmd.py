@@ -29,8 +29,16 @@ def list_jobs(
     provider: str | None = typer.Option(None, "--provider", help="Only this provider's jobs."),
     limit: int = typer.Option(50, "--limit", help="At most this many, newest first."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+    base_url: str | None = typer.Option(None, "--base-url",
+                                        help="Cloud: the provider's API base URL."),
 ) -> None:
-    """Every job in the registry, newest first."""
+    """Every job in the registry, newest first; with a cloud --provider, merged with the
+    provider's own list (the seed's --list-jobs)."""
+    if provider and provider != LOCAL:
+        from tunelab.cli.cloud_cmd import print_remote_list
+
+        raise typer.Exit(print_remote_list(provider, base_url=base_url, limit=limit,
+                                           as_json=json_out))
     jobs = open_registry().list_jobs(provider=provider, limit=limit)
     if json_out:
         print(json.dumps({"jobs": [_summary(job) for job in jobs]}, ensure_ascii=False))
@@ -125,15 +133,19 @@ def compare_jobs(first: JobRecord, second: JobRecord, first_metrics: list[dict],
 @app.command("watch")
 def watch(job_id: str = typer.Argument(..., help="Job id."),
           interval: float = typer.Option(1.0, "--interval", help="Seconds between polls."),
-          json_out: bool = typer.Option(False, "--json", help="Print the final job as JSON.")
+          json_out: bool = typer.Option(False, "--json", help="Print the final job as JSON."),
+          provider: str | None = typer.Option(None, "--provider", help="Cloud: for a job "
+                                              "not in the registry yet (the seed's --monitor)."),
+          base_url: str | None = typer.Option(None, "--base-url", help="Cloud: API base URL.")
           ) -> None:
     """Follow a job's events and metrics live until it ends."""
     registry = open_registry()
-    job = registry.get_job(job_id)
-    if job.provider != LOCAL:
+    job = registry.find_job(job_id) if provider else registry.get_job(job_id)
+    if job is None or job.provider != LOCAL:
         from tunelab.cli.cloud_cmd import watch_remote
 
-        raise typer.Exit(watch_remote(job_id, provider=job.provider, base_url=job.endpoint,
+        raise typer.Exit(watch_remote(job_id, provider=provider or job.provider,
+                                      base_url=base_url or (job.endpoint if job else None),
                                       interval=interval if interval > 1 else 60.0,
                                       as_json=json_out))
     seen = 0
