@@ -186,3 +186,34 @@ def test_jobs_list_merges_provider_and_registry(server: int, tmp_path: Path) -> 
     rows = cloud_cmd.list_remote("openai", base_url=provider.base_url)
     sources = {row["id"]: row["source"] for row in rows}
     assert sources == {job.id: "both", "ftjob-only-here": "registry"}
+
+
+def test_watch_tolerates_unknown_statuses_and_shows_the_failure(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from tunelab.cli import main
+
+    app, statuses = FastAPI(), ["paused", "paused", "failed"]
+
+    @app.get("/v1/fine_tuning/jobs/{job_id}")
+    def job(job_id: str) -> dict:
+        status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
+        error = {"code": "invalid_training_file", "message": "line 3 has no assistant turn",
+                 "param": "training_file"} if status == "failed" else None
+        return {"object": "fine_tuning.job", "id": job_id, "created_at": 1, "model": MODEL,
+                "status": status, "error": error, "fine_tuned_model": None,
+                "finished_at": None, "hyperparameters": {}, "organization_id": "o",
+                "result_files": [], "seed": 1, "training_file": "file-1"}
+
+    @app.get("/v1/fine_tuning/jobs/{job_id}/events")
+    def events(job_id: str) -> dict:
+        return {"object": "list", "data": [], "has_more": False}
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    with serve_in_thread(app) as port:
+        code = main(["jobs", "watch", "ftjob-elsewhere", "--provider", "openai", "--base-url",
+                     f"http://127.0.0.1:{port}/v1", "--interval", "1.01"])
+    err = capsys.readouterr().err
+    assert code == 1 and "status: paused" in err and "status: failed" in err
+    assert "[invalid_training_file] line 3 has no assistant turn" in err
+    assert "tunelab data check" in err
+    assert open_registry().get_job("ftjob-elsewhere").status == "failed"

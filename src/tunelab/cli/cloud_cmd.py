@@ -205,6 +205,8 @@ def follow(provider: Provider, job_id: str, *, interval: float, as_json: bool,
     try:
         with Live(progress, console=err, refresh_per_second=4, transient=False):
             for update in remote_flow.watch(provider, job_id, interval=interval):
+                if update.job is not None and (last is None or last.status != update.job.status):
+                    err.print(f"  status: {update.job.status}", markup=False)
                 for event in update.events:
                     err.print(f"  [{event.level}] {event.message}", markup=False)
                 progress.apply(update)

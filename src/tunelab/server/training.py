@@ -129,8 +129,10 @@ def local_models() -> list[dict[str, Any]]:
     models = [{"id": DEFAULT_MODEL, "object": "model", "created": 0, "owned_by": "tunelab"}]
     registry = open_registry()
     try:
-        tuned = [job for job in registry.list_jobs(provider="local", limit=1000)
-                 if job.status == "succeeded" and job.fine_tuned_model]
+        # Any job with a run folder trained here (a client sharing this TUNELAB_HOME may
+        # have recorded it under its own provider name first).
+        tuned = [job for job in registry.list_jobs(limit=1000)
+                 if job.status == "succeeded" and job.fine_tuned_model and job.run_dir]
     finally:
         registry.close()
     models += [{"id": job.fine_tuned_model, "object": "model", "created": int(job.created_at),
