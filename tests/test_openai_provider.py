@@ -217,3 +217,15 @@ def test_watch_tolerates_unknown_statuses_and_shows_the_failure(
     assert "[invalid_training_file] line 3 has no assistant turn" in err
     assert "tunelab data check" in err
     assert open_registry().get_job("ftjob-elsewhere").status == "failed"
+
+
+def test_csv_and_json_are_sent_as_jsonl(server: int, tmp_path: Path) -> None:
+    provider = get_provider("openai", base_url=f"http://127.0.0.1:{server}/v1")
+    source = tmp_path / "qa.csv"
+    source.write_text("question,answer\n" + "".join(f"Q{n}?,A{n}.\n" for n in range(10)),
+                      encoding="utf-8")
+    ref = provider.upload(source)
+    sent = direct(server).files.content(ref.id).text.splitlines()
+    assert len(sent) == 10 and ref.filename.endswith(".jsonl")
+    assert json.loads(sent[0])["messages"][-1] == {"role": "assistant", "content": "A0."}
+    assert provider.upload(source).reused

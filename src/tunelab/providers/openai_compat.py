@@ -20,6 +20,7 @@ job by the client token in its metadata) before sending again.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 import uuid
@@ -30,6 +31,7 @@ from typing import Any, TypeVar
 import openai
 
 from tunelab.errors import AuthError, NotFoundError, ProviderError, TunelabError, UsageError
+from tunelab.home import cache_dir
 from tunelab.providers.base import FileRef, Job, JobSpec, ProviderEvent, Reply
 from tunelab.providers.profiles import Profile, resolve_key
 from tunelab.registry import open_registry
@@ -136,6 +138,24 @@ def hyperparameters(spec: JobSpec) -> dict[str, Any]:
     return {name: value for name, value in values.items() if value is not None}
 
 
+def as_jsonl(path: Path) -> Path:
+    """`path` itself if it is JSONL; else a JSONL copy (fine-tuning APIs take only JSONL),
+    kept in the cache under a name derived from the source's hash so reruns reuse it."""
+    if path.suffix.lower() == ".jsonl":
+        return path
+    from tunelab.data.reader import load_examples
+
+    target = cache_dir() / "uploads" / f"{path.stem}.{file_sha256(path)[:16]}.jsonl"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".part")
+        with partial.open("w", encoding="utf-8") as out:
+            for example in load_examples(path):
+                out.write(json.dumps(example, ensure_ascii=False) + "\n")
+        partial.replace(target)
+    return target
+
+
 def job_request_body(spec: JobSpec, token: str) -> dict[str, Any]:
     """The JSON body of POST /fine_tuning/jobs, hyperparameters under method.supervised."""
     metadata = {**spec.metadata, TOKEN_KEY: token}
@@ -210,6 +230,7 @@ class OpenAICompatProvider:
     # files ------------------------------------------------------------------------------
     def upload(self, path: Path) -> FileRef:
         """Upload for fine-tuning, unless this endpoint already holds the same bytes."""
+        path = as_jsonl(path)
         sha = file_sha256(path)
         size = path.stat().st_size
         reused = self._reuse_upload(sha)
