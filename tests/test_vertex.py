@@ -1,8 +1,8 @@
 """Vertex AI tuning through the real google-genai SDK and google-cloud-storage.
 
 Vertex is the loopback double in vertex_double.py; Cloud Storage is gcp-storage-emulator,
-started and stopped here. Credentials go through the real google.auth.default: a service
-account file whose token_uri is the double, so no request ever leaves the machine.
+started and stopped here. Credentials go through the real google.auth.default, reading an
+ADC file whose token is still valid, so no request ever leaves the machine.
 """
 
 from __future__ import annotations
@@ -28,16 +28,6 @@ PROJECT, BUCKET, LOCATION = "tunelab-test", "natasha-bucket", "us-central1"
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
 
 
-@pytest.fixture(scope="module")
-def private_key_pem() -> str:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
-
-
 @pytest.fixture
 def double():
     with VertexDouble() as running:
@@ -45,14 +35,14 @@ def double():
 
 
 @pytest.fixture
-def adc(double, private_key_pem, tmp_path, monkeypatch) -> Path:
-    """Application Default Credentials that the double's token URL honours."""
+def adc(tmp_path, monkeypatch) -> Path:
+    """Application Default Credentials holding a token valid for years: google.auth.default
+    reads them for real, and nothing ever needs to reach Google to refresh them."""
     path = tmp_path / "adc.json"
     path.write_text(json.dumps({
-        "type": "service_account", "project_id": "adc-project", "private_key_id": "k1",
-        "private_key": private_key_pem, "client_id": "1",
-        "client_email": "tuner@adc-project.iam.gserviceaccount.com",
-        "token_uri": double.url + "token"}))
+        "type": "authorized_user", "client_id": "tunelab-test", "client_secret": "unused",
+        "refresh_token": "unused", "token": "double-access-token",
+        "expiry": "2099-01-01T00:00:00Z", "quota_project_id": "adc-project"}))
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))  # no user gcloud config
     for name in ("GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION", "GOOGLE_API_KEY",
@@ -281,14 +271,15 @@ def test_missing_project_and_bucket_name_their_flags(double, adc, gcs):
         vertex.describe_request(TRAIN, spec(str(TRAIN)), options)
 
 
-def test_project_falls_back_to_the_environment_then_adc(double, adc, monkeypatch):
+def test_project_falls_back_to_google_cloud_project(double, adc, monkeypatch, caplog):
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "from-env")
     vertex.create(base_url=double.url).list_jobs()
+    [path] = [s.path for s in double.sent if "tuningJobs" in s.path]
+    assert path.startswith("/v1beta1/projects/from-env/")
     monkeypatch.delenv("GOOGLE_CLOUD_PROJECT")
-    vertex.create(base_url=double.url).list_jobs()
-    paths = [s.path for s in double.sent if "tuningJobs" in s.path]
-    assert paths[0].startswith("/v1beta1/projects/from-env/")
-    assert paths[1].startswith("/v1beta1/projects/adc-project/")
+    with pytest.raises(UsageError, match="--project-id"):
+        vertex.create(base_url=double.url).list_jobs()
+    assert not caplog.records  # google.auth's "no project ID" warning stays quiet
 
 
 def test_a_missing_bucket_or_job_is_not_found(double, adc, gcs):
@@ -403,7 +394,7 @@ def test_train_dry_run_prints_object_first_example_and_body_and_sends_nothing(
     assert "tunedModelDisplayName" in printed.out and "nothing was uploaded" in printed.err
 
 
-def test_jobs_commands_follow_a_vertex_job(double, adc, gcs, capsys):
+def test_jobs_commands_follow_a_vertex_job(double, adc, gcs, capsys, monkeypatch):
     from tunelab.cli import main
 
     double.lifecycle = [RUNNING]
@@ -424,7 +415,8 @@ def test_jobs_commands_follow_a_vertex_job(double, adc, gcs, capsys):
     assert main(["jobs", "watch", finished, "--json"]) == 0
     watched = json.loads(capsys.readouterr().out)
     assert watched["status"] == "succeeded" and len(watched["samples"]) == 5
-    assert main(["jobs", "list", "--provider", "vertex", "--json"]) == 0
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", PROJECT)  # jobs list has no --project-id
+    assert main(["jobs", "list", "--provider", "vertex", "--base-url", double.url, "--json"]) == 0
     listed = {job["id"]: job["status"] for job in json.loads(capsys.readouterr().out)["jobs"]}
     assert listed == {running: "cancelled", finished: "succeeded"}
 

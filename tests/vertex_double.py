@@ -1,9 +1,9 @@
-"""A loopback stand-in for Vertex AI's tuningJobs and generateContent, and Google's token URL.
+"""A loopback stand-in for Vertex AI's tuningJobs and generateContent.
 
 It only records what it was sent and answers with the documented REST shapes
-(aiplatform v1beta1 TuningJob, GenerateContentResponse, google.rpc.Status errors, an
-OAuth2 token response). A tuning job moves on only when a test queues its next state with
-`advance`, as the real service would between two polls. No tunelab code is imported here.
+(aiplatform v1beta1 TuningJob, GenerateContentResponse, google.rpc.Status errors). A
+tuning job moves on only when a test queues its next state with `advance` (or
+`lifecycle`), as the real service would between two polls. No tunelab code is imported here.
 """
 
 from __future__ import annotations
@@ -74,9 +74,6 @@ class VertexDouble:
     def answer(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         path = path.split("?", 1)[0]
         with self._lock:
-            if method == "POST" and path == "/token":
-                return 200, {"access_token": "double-access-token", "token_type": "Bearer",
-                             "expires_in": 3600}
             if method == "POST" and (match := _JOBS.match(path)):
                 return 200, self._create(match[1], body)
             if method == "GET" and (match := _JOBS.match(path)):

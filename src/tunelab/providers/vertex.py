@@ -20,6 +20,7 @@ Messages carry the API's code and first line of its message, never a token.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import time
@@ -227,7 +228,8 @@ class VertexProvider:
             from google.auth.exceptions import DefaultCredentialsError
 
             try:
-                self._credentials, self._adc_project = google.auth.default(scopes=SCOPES)
+                with _quiet("google.auth._default"):  # "no project ID": --project-id may say
+                    self._credentials, self._adc_project = google.auth.default(scopes=SCOPES)
             except DefaultCredentialsError:
                 raise AuthError("no Google Application Default Credentials found",
                                 fix=ADC_FIX) from None
@@ -402,6 +404,18 @@ class VertexProvider:
             raise UsageError(f"job {model} has no tuned endpoint yet ({job.native_status})",
                              fix=f"wait for it: `tunelab jobs watch {model}`")
         return job.fine_tuned_model
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Silence a library logger's warnings for a moment (Python would print them bare)."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _job_name(job_id: str) -> str:
