@@ -6,18 +6,21 @@ the answer (the ambiguous failure: the server acted, the client never hears). It
 connection after one response, so a kept-alive connection cannot carry a request past it.
 
 `serve_in_thread`: run an ASGI app under uvicorn on a free loopback port.
+`dialogues`: a tiny valid training file for the provider and server tests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import socket
 import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 FAULTS = ("ok", "429", "500", "reset", "drop_answer")
 
@@ -167,3 +170,14 @@ def serve_in_thread(app: object) -> Iterator[int]:
         server.should_exit = True
         thread.join(180)  # the worker stops its job at a checkpoint first
         sock.close()
+
+
+def dialogues(path: Path, count: int = 12) -> Path:
+    """`count` short coaching dialogues as OpenAI chat JSONL, one per line."""
+    lines = [json.dumps({"messages": [
+        {"role": "system", "content": "You are Natasha, a warm and provocative coach."},
+        {"role": "user", "content": f"How do I start project number {number}?"},
+        {"role": "assistant", "content": f"Begin with one small step on project {number}."}]})
+        for number in range(count)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -9,20 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from faultproxy import serve_in_thread
+from faultproxy import dialogues, serve_in_thread
 from tunelab.cli import main
 from tunelab.server import ServeSettings, create_app
 
 KEY = "sk-canary-cli-4242424242"
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
-
-def dialogues(path: Path, count: int = 12) -> Path:
-    lines = [json.dumps({"messages": [
-        {"role": "user", "content": f"Question {number}?"},
-        {"role": "assistant", "content": f"Answer {number}."}]}) for number in range(count)]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 @pytest.fixture

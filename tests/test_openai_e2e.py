@@ -18,22 +18,13 @@ import httpx
 import openai
 import pytest
 
-from faultproxy import FaultPlan, FaultProxy, free_socket
+from faultproxy import FaultPlan, FaultProxy, dialogues, free_socket
 from tunelab.cli import main
 from tunelab.registry import open_registry
 
 CANARY = "sk-canary-e2e-5f1c0ffee9d2b7a4"
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
-
-def dialogues(path: Path, count: int = 12) -> Path:
-    lines = [json.dumps({"messages": [
-        {"role": "system", "content": "You are Natasha, a warm and provocative coach."},
-        {"role": "user", "content": f"How do I start project number {number}?"},
-        {"role": "assistant", "content": f"Begin with one small step on project {number}."}]},
-        ensure_ascii=False) for number in range(count)]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 @pytest.fixture

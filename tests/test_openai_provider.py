@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from faultproxy import FaultPlan, FaultProxy, serve_in_thread
+from faultproxy import FaultPlan, FaultProxy, dialogues, serve_in_thread
 from tunelab.cli import cloud_cmd
 from tunelab.errors import AuthError, ProviderError, UsageError
 from tunelab.providers import get_provider, remote_flow
@@ -24,13 +24,6 @@ from tunelab.server import ServeSettings, create_app
 KEY = "sk-canary-provider-0123456789"
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
-
-def dialogues(path: Path, count: int = 12) -> Path:
-    lines = [json.dumps({"messages": [
-        {"role": "user", "content": f"Question {number}?"},
-        {"role": "assistant", "content": f"Answer {number}."}]}) for number in range(count)]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 @pytest.fixture

@@ -6,14 +6,13 @@ queued (training is covered by test_openai_e2e.py).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from faultproxy import serve_in_thread
+from faultproxy import dialogues, serve_in_thread
 from tunelab.cli import main
 from tunelab.server import ServeSettings, create_app
 from tunelab.server.settings import check_bind
@@ -21,15 +20,6 @@ from tunelab.server.settings import check_bind
 KEY = "test-server-key-7f3a"
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
-
-def dialogues(path: Path, count: int = 12) -> Path:
-    lines = [json.dumps({"messages": [
-        {"role": "system", "content": "You are Natasha, a warm coach."},
-        {"role": "user", "content": f"Question number {number}?"},
-        {"role": "assistant", "content": f"Answer number {number}, with care."}]})
-        for number in range(count)]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 @pytest.fixture

@@ -4,14 +4,13 @@ server stops and resumes from it when the server starts again."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import openai
 import pytest
 
-from faultproxy import serve_in_thread
+from faultproxy import dialogues, serve_in_thread
 from tunelab.registry import open_registry
 from tunelab.server import ServeSettings, create_app
 
@@ -19,14 +18,6 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SETTINGS = ServeSettings(max_steps=4, max_length=64)
 
-
-def dialogues(path: Path, count: int = 12) -> Path:
-    lines = [json.dumps({"messages": [
-        {"role": "user", "content": f"Tell me about step {number}."},
-        {"role": "assistant", "content": f"Step {number} is a small, brave move."}]})
-        for number in range(count)]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 def wait_for(predicate, timeout: float = 900.0) -> None:
