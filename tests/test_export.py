@@ -43,15 +43,20 @@ TINY_CHATS = [
 ]
 
 
+def write_tiny_chats(path: Path) -> Path:
+    """Short chats (about 40 tokens with the template), so tests can train at --max-length 64."""
+    path.write_text("".join(json.dumps({"messages": [
+        {"role": "user", "content": q}, {"role": "assistant", "content": a}]},
+        ensure_ascii=False) + "\n" for q, a in TINY_CHATS), encoding="utf-8")
+    return path
+
+
 @pytest.fixture(scope="module")
 def trained_job(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> JobRecord:
     """A real tiny `tunelab train` run on the embedded model, with a rate high enough that
     a few steps change its greedy answers (otherwise merged == adapter proves nothing)."""
     folder = tmp_path_factory.mktemp("trained")
-    data = folder / "tiny.jsonl"
-    data.write_text("".join(json.dumps({"messages": [
-        {"role": "user", "content": q}, {"role": "assistant", "content": a}]},
-        ensure_ascii=False) + "\n" for q, a in TINY_CHATS), encoding="utf-8")
+    data = write_tiny_chats(folder / "tiny.jsonl")
     config = folder / "run.yaml"
     config.write_text("max_samples: 0\n", encoding="utf-8")
     with pytest.MonkeyPatch.context() as patch, redirect_stdout(io.StringIO()) as out:

@@ -83,6 +83,9 @@ def train(
     interval: float | None = typer.Option(None, "--interval", help="Cloud: poll seconds."),
     prompts: Path | None = typer.Option(None, "--prompts", help="Prompts answered after "
                                         "training (default examples/natasha_prompts.txt)."),
+    nproc: int = typer.Option(1, "--nproc", help="Train in N processes under accelerate "
+                              "launch: one per GPU (DDP), or CPU processes over gloo. "
+                              "--batch-size is per process."),
 ) -> None:
     """Fine-tune a model on FILE: locally (default) or on a cloud provider.
 
@@ -102,7 +105,7 @@ def train(
         flags[key] = str(flags[key]) if flags[key] is not None else None
     flags["preset"] = preset
     if resume:
-        raise typer.Exit(_resume(resume, flags, file, config, json_out))
+        raise typer.Exit(_resume(resume, flags, file, config, json_out, nproc))
     if file is None:
         raise UsageError("FILE is missing", fix="tunelab train FILE (or --resume JOB)")
     from tunelab.config import resolve_config
@@ -118,6 +121,10 @@ def train(
     if dry_run:
         _dry_run(resolved, json_out)
         return
+    if nproc != 1:
+        from tunelab.local import launch
+
+        raise typer.Exit(launch.relaunch_train(nproc, resolved, json_out=json_out))
     from tunelab.local import api
 
     raise typer.Exit(_follow(lambda on_event, stop: api.train(resolved, on_event=on_event,
@@ -125,7 +132,7 @@ def train(
 
 
 def _resume(job_id: str, flags: dict[str, Any], file: Path | None, config: Path | None,
-            json_out: bool) -> int:
+            json_out: bool, nproc: int = 1) -> int:
     from tunelab.config import load_config_file
     from tunelab.local import api
 
@@ -134,6 +141,10 @@ def _resume(job_id: str, flags: dict[str, Any], file: Path | None, config: Path 
         overrides = {**load_config_file(config), **overrides}
     if file is not None:
         overrides["train_file"] = str(file)
+    if nproc != 1:
+        from tunelab.local import launch
+
+        return launch.relaunch_resume(nproc, job_id, overrides, json_out=json_out)
     return _follow(lambda on_event, stop: api.resume(job_id, overrides, on_event=on_event,
                                                      stop=stop), json_out)
 

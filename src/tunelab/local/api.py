@@ -22,7 +22,7 @@ from typing import Any
 from tunelab import home
 from tunelab.config import TrainConfig, resolve_config
 from tunelab.errors import NotFoundError, TunelabError, UsageError
-from tunelab.local import checkpoints, prepare, samples, trainer
+from tunelab.local import checkpoints, launch, prepare, samples, trainer
 from tunelab.local.recorder import EventHandler, RunRecorder
 from tunelab.local.state import TrainState
 from tunelab.registry import JobRecord, Registry, open_registry
@@ -40,6 +40,8 @@ def train(config: TrainConfig, *, job_id: str | None = None,
     """Train `config` as a new local job (or the given pre-created one) and return its result."""
     prepare.check_config(config)
     examples = prepare.read_examples(config)  # bad data fails here, before a job exists
+    if not launch.is_main_rank():  # under accelerate launch: rank 0 alone keeps the books
+        return launch.follow(config, stop=stop)
     job_id = job_id or new_job_id()
     run_dir = _fresh_run_dir(config, job_id)
     registry = open_registry()
@@ -61,9 +63,11 @@ def resume(job_id: str, overrides: dict[str, Any] | None = None, *,
     if latest is None:
         raise NotFoundError(f"job {job_id} has no checkpoint to resume from",
                             fix="start it again with `tunelab train`")
-    _refuse_if_alive(run_dir, job_id)
     config = resolve_config(base=job.config, flags=dict(overrides or {}))
     prepare.check_config(config)
+    if not launch.is_main_rank():  # under accelerate launch: rank 0 alone keeps the books
+        return launch.follow(config, latest, stop)
+    _refuse_if_alive(run_dir, job_id)
     examples = prepare.read_examples(config)
     registry.update_job(job_id, status="queued", config=config.model_dump(mode="json"),
                         error=None, finished_at=None)

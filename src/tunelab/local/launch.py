@@ -138,16 +138,21 @@ def follow(config: Any, resume_from: Path | None = None,
                             base_ref=prepare.base_model_ref(config.model),
                             resume_from=resume_from)
     state = trainer.restore_position(resume_from) if resume_from else TrainState()
-    _silence_stdout()
+    _silence(sys.stdout)
     with tempfile.TemporaryDirectory(prefix="tunelab-rank-") as scratch:
         status = trainer.train(session, state, trainer.Hooks(), Path(scratch), stop)
-    return {"rank": rank(), "status": status}
+    _silence(sys.stderr)  # the loop is done: whatever the CLI says now, rank 0 says it too
+    return {"id": None, "status": status, "provider": "local", "run_dir": None, "metrics": {},
+            "rank": rank()}
 
 
-def _silence_stdout() -> None:
-    """Rank 0 alone prints the result (one JSON object for --json); the others print nothing.
-    stderr stays open, so an error on any rank is still seen."""
-    devnull = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - lives as long as we do
-    sys.stdout.flush()
-    os.dup2(devnull.fileno(), sys.stdout.fileno())
-    sys.stdout = devnull
+def _silence(stream: Any) -> None:
+    """Send `stream` (stdout or stderr) of this process to /dev/null.
+
+    Rank 0 alone prints the result (one JSON object for --json). The other ranks' stdout is
+    silenced before training, their stderr only after it, so an error on any rank is seen.
+    """
+    stream.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, stream.fileno())
+    os.close(devnull)

@@ -155,7 +155,8 @@ def train(session: Session, state: TrainState, hooks: Hooks, run_dir: Path,
             began = time.perf_counter()
             window_loss = train_step(session, batch)
             state.train_seconds += time.perf_counter() - began
-            state.tokens += int(batch["attention_mask"].sum())
+            # Every process's tokens, so tokens/s is the whole run's under DDP too.
+            state.tokens += int(session.accelerator.reduce(batch["attention_mask"].sum(), "sum"))
             state.batches_done += session.accelerator.num_processes
             if window_loss is None:
                 continue  # still accumulating gradients
