@@ -228,7 +228,10 @@ class VertexProvider:
             from google.auth.exceptions import DefaultCredentialsError
 
             try:
-                with _quiet("google.auth._default"):  # "no project ID": --project-id may say
+                # Its "no project ID" and "end user credentials" notices are not errors here:
+                # --project-id may name the project, and gcloud's login is what we advise.
+                with _quiet("google.auth._default"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
                     self._credentials, self._adc_project = google.auth.default(scopes=SCOPES)
             except DefaultCredentialsError:
                 raise AuthError("no Google Application Default Credentials found",
@@ -270,7 +273,8 @@ class VertexProvider:
         except genai.APIError as error:
             raise _wrap(error.code, error.status, error.message, what) from None
         except gcs.GoogleAPICallError as error:
-            raise _wrap(error.code, None, error.message, what) from None
+            raise _wrap(error.code, None, error.message, what, service="Cloud Storage") \
+                from None
         except auth.RefreshError as error:
             raise AuthError(f"Google refused the credentials: {_first_line(error)}",
                             fix=ADC_FIX) from None
@@ -426,8 +430,9 @@ def _job_name(job_id: str) -> str:
     return job_id
 
 
-def _wrap(code: int | None, status: str | None, message: str | None, what: str) -> Exception:
-    text = f"Vertex AI ({what}): {_first_line(message or status or 'no message')}"
+def _wrap(code: int | None, status: str | None, message: str | None, what: str, *,
+          service: str = "Vertex AI") -> Exception:
+    text = f"{service} ({what}): {_first_line(message or status or 'no message')}"
     label = str(status or code) if (status or code) else None
     if code in (401, 403):
         return AuthError(text, code=label, fix="check the account's Vertex AI and Storage "
