@@ -251,6 +251,13 @@ def test_chat_calls_generate_content_on_the_tuned_endpoint(provider, double):
     assert body["generationConfig"] == {"temperature": 0.0, "maxOutputTokens": 64}
 
 
+def test_chat_with_a_base_gemini_model_uses_the_publisher_path(provider, double):
+    reply = provider.chat("gemini-2.5-flash", [{"role": "user", "content": "Привет"}])
+    assert reply.text == double.reply_text
+    assert double.bodies("POST", f"{PARENT}/publishers/google/models/gemini-2.5-flash"
+                                 ":generateContent")
+
+
 def test_missing_application_default_credentials_is_one_line_naming_the_fix(
         double, adc, monkeypatch, tmp_path):
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
