@@ -238,16 +238,18 @@ def _show_answers(comparison: Any) -> None:
 
 
 def _show_metrics(comparison: Any) -> None:
+    """One row per metric, one column per model: model names are long, metrics are not."""
     from tunelab.evaluate.report import JUDGE_COLUMNS, METRIC_COLUMNS, fmt
 
     columns = METRIC_COLUMNS + (JUDGE_COLUMNS if comparison.judge else ())
     table = Table(title=f"{len(comparison.items)} examples from {comparison.eval_file}",
                   title_justify="left")
-    table.add_column("model", overflow="fold")
-    for _, _, short, _ in columns:
-        table.add_column(short, justify="right")
+    table.add_column("metric", no_wrap=True)
+    values = []
     for result in comparison.results:
-        values = {**result.metrics, **(result.judge or {})}
-        table.add_row(result.spec.label, *(fmt(values.get(key), pattern)
-                                           for key, _, _, pattern in columns))
+        table.add_column(result.spec.label, justify="right", overflow="fold")
+        values.append({**result.metrics, **(result.judge or {})})
+    for key, title, pattern in columns:
+        if any(value.get(key) is not None for value in values):
+            table.add_row(title, *(fmt(value.get(key), pattern) for value in values))
     console.print(table)

@@ -13,19 +13,19 @@ from pathlib import Path
 from tunelab.evaluate.compare import Comparison
 from tunelab.evaluate.plots import job_loss_series, loss_curve_png
 
-# key, heading in the report, heading in an 80-column terminal, format
+# key, heading, format: the report's table and the terminal's
 METRIC_COLUMNS = (
-    ("chrf", "chrF", "chrF", "{:.1f}"),
-    ("rouge_l", "ROUGE-L", "ROUGE-L", "{:.3f}"),
-    ("length_ratio", "length / ref", "len/ref", "{:.2f}"),
-    ("latency_p50_s", "latency p50 (s)", "p50 s", "{:.2f}"),
-    ("latency_p95_s", "latency p95 (s)", "p95 s", "{:.2f}"),
-    ("cost_per_1k_requests", "$ / 1k requests", "$/1k req", "{:.4f}"),
-    ("loss", "held-out loss", "loss", "{:.4f}"),
-    ("perplexity", "perplexity", "ppl", "{:.2f}"),
+    ("chrf", "chrF", "{:.1f}"),
+    ("rouge_l", "ROUGE-L", "{:.3f}"),
+    ("length_ratio", "length / ref", "{:.2f}"),
+    ("latency_p50_s", "latency p50 (s)", "{:.2f}"),
+    ("latency_p95_s", "latency p95 (s)", "{:.2f}"),
+    ("cost_per_1k_requests", "$ / 1k requests", "{:.4f}"),
+    ("loss", "held-out loss", "{:.4f}"),
+    ("perplexity", "perplexity", "{:.2f}"),
 )
-JUDGE_COLUMNS = (("persona", "judge: persona", "persona", "{:.1f}"),
-                 ("helpfulness", "judge: helpfulness", "helpful", "{:.1f}"))
+JUDGE_COLUMNS = (("persona", "judge: persona", "{:.1f}"),
+                 ("helpfulness", "judge: helpfulness", "{:.1f}"))
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
@@ -70,12 +70,12 @@ def _summary(comparison: Comparison) -> str:
 
 def _metrics_table(comparison: Comparison) -> str:
     columns = METRIC_COLUMNS + (JUDGE_COLUMNS if comparison.judge else ())
-    head = "".join(f"<th>{escape(title)}</th>" for _, title, _, _ in columns)
+    head = "".join(f"<th>{escape(title)}</th>" for _, title, _ in columns)
     rows = []
     for result in comparison.results:
         values = {**result.metrics, **(result.judge or {})}
         cells = "".join(f"<td class='num'>{fmt(values.get(key), pattern)}</td>"
-                        for key, _, _, pattern in columns)
+                        for key, _, pattern in columns)
         rows.append(f"<tr><th>{escape(result.spec.label)}<div class='muted'>"
                     f"{escape(result.spec.provider)}: {escape(result.spec.model)}</div></th>"
                     f"{cells}</tr>")
