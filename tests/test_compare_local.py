@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import sqlite3
 from pathlib import Path
@@ -38,22 +40,25 @@ def _write(path: Path, pairs: list[tuple[str, str]]) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, shared_cache):
-    """A real 3-step LoRA run on the embedded model, in its own TUNELAB_HOME (one torch
-    thread: the autouse fixture runs first)."""
-    from tunelab.config import TrainConfig
-    from tunelab.local.api import train
-
+    """A real 3-step LoRA run of `tunelab train` on the embedded model, in its own
+    TUNELAB_HOME (one torch thread: the autouse fixture runs first)."""
     root = tmp_path_factory.mktemp("trained")
     home = root / "home"
+    config = root / "tiny.json"  # what has no flag: no samples after training, no checkpoints
+    config.write_text(json.dumps({"max_samples": 0, "save_every": None}), encoding="utf-8")
+    argv = ["train", str(_write(root / "train.jsonl", TRAIN)), "--validation-file",
+            str(_write(root / "valid.jsonl", VALID)), "--config", str(config),
+            "--max-steps", "3", "--batch-size", "2", "--max-length", "96", "--lora-r", "4",
+            "--learning-rate", "5e-3", "--eval-every", "1", "--precision", "fp32",
+            "--seed", "0", "--json", "--yes"]
+    out = io.StringIO()
     with pytest.MonkeyPatch.context() as patch:  # module scope runs before conftest's env
         for name, value in {"TUNELAB_HOME": home, "TUNELAB_CACHE_DIR": shared_cache,
                             "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}.items():
             patch.setenv(name, str(value))
-        result = train(TrainConfig(
-            train_file=str(_write(root / "train.jsonl", TRAIN)),
-            validation_file=str(_write(root / "valid.jsonl", VALID)),
-            max_steps=3, batch_size=2, max_length=96, lora_r=4, learning_rate=5e-3,
-            eval_every=1, save_every=None, max_samples=0, precision="fp32", seed=0))
+        with contextlib.redirect_stdout(out):
+            assert main(argv) == 0
+    result = json.loads(out.getvalue())
     assert result["status"] == "succeeded"
     return home, result
 
