@@ -28,6 +28,7 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 PROVIDER_SETTINGS = ("project_id", "bucket", "location")  # vertex-only flags
 AUTO_TEST_PROMPTS = 5
+AUTO_TEST_MAX_TOKENS = 96  # as the local trainer's samples.json: enough to judge the style
 
 
 def _emit_json(payload: dict[str, Any]) -> None:
@@ -246,7 +247,8 @@ def _auto_test(provider: Provider, model: str, prompts: str | None) -> list[dict
     for number, messages in enumerate(conversations, 1):
         prompt = messages[-1]["content"]
         try:
-            answer = provider.chat(model, messages, max_tokens=200, temperature=0.7).text
+            answer = provider.chat(model, messages, max_tokens=AUTO_TEST_MAX_TOKENS,
+                                   temperature=0.7).text
         except TunelabError as error:
             answer = f"(no answer: {error.render()})"
         err.print(f"Test {number}: {prompt}\nResponse: {answer}\n", markup=False)

@@ -38,7 +38,7 @@ from tunelab.registry import open_registry
 
 TOKEN_KEY = "tunelab_token"  # metadata key that makes a job create idempotent
 _TRANSIENT_STATUS = {408, 409, 429}
-_MASKED_KEY = re.compile(r"\b(sk|key)-[A-Za-z0-9_\-*.]{4,}")
+_MASKED_KEY = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{4,}")
 T = TypeVar("T")
 
 

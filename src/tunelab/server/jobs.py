@@ -32,6 +32,7 @@ class JobStore:
         self.root = root or home.home() / "server" / "jobs"
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._event_counts: dict[str, int] = {}  # lines in each event log, counted once
 
     def _doc_path(self, job_id: str) -> Path:
         return self.root / f"{job_id}.json"
@@ -73,7 +74,10 @@ class JobStore:
                   type: str = "message", data: dict[str, Any] | None = None) -> None:
         with self._lock:
             path = self._log_path(job_id)
-            seq = sum(1 for _ in path.open(encoding="utf-8")) + 1 if path.exists() else 1
+            if job_id not in self._event_counts:
+                self._event_counts[job_id] = sum(1 for _ in path.open(encoding="utf-8")) \
+                    if path.exists() else 0
+            seq = self._event_counts[job_id] = self._event_counts[job_id] + 1
             event = {"object": "fine_tuning.job.event", "id": f"ftevent-{job_id[6:]}-{seq}",
                      "created_at": int(time.time()), "level": level, "message": message,
                      "type": type, "data": data or {}}
