@@ -23,6 +23,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/tunelab data check examples/natasha_train.jsonl
 	$(BIN)/tunelab data cost examples/natasha_train.jsonl
+	@echo "Did fine-tuning help? A quick local run, then its base and it on held-out data."
+	mkdir -p $(TUNELAB_HOME)
+	$(BIN)/tunelab train examples/natasha_train.jsonl --validation-file examples/natasha_val.jsonl \
+		--preset quick --yes --json > $(TUNELAB_HOME)/demo-train.json
+	$(BIN)/tunelab compare base $$($(BIN)/python -c "import json, sys; \
+		print(json.load(sys.stdin)['id'])" < $(TUNELAB_HOME)/demo-train.json) \
+		--limit 5 --max-new-tokens 64 --report $(TUNELAB_HOME)/demo-compare.html
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
