@@ -6,6 +6,7 @@ queued (training is covered by test_openai_e2e.py).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -173,3 +174,22 @@ def test_chat_with_the_base_model_plain_and_streamed(client: openai.OpenAI) -> N
     assert chunks[-1].usage.completion_tokens == answer.usage.completion_tokens
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="no-such-model", messages=messages)
+
+
+@pytest.mark.slow
+def test_a_failed_job_says_why_in_the_client_terms(tunelab_home: Path, tmp_path: Path) -> None:
+    settings = ServeSettings(api_key=KEY, max_length=16)  # too short for any answer
+    with serve_in_thread(create_app(settings)) as port:
+        client = openai.OpenAI(api_key=KEY, base_url=f"http://127.0.0.1:{port}/v1")
+        training = client.files.create(file=dialogues(tmp_path / "t.jsonl").open("rb"),
+                                       purpose="fine-tune")
+        job = client.fine_tuning.jobs.create(model=MODEL, training_file=training.id)
+        deadline = time.monotonic() + 600
+        while client.fine_tuning.jobs.retrieve(job.id).status not in ("failed", "succeeded"):
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        failed = client.fine_tuning.jobs.retrieve(job.id)
+        events = [event.message for event in client.fine_tuning.jobs.list_events(job.id)]
+    assert failed.status == "failed" and failed.error.code == "training_failed"
+    assert training.id in failed.error.message and "max-length" in failed.error.message
+    assert str(tunelab_home) not in failed.error.message + " ".join(events)

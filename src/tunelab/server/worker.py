@@ -38,6 +38,16 @@ def metric_event(payload: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     return f"Step {step}{total}: " + ", ".join(part for part in parts if part), data
 
 
+def public(text: str, doc: dict[str, Any]) -> str:
+    """`text` with the server's own file paths replaced by the file ids the client knows."""
+    for key, file_id in (("train_file", doc.get("training_file")),
+                         ("validation_file", doc.get("validation_file"))):
+        path = (doc.get("config") or {}).get(key)
+        if path and file_id:
+            text = text.replace(path, file_id)
+    return text
+
+
 class Worker:
     def __init__(self, store: JobStore) -> None:
         self.store = store
@@ -97,8 +107,8 @@ class Worker:
         try:
             result = self._train(doc, stop, resuming)
         except TunelabError as error:
-            result = {"status": "failed", "error": {"code": "training_failed",
-                                                    "message": error.render(), "param": None}}
+            result = {"status": "failed", "error": {"code": "training_failed", "param": None,
+                                                    "message": public(error.render(), doc)}}
         except Exception as error:  # a bug must fail the job, not kill the worker
             log.exception("job %s crashed", job_id)
             result = {"status": "failed", "error": {"code": "server_error", "param": None,
@@ -114,7 +124,7 @@ class Worker:
         from tunelab.local import api
 
         def on_event(payload: Any) -> None:
-            self._record(doc["id"], payload)
+            self._record(doc, payload)
 
         if resuming and _has_checkpoint(doc["id"]):
             return api.resume(doc["id"], {}, on_event=on_event, stop=stop)
@@ -123,13 +133,13 @@ class Worker:
         config = validate_config(doc["config"])
         return api.train(config, job_id=doc["id"], on_event=on_event, stop=stop)
 
-    def _record(self, job_id: str, payload: Any) -> None:
+    def _record(self, doc: dict[str, Any], payload: Any) -> None:
         payload = payload if isinstance(payload, dict) else {"message": str(payload)}
         metric = metric_event(payload)
         if metric is not None:
-            self.store.add_event(job_id, metric[0], type="metrics", data=metric[1])
+            self.store.add_event(doc["id"], metric[0], type="metrics", data=metric[1])
         elif payload.get("message"):
-            self.store.add_event(job_id, str(payload["message"]),
+            self.store.add_event(doc["id"], public(str(payload["message"]), doc),
                                  level=str(payload.get("level") or "info"))
 
     def _finish(self, job_id: str, result: dict[str, Any]) -> None:
