@@ -7,9 +7,11 @@ beside its reference, and the loss curves of the tuned jobs involved.
 from __future__ import annotations
 
 import base64
+import time
 from html import escape
 from pathlib import Path
 
+from tunelab import __version__
 from tunelab.evaluate.compare import Comparison
 from tunelab.evaluate.plots import job_loss_series, loss_curve_png
 
@@ -62,7 +64,9 @@ def write_report(comparison: Comparison, path: Path) -> Path:
 def _summary(comparison: Comparison) -> str:
     settings = ", ".join(f"{k}={v}" for k, v in comparison.settings.to_dict().items())
     judge = escape(comparison.judge.label) if comparison.judge else "none"
-    return (f"<p>Eval file: <code>{escape(comparison.eval_file)}</code>, "
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return (f"<p class='muted'>tunelab {__version__}, {stamp}</p>"
+            f"<p>Eval file: <code>{escape(comparison.eval_file)}</code>, "
             f"{len(comparison.items)} examples. Settings: <code>{escape(settings)}</code>. "
             f"Judge: {judge}. Answer cache: {comparison.cache_hits} hits, "
             f"{comparison.cache_misses} misses.</p>")
