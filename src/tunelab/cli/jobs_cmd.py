@@ -22,6 +22,7 @@ app = typer.Typer(help="List, inspect, compare, watch and cancel fine-tuning job
                   no_args_is_help=True)
 out = Console()
 LOCAL = "local"
+CLOUD_PROVIDER_HELP = "Cloud: the job's provider, for a job not in the registry yet."
 
 
 @app.command("list")
@@ -71,13 +72,16 @@ def show(job_id: str = typer.Argument(..., help="Job id."),
 
 @app.command("events")
 def events(job_id: str = typer.Argument(..., help="Job id."),
-           json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+           json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+           provider: str | None = typer.Option(None, "--provider", help=CLOUD_PROVIDER_HELP),
+           base_url: str | None = typer.Option(None, "--base-url", help="Cloud: API base URL.")
+           ) -> None:
     """A job's events, oldest first."""
-    job = open_registry().get_job(job_id)
-    if job.provider != LOCAL:
+    remote = _remote_target(job_id, provider, base_url)
+    if remote:
         from tunelab.cli.cloud_cmd import events_remote
 
-        raise typer.Exit(events_remote(job_id, provider=job.provider, base_url=job.endpoint,
+        raise typer.Exit(events_remote(job_id, provider=remote[0], base_url=remote[1],
                                        as_json=json_out))
     rows = open_registry().list_events(job_id)
     if json_out:
@@ -134,20 +138,18 @@ def compare_jobs(first: JobRecord, second: JobRecord, first_metrics: list[dict],
 def watch(job_id: str = typer.Argument(..., help="Job id."),
           interval: float = typer.Option(1.0, "--interval", help="Seconds between polls."),
           json_out: bool = typer.Option(False, "--json", help="Print the final job as JSON."),
-          provider: str | None = typer.Option(None, "--provider", help="Cloud: for a job "
-                                              "not in the registry yet (the seed's --monitor)."),
+          provider: str | None = typer.Option(None, "--provider", help=CLOUD_PROVIDER_HELP),
           base_url: str | None = typer.Option(None, "--base-url", help="Cloud: API base URL.")
           ) -> None:
     """Follow a job's events and metrics live until it ends."""
-    registry = open_registry()
-    job = registry.find_job(job_id) if provider else registry.get_job(job_id)
-    if job is None or job.provider != LOCAL:
+    remote = _remote_target(job_id, provider, base_url)
+    if remote:
         from tunelab.cli.cloud_cmd import watch_remote
 
-        raise typer.Exit(watch_remote(job_id, provider=provider or job.provider,
-                                      base_url=base_url or (job.endpoint if job else None),
+        raise typer.Exit(watch_remote(job_id, provider=remote[0], base_url=remote[1],
                                       interval=interval if interval > 1 else 60.0,
                                       as_json=json_out))
+    registry = open_registry()
     seen = 0
     while True:
         for event in registry.list_events(job_id, after=seen):
@@ -165,13 +167,16 @@ def watch(job_id: str = typer.Argument(..., help="Job id."),
 
 @app.command("cancel")
 def cancel(job_id: str = typer.Argument(..., help="Job id."),
-           json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+           json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+           provider: str | None = typer.Option(None, "--provider", help=CLOUD_PROVIDER_HELP),
+           base_url: str | None = typer.Option(None, "--base-url", help="Cloud: API base URL.")
+           ) -> None:
     """Cancel a job. A live local run checkpoints and stops after its current step."""
-    job = open_registry().get_job(job_id)
-    if job.provider != LOCAL:
+    remote = _remote_target(job_id, provider, base_url)
+    if remote:
         from tunelab.cli.cloud_cmd import cancel_remote
 
-        raise typer.Exit(cancel_remote(job_id, provider=job.provider, base_url=job.endpoint,
+        raise typer.Exit(cancel_remote(job_id, provider=remote[0], base_url=remote[1],
                                        as_json=json_out))
     from tunelab.local.api import request_cancel
 
@@ -183,6 +188,18 @@ def cancel(job_id: str = typer.Argument(..., help="Job id."),
                             "current step",
                "cancelled": f"{job_id} cancelled (no process was running it)",
                "finished": f"{job_id} had already finished"}[outcome])
+
+
+def _remote_target(job_id: str, provider: str | None,
+                   base_url: str | None) -> tuple[str, str | None] | None:
+    """(provider, base URL) when JOB lives on a cloud provider, None for a local job.
+    --provider reaches a job the registry has not seen (created elsewhere)."""
+    job = open_registry().find_job(job_id)
+    if job is None and not provider:
+        open_registry().get_job(job_id)  # raises NotFoundError naming the fix
+    if job is not None and job.provider == LOCAL:
+        return None
+    return (provider or job.provider, base_url or (job.endpoint if job else None))
 
 
 def _refreshed(job_id: str) -> JobRecord:
