@@ -21,7 +21,7 @@ from tunelab.registry import JobRecord, open_registry
 SYSTEM = "Ты Наташа, коуч."
 REFERENCES = {
     "Я потерялась.": "Потерялась? Значит, старая карта больше не ведёт. Нарисуй новую.",
-    "I feel stuck.": "Stuck is a door you keep pushing. Try pulling.",
+    "I feel stuck.": "Stuck is a door you keep [pushing]. Try pulling [/]",  # not rich markup
     "Мне скучно жить.": "Скука — это голод души. Чем ты её кормишь?",
 }
 BASE_ANSWER = "I don't know."
@@ -57,14 +57,20 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 (http.server's name)
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.requests.append(request)  # type: ignore[attr-defined]
-        body = json.dumps({
+        if request["messages"][-1]["content"] == "boom":
+            return self._send(400, {"error": {"message": "content refused", "type": "invalid",
+                                              "code": "content_filter"}})
+        self._send(200, {
             "id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()),
             "model": request["model"],
             "choices": [{"index": 0, "finish_reason": "stop",
                          "message": {"role": "assistant", "content": _answer(request)}}],
             "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150},
-        }).encode()
-        self.send_response(200)
+        })
+
+    def _send(self, status: int, payload: dict) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -205,13 +211,16 @@ def test_test_and_chat_one_shot_on_a_remote_tuned_model(remote, capsys, tmp_path
 def test_chat_repl_keeps_history_until_reset(remote, capsys, monkeypatch):
     import io
 
-    monkeypatch.setattr("sys.stdin", io.StringIO("Я потерялась.\nI feel stuck.\n/reset\n"
-                                                  "Мне скучно жить.\n/exit\n"))
+    monkeypatch.setattr("sys.stdin", io.StringIO("Я потерялась.\nboom\nI feel stuck.\n"
+                                                  "/reset\nМне скучно жить.\n/exit\n"))
     assert main(["chat", JOB]) == 0
     sent = [len(request["messages"]) for request in remote.requests]
-    assert sent == [2, 4, 2]  # system + the turns so far; /reset keeps only the system
-    assert remote.requests[2]["messages"][0]["content"] == SYSTEM
-    assert REFERENCES["Мне скучно жить."] in capsys.readouterr().out
+    # system + the turns so far; a refused turn is not kept; /reset keeps only the system
+    assert sent == [2, 4, 4, 2]
+    assert remote.requests[3]["messages"][0]["content"] == SYSTEM
+    captured = capsys.readouterr()
+    assert "content refused" in captured.err and "Traceback" not in captured.err
+    assert REFERENCES["I feel stuck."] in captured.out.replace("\n", "")
 
 
 def test_an_empty_eval_file_is_a_data_error(remote, capsys, tmp_path):
