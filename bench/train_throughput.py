@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO / "examples" / "natasha_train.jsonl"
 
 # Each tunelab variant switches levers off one at a time from the default, so each row
-# shows what one lever is worth. "env" entries go to the child's environment.
+# shows what one lever is worth. "env" entries go to the child's environment (None unsets).
 VARIANTS: dict[str, dict[str, Any]] = {
     "trl": {"engine": "trl"},
     "trl-no-ckpt": {"engine": "trl", "gradient_checkpointing": False},
@@ -47,9 +47,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
                       "full_logits": True},
     "tunelab-1-thread": {"engine": "tunelab", "threads": 1},
     "tunelab-omp-passive": {"engine": "tunelab", "env": {"OMP_WAIT_POLICY": "PASSIVE"}},
+    "tunelab-omp-default": {"engine": "tunelab", "env": {"OMP_WAIT_POLICY": None}},
 }
 TABLE = ["trl", "trl-no-ckpt", "tunelab-plain", "tunelab-fp32", "tunelab-no-grouping",
-         "tunelab-full-logits", "tunelab", "tunelab-omp-passive"]
+         "tunelab-full-logits", "tunelab", "tunelab-omp-passive", "tunelab-omp-default"]
 
 
 # parent: run each variant in its own process ---------------------------------------------
@@ -101,6 +102,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one variant in a fresh process; its result plus its own peak RSS."""
     env = {**os.environ, **spec.get("env", {})}
+    env = {key: value for key, value in env.items() if value is not None}
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
         out = Path(handle.name)
     spec = {**spec, "out": str(out)}
@@ -325,7 +327,8 @@ def describe(result: dict[str, Any]) -> str:
 def print_table(results: list[dict[str, Any]], data: Path) -> None:
     ok = [result for result in results if not result["exit_code"]]
     reference = next((result for result in ok if result["name"] == "trl"), None)
-    print(f"data: {data}  cpu cores: {os.cpu_count()}")
+    print(f"data: {data}  cpu cores: {os.cpu_count()}  "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
     header = (f"{'run':22} {'tok/s':>8} {'x trl':>6} {'train s':>8} {'steps':>5} "
               f"{'final loss':>10} {'eval loss':>9} {'vs trl':>7} {'peak MB':>8} {'vs trl':>7} "
               f"{'threads':>7}  load before -> after")

@@ -20,8 +20,9 @@ def export(
 ) -> None:
     """Export a local job's model: its adapter folder, or with --merge a merged HF model.
 
-    The merged model keeps the tokenizer and chat template and answers greedily exactly
-    as the adapter on its base does. Cloud jobs can't be exported.
+    A merged model keeps the tokenizer and chat template, and answers like the adapter.
+
+    Cloud jobs can't be exported: their weights stay with the provider.
     """
     from tunelab.local.export import export_job
 
