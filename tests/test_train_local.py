@@ -95,13 +95,19 @@ def test_tiny_run_trains_checkpoints_and_registers(reference: dict) -> None:
     assert [line["step"] for line in vals] == [3, 6]
     assert job.metrics["best_val_loss"] == min(line["val_loss"] for line in vals)
     root = run_dir / "checkpoints"
-    assert checkpoints.read_pointer(root, "latest").name == f"step-{STEPS:06d}"
+    latest = checkpoints.read_pointer(root, "latest")
+    assert latest.name == "epoch-001"  # 12 examples / (1 x 2 accumulated) = 6 steps: 1 epoch
+    assert json.loads((latest / "state.json").read_text())["step"] == STEPS
     assert checkpoints.read_pointer(root, "best") is not None
     for name in ("adapter/adapter_model.safetensors", "optimizer.pt", "scheduler.pt",
                  "rng.pt", "state.json", "hparams.json"):
         assert (checkpoints.read_pointer(root, "latest") / name).is_file(), name
     rows = {row.name: row for row in registry.list_checkpoints(job.id)}
-    assert {"latest", "best", f"step-{STEPS:06d}"} <= set(rows)
+    # saves at steps 2 and 4 (save_every), 3 and 6 (new best val loss), then the epoch end;
+    # retention keeps the newest 3 step checkpoints
+    assert set(rows) == {"latest", "best", "step-000003", "step-000004", "step-000006",
+                         "epoch-001"}
+    assert not (root / "step-000002").exists()
     assert not list(root.glob(".tmp-*"))
     assert (run_dir / "adapter" / "adapter_config.json").is_file()
     assert json.loads((run_dir / "config.json").read_text())["max_steps"] == STEPS

@@ -29,11 +29,14 @@ def write_samples(config: TrainConfig, run_dir: Path, train_examples: list[dict]
         recorder.message("samples skipped: tunelab.local.inference is not available",
                          level="warning")
         return None
-    recorder.message(f"answering {path} ({config.max_samples} prompts at most)")
+    prompts = read_prompts(path, config.max_samples)
+    if not prompts:
+        return None
+    recorder.message(f"answering {len(prompts)} prompts from {path}")
     chat = load_chat_model(str(run_dir / ("model" if config.full else "adapter")))
     system = common_system_prompt(train_examples)
     answers = []
-    for prompt in read_prompts(path, config.max_samples):
+    for prompt in prompts:
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": prompt}]
         answers.append({"prompt": prompt, "answer": chat.generate(
