@@ -13,7 +13,9 @@ from pathlib import Path
 
 from tunelab import __version__
 from tunelab.evaluate.compare import Comparison
+from tunelab.evaluate.metrics import chrf
 from tunelab.evaluate.plots import job_loss_series, loss_curve_png
+from tunelab.evaluate.runner import Answer
 
 # key, heading, format: the report's table and the terminal's
 METRIC_COLUMNS = (
@@ -107,12 +109,20 @@ def _answers(comparison: Comparison) -> str:
     blocks = ["<h2>Answers</h2>"]
     for index, item in enumerate(comparison.items):
         head = "".join(f"<th>{escape(label)}</th>" for label in labels)
-        cells = "".join(f"<td>{escape(r.answers[index].text)}</td>" for r in comparison.results)
+        cells = "".join(_answer_cell(r.answers[index], item.reference)
+                        for r in comparison.results)
         blocks.append(f"<h3>{index + 1}. {escape(item.question)}</h3>"
                       f"<table class='answers'><tr><th>reference</th>{head}</tr>"
                       f"<tr><td>{escape(item.reference)}</td>{cells}</tr></table>")
         blocks.extend(_verdict_lines(comparison, index))
     return "\n".join(blocks)
+
+
+def _answer_cell(answer: Answer, reference: str) -> str:
+    """The answer, then how close it came and how long it took."""
+    note = (f"chrF {chrf(answer.text, reference):.1f}, {answer.latency_s:.2f} s"
+            + (", cached" if answer.cached else ""))
+    return f"<td>{escape(answer.text)}<div class='muted'>{note}</div></td>"
 
 
 def _verdict_lines(comparison: Comparison, index: int) -> list[str]:
