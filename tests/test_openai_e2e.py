@@ -1,7 +1,7 @@
 """End to end over real HTTP: `tunelab train --provider openai --base-url ...` against a
 `tunelab serve` subprocess training the embedded model, through a proxy that injects 429s,
-500s, resets and lost answers. One upload, one job, a finished watch, an auto-test, and the
-canary key nowhere on disk, in logs or in output.
+500s, resets and lost answers. One upload per file, one job, a finished watch with train and
+validation losses, an auto-test, and the canary key nowhere on disk, in logs or in output.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ def test_train_through_a_faulty_network_against_tunelab_serve(
     port, server_home, server_log = served
     monkeypatch.setenv("OPENAI_API_KEY", CANARY)
     train = dialogues(tmp_path / "train.jsonl")
+    valid = dialogues(tmp_path / "valid.jsonl", count=10)
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("How do I start?\n", encoding="utf-8")
     plan = FaultPlan(rate_429=0.1, rate_500=0.1, rate_reset=0.05, rate_drop_answer=0.1,
@@ -80,6 +81,7 @@ def test_train_through_a_faulty_network_against_tunelab_serve(
         code = main(["train", str(train), "--provider", "openai", "--base-url",
                      f"http://127.0.0.1:{proxy.port}/v1", "--model", MODEL, "--epochs", "1",
                      "--suffix", "e2e", "--yes", "--interval", "0.5", "--json",
+                     "--validation-file", str(valid),
                      "--prompts", str(prompts)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -91,14 +93,16 @@ def test_train_through_a_faulty_network_against_tunelab_serve(
     assert sum(plan.log[name] for name in ("429", "500", "reset", "drop_answer")) >= 4
 
     client = openai.OpenAI(api_key=CANARY, base_url=f"http://127.0.0.1:{port}/v1")
-    assert len(client.files.list().data) == 1
+    assert len(client.files.list().data) == 2  # training and validation, once each
     assert [job.id for job in client.fine_tuning.jobs.list()] == [result["id"]]
 
     registry = open_registry()
     record = registry.get_job(result["id"])
     assert record.provider == "openai" and record.status == "succeeded"
     assert record.fine_tuned_model == result["fine_tuned_model"]
-    assert [row["step"] for row in registry.list_metrics(result["id"])] == [1, 2, 3]
+    metrics = registry.list_metrics(result["id"])
+    assert [row["step"] for row in metrics] == [1, 2, 3]
+    assert all("train_loss" in row for row in metrics) and "valid_loss" in metrics[-1]
     registry.close()
 
     secret = CANARY.encode()

@@ -12,6 +12,8 @@ from tunelab.server.errors import ApiError
 from tunelab.server.files import FileStore
 from tunelab.server.settings import ServeSettings
 
+EVAL_EVERY = 10  # steps between validation losses when the job has a validation file
+
 
 def _requested_hyperparameters(body: Any) -> dict[str, Any]:
     method = body.method or {}
@@ -76,6 +78,10 @@ def build_config(body: Any, files: FileStore,
         "batch_size": _number(hyper, "batch_size"), "seed": body.seed,
         "learning_rate": default_lr * multiplier if multiplier is not None else None,
         "max_steps": settings.max_steps, "max_length": settings.max_length,
+        # With a validation file, report valid_loss every few steps as OpenAI does, not only
+        # at epoch ends (a capped job may never reach one).
+        "eval_every": min(EVAL_EVERY, settings.max_steps or EVAL_EVERY)
+        if body.validation_file else None,
         "max_samples": 0,  # clients test through /v1/chat/completions themselves
     }
     values = {key: value for key, value in values.items() if value is not None}
