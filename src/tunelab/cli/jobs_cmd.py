@@ -150,12 +150,17 @@ def watch(job_id: str = typer.Argument(..., help="Job id."),
                                       interval=interval if interval > 1 else 60.0,
                                       as_json=json_out))
     registry = open_registry()
-    seen = 0
+    seen, last_step = 0, 0
     while True:
         for event in registry.list_events(job_id, after=seen):
             seen = event.seq
             if not json_out:
                 print(f"{_when(event.created_at)} [{event.level}] {event.message}", flush=True)
+        for row in registry.list_metrics(job_id):
+            if row["step"] > last_step and "loss" in row and not json_out:
+                print(f"step {row['step']} loss {row['loss']:.4f} "
+                      f"{row.get('tokens_per_s', 0):.0f} tok/s", flush=True)
+            last_step = max(last_step, row["step"])
         job = registry.get_job(job_id)
         if job.is_terminal:
             break
