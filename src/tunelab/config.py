@@ -64,7 +64,7 @@ class TrainConfig(BaseModel):
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "purpose": "check the data pipeline and environment end to end",
-        "values": {"batch_size": 2, "epochs": 1, "learning_rate": 5e-4},
+        "values": {"batch_size": 2, "epochs": 1, "learning_rate": 1e-3},
         "measured": None,
     },
     "standard": {
@@ -86,10 +86,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 # Why the rates differ from the seed table (1e-4, 1e-4, 5e-5, 1e-5): those suit full
 # fine-tuning. A LoRA adapter starts at zero and trains few weights, so it needs a higher
-# rate; see PRESET_NOTE for what was measured.
+# rate. PRESET_NOTE says what was measured.
 PRESET_NOTE = (
-    "Learning rates are for LoRA (the default). The seed's 1e-4 was measured too low for a "
-    "LoRA adapter on the 135M model; with --full, divide them by about 10."
+    "Learning rates are for LoRA (the default). Measured on this CPU with 24 natasha "
+    "examples (max_length 192, batch 2, 6 steps): validation loss 3.90 at lr 1e-4, 3.84 at "
+    "5e-4, 3.66 at 2e-3, so the seed's 1e-4 barely moves a fresh adapter in a short run. "
+    "The longer presets step down (5e-4, 2e-4, 1e-4) to limit overfitting over many epochs; "
+    "that part is judgement, not measured. With --full use about 10x lower (e.g. 5e-5)."
 )
 
 # The flag that sets each key, for messages that name what the user typed.

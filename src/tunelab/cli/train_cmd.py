@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,8 @@ def _follow(run: Any, json_out: bool) -> int:
     """Run a local job with a live progress bar on stderr; print the result; exit code."""
     from tunelab.cli.train_view import TrainProgress
 
+    # peft calls a transformers API that warns about its own rename on every load: noise.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
     stop = threading.Event()
     with TrainProgress(console) as progress:
         result = run(progress.on_event, stop)
