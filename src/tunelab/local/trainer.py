@@ -72,8 +72,14 @@ def setup(config: TrainConfig, tokenizer: Any, train_set: EncodedSet,
           val_set: EncodedSet | None, *, base_ref: str,
           resume_from: Path | None = None) -> Session:
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
 
+    # accelerate keeps its state in a process-wide singleton that refuses a second run with
+    # another precision. One process trains many runs (the server's worker, `compare` after
+    # `train`, the tests), so each run starts from a clean slate; the distributed process
+    # group (PartialState) is left alone.
+    AcceleratorState._reset_state()
     accelerator = Accelerator(mixed_precision="bf16" if config.precision == "bf16" else "no",
                               gradient_accumulation_steps=config.grad_accum)
     set_seed(config.seed)
