@@ -3,6 +3,7 @@
     .venv/bin/python bench/train_throughput.py               # TRL, then tunelab (30 steps each)
     .venv/bin/python bench/train_throughput.py --steps 10    # shorter, noisier
     .venv/bin/python bench/train_throughput.py --table       # + one run per lever
+    .venv/bin/python bench/train_throughput.py --interleaved 5   # levers on one fixed batch
 
 Each run is its own subprocess, so its peak RSS (from os.wait4) is its own. Both count
 tokens the same way: the non-padding tokens of the batches they trained on, over the wall
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
         return run_worker(json.loads(args.worker))
+    if args.interleaved:
+        return interleaved_steps(args)
     data = args.data if args.data.is_file() else write_fallback_data(args.steps)
     model_dir = converted_model_dir()  # converted here once, outside any measured child
     names = TABLE if args.table else args.variants.split(",")
@@ -95,6 +98,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--eval-examples", type=int, default=16,
                         help="examples scored by the common eval loss after training")
     parser.add_argument("--json-out", type=Path, help="also write the results here")
+    parser.add_argument("--interleaved", type=int, default=0, metavar="ROUNDS",
+                        help="time one train step per lever on the same batch, round-robin "
+                             "in one process (noise hits every lever alike)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -278,6 +284,69 @@ def eval_loss(model_and_tokenizer: tuple[Any, Any], spec: dict[str, Any],
     model, tokenizer = model_and_tokenizer
     model.float()
     return ChatModel(spec["name"], model, tokenizer).mean_loss(examples[: spec["eval_examples"]])
+
+
+# interleaved: the levers on one fixed batch, in one process ------------------------------------
+def interleaved_steps(args: argparse.Namespace) -> int:
+    """Median seconds of one forward+backward+AdamW step per lever, on the same batch.
+
+    Load on a shared machine drifts over minutes; taking the levers in turn, round after
+    round, makes each round's drift hit all of them alike, so their ratios hold.
+    """
+    import statistics
+
+    import torch
+
+    from tunelab.local import trainer
+
+    levers = {"bf16 + gathered logits (default)": ("bf16", None),
+              "fp32 + gathered logits": ("fp32", None),
+              "bf16 + full logits": ("bf16", full_logits_loss_class()),
+              "fp32 + full logits (plain)": ("fp32", full_logits_loss_class())}
+    batch, tokens, model = fixed_batch(args)
+    loss_models = {name: (precision, (loss_class or trainer.AssistantLoss)(model))
+                   for name, (precision, loss_class) in levers.items()}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    times: dict[str, list[float]] = {name: [] for name in levers}
+    for _ in range(args.interleaved + 1):  # the first round warms up and is dropped
+        for name, (precision, loss_model) in loss_models.items():
+            began = time.perf_counter()
+            with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
+                loss = loss_model(**batch)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            times[name].append(time.perf_counter() - began)
+    print(f"one batch of {tokens} tokens ({batch['input_ids'].shape[0]} x "
+          f"{batch['input_ids'].shape[1]}), {args.interleaved} rounds, "
+          f"torch threads {torch.get_num_threads()}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, "
+          f"load {load_average()}")
+    plain = statistics.median(times["fp32 + full logits (plain)"][1:])
+    for name, values in times.items():
+        median = statistics.median(values[1:])
+        print(f"  {name:34} {median:6.2f} s/step  {tokens / median:7.1f} tok/s  "
+              f"{plain / median:4.2f}x plain")
+    return 0
+
+
+def fixed_batch(args: argparse.Namespace) -> tuple[dict[str, Any], int, Any]:
+    """A LoRA model and one batch of the data's median-length examples."""
+    from peft import get_peft_model
+
+    from tunelab.local import encoding
+    from tunelab.local.batching import collate
+    from tunelab.local.model_source import load_model, load_tokenizer
+
+    data = args.data if args.data.is_file() else write_fallback_data(args.steps)
+    tokenizer = load_tokenizer(None)
+    encoded = encoding.encode_examples(tokenizer, read_examples(data), args.max_length).items
+    encoded.sort(key=len)
+    middle = len(encoded) // 2
+    items = encoded[middle:middle + args.batch_size]
+    model = get_peft_model(load_model(None), lora_config({"lora_r": args.lora_r}))
+    batch = collate(items, tokenizer.pad_token_id)
+    return batch, int(batch["attention_mask"].sum()), model
 
 
 # data ----------------------------------------------------------------------------------------
