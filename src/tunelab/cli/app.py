@@ -28,7 +28,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
 )
 # emoji=False: "file:100:" must not turn into a 💯 emoji.
 err_console = Console(stderr=True, emoji=False)

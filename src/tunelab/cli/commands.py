@@ -1,27 +1,33 @@
-"""The list of command groups. Adding a group is one import and one line here."""
+"""The list of commands and command groups. Adding one is one entry in a table here."""
 
 from __future__ import annotations
 
+import importlib
+
 import typer
+
+# (module in tunelab.cli, attribute, command name). A Typer attribute becomes a group.
+COMMANDS: list[tuple[str, str, str]] = [
+    ("data_cmd", "app", "data"),
+    ("train_cmd", "train", "train"),
+    ("train_cmd", "presets", "presets"),
+    ("train_cmd", "checkpoints", "checkpoints"),
+    ("jobs_cmd", "app", "jobs"),
+    ("eval_cmd", "test", "test"),
+    ("eval_cmd", "chat", "chat"),
+    ("eval_cmd", "compare", "compare"),
+    ("export_cmd", "export", "export"),
+    ("serve_cmd", "serve", "serve"),
+]
 
 
 def register(app: typer.Typer) -> None:
     if getattr(app, "_tunelab_registered", False):
         return
-    from tunelab.cli import data_cmd, export_cmd
-
-    app.add_typer(data_cmd.app, name="data")
-    app.command("export")(export_cmd.export)
-    from tunelab.cli import eval_cmd
-
-    for name in ("test", "chat", "compare"):
-        app.command(name)(getattr(eval_cmd, name))
-    from tunelab.cli import serve_cmd
-
-    app.command("serve")(serve_cmd.serve)
-    from tunelab.cli import jobs_cmd, train_cmd
-
-    for name in ("train", "presets", "checkpoints"):
-        app.command(name)(getattr(train_cmd, name))
-    app.add_typer(jobs_cmd.app, name="jobs")
+    for module_name, attribute, name in COMMANDS:
+        target = getattr(importlib.import_module(f"tunelab.cli.{module_name}"), attribute)
+        if isinstance(target, typer.Typer):
+            app.add_typer(target, name=name)
+        else:
+            app.command(name)(target)
     app._tunelab_registered = True  # type: ignore[attr-defined]
