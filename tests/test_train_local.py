@@ -167,7 +167,8 @@ def test_dry_run_measures_and_registers_nothing(tmp_path: Path, tunelab_home: Pa
                  "--max-steps", "2", "--batch-size", "2", "--dry-run", "--json"])
     assert code == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["config"]["precision"] == "bf16"
+    assert report["config"]["precision"] == "auto"
+    assert "(fp32)" in report["estimate"]["method"]  # what auto means on a CPU
     assert report["data"]["train"]["examples"] == len(NAMES)
     assert report["plan"] == {"steps_per_epoch": 6, "total_steps": 2, "epochs": 0.33,
                               "examples_per_step": 2}

@@ -45,7 +45,10 @@ class TrainConfig(BaseModel):
     lora_alpha: float = Field(32, gt=0)
     lora_dropout: float = Field(0.0, ge=0, lt=1)
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
-    precision: Literal["bf16", "fp32"] = "bf16"
+    # auto: bf16 autocast on a GPU that supports it, fp32 on CPU. Measured on this 2-core
+    # CPU (avx512_bf16, no AMX): fp32 186 tok/s vs bf16 autocast 127 tok/s, same loss
+    # (bench/train_throughput.py --variants trl,tunelab,tunelab-fp32).
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
     # run
     seed: int = Field(42, ge=0)
     suffix: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,40}$")

@@ -48,7 +48,8 @@ def train(
     lora_alpha: float | None = typer.Option(None, "--lora-alpha", help="LoRA alpha."),
     full: bool | None = typer.Option(None, "--full/--lora",
                                      help="Train every weight instead of a LoRA adapter."),
-    precision: str | None = typer.Option(None, "--precision", help="bf16 (autocast) or fp32."),
+    precision: str | None = typer.Option(
+        None, "--precision", help="auto (bf16 on a GPU that has it, fp32 on CPU), bf16 or fp32."),
     seed: int | None = typer.Option(None, "--seed", help="Seed for init and data order."),
     validation_file: Path | None = typer.Option(None, "--validation-file",
                                                 help="Held-out data for validation loss."),

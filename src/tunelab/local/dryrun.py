@@ -94,7 +94,8 @@ def measure(config: TrainConfig, tokenizer: Any, data: prepare.Tokenized,
             "peak_memory_mb": round(peak_memory_bytes() / 2**20, 1),
             "method": f"timed {max(1, steps - 1)} optimizer step(s) of this data after "
                       f"{1 if steps > 1 else 0} warm-up step, on {session.accelerator.device} "
-                      f"({config.precision}); wall = run tokens / measured tokens/s"
+                      f"({trainer.effective_precision(config)}); "
+                      "wall = run tokens / measured tokens/s"
                       + (f" + {evals} validation pass(es)" if data.validation else "")
                       + "; peak memory = this process's peak RSS (CUDA: max allocated)"}
 

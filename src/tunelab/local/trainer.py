@@ -68,6 +68,17 @@ class Hooks:
 
 
 # setup --------------------------------------------------------------------------------
+def effective_precision(config: TrainConfig) -> str:
+    """What `auto` means on this machine: bf16 where a GPU runs it natively, else fp32."""
+    if config.precision != "auto":
+        return config.precision
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+
+
+def accelerate_precision(config: TrainConfig) -> str:
+    return "bf16" if effective_precision(config) == "bf16" else "no"
+
+
 def setup(config: TrainConfig, tokenizer: Any, train_set: EncodedSet,
           val_set: EncodedSet | None, *, base_ref: str,
           resume_from: Path | None = None) -> Session:
@@ -80,7 +91,7 @@ def setup(config: TrainConfig, tokenizer: Any, train_set: EncodedSet,
     # `train`, the tests), so each run starts from a clean slate; the distributed process
     # group (PartialState) is left alone.
     AcceleratorState._reset_state()
-    accelerator = Accelerator(mixed_precision="bf16" if config.precision == "bf16" else "no",
+    accelerator = Accelerator(mixed_precision=accelerate_precision(config),
                               gradient_accumulation_steps=config.grad_accum)
     set_seed(config.seed)
     model = build_model(config, base_ref, resume_from)
