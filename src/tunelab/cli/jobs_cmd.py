@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -23,13 +23,17 @@ app = typer.Typer(help="List, inspect, compare, watch and cancel fine-tuning job
 out = Console()
 LOCAL = "local"
 CLOUD_PROVIDER_HELP = "Cloud: the job's provider, for a job not in the registry yet."
+# Options shared by several subcommands, declared once.
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+CloudProvider = Annotated[str | None, typer.Option("--provider", help=CLOUD_PROVIDER_HELP)]
+CloudBaseUrl = Annotated[str | None, typer.Option("--base-url", help="Cloud: API base URL.")]
 
 
 @app.command("list")
 def list_jobs(
     provider: str | None = typer.Option(None, "--provider", help="Only this provider's jobs."),
     limit: int = typer.Option(50, "--limit", help="At most this many, newest first."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+    json_out: JsonFlag = False,
     base_url: str | None = typer.Option(None, "--base-url",
                                         help="Cloud: the provider's API base URL."),
 ) -> None:
@@ -56,7 +60,7 @@ def list_jobs(
 
 @app.command("show")
 def show(job_id: str = typer.Argument(..., help="Job id."),
-         json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+         json_out: JsonFlag = False) -> None:
     """One job: status, model, metrics, config and error."""
     job = _refreshed(job_id)
     if json_out:
@@ -72,9 +76,9 @@ def show(job_id: str = typer.Argument(..., help="Job id."),
 
 @app.command("events")
 def events(job_id: str = typer.Argument(..., help="Job id."),
-           json_out: bool = typer.Option(False, "--json", help="Print JSON."),
-           provider: str | None = typer.Option(None, "--provider", help=CLOUD_PROVIDER_HELP),
-           base_url: str | None = typer.Option(None, "--base-url", help="Cloud: API base URL.")
+           json_out: JsonFlag = False,
+           provider: CloudProvider = None,
+           base_url: CloudBaseUrl = None
            ) -> None:
     """A job's events, oldest first."""
     remote = _remote_target(job_id, provider, base_url)
@@ -95,7 +99,7 @@ def events(job_id: str = typer.Argument(..., help="Job id."),
 @app.command("compare")
 def compare(job_a: str = typer.Argument(..., help="First job id."),
             job_b: str = typer.Argument(..., help="Second job id."),
-            json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+            json_out: JsonFlag = False) -> None:
     """Two jobs side by side: config differences, losses, tokens/s and duration."""
     registry = open_registry()
     first, second = registry.get_job(job_a), registry.get_job(job_b)
@@ -138,8 +142,8 @@ def compare_jobs(first: JobRecord, second: JobRecord, first_metrics: list[dict],
 def watch(job_id: str = typer.Argument(..., help="Job id."),
           interval: float = typer.Option(1.0, "--interval", help="Seconds between polls."),
           json_out: bool = typer.Option(False, "--json", help="Print the final job as JSON."),
-          provider: str | None = typer.Option(None, "--provider", help=CLOUD_PROVIDER_HELP),
-          base_url: str | None = typer.Option(None, "--base-url", help="Cloud: API base URL.")
+          provider: CloudProvider = None,
+          base_url: CloudBaseUrl = None
           ) -> None:
     """Follow a job's events and metrics live until it ends."""
     remote = _remote_target(job_id, provider, base_url)
@@ -172,9 +176,9 @@ def watch(job_id: str = typer.Argument(..., help="Job id."),
 
 @app.command("cancel")
 def cancel(job_id: str = typer.Argument(..., help="Job id."),
-           json_out: bool = typer.Option(False, "--json", help="Print JSON."),
-           provider: str | None = typer.Option(None, "--provider", help=CLOUD_PROVIDER_HELP),
-           base_url: str | None = typer.Option(None, "--base-url", help="Cloud: API base URL.")
+           json_out: JsonFlag = False,
+           provider: CloudProvider = None,
+           base_url: CloudBaseUrl = None
            ) -> None:
     """Cancel a job. A live local run checkpoints and stops after its current step."""
     remote = _remote_target(job_id, provider, base_url)
