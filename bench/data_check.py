@@ -1,6 +1,6 @@
 """Benchmark: `tunelab data check`'s core vs a cookbook-style validator on 100k examples.
 
-Run: .venv/bin/python bench/data_check.py [--examples 100000] [--workers N] [--keep]
+Run: .venv/bin/python bench/data_check.py [--examples 100000] [--repeat 5] [--workers N] [--keep]
 
 The data imitates the seeds' dataset: one persona system prompt shared by every example
 (as in the 321-pair Natasha set), a user question and a reply of varied length, some
@@ -8,13 +8,19 @@ multi-turn, in English and Russian, with 1% broken lines. The cookbook-style val
 the OpenAI cookbook's "Chat_finetuning_data_prep" algorithm restated here: json.loads per
 line, its format checks per message, and `encoding.encode` per string value. Both runs
 count the same things; the script prints both times, the ratio, and whether the counts match.
+Each side runs in a fresh interpreter, as `tunelab data check` does, and each loads its
+tokenizer tables first: that load is timed apart and shown, and the ratio is also given
+with it included.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from tunelab.data.check import check_file  # noqa: E402
-from tunelab.data.tokens import encoding_for, load_encoding  # noqa: E402
+from tunelab.data.tokens import counter_for, encoding_for, load_encoding  # noqa: E402
 
 MODEL = "gpt-4o-mini-2024-07-18"
 LIMIT = 65536
@@ -137,6 +143,16 @@ def timed(function, path: Path) -> tuple[dict, float, float]:
     return result, time.perf_counter() - wall, _cpu() - cpu
 
 
+def _seconds(function) -> float:
+    began = time.perf_counter()
+    function()
+    return time.perf_counter() - began
+
+
+def _load() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def _cpu() -> float:
     import resource
 
@@ -149,25 +165,68 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=100_000)
     parser.add_argument("--keep", action="store_true", help="keep the generated file")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds; medians are reported")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes for tunelab (default: the usable cores)")
+    parser.add_argument("--side", choices=("cookbook", "tunelab"), help=argparse.SUPPRESS)
+    parser.add_argument("--path", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.side:
+        return run_side(args.side, args.path, args.workers)
     folder = Path(tempfile.mkdtemp(prefix="tunelab-bench-"))
     path = folder / "bench.jsonl"
     generate(path, args.examples)
-    load_encoding(encoding_for(MODEL))  # table loading is not what we measure
     size = path.stat().st_size / 1e6
     print(f"{args.examples:,} examples, {size:.0f} MB at {path}")
-    theirs, cookbook_s, cookbook_cpu = timed(cookbook, path)
-    mine, ours_s, ours_cpu = timed(lambda file: ours(file, args.workers), path)
-    print(f"cookbook-style: {cookbook_s:6.2f} s wall {cookbook_cpu:6.2f} s cpu  {theirs}")
-    print(f"tunelab:        {ours_s:6.2f} s wall {ours_cpu:6.2f} s cpu  {mine}")
-    print(f"ratio: {cookbook_s / ours_s:.1f}x faster (wall), {cookbook_cpu / ours_cpu:.1f}x "
-          f"(cpu); counts match: {theirs == mine}")
+    rounds = []
+    for round_number in range(1, args.repeat + 1):  # alternating, so drift hits both alike
+        theirs, mine = side("cookbook", path, args), side("tunelab", path, args)
+        rounds.append((theirs, mine))
+        print(f"round {round_number} (load {_load()})")
+        for name, run in (("cookbook-style", theirs), ("tunelab", mine)):
+            print(f"  {name + ':':15} {run['wall']:6.2f} s wall {run['cpu']:6.2f} s cpu  "
+                  f"(+{run['tables']:.2f} s loading tables)  {run['counts']}")
+        print(f"  ratio: {theirs['wall'] / mine['wall']:.1f}x faster (wall), "
+              f"{theirs['cpu'] / mine['cpu']:.1f}x (cpu); "
+              f"counts match: {theirs['counts'] == mine['counts']}")
+        if theirs["counts"] != mine["counts"]:
+            return 1
+    medians = {key: [statistics.median(run[key] for run in runs)
+                     for runs in zip(*rounds, strict=True)]
+               for key in ("wall", "tables")}
+    (cookbook_s, ours_s), (cookbook_tables, ours_tables) = medians["wall"], medians["tables"]
+    paired = statistics.median(theirs["wall"] / mine["wall"] for theirs, mine in rounds)
+    print(f"median of {args.repeat}: cookbook-style {cookbook_s:.2f} s, tunelab {ours_s:.2f} s "
+          f"-> {cookbook_s / ours_s:.1f}x faster (wall); median of the rounds' own ratios "
+          f"{paired:.1f}x")
+    print(f"with table loading: {cookbook_s + cookbook_tables:.2f} s vs "
+          f"{ours_s + ours_tables:.2f} s -> "
+          f"{(cookbook_s + cookbook_tables) / (ours_s + ours_tables):.1f}x")
     if not args.keep:
         path.unlink()
         folder.rmdir()
-    return 0 if theirs == mine else 1
+    return 0
+
+
+def side(name: str, path: Path, args: argparse.Namespace) -> dict:
+    """One side in a fresh interpreter, as a user would run it: nothing left from the other."""
+    command = [sys.executable, __file__, "--side", name, "--path", str(path)]
+    if args.workers is not None:
+        command += ["--workers", str(args.workers)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def run_side(name: str, path: Path, workers: int | None) -> int:
+    """Load the side's tokenizer tables (timed apart), then time the check itself."""
+    if name == "cookbook":
+        tables = _seconds(lambda: load_encoding(encoding_for(MODEL)))
+        counts, wall, cpu = timed(cookbook, path)
+    else:
+        tables = _seconds(lambda: counter_for("openai", MODEL))
+        counts, wall, cpu = timed(lambda file: ours(file, workers), path)
+    print(json.dumps({"counts": counts, "wall": wall, "cpu": cpu, "tables": tables}))
+    return 0
 
 
 if __name__ == "__main__":

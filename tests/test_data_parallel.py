@@ -53,3 +53,26 @@ def test_parallel_report_equals_the_serial_one(eol: bytes, tmp_path: Path,
     assert serial["warning_counts"] == {"duplicate_example": 596 - 150}
     duplicate = next(w for w in serial["warnings"] if w["line"] == 151)
     assert duplicate["message"] == "same as line 1"
+
+
+def test_what_json_accepts_beyond_strict_json_keeps_its_meaning(tmp_path: Path) -> None:
+    """NaN, ints past 64 bits and lone surrogates are json.loads' to judge (a faster, stricter
+    parser such as orjson turns big ints into floats: measured, and left out for that)."""
+    accepted_by_json = [
+        '{"messages": [{"role": "user", "content": "q"}, '
+        '{"role": "assistant", "content": "a", "weight": NaN}]}',  # NaN: a bad weight
+        '{"messages": [{"role": "user", "content": "q"}, '
+        '{"role": "assistant", "content": "a", "weight": 123456789012345678901234}]}',
+        '{"messages": [{"role": "user", "content": "lone \\ud83d half"}, '
+        '{"role": "assistant", "content": "a"}]}',  # counted, as tiktoken would
+    ]
+    path = tmp_path / "strict.jsonl"
+    path.write_text("\n".join(accepted_by_json) + "\n", encoding="utf-8")
+    records = list(JsonlRange(path))
+    assert [record.error for record in records] == [None, None, None]
+    assert [record.example for record in records] == [json.loads(line)
+                                                      for line in accepted_by_json]
+    report = check_file(path, workers=1).as_dict()
+    assert [(e["line"], e["code"]) for e in report["errors"] if e["line"]] == [
+        (1, "invalid_weight"), (2, "invalid_weight")]
+    assert report["tokens"]["total"] > 0

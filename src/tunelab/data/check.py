@@ -9,6 +9,7 @@ tallies stitched back in file order, so the report is the same either way.
 
 from __future__ import annotations
 
+import gc
 from array import array
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable
@@ -183,6 +184,18 @@ class _Scan:
         return self.tallies
 
     def run(self, records: Iterable[Record], on_progress: Callable[[int], None] | None) -> None:
+        # Parsed examples are acyclic and dropped batch by batch, so the cycle collector
+        # has nothing to find; left on, it re-walks every live batch each few thousand
+        # allocations (about a tenth of the scan).
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            self._run(records, on_progress)
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    def _run(self, records: Iterable[Record], on_progress: Callable[[int], None] | None) -> None:
         tallies, batch = self.tallies, []
         for record in records:
             tallies.examples += 1

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from tunelab.data.check import Tallies, _Scan
 
 PARALLEL_FROM = 32 << 20  # smaller files are checked faster than processes start
-RANGE_BYTES = 8 << 20
+RANGE_BYTES = 4 << 20  # small enough that the last range to finish leaves little idle
 MAX_WORKERS = 8
 _SCAN: _Scan | None = None  # set in the parent just before the fork; read by the workers
 

@@ -24,6 +24,7 @@ import os
 from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Protocol
 
 from tunelab.errors import UsageError
@@ -117,7 +118,11 @@ class TiktokenCounter:
 
     def __init__(self, encoding: str) -> None:
         self.name = encoding
-        self._count = _fast_counter(encoding) or _tiktoken_counter(encoding)
+        fast = _fast_counter(encoding)
+        # The hot loop calls the raw counter; a string it cannot take (a lone surrogate
+        # from a JSON escape) sends its example through `_safe_count` instead.
+        self._raw_count = fast or _tiktoken_counter(encoding)
+        self._safe_count = _surrogate_safe(fast) if fast else self._raw_count
         self._lengths: dict[str, int] = {}
         self._cached_chars = 0
 
@@ -125,7 +130,13 @@ class TiktokenCounter:
         if self._cached_chars > CACHE_CHARS:
             self._lengths.clear()
             self._cached_chars = 0
-        return [self._example(example["messages"]) for example in examples]
+        counts = []
+        for example in examples:
+            try:
+                counts.append(self._example(example["messages"]))
+            except UnicodeEncodeError:
+                counts.append(self._general_example(example["messages"]))
+        return counts
 
     def message_tokens(self, example: dict) -> list[int]:
         return [self._message(message) for message in example["messages"]]
@@ -134,28 +145,43 @@ class TiktokenCounter:
         """Tokens of one string, remembered for the next time it appears."""
         tokens = self._lengths.get(text)
         if tokens is None:
-            tokens = self._lengths[text] = self._count(text)
+            tokens = self._lengths[text] = self._safe_count(text)
             self._cached_chars += len(text)
         return tokens
 
     def _example(self, messages: list[dict]) -> tuple[int, int, int]:
         # The hot loop of `data check`, kept flat on purpose: a {role, content} message
-        # costs two dict lookups; anything with more keys takes the general path.
-        lengths, text_tokens = self._lengths, self.text_tokens
-        total, assistant, last = PRIMING_TOKENS, 0, 0
+        # costs a few dict lookups and, for a string not seen before, one call into Rust.
+        lengths, count = self._lengths, self._raw_count
+        total, assistant, last, new_chars = PRIMING_TOKENS, 0, 0, 0
         for message in messages:
             role, content = message.get("role"), message.get("content")
             if len(message) == 2 and type(role) is str and type(content) is str:
                 tokens = lengths.get(content)
                 if tokens is None:
-                    tokens = text_tokens(content)
-                total += TOKENS_PER_MESSAGE + tokens + (lengths.get(role) or text_tokens(role))
+                    tokens = lengths[content] = count(content)
+                    new_chars += len(content)
+                role_tokens = lengths.get(role)
+                if role_tokens is None:
+                    role_tokens = self.text_tokens(role)
+                total += TOKENS_PER_MESSAGE + tokens + role_tokens
             else:
                 tokens = self._message_content(message)
                 total += self._message(message)
             if role == "assistant":
                 last = tokens
                 assistant += tokens
+        self._cached_chars += new_chars
+        return total, assistant, last
+
+    def _general_example(self, messages: list[dict]) -> tuple[int, int, int]:
+        """The same count by the general path, which takes any string."""
+        total, assistant, last = PRIMING_TOKENS, 0, 0
+        for message in messages:
+            total += self._message(message)
+            if message.get("role") == "assistant":
+                last = self._message_content(message)
+                assistant += last
         return total, assistant, last
 
     def _message_content(self, message: dict) -> int:
@@ -169,21 +195,51 @@ class TiktokenCounter:
 
 
 def _fast_counter(encoding: str) -> Callable[[str], int] | None:
-    try:
-        from bpe_openai import _bindings
-    except ImportError:  # an older or absent bpe-openai: tiktoken does the work
-        return None
-    if encoding not in _bindings.supported_encodings():
-        return None
-    backend = _bindings.tokenizer_for_encoding(encoding)
+    bindings = _bpe_bindings()
+    if bindings is None or encoding not in bindings.supported_encodings():
+        return None  # an older or absent bpe-openai: tiktoken does the work
+    return bindings.tokenizer_for_encoding(encoding).count
 
-    def count(text: str) -> int:
+
+@cache
+def _bpe_bindings() -> ModuleType | None:
+    """bpe-openai's Rust extension, loaded without running the package's __init__.
+
+    That __init__ builds tiktoken-style metadata for some forty model names by loading
+    every encoding (0.65 s here, more than checking 10 MB); we need only the extension.
+    It is registered under its own name, so a later `import bpe_openai` reuses it.
+    """
+    import importlib.machinery
+    import importlib.util
+    import sys
+
+    if "bpe_openai._bindings" in sys.modules:
+        return sys.modules["bpe_openai._bindings"]
+    spec = importlib.util.find_spec("bpe_openai")  # finds the folder, runs nothing
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        if (folder / f"_bindings{suffix}").is_file():
+            module_spec = importlib.util.spec_from_file_location(
+                "bpe_openai._bindings", folder / f"_bindings{suffix}")
+            break
+    else:
+        return None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    sys.modules["bpe_openai._bindings"] = module
+    return module
+
+
+def _surrogate_safe(count: Callable[[str], int]) -> Callable[[str], int]:
+    def safe_count(text: str) -> int:
         try:
-            return backend.count(text)
+            return count(text)
         except UnicodeEncodeError:  # lone surrogates from JSON escapes: as tiktoken does
-            return backend.count(_replace_surrogates(text))
+            return count(_replace_surrogates(text))
 
-    return count
+    return safe_count
 
 
 def _tiktoken_counter(encoding: str) -> Callable[[str], int]:
