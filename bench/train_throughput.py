@@ -41,17 +41,21 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "trl": {"engine": "trl"},
     "trl-no-ckpt": {"engine": "trl", "gradient_checkpointing": False},
     "tunelab": {"engine": "tunelab"},
-    "tunelab-fp32": {"engine": "tunelab", "precision": "fp32"},
+    "tunelab-bf16": {"engine": "tunelab", "precision": "bf16"},
+    "tunelab-unfused-loss": {"engine": "tunelab", "unfused_loss": True},
+    "tunelab-glibc-default": {"engine": "tunelab", "glibc_default": True},
+    "tunelab-unfused-mlp": {"engine": "tunelab", "unfused_mlp": True},
     "tunelab-no-grouping": {"engine": "tunelab", "grouping": False},
     "tunelab-full-logits": {"engine": "tunelab", "full_logits": True},
-    "tunelab-plain": {"engine": "tunelab", "precision": "fp32", "grouping": False,
-                      "full_logits": True},
+    "tunelab-plain": {"engine": "tunelab", "grouping": False, "full_logits": True,
+                      "glibc_default": True, "unfused_mlp": True},
     "tunelab-1-thread": {"engine": "tunelab", "threads": 1},
     "tunelab-omp-passive": {"engine": "tunelab", "env": {"OMP_WAIT_POLICY": "PASSIVE"}},
     "tunelab-omp-default": {"engine": "tunelab", "env": {"OMP_WAIT_POLICY": None}},
 }
-TABLE = ["trl", "trl-no-ckpt", "tunelab-plain", "tunelab-fp32", "tunelab-no-grouping",
-         "tunelab-full-logits", "tunelab", "tunelab-omp-passive", "tunelab-omp-default"]
+TABLE = ["trl", "trl-no-ckpt", "tunelab-plain", "tunelab-bf16", "tunelab-unfused-loss",
+         "tunelab-glibc-default", "tunelab-unfused-mlp", "tunelab-no-grouping",
+         "tunelab-full-logits", "tunelab"]
 
 
 # parent: run each variant in its own process ---------------------------------------------
@@ -205,7 +209,7 @@ def train_tunelab(spec: dict[str, Any], examples: list[dict]) -> dict[str, Any]:
         train_file=spec["data"], model=spec["model_dir"], batch_size=spec["batch_size"],
         max_length=spec["max_length"], lora_r=spec["lora_r"], lora_alpha=32, lora_dropout=0.0,
         learning_rate=spec["lr"], lr_scheduler="linear", warmup_ratio=0.0,
-        max_steps=spec["steps"], precision=spec.get("precision", "bf16"), save_every=None,
+        max_steps=spec["steps"], precision=spec.get("precision", "auto"), save_every=None,
         max_samples=0, seed=spec["seed"])
     tokenizer = load_tokenizer(config.model)
     data = prepare.tokenize(config, tokenizer, prepare.Examples(examples, None))
@@ -229,6 +233,12 @@ def apply_levers(spec: dict[str, Any], trainer: Any) -> None:
         trainer.epoch_batches = shuffled_batches
     if spec.get("full_logits"):
         trainer.AssistantLoss = full_logits_loss_class()
+    if spec.get("unfused_loss"):
+        trainer.AssistantLoss = unfused_loss_class()
+    if spec.get("glibc_default"):
+        trainer.keep_freed_memory = lambda: False
+    if spec.get("unfused_mlp"):
+        trainer.use_fused_mlp = lambda model: 0
 
 
 def shuffled_batches(lengths: list[int], batch_size: int, seed: int,
@@ -252,6 +262,30 @@ def full_logits_loss_class() -> Any:
         def forward(self, input_ids: Any, attention_mask: Any, labels: Any) -> Any:
             return self.model(input_ids=input_ids, attention_mask=attention_mask,
                               labels=labels, use_cache=False).loss
+
+    return Loss
+
+
+def unfused_loss_class() -> Any:
+    import torch
+    from torch import nn
+
+    from tunelab.local.encoding import IGNORE
+    from tunelab.local.loss import AssistantLoss
+
+    class Loss(AssistantLoss):
+        """Gathered logits, then the usual cross-entropy: the whole logits tensor in memory."""
+
+        def loss_sum(self, input_ids: Any, attention_mask: Any, labels: Any) -> Any:
+            causal_lm = self.causal_lm
+            hidden = causal_lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
+                                             use_cache=False).last_hidden_state
+            targets = labels[:, 1:]
+            keep = targets != IGNORE
+            with torch.autocast(device_type=hidden.device.type, enabled=False):
+                logits = causal_lm.get_output_embeddings()(hidden[:, :-1][keep].float())
+                summed = nn.functional.cross_entropy(logits, targets[keep], reduction="sum")
+            return summed, keep.sum()
 
     return Loss
 
@@ -299,10 +333,13 @@ def interleaved_steps(args: argparse.Namespace) -> int:
 
     from tunelab.local import trainer
 
-    levers = {"bf16 + gathered logits (default)": ("bf16", None),
-              "fp32 + gathered logits": ("fp32", None),
-              "bf16 + full logits": ("bf16", full_logits_loss_class()),
+    levers = {"fp32 + fused chunked loss (default)": ("fp32", None),
+              "fp32 + gathered logits": ("fp32", unfused_loss_class()),
+              "bf16 + fused chunked loss": ("bf16", None),
               "fp32 + full logits (plain)": ("fp32", full_logits_loss_class())}
+    from tunelab.local.memory import keep_freed_memory
+
+    keep_freed_memory()  # as the trainer does
     batch, tokens, model = fixed_batch(args)
     loss_models = {name: (precision, (loss_class or trainer.AssistantLoss)(model))
                    for name, (precision, loss_class) in levers.items()}

@@ -24,7 +24,9 @@ from tunelab.config import TrainConfig
 from tunelab.local import checkpoints
 from tunelab.local.batching import collate, epoch_batches, eval_batches
 from tunelab.local.encoding import EncodedSet
+from tunelab.local.fused import use_fused_mlp
 from tunelab.local.loss import AssistantLoss
+from tunelab.local.memory import keep_freed_memory
 from tunelab.local.state import (
     TrainState,
     load_torch,
@@ -91,10 +93,12 @@ def setup(config: TrainConfig, tokenizer: Any, train_set: EncodedSet,
     # `train`, the tests), so each run starts from a clean slate; the distributed process
     # group (PartialState) is left alone.
     AcceleratorState._reset_state()
+    keep_freed_memory()
     accelerator = Accelerator(mixed_precision=accelerate_precision(config),
                               gradient_accumulation_steps=config.grad_accum)
     set_seed(config.seed)
     model = build_model(config, base_ref, resume_from)
+    use_fused_mlp(model)  # same math, less kept for backward (see fused.py)
     trainable = [param for param in model.parameters() if param.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
