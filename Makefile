@@ -27,6 +27,12 @@ demo: $(STAMP)
 	mkdir -p $(TUNELAB_HOME)
 	$(BIN)/tunelab train examples/natasha_train.jsonl --validation-file examples/natasha_val.jsonl \
 		--preset quick --yes --json > $(TUNELAB_HOME)/demo-train.json
+	@echo "The tuned model's answers to examples/natasha_prompts.txt (saved in its samples.json):"
+	@$(BIN)/python -c "import json, pathlib, sys; \
+		run = json.load(sys.stdin)['run_dir']; \
+		samples = json.loads((pathlib.Path(run) / 'samples.json').read_text())['samples']; \
+		print('\n'.join(f'> {s[\"prompt\"]}\n{s[\"answer\"]}\n' for s in samples))" \
+		< $(TUNELAB_HOME)/demo-train.json
 	$(BIN)/tunelab compare base $$($(BIN)/python -c "import json, sys; \
 		print(json.load(sys.stdin)['id'])" < $(TUNELAB_HOME)/demo-train.json) \
 		--limit 5 --max-new-tokens 64 --report $(TUNELAB_HOME)/demo-compare.html
