@@ -68,10 +68,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "purpose": "check the data pipeline and environment end to end",
         "values": {"batch_size": 2, "epochs": 1, "learning_rate": 1e-3},
-        # 2026-11-22, `make demo` on an idle 2-core CPU: fp32 (precision auto), 160 examples
-        # (56.6k tokens at max_length 512), 80 steps, val loss 2.35. (bf16 autocast on a
-        # busy shared CPU had taken 19.8 min at 51 tok/s.)
-        "measured": "3.9 min (240 tok/s, idle 2-core CPU)",
+        # 2026-11-22, `make demo` from a fresh clone on an idle 2-core CPU: fp32 (precision
+        # auto), 160 examples (56.6k tokens at max_length 512), 80 steps in 229 s, val loss
+        # 2.35. (bf16 autocast on a busy shared CPU had taken 19.8 min at 51 tok/s.)
+        "measured": "3.8 min (247 tok/s, idle 2-core CPU)",
     },
     "standard": {
         "purpose": "everyday fine-tuning of a persona or task",
