@@ -14,7 +14,7 @@ from torch import nn
 from tunelab.local.batching import epoch_batches
 from tunelab.local.fused import silu_mul, use_fused_mlp
 from tunelab.local.loss import projected_cross_entropy
-from tunelab.local.memory import keep_freed_memory
+from tunelab.local.memory import keep_freed_memory, release_freed_memory
 
 
 @pytest.mark.parametrize("rows_per_chunk", [1, 7, 64, 500])
@@ -93,4 +93,6 @@ def test_largest_batch_comes_first_and_the_order_stays_a_function_of_seed_and_ep
 def test_glibc_thresholds_apply_once_and_allocation_still_works() -> None:
     applied = keep_freed_memory()
     assert keep_freed_memory() == applied  # idempotent
+    assert torch.ones(1 << 20).sum() == 1 << 20
+    release_freed_memory()  # after a run: hands the free heap back, and the process goes on
     assert torch.ones(1 << 20).sum() == 1 << 20

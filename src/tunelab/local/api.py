@@ -23,6 +23,7 @@ from tunelab import home
 from tunelab.config import TrainConfig, resolve_config
 from tunelab.errors import NotFoundError, TunelabError, UsageError
 from tunelab.local import checkpoints, launch, prepare, samples, trainer
+from tunelab.local.memory import release_freed_memory
 from tunelab.local.recorder import EventHandler, RunRecorder
 from tunelab.local.state import TrainState
 from tunelab.registry import JobRecord, Registry, open_registry
@@ -114,6 +115,7 @@ def _execute(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path
         raise
     finally:
         (run_dir / "train.pid").unlink(missing_ok=True)
+        release_freed_memory()
 
 
 def _run(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path,
