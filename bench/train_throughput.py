@@ -43,18 +43,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "tunelab": {"engine": "tunelab"},
     "tunelab-bf16": {"engine": "tunelab", "precision": "bf16"},
     "tunelab-unfused-loss": {"engine": "tunelab", "unfused_loss": True},
-    "tunelab-glibc-default": {"engine": "tunelab", "glibc_default": True},
+    "tunelab-glibc": {"engine": "tunelab", "allocator": "glibc"},
+    "tunelab-glibc-default": {"engine": "tunelab", "allocator": "glibc", "glibc_default": True},
     "tunelab-unfused-mlp": {"engine": "tunelab", "unfused_mlp": True},
     "tunelab-no-grouping": {"engine": "tunelab", "grouping": False},
     "tunelab-full-logits": {"engine": "tunelab", "full_logits": True},
     "tunelab-plain": {"engine": "tunelab", "grouping": False, "full_logits": True,
-                      "glibc_default": True, "unfused_mlp": True},
+                      "allocator": "glibc", "glibc_default": True, "unfused_mlp": True},
     "tunelab-1-thread": {"engine": "tunelab", "threads": 1},
     "tunelab-omp-passive": {"engine": "tunelab", "env": {"OMP_WAIT_POLICY": "PASSIVE"}},
     "tunelab-omp-default": {"engine": "tunelab", "env": {"OMP_WAIT_POLICY": None}},
 }
 TABLE = ["trl", "trl-no-ckpt", "tunelab-plain", "tunelab-bf16", "tunelab-unfused-loss",
-         "tunelab-glibc-default", "tunelab-unfused-mlp", "tunelab-no-grouping",
+         "tunelab-glibc", "tunelab-glibc-default", "tunelab-unfused-mlp", "tunelab-no-grouping",
          "tunelab-full-logits", "tunelab"]
 
 
@@ -112,6 +113,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one variant in a fresh process; its result plus its own peak RSS."""
     env = {**os.environ, **spec.get("env", {})}
+    if spec["engine"] == "tunelab" and spec.get("allocator") != "glibc":
+        from tunelab.local.memory import allocator_env
+
+        env.update(allocator_env(env))  # as `tunelab train` re-executes itself
     env = {key: value for key, value in env.items() if value is not None}
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
         out = Path(handle.name)

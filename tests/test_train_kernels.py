@@ -96,3 +96,28 @@ def test_glibc_thresholds_apply_once_and_allocation_still_works() -> None:
     assert torch.ones(1 << 20).sum() == 1 << 20
     release_freed_memory()  # after a run: hands the free heap back, and the process goes on
     assert torch.ones(1 << 20).sum() == 1 << 20
+
+
+def test_training_processes_run_under_mimalloc_when_it_is_installed(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tunelab.local.memory import allocator_env
+
+    extra = allocator_env({})
+    if not extra:
+        pytest.skip("cmeel-mimalloc is not installed (it comes with tunelab[local] on Linux)")
+    probe = ("import torch; print(open('/proc/self/maps').read().count('libmimalloc') > 0, "
+             "float((torch.ones(256, 256) @ torch.ones(256, 256)).sum()))")
+    done = subprocess.run([sys.executable, "-c", probe], env={**os.environ, **extra},
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["True", str(float(256 ** 3))]
+    # The CLI re-executes itself for `train`: arguments, exit code and the one-line error
+    # survive the exec, and the flag stops a second one.
+    missing = tmp_path / "missing.jsonl"
+    done = subprocess.run([sys.executable, "-m", "tunelab", "train", str(missing)],
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "missing.jsonl" in done.stderr and "Traceback" not in done.stderr
+    assert allocator_env({"TUNELAB_ALLOCATOR": "mimalloc"}) == {}

@@ -58,6 +58,12 @@ def _register_commands() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with `argv` (default sys.argv[1:]) and return the exit code."""
+    if argv is None and sys.argv[1:2] == ["train"]:
+        # A training process allocates with mimalloc when it is installed (see
+        # tunelab.local.memory): it must be preloaded, so this process is replaced.
+        from tunelab.local.memory import reexec_with_allocator
+
+        reexec_with_allocator(sys.argv[1:])
     _register_commands()
     args = list(sys.argv[1:] if argv is None else argv)
     try:

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
+import sysconfig
 from functools import cache
+from pathlib import Path
 
 # mallopt parameters, from glibc's malloc.h.
 M_TRIM_THRESHOLD = -1
@@ -24,6 +27,12 @@ M_TOP_PAD = -2
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_MAX = 32 << 20  # glibc's ceiling on 64-bit: bigger buffers are always mapped
 _applied = False
+# mimalloc (PyPI: cmeel-mimalloc) in place of glibc's malloc for training processes. On a
+# 4 x 512 step of the default model: peak RSS 3.4 GB against 5.1 GB (glibc's heap cuts the
+# freed space into holes too small for the next step's activations), 6.3 s against 7.9 s
+# a step. It must be preloaded before Python starts, so the CLI re-executes itself with it.
+ALLOCATOR_FLAG = "TUNELAB_ALLOCATOR"  # set in the re-executed process: never loop
+MIMALLOC_SETTINGS = {"MIMALLOC_PURGE_DELAY": "-1"}  # keep freed pages, as the glibc limits do
 
 
 def keep_freed_memory() -> bool:
@@ -62,3 +71,35 @@ def _glibc() -> ctypes.CDLL | None:
     except (OSError, AttributeError):
         return None
     return libc
+
+
+def allocator_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The variables that make a new process allocate with mimalloc; {} if unavailable."""
+    environ = os.environ if environ is None else environ
+    library = _mimalloc_library()
+    if library is None or environ.get(ALLOCATOR_FLAG):
+        return {}
+    preload = " ".join(part for part in (library, environ.get("LD_PRELOAD", "")) if part)
+    return {"LD_PRELOAD": preload, ALLOCATOR_FLAG: "mimalloc", **MIMALLOC_SETTINGS}
+
+
+def reexec_with_allocator(argv: list[str]) -> None:
+    """Replace this process by `python -m tunelab ARGV` under mimalloc, when it is installed.
+
+    Same PID, same arguments, same environment plus the allocator's; returns (doing
+    nothing) where mimalloc is missing, already loaded, or this is not Linux.
+    """
+    extra = allocator_env()
+    if extra:
+        os.execve(sys.executable, [sys.executable, "-m", "tunelab", *argv],
+                  {**os.environ, **extra})
+
+
+def _mimalloc_library() -> str | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    for scheme_path in {sysconfig.get_paths()["platlib"], sysconfig.get_paths()["purelib"]}:
+        library = Path(scheme_path) / "cmeel.prefix" / "lib" / "libmimalloc.so"
+        if library.is_file():
+            return str(library)
+    return None
