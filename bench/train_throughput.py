@@ -46,16 +46,21 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "tunelab-glibc": {"engine": "tunelab", "allocator": "glibc"},
     "tunelab-glibc-default": {"engine": "tunelab", "allocator": "glibc", "glibc_default": True},
     "tunelab-unfused-mlp": {"engine": "tunelab", "unfused_mlp": True},
+    "tunelab-unfused-lora": {"engine": "tunelab", "unfused_lora": True},
+    "tunelab-padding-mask": {"engine": "tunelab", "padding_mask": True},
+    "tunelab-unfused-norm": {"engine": "tunelab", "unfused_norm": True},
     "tunelab-no-grouping": {"engine": "tunelab", "grouping": False},
     "tunelab-full-logits": {"engine": "tunelab", "full_logits": True},
     "tunelab-plain": {"engine": "tunelab", "grouping": False, "full_logits": True,
-                      "allocator": "glibc", "glibc_default": True, "unfused_mlp": True},
+                      "allocator": "glibc", "glibc_default": True, "unfused_mlp": True,
+                      "unfused_lora": True, "padding_mask": True, "unfused_norm": True},
     "tunelab-1-thread": {"engine": "tunelab", "threads": 1},
     "tunelab-omp-passive": {"engine": "tunelab", "env": {"OMP_WAIT_POLICY": "PASSIVE"}},
     "tunelab-omp-default": {"engine": "tunelab", "env": {"OMP_WAIT_POLICY": None}},
 }
 TABLE = ["trl", "trl-no-ckpt", "tunelab-plain", "tunelab-bf16", "tunelab-unfused-loss",
-         "tunelab-glibc", "tunelab-glibc-default", "tunelab-unfused-mlp", "tunelab-no-grouping",
+         "tunelab-glibc", "tunelab-glibc-default", "tunelab-unfused-mlp", "tunelab-unfused-lora",
+         "tunelab-padding-mask", "tunelab-unfused-norm", "tunelab-no-grouping",
          "tunelab-full-logits", "tunelab"]
 
 
@@ -244,6 +249,14 @@ def apply_levers(spec: dict[str, Any], trainer: Any) -> None:
         trainer.keep_freed_memory = lambda: False
     if spec.get("unfused_mlp"):
         trainer.use_fused_mlp = lambda model: 0
+    if spec.get("unfused_lora"):
+        trainer.use_fused_lora = lambda model: 0
+    if spec.get("unfused_norm"):
+        trainer.use_fused_rms_norm = lambda model: 0
+    if spec.get("padding_mask"):
+        from tunelab.local import loss
+
+        loss.padding_mask = lambda attention_mask: attention_mask
 
 
 def shuffled_batches(lengths: list[int], batch_size: int, seed: int,

@@ -25,6 +25,8 @@ from tunelab.local import checkpoints
 from tunelab.local.batching import collate, epoch_batches, eval_batches
 from tunelab.local.encoding import EncodedSet
 from tunelab.local.fused import use_fused_mlp
+from tunelab.local.fused_lora import use_fused_lora
+from tunelab.local.fused_norm import use_fused_rms_norm
 from tunelab.local.loss import AssistantLoss
 from tunelab.local.memory import keep_freed_memory
 from tunelab.local.state import (
@@ -99,6 +101,8 @@ def setup(config: TrainConfig, tokenizer: Any, train_set: EncodedSet,
     set_seed(config.seed)
     model = build_model(config, base_ref, resume_from)
     use_fused_mlp(model)  # same math, less kept for backward (see fused.py)
+    use_fused_lora(model)  # same math, fewer passes over each layer's output (fused_lora.py)
+    use_fused_rms_norm(model)  # same math in one autograd node (fused_norm.py)
     trainable = [param for param in model.parameters() if param.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
