@@ -213,3 +213,27 @@ def wait_for_metrics(home: Path, process: subprocess.Popen) -> Path:
                 return run_dir
         time.sleep(0.2)
     raise AssertionError(f"training never logged a step (exit code {process.poll()})")
+
+
+def test_full_fine_tune_saves_whole_weights_and_resumes_exactly(tmp_path: Path,
+                                                                tunelab_home: Path,
+                                                                capsys) -> None:
+    full = ("--full", "--learning-rate", "1e-4", "--save-every", "1000", "--eval-every", "1000",
+            "--json")
+    assert main([*train_command(tmp_path / "a", *full), "--max-steps", "3"]) == 0
+    uninterrupted = result_of(capsys)
+    assert uninterrupted["status"] == "succeeded"
+    latest = checkpoints.read_pointer(Path(uninterrupted["run_dir"]) / "checkpoints", "latest")
+    assert (latest / "model" / "model.safetensors").is_file()
+    assert (latest / "model" / "tokenizer_config.json").is_file()
+    assert not (latest / "adapter").exists()
+
+    assert main([*train_command(tmp_path / "b", *full), "--max-steps", "2"]) == 0
+    stopped = result_of(capsys)
+    assert main(["train", "--resume", stopped["id"], "--max-steps", "3", "--json"]) == 0
+    assert result_of(capsys)["status"] == "succeeded"
+    expected = losses(Path(uninterrupted["run_dir"]))
+    resumed = losses(Path(stopped["run_dir"]))
+    assert sorted(resumed) == [1, 2, 3]
+    for step, loss in expected.items():
+        assert abs(resumed[step] - loss) < 1e-4, (step, resumed[step], loss)
