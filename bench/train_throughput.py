@@ -3,7 +3,7 @@
     .venv/bin/python bench/train_throughput.py               # TRL, then tunelab (30 steps each)
     .venv/bin/python bench/train_throughput.py --steps 10    # shorter, noisier
     .venv/bin/python bench/train_throughput.py --table       # + one run per lever
-    .venv/bin/python bench/train_throughput.py --interleaved 5   # levers on one fixed batch
+    .venv/bin/python bench/train_throughput.py --interleaved 3   # levers, same real batches
 
 Each run is its own subprocess, so its peak RSS (from os.wait4) is its own. Both count
 tokens the same way: the non-padding tokens of the batches they trained on, over the wall
@@ -288,15 +288,16 @@ def unfused_loss_class() -> Any:
     import torch
     from torch import nn
 
+    from tunelab.local import loss
     from tunelab.local.encoding import IGNORE
-    from tunelab.local.loss import AssistantLoss
 
-    class Loss(AssistantLoss):
+    class Loss(loss.AssistantLoss):
         """Gathered logits, then the usual cross-entropy: the whole logits tensor in memory."""
 
         def loss_sum(self, input_ids: Any, attention_mask: Any, labels: Any) -> Any:
             causal_lm = self.causal_lm
-            hidden = causal_lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
+            hidden = causal_lm.get_decoder()(input_ids=input_ids,
+                                             attention_mask=loss.padding_mask(attention_mask),
                                              use_cache=False).last_hidden_state
             targets = labels[:, 1:]
             keep = targets != IGNORE
@@ -338,70 +339,113 @@ def eval_loss(model_and_tokenizer: tuple[Any, Any], spec: dict[str, Any],
     return ChatModel(spec["name"], model, tokenizer).mean_loss(examples[: spec["eval_examples"]])
 
 
-# interleaved: the levers on one fixed batch, in one process ------------------------------------
-def interleaved_steps(args: argparse.Namespace) -> int:
-    """Median seconds of one forward+backward+AdamW step per lever, on the same batch.
+# interleaved: the levers on the same real batches, in one process ------------------------------
+INTERLEAVED_BATCHES = 6
 
-    Load on a shared machine drifts over minutes; taking the levers in turn, round after
-    round, makes each round's drift hit all of them alike, so their ratios hold.
+
+def interleaved_steps(args: argparse.Namespace) -> int:
+    """Seconds per lever for the same real batches (forward+backward+AdamW), interleaved.
+
+    Load on a shared machine drifts over minutes; each batch is trained by every lever in
+    turn, round after round, so drift hits all of them alike and their ratios hold. The
+    process runs under mimalloc, as `tunelab train` does (it re-executes itself).
     """
     import statistics
 
     import torch
 
-    from tunelab.local import trainer
+    from tunelab.local.memory import allocator_env, keep_freed_memory
 
-    levers = {"fp32 + fused chunked loss (default)": ("fp32", None),
-              "fp32 + gathered logits": ("fp32", unfused_loss_class()),
-              "bf16 + fused chunked loss": ("bf16", None),
-              "fp32 + full logits (plain)": ("fp32", full_logits_loss_class())}
-    from tunelab.local.memory import keep_freed_memory
-
-    keep_freed_memory()  # as the trainer does
-    batch, tokens, model = fixed_batch(args)
-    loss_models = {name: (precision, (loss_class or trainer.AssistantLoss)(model))
-                   for name, (precision, loss_class) in levers.items()}
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    times: dict[str, list[float]] = {name: [] for name in levers}
+    extra = allocator_env()
+    if extra:
+        os.execve(sys.executable, [sys.executable, __file__, *sys.argv[1:]],
+                  {**os.environ, **extra})
+    keep_freed_memory()  # as the trainer does where mimalloc is missing
+    batches, model = first_batches(args)
+    toggles = LeverToggles(model)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.0)
+    tokens = sum(int(batch["attention_mask"].sum()) for batch in batches)
+    times: dict[str, list[float]] = {name: [] for name in INTERLEAVED_LEVERS}
     for _ in range(args.interleaved + 1):  # the first round warms up and is dropped
-        for name, (precision, loss_model) in loss_models.items():
-            began = time.perf_counter()
-            with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
-                loss = loss_model(**batch)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            times[name].append(time.perf_counter() - began)
-    print(f"one batch of {tokens} tokens ({batch['input_ids'].shape[0]} x "
-          f"{batch['input_ids'].shape[1]}), {args.interleaved} rounds, "
-          f"torch threads {torch.get_num_threads()}, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, "
-          f"load {load_average()}")
-    plain = statistics.median(times["fp32 + full logits (plain)"][1:])
+        spent = dict.fromkeys(INTERLEAVED_LEVERS, 0.0)
+        for batch in batches:
+            for name, lever in INTERLEAVED_LEVERS.items():
+                loss_model = toggles.apply(lever)
+                began = time.perf_counter()
+                with torch.autocast("cpu", torch.bfloat16, enabled=lever == "bf16"):
+                    loss = loss_model(**batch)
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+                spent[name] += time.perf_counter() - began
+        for name, seconds in spent.items():
+            times[name].append(seconds)
+    shapes = ", ".join(f"{b['input_ids'].shape[0]}x{b['input_ids'].shape[1]}" for b in batches)
+    print(f"{len(batches)} batches ({shapes}; {tokens} tokens), {args.interleaved} rounds, "
+          f"torch threads {torch.get_num_threads()}, allocator "
+          f"{os.environ.get('TUNELAB_ALLOCATOR', 'glibc')}, load {load_average()}")
+    default = times["default (every lever)"][1:]
     for name, values in times.items():
-        median = statistics.median(values[1:])
-        print(f"  {name:34} {median:6.2f} s/step  {tokens / median:7.1f} tok/s  "
-              f"{plain / median:4.2f}x plain")
+        rounds = values[1:]
+        ratios = [other / mine for mine, other in zip(rounds, default, strict=True)]
+        print(f"  {name:34} {tokens / statistics.median(rounds):7.1f} tok/s   speed vs "
+              f"default: median {statistics.median(ratios):4.2f}x "
+              f"(rounds {min(ratios):4.2f} to {max(ratios):4.2f})")
     return 0
 
 
-def fixed_batch(args: argparse.Namespace) -> tuple[dict[str, Any], int, Any]:
-    """A LoRA model and one batch of the data's median-length examples."""
+# Each interleaved lever switches one thing off from what `tunelab train` does.
+INTERLEAVED_LEVERS = {"default (every lever)": None, "peft LoRA forward": "peft_lora",
+                      "transformers RMSNorm": "hf_norm", "padding mask": "padding_mask",
+                      "gathered logits + cross_entropy": "unfused_loss",
+                      "bf16 autocast": "bf16"}
+
+
+class LeverToggles:
+    """Switches the trainer's levers on one model off and on again, in place."""
+
+    def __init__(self, model: Any) -> None:
+        from tunelab.local import fused_lora, fused_norm, loss, trainer
+
+        self.loss_module = loss
+        self.padding_mask = loss.padding_mask
+        self.lora = [m for m in model.modules() if hasattr(m, "lora_A")]
+        self.norms = [m for m in model.modules() if type(m).__name__.endswith("RMSNorm")]
+        plain = {m: m.forward for m in self.lora + self.norms}
+        fused_lora.use_fused_lora(model)
+        fused_norm.use_fused_rms_norm(model)
+        self.forwards = {m: (plain[m], m.forward) for m in plain}
+        self.fused_loss = trainer.AssistantLoss(model)
+        self.unfused_loss = unfused_loss_class()(model)
+
+    def apply(self, lever: str | None) -> Any:
+        for module, (plain, fused) in self.forwards.items():
+            off = (lever == "peft_lora" and module in self.lora) or (
+                lever == "hf_norm" and module in self.norms)
+            module.forward = plain if off else fused
+        self.loss_module.padding_mask = (
+            (lambda mask: mask) if lever == "padding_mask" else self.padding_mask)
+        return self.unfused_loss if lever == "unfused_loss" else self.fused_loss
+
+
+def first_batches(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Any]:
+    """A LoRA model (gated MLP fused, as the trainer) and epoch 0's first real batches."""
     from peft import get_peft_model
 
     from tunelab.local import encoding
-    from tunelab.local.batching import collate
+    from tunelab.local.batching import collate, epoch_batches
+    from tunelab.local.fused import use_fused_mlp
     from tunelab.local.model_source import load_model, load_tokenizer
 
     data = args.data if args.data.is_file() else write_fallback_data(args.steps)
     tokenizer = load_tokenizer(None)
-    encoded = encoding.encode_examples(tokenizer, read_examples(data), args.max_length).items
-    encoded.sort(key=len)
-    middle = len(encoded) // 2
-    items = encoded[middle:middle + args.batch_size]
+    items = encoding.encode_examples(tokenizer, read_examples(data), args.max_length).items
+    order = epoch_batches([len(item) for item in items], args.batch_size, args.seed, 0)
+    batches = [collate([items[i] for i in indexes], tokenizer.pad_token_id)
+               for indexes in order[:INTERLEAVED_BATCHES]]
     model = get_peft_model(load_model(None), lora_config({"lora_r": args.lora_r}))
-    batch = collate(items, tokenizer.pad_token_id)
-    return batch, int(batch["attention_mask"].sum()), model
+    use_fused_mlp(model)
+    return batches, model
 
 
 # data ----------------------------------------------------------------------------------------

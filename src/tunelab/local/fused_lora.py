@@ -2,11 +2,12 @@
 
 peft computes `base(x) + lora_B(lora_A(x)) * scaling`: the base product, the rank-r
 product, a scaling pass and an addition, each writing a fresh output-sized tensor, and
-backward repeats the pattern for the gradient. Those extra passes are memory-bound, and on
-a CPU they cost as much as the rank-r matrix products themselves (about a fifth of a
-training step of the default model, measured with torch.profiler). Here the rank-r update
-accumulates into the base product in place (`addmm_`, beta=1), the scaling rides on the
-small rank-r factor, and backward does the same for the input gradient.
+backward repeats the pattern for the gradient. Those extra passes are memory-bound: with
+glibc's malloc they were about a fifth of a 4 x 512 training step of the default model
+(torch.profiler); under mimalloc, which `tunelab train` runs with, the whole lever is worth
+2% (bench/train_throughput.py --interleaved). Here the rank-r update accumulates into the
+base product in place (`addmm_`, beta=1), the scaling rides on the small rank-r factor,
+and backward does the same for the input gradient.
 
 Same math as peft's forward (tested against it, values and gradients, in float64). It is
 used only where it is exactly that: one plain LoRA adapter on an `nn.Linear`, no dropout,
