@@ -227,6 +227,15 @@ def test_glibc_thresholds_apply_once_and_allocation_still_works() -> None:
     assert torch.ones(1 << 20).sum() == 1 << 20
 
 
+def test_glibc_thresholds_stay_untouched_under_mimalloc(monkeypatch) -> None:
+    from tunelab.local import memory
+
+    monkeypatch.setattr(memory, "_applied", False)
+    monkeypatch.setenv(memory.ALLOCATOR_FLAG, "mimalloc")  # as the re-executed CLI has it
+    assert keep_freed_memory() is False
+    release_freed_memory()  # nothing to trim: glibc's malloc is not the allocator
+
+
 def test_training_processes_run_under_mimalloc_when_it_is_installed(tmp_path) -> None:
     import os
     import subprocess

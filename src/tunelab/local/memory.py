@@ -36,12 +36,13 @@ MIMALLOC_SETTINGS = {"MIMALLOC_PURGE_DELAY": "-1"}  # keep freed pages, as the g
 
 
 def keep_freed_memory() -> bool:
-    """Raise glibc's mmap and trim thresholds for this process (once); False where not glibc."""
+    """Raise glibc's mmap and trim thresholds for this process (once); False where glibc's
+    malloc is not the allocator (not glibc, or mimalloc preloaded by the CLI)."""
     global _applied
     if _applied:
         return True
     libc = _glibc()
-    if libc is None:
+    if libc is None or os.environ.get(ALLOCATOR_FLAG) == "mimalloc":
         return False
     mallopt = libc.mallopt
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
