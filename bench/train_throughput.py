@@ -354,12 +354,9 @@ def interleaved_steps(args: argparse.Namespace) -> int:
 
     import torch
 
-    from tunelab.local.memory import allocator_env, keep_freed_memory
+    from tunelab.local.memory import ALLOCATOR_FLAG, keep_freed_memory, reexec_with_allocator
 
-    extra = allocator_env()
-    if extra:
-        os.execve(sys.executable, [sys.executable, __file__, *sys.argv[1:]],
-                  {**os.environ, **extra})
+    reexec_with_allocator([__file__, *sys.argv[1:]])
     keep_freed_memory()  # as the trainer does where mimalloc is missing
     batches, model = first_batches(args)
     toggles = LeverToggles(model)
@@ -383,7 +380,7 @@ def interleaved_steps(args: argparse.Namespace) -> int:
     shapes = ", ".join(f"{b['input_ids'].shape[0]}x{b['input_ids'].shape[1]}" for b in batches)
     print(f"{len(batches)} batches ({shapes}; {tokens} tokens), {args.interleaved} rounds, "
           f"torch threads {torch.get_num_threads()}, allocator "
-          f"{os.environ.get('TUNELAB_ALLOCATOR', 'glibc')}, load {load_average()}")
+          f"{os.environ.get(ALLOCATOR_FLAG, 'glibc')}, load {load_average()}")
     default = times["default (every lever)"][1:]
     for name, values in times.items():
         rounds = values[1:]

@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # tunelab.local.memory): it must be preloaded, so this process is replaced.
         from tunelab.local.memory import reexec_with_allocator
 
-        reexec_with_allocator(sys.argv[1:])
+        reexec_with_allocator(["-m", "tunelab", *sys.argv[1:]])
     _register_commands()
     args = list(sys.argv[1:] if argv is None else argv)
     try:

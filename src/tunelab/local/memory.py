@@ -84,16 +84,16 @@ def allocator_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     return {"LD_PRELOAD": preload, ALLOCATOR_FLAG: "mimalloc", **MIMALLOC_SETTINGS}
 
 
-def reexec_with_allocator(argv: list[str]) -> None:
-    """Replace this process by `python -m tunelab ARGV` under mimalloc, when it is installed.
+def reexec_with_allocator(python_args: list[str]) -> None:
+    """Replace this process by `python PYTHON_ARGS` under mimalloc, when it is installed.
 
     Same PID, same arguments, same environment plus the allocator's; returns (doing
-    nothing) where mimalloc is missing, already loaded, or this is not Linux.
+    nothing) where mimalloc is missing, already loaded, or this is not Linux. The CLI
+    passes `-m tunelab ...`; a script passes its own path and arguments.
     """
     extra = allocator_env()
     if extra:
-        os.execve(sys.executable, [sys.executable, "-m", "tunelab", *argv],
-                  {**os.environ, **extra})
+        os.execve(sys.executable, [sys.executable, *python_args], {**os.environ, **extra})
 
 
 def _mimalloc_library() -> str | None:
