@@ -288,23 +288,17 @@ def unfused_loss_class() -> Any:
     import torch
     from torch import nn
 
-    from tunelab.local import loss
-    from tunelab.local.encoding import IGNORE
+    from tunelab.local.loss import AssistantLoss
 
-    class Loss(loss.AssistantLoss):
+    class Loss(AssistantLoss):
         """Gathered logits, then the usual cross-entropy: the whole logits tensor in memory."""
 
         def loss_sum(self, input_ids: Any, attention_mask: Any, labels: Any) -> Any:
-            causal_lm = self.causal_lm
-            hidden = causal_lm.get_decoder()(input_ids=input_ids,
-                                             attention_mask=loss.padding_mask(attention_mask),
-                                             use_cache=False).last_hidden_state
-            targets = labels[:, 1:]
-            keep = targets != IGNORE
-            with torch.autocast(device_type=hidden.device.type, enabled=False):
-                logits = causal_lm.get_output_embeddings()(hidden[:, :-1][keep].float())
-                summed = nn.functional.cross_entropy(logits, targets[keep], reduction="sum")
-            return summed, keep.sum()
+            picked, targets = self.labelled_hidden(input_ids, attention_mask, labels)
+            with torch.autocast(device_type=picked.device.type, enabled=False):
+                logits = self.causal_lm.get_output_embeddings()(picked)
+                summed = nn.functional.cross_entropy(logits, targets, reduction="sum")
+            return summed, torch.tensor(targets.shape[0])
 
     return Loss
 

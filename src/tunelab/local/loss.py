@@ -49,19 +49,23 @@ class AssistantLoss(nn.Module):
     def loss_sum(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                  labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(summed token loss, number of labelled tokens): for exact token-weighted means."""
-        causal_lm = self.causal_lm
-        hidden = causal_lm.get_decoder()(input_ids=input_ids,
-                                         attention_mask=padding_mask(attention_mask),
-                                         use_cache=False).last_hidden_state
+        picked, targets = self.labelled_hidden(input_ids, attention_mask, labels)
+        weight = self.causal_lm.get_output_embeddings().weight
+        with torch.autocast(device_type=picked.device.type, enabled=False):
+            summed = projected_cross_entropy(picked, weight, targets, self._chunk(weight))
+        return summed, torch.tensor(targets.shape[0], device=targets.device)
+
+    def labelled_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                        labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(fp32 hidden states of the positions whose next token is a label, those labels)."""
+        hidden = self.causal_lm.get_decoder()(input_ids=input_ids,
+                                              attention_mask=padding_mask(attention_mask),
+                                              use_cache=False).last_hidden_state
         targets = labels[:, 1:]
         keep = targets != IGNORE
         # The projection and softmax run in fp32 even under bf16 autocast: they are a small
         # share of the work once gathered, and bf16 logits over 49k tokens blur the loss.
-        picked = hidden[:, :-1][keep].float()
-        weight = causal_lm.get_output_embeddings().weight
-        with torch.autocast(device_type=picked.device.type, enabled=False):
-            summed = projected_cross_entropy(picked, weight, targets[keep], self._chunk(weight))
-        return summed, keep.sum()
+        return hidden[:, :-1][keep].float(), targets[keep]
 
     def _chunk(self, weight: torch.Tensor) -> torch.Tensor:
         """The reusable fp32 buffer one chunk of logits is written into."""
