@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from faultproxy import FaultPlan, FaultProxy, dialogues, serve_in_thread
 from tunelab.cli import cloud_cmd
 from tunelab.errors import AuthError, ProviderError, UsageError
-from tunelab.providers import get_provider, remote_flow
+from tunelab.providers import cloud_training, get_provider
 from tunelab.providers.base import JobSpec
 from tunelab.providers.openai_compat import OpenAICompatProvider
 from tunelab.providers.profiles import find_profile
@@ -149,7 +149,7 @@ def test_watch_rides_out_an_outage_and_records_the_end(server: int, tmp_path: Pa
     with FaultProxy(server, plan) as proxy:
         provider = OpenAICompatProvider(find_profile("openai"), max_retries=0,
                                         base_url=f"http://127.0.0.1:{proxy.port}/v1")
-        remote_flow.record_job(provider, cloud_cmd._provider(
+        cloud_training.record_job(provider, cloud_cmd._provider(
             {"provider": "openai", "base_url": f"http://127.0.0.1:{server}/v1"}).get_job(job.id),
             local_files={}, config={})
         polls: list[float] = []
@@ -159,7 +159,7 @@ def test_watch_rides_out_an_outage_and_records_the_end(server: int, tmp_path: Pa
             if len(polls) == 6:  # the job ends on the provider while we wait
                 client.fine_tuning.jobs.cancel(job.id)
 
-        updates = list(remote_flow.watch(provider, job.id, interval=0.01, sleep=sleep))
+        updates = list(cloud_training.watch(provider, job.id, interval=0.01, sleep=sleep))
     outages = [update for update in updates if update.job is None]
     assert len(outages) == 4 and "connection_error" in outages[-1].problem
     assert updates[-1].job.status == "cancelled"
@@ -173,8 +173,8 @@ def test_jobs_list_merges_provider_and_registry(server: int, tmp_path: Path) -> 
     provider = get_provider("openai", base_url=f"http://127.0.0.1:{server}/v1")
     ref = provider.upload(dialogues(tmp_path / "t.jsonl"))
     job = provider.create_job(JobSpec(base_model=MODEL, training_file=ref.id))
-    remote_flow.record_job(provider, job, local_files={}, config={})
-    remote_flow.record_job(provider, job.__class__(id="ftjob-only-here", status="succeeded",
+    cloud_training.record_job(provider, job, local_files={}, config={})
+    cloud_training.record_job(provider, job.__class__(id="ftjob-only-here", status="succeeded",
                                                    base_model=MODEL), local_files={}, config={})
     rows = cloud_cmd.list_remote("openai", base_url=provider.base_url)
     sources = {row["id"]: row["source"] for row in rows}

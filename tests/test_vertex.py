@@ -336,11 +336,11 @@ def test_cli_chat_with_a_vertex_endpoint(double, adc, capsys):
 
 def test_cli_test_asks_a_recorded_vertex_job_through_its_endpoint(provider, double, capsys):
     from tunelab.cli import main
-    from tunelab.providers import remote_flow
+    from tunelab.providers import cloud_training
 
     name = provider.create_job(spec(f"gs://{BUCKET}/tunelab/x.jsonl")).id
     double.advance(name, SUCCEEDED)
-    remote_flow.record_job(provider, provider.get_job(name), local_files={}, config={})
+    cloud_training.record_job(provider, provider.get_job(name), local_files={}, config={})
     assert main(["test", name, "--json"]) == 0
     results = json.loads(capsys.readouterr().out)["results"]
     assert results and all(row["text"] == double.reply_text for row in results)

@@ -2,7 +2,7 @@
 
 `train_remote(file, options)` is called by `tunelab train` when --provider is not local; the
 `*_remote` functions below back `tunelab jobs watch/cancel/events/list` for cloud jobs. All
-the work is in tunelab.providers.remote_flow; this module renders it and asks the questions.
+the work is in tunelab.providers.cloud_training; this module renders it and asks the questions.
 Progress goes to stderr, so that with --json stdout holds exactly one JSON object.
 """
 
@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tunelab.errors import UsageError
-from tunelab.providers import remote_flow
+from tunelab.providers import cloud_training
 from tunelab.providers.base import Job, Provider
 
 out = Console(highlight=False, soft_wrap=True)
@@ -53,15 +53,15 @@ def train_remote(file: Path, options: dict[str, Any]) -> int:
 
     options = {**options, "json": bool(options.get("json") or options.get("json_out"))}
     name = options["provider"]
-    remote_flow.require_fine_tuning(name)
+    cloud_training.require_fine_tuning(name)
     model = options.get("model") or default_model(name)
-    report = remote_flow.check_data(Path(file), provider=name, model=model,
+    report = cloud_training.check_data(Path(file), provider=name, model=model,
                                     epochs=options.get("epochs"))
     validation = options.get("validation_file")
     if validation:
-        remote_flow.check_data(Path(validation), provider=name, model=model,
+        cloud_training.check_data(Path(validation), provider=name, model=model,
                                epochs=options.get("epochs"), role="--validation-file")
-    estimate = remote_flow.estimate_cost(report, provider=name, model=model,
+    estimate = cloud_training.estimate_cost(report, provider=name, model=model,
                                          epochs=options.get("epochs"))
     _show_check(report, estimate, as_json=options.get("json"))
     if options.get("validate_only") or options.get("dry_run"):
@@ -83,14 +83,14 @@ def train_remote(file: Path, options: dict[str, Any]) -> int:
                   as_json=bool(options.get("json")), prompts=options.get("prompts"))
 
 
-def _checked_only(options: dict[str, Any], report: Any, estimate: remote_flow.CostEstimate,
+def _checked_only(options: dict[str, Any], report: Any, estimate: cloud_training.CostEstimate,
                   file: Path, model: str) -> int:
     """--validate-only, and --dry-run: what would be sent, with nothing uploaded or created."""
     payload: dict[str, Any] = {"ok": True, "examples": report.valid_examples,
                                "cost": estimate.as_dict()}
     if options.get("dry_run"):
         validation = "<validation file id>" if options.get("validation_file") else None
-        spec = remote_flow.spec_from_options(options, "<training file id>", validation, model)
+        spec = cloud_training.spec_from_options(options, "<training file id>", validation, model)
         description = _provider(options).describe_request(file, spec)  # type: ignore[attr-defined]
         payload = {**description, **payload}
         err.print("Dry run: nothing was uploaded and no job was created.")
@@ -101,7 +101,7 @@ def _checked_only(options: dict[str, Any], report: Any, estimate: remote_flow.Co
     return 0
 
 
-def _show_check(report: Any, estimate: remote_flow.CostEstimate, *, as_json: bool) -> None:
+def _show_check(report: Any, estimate: cloud_training.CostEstimate, *, as_json: bool) -> None:
     err.print(f"✅ Validation passed: {report.valid_examples} training examples")
     if report.warnings.total:
         err.print(f"   {report.warnings.total} warning(s): run `tunelab data check` to see them")
@@ -111,9 +111,9 @@ def _show_check(report: Any, estimate: remote_flow.CostEstimate, *, as_json: boo
               f"({estimate.billed_tokens:,} tokens × {estimate.epochs} epochs)")
 
 
-def _confirm_cost(estimate: remote_flow.CostEstimate, options: dict[str, Any]) -> None:
+def _confirm_cost(estimate: cloud_training.CostEstimate, options: dict[str, Any]) -> None:
     max_cost = options.get("max_cost")
-    if options.get("yes") or not remote_flow.needs_confirmation(estimate, max_cost):
+    if options.get("yes") or not cloud_training.needs_confirmation(estimate, max_cost):
         return
     shown = "unknown" if estimate.dollars is None else f"${estimate.dollars:,.2f}"
     why = (f"over --max-cost ${max_cost:,.2f}" if max_cost is not None and
@@ -139,9 +139,9 @@ def _upload(provider: Provider, train: Path, validation: Path | None) -> dict[st
 
 
 def _create(provider: Provider, options: dict[str, Any], model: str, uploads: dict[str, Any],
-            file: Path, validation: str | None, estimate: remote_flow.CostEstimate) -> Job:
+            file: Path, validation: str | None, estimate: cloud_training.CostEstimate) -> Job:
     val_ref = uploads.get("validation_file")
-    spec = remote_flow.spec_from_options(options, uploads["training_file"].id,
+    spec = cloud_training.spec_from_options(options, uploads["training_file"].id,
                                          val_ref.id if val_ref else None, model)
     job = provider.create_job(spec)
     local_files = {"training_file": str(Path(file).resolve())}
@@ -150,7 +150,7 @@ def _create(provider: Provider, options: dict[str, Any], model: str, uploads: di
     config = {"hyperparameters": {"n_epochs": spec.epochs, "learning_rate": spec.learning_rate,
                                   "batch_size": spec.batch_size},
               "seed": spec.seed, "estimated_cost": estimate.as_dict()}
-    remote_flow.record_job(provider, job, local_files=local_files, config=config)
+    cloud_training.record_job(provider, job, local_files=local_files, config=config)
     err.print(f"✅ Fine-tuning job created on {provider.name}: Job ID {job.id} "
               f"(status {job.status})")
     return job
@@ -172,14 +172,14 @@ class _Progress:
         self.job_id, self.status, self.line = job_id, "…", ""
         self.metrics: dict[str, Any] = {}
 
-    def apply(self, update: remote_flow.WatchUpdate) -> None:
+    def apply(self, update: cloud_training.WatchUpdate) -> None:
         if update.job is None:
             self.line = f"⚠ connection problem for {update.outage_s:.0f}s, retrying: " \
                         f"{update.problem}"
             return
         self.status = update.job.status
         for event in update.events:
-            self.metrics.update(remote_flow.metrics_of(event) or {})
+            self.metrics.update(cloud_training.metrics_of(event) or {})
             self.line = event.message
 
     def __rich__(self) -> Table:
@@ -205,7 +205,7 @@ def follow(provider: Provider, job_id: str, *, interval: float, as_json: bool,
     last: Job | None = None
     try:
         with Live(progress, console=err, refresh_per_second=4, transient=False):
-            for update in remote_flow.watch(provider, job_id, interval=interval):
+            for update in cloud_training.watch(provider, job_id, interval=interval):
                 if update.job is not None and (last is None or last.status != update.job.status):
                     err.print(f"  status: {update.job.status}", markup=False)
                 for event in update.events:
@@ -276,7 +276,7 @@ def provider_for_job(job_id: str, provider: str | None, base_url: str | None) ->
 
 def _ensure_recorded(provider: Provider, job_id: str) -> Job:
     job = provider.get_job(job_id)
-    remote_flow.record_job(provider, job, local_files={}, config={})
+    cloud_training.record_job(provider, job, local_files={}, config={})
     return job
 
 
@@ -293,7 +293,7 @@ def cancel_remote(job_id: str, *, provider: str | None = None, base_url: str | N
                   as_json: bool = False) -> int:
     remote = provider_for_job(job_id, provider, base_url)
     job = remote.cancel(job_id)
-    remote_flow.record_job(remote, job, local_files={}, config={})
+    cloud_training.record_job(remote, job, local_files={}, config={})
     if as_json:
         _emit_json(_job_summary(remote, job))
     else:

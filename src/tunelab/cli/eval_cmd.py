@@ -83,7 +83,7 @@ def test(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Ask MODEL a few test prompts and show its answers with their latency."""
-    from tunelab.evaluate.jobs import training_system_prompt
+    from tunelab.evaluate.job_files import training_system_prompt
     from tunelab.evaluate.prompts import load_prompts
     from tunelab.evaluate.specs import resolve_spec
 
@@ -126,7 +126,7 @@ def chat(
 ) -> None:
     """Talk to MODEL. Interactive with history (/reset clears it, /exit leaves), or one
     answer with --message."""
-    from tunelab.evaluate.jobs import training_system_prompt
+    from tunelab.evaluate.job_files import training_system_prompt
     from tunelab.evaluate.specs import resolve_spec
 
     spec = resolve_spec(model, provider=provider, base_url=base_url)

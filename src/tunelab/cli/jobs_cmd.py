@@ -187,7 +187,7 @@ def cancel(job_id: str = typer.Argument(..., help="Job id."),
 
         raise typer.Exit(cancel_remote(job_id, provider=remote[0], base_url=remote[1],
                                        as_json=json_out))
-    from tunelab.local.api import request_cancel
+    from tunelab.local.orchestrator import request_cancel
 
     outcome = request_cancel(job_id)
     if json_out:

@@ -1,7 +1,7 @@
 """`tunelab train`, `tunelab presets` and `tunelab checkpoints`.
 
 Thin: parse flags, resolve the config (preset < config file < flags), call
-tunelab.local.api (or the cloud path for other providers), render the result.
+tunelab.local.orchestrator (or the cloud path for other providers), render the result.
 """
 
 from __future__ import annotations
@@ -127,16 +127,16 @@ def train(
         from tunelab.local import launch
 
         raise typer.Exit(launch.relaunch_train(nproc, resolved, json_out=json_out))
-    from tunelab.local import api
+    from tunelab.local import orchestrator
 
-    raise typer.Exit(_follow(lambda on_event, stop: api.train(resolved, on_event=on_event,
-                                                              stop=stop), json_out))
+    raise typer.Exit(_follow(lambda on_event, stop: orchestrator.train(
+        resolved, on_event=on_event, stop=stop), json_out))
 
 
 def _resume(job_id: str, flags: dict[str, Any], file: Path | None, config: Path | None,
             json_out: bool, nproc: int = 1) -> int:
     from tunelab.config import load_config_file
-    from tunelab.local import api
+    from tunelab.local import orchestrator
 
     overrides = {key: value for key, value in flags.items() if value is not None}
     if config is not None:
@@ -147,8 +147,8 @@ def _resume(job_id: str, flags: dict[str, Any], file: Path | None, config: Path 
         from tunelab.local import launch
 
         return launch.relaunch_resume(nproc, job_id, overrides, json_out=json_out)
-    return _follow(lambda on_event, stop: api.resume(job_id, overrides, on_event=on_event,
-                                                     stop=stop), json_out)
+    return _follow(lambda on_event, stop: orchestrator.resume(
+        job_id, overrides, on_event=on_event, stop=stop), json_out)
 
 
 def _follow(run: Any, json_out: bool) -> int:

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
+from tunelab.data.atomic_write import atomic_text, refuse_existing
 from tunelab.data.formats import CONVERTERS, CSV_HEADER, FORMATS, detect_format, openai_to_csv_row
-from tunelab.data.output import atomic_text, refuse_existing
 from tunelab.data.reader import Record, iter_records
 from tunelab.data.rules import example_errors
 from tunelab.errors import DataError, UsageError

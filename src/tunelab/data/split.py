@@ -11,8 +11,8 @@ import json
 import random
 from pathlib import Path
 
+from tunelab.data.atomic_write import atomic_text, refuse_existing
 from tunelab.data.convert import read_openai
-from tunelab.data.output import atomic_text, refuse_existing
 from tunelab.errors import DataError, UsageError
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from tunelab.errors import DataError
 from tunelab.evaluate.cache import AnswerCache, NoCache
-from tunelab.evaluate.jobs import default_eval_file
+from tunelab.evaluate.job_files import default_eval_file
 from tunelab.evaluate.judge import Verdict, judge_results
 from tunelab.evaluate.runner import (
     Asker,

@@ -1,8 +1,38 @@
-"""Append-only, numbered schema migrations. Never edit a shipped one: add the next number."""
+"""Append-only, numbered schema migrations. Never edit a shipped one: add the next number.
+
+    1  the tables: jobs, events, metrics, files, checkpoints
+    2  one metric vocabulary: old local names (loss, val_loss, lr, tokens, ...) renamed to
+       OpenAI's in metrics rows, checkpoints and job summaries (registry/metrics.py)
+"""
 
 from __future__ import annotations
 
 import sqlite3
+
+from tunelab.registry.metrics import LEGACY_STEP_NAMES, LEGACY_SUMMARY_NAMES, VALID_LOSS
+
+
+def _rename_json_keys(table: str, column: str, names: dict[str, str]) -> str:
+    """SQL that renames keys of a JSON column, leaving rows without the old key alone."""
+    statements = []
+    for old, new in names.items():
+        statements.append(
+            f"UPDATE {table} SET {column} = json_remove(json_set({column}, '$.{new}', "
+            f"json_extract({column}, '$.{old}')), '$.{old}') "
+            f"WHERE json_type({column}, '$.{old}') IS NOT NULL;")
+    return "\n".join(statements)
+
+
+def _vocabulary_migration() -> str:
+    # A local run always evaluated the whole validation file: its val_loss is both.
+    full_valid = ("UPDATE metrics SET data_json = json_set(data_json, '$.full_valid_loss', "
+                  "json_extract(data_json, '$.val_loss')) "
+                  "WHERE json_type(data_json, '$.val_loss') IS NOT NULL;")
+    checkpoint_names = {"loss": "train_loss", "val_loss": VALID_LOSS}
+    return "\n".join([full_valid, _rename_json_keys("metrics", "data_json", LEGACY_STEP_NAMES),
+                      _rename_json_keys("checkpoints", "metrics_json", checkpoint_names),
+                      _rename_json_keys("jobs", "metrics_json", LEGACY_SUMMARY_NAMES)])
+
 
 MIGRATIONS: list[tuple[int, str]] = [
     (1, """
@@ -66,6 +96,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         PRIMARY KEY (job_id, name)
     );
     """),
+    (2, _vocabulary_migration()),
 ]
 
 

@@ -101,6 +101,12 @@ class Registry:
     def close(self) -> None:
         self._conn.close()
 
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def _write(self, sql: str, params: tuple | dict = ()) -> sqlite3.Cursor:
         with self._lock:
             return self._conn.execute(sql, params)
@@ -233,5 +239,8 @@ class Registry:
 
 
 def open_registry(path: Path | None = None) -> Registry:
-    """Open (creating and migrating if needed) the registry under TUNELAB_HOME."""
+    """Open (creating and migrating if needed) the registry under TUNELAB_HOME.
+
+    Use it as a context manager, `with open_registry() as registry:`, so it is always closed.
+    """
     return Registry(path or home.registry_path())

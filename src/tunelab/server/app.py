@@ -19,9 +19,9 @@ from tunelab.server import auth, errors
 from tunelab.server.chat import complete, completion_object, stream_chunks
 from tunelab.server.errors import ApiError, not_found
 from tunelab.server.files import FileStore
+from tunelab.server.job_requests import build_config, checkpoint_objects, local_models
 from tunelab.server.jobs import JobStore, job_object, new_job_id, page
 from tunelab.server.settings import ServeSettings
-from tunelab.server.training import build_config, checkpoint_objects, local_models
 from tunelab.server.worker import Worker
 
 

@@ -121,17 +121,17 @@ class Worker:
     def _train(self, doc: dict[str, Any], stop: threading.Event,
                resuming: bool) -> dict[str, Any]:
         from tunelab.config import validate_config
-        from tunelab.local import api
+        from tunelab.local import orchestrator
 
         def on_event(payload: Any) -> None:
             self._record(doc, payload)
 
         if resuming and _has_checkpoint(doc["id"]):
-            return api.resume(doc["id"], {}, on_event=on_event, stop=stop)
+            return orchestrator.resume(doc["id"], {}, on_event=on_event, stop=stop)
         if resuming:  # stopped before its first checkpoint: start over in a clean folder
             shutil.rmtree(home.runs_dir() / doc["id"], ignore_errors=True)
         config = validate_config(doc["config"])
-        return api.train(config, job_id=doc["id"], on_event=on_event, stop=stop)
+        return orchestrator.train(config, job_id=doc["id"], on_event=on_event, stop=stop)
 
     def _record(self, doc: dict[str, Any], payload: Any) -> None:
         payload = payload if isinstance(payload, dict) else {"message": str(payload)}

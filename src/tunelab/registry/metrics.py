@@ -1,0 +1,58 @@
+"""The one metric vocabulary: OpenAI's names, for local and cloud jobs alike, stored once.
+
+Per step (the registry's metrics rows, a run's metrics.jsonl, metric events, checkpoints):
+
+    step, epoch, train_loss, valid_loss, full_valid_loss,
+    train_mean_token_accuracy, valid_mean_token_accuracy, trained_tokens
+
+`valid_loss` is a validation loss at that step; `full_valid_loss` is the loss over the whole
+validation file (the local trainer always evaluates the whole file, so it writes both).
+A local run also measures `learning_rate` and `tokens_per_s`, which OpenAI does not report.
+
+A job's summary (`JobRecord.metrics`) uses the same names for its final values, plus
+`best_valid_loss`, `last_train_loss`, `steps` and `train_seconds`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+STEP = "step"
+EPOCH = "epoch"
+TRAIN_LOSS = "train_loss"
+VALID_LOSS = "valid_loss"
+FULL_VALID_LOSS = "full_valid_loss"
+TRAIN_ACCURACY = "train_mean_token_accuracy"
+VALID_ACCURACY = "valid_mean_token_accuracy"
+TRAINED_TOKENS = "trained_tokens"
+LEARNING_RATE = "learning_rate"
+TOKENS_PER_S = "tokens_per_s"
+
+OPENAI_STEP_METRICS = (STEP, EPOCH, TRAIN_LOSS, VALID_LOSS, FULL_VALID_LOSS, TRAIN_ACCURACY,
+                       VALID_ACCURACY, TRAINED_TOKENS)
+STEP_METRICS = (*OPENAI_STEP_METRICS, LEARNING_RATE, TOKENS_PER_S)
+
+# Summary-only names of a job's final metrics.
+BEST_VALID_LOSS = "best_valid_loss"
+LAST_TRAIN_LOSS = "last_train_loss"
+
+# What rows written before the vocabulary was one called these (migration 2 renames them).
+LEGACY_STEP_NAMES = {"loss": TRAIN_LOSS, "val_loss": VALID_LOSS, "lr": LEARNING_RATE,
+                     "tokens": TRAINED_TOKENS}
+LEGACY_SUMMARY_NAMES = {"last_loss": LAST_TRAIN_LOSS, "best_val_loss": BEST_VALID_LOSS,
+                        "last_val_loss": VALID_LOSS, "tokens": TRAINED_TOKENS}
+
+
+def step_metrics(data: dict[str, Any] | None) -> dict[str, Any]:
+    """The vocabulary's values in `data` (a provider's metrics event, a trainer payload),
+    dropping everything else and every missing value."""
+    data = data or {}
+    return {name: data[name] for name in STEP_METRICS if data.get(name) is not None}
+
+
+def validation_loss(values: dict[str, Any]) -> float | None:
+    """The validation loss to show for a step or a job: over the whole file when known."""
+    for name in (FULL_VALID_LOSS, VALID_LOSS):
+        if values.get(name) is not None:
+            return float(values[name])
+    return None
