@@ -76,8 +76,8 @@ def test_local_target_counts_with_the_models_chat_template(tmp_path: Path) -> No
                             {"role": "assistant", "content": "A river that remembers."}]}
     path = tmp_path / "data.jsonl"
     path.write_text("\n".join(json.dumps(example) for _ in range(10)) + "\n")
-    report = check_file(path, provider="local")
     tokenizer = load_tokenizer(None)
+    report = check_file(path, provider="local", tokenizer=tokenizer)
     ids = tokenizer.apply_chat_template(example["messages"], tokenize=True)
     ids = ids["input_ids"] if hasattr(ids, "keys") else ids
     reply = len(tokenizer("A river that remembers.", add_special_tokens=False)["input_ids"])

@@ -38,10 +38,16 @@ def _check(file: str, provider: str, model: str | None, epochs: int | None):
     from tunelab.data.check import check_file
 
     provider = _known_provider(provider)
+    tokenizer = None
+    if provider == "local":  # local models count with their own chat template
+        from tunelab.local.model_source import load_tokenizer
+
+        tokenizer = load_tokenizer(model)
     with Progress(SpinnerColumn(), TextColumn("checked {task.completed:,} examples"),
                   console=err_console, transient=True) as progress:
         task = progress.add_task("check", total=None)
         return check_file(file, provider=provider, model=model, epochs=epochs,
+                          tokenizer=tokenizer,
                           on_progress=lambda done: progress.update(task, completed=done))
 
 

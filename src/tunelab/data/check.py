@@ -15,6 +15,7 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tunelab.data import parallel, pricing
 from tunelab.data.cost import CostRow, billing_tokens, cost_table, default_epochs
@@ -116,16 +117,17 @@ def _order(problem: Problem) -> tuple[bool, int, str]:
 
 def check_file(path: str | Path, *, provider: str = "openai", model: str | None = None,
                epochs: int | None = None, on_progress: Callable[[int], None] | None = None,
-               workers: int | None = None) -> CheckReport:
+               workers: int | None = None, tokenizer: Any = None) -> CheckReport:
     """Check every example of `path` for `provider`/`model`. Raises UsageError if unreadable.
 
-    A big .jsonl file is checked on `workers` processes (default: the usable cores)."""
+    A big .jsonl file is checked on `workers` processes (default: the usable cores). A local
+    target counts with its own chat template, so it needs that model's `tokenizer`."""
     if epochs is not None and not 1 <= epochs <= MAX_EPOCHS:
         raise UsageError(f"--epochs {epochs} is out of range", fix=f"use 1 to {MAX_EPOCHS}")
     target = resolve_target(provider, model)
     path = Path(path)
     records = iter_records(path)  # raises UsageError before any tokenizer loads
-    counter = counter_for(target.provider, target.model)
+    counter = counter_for(target.provider, target.model, tokenizer)
     ranges = parallel.plan(path, workers) if target.provider != "local" else []
     if ranges:
         tallies = parallel.scan(ranges, _Scan(target, counter, path), on_progress, workers)

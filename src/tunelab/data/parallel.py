@@ -13,17 +13,29 @@ import multiprocessing
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol, Self
 
 from tunelab.data.reader import line_ranges
 
-if TYPE_CHECKING:
-    from tunelab.data.check import Tallies, _Scan
+
+class Tally(Protocol):
+    """What one range's scan returns: joinable, in file order, and counting its examples."""
+
+    examples: int
+
+    def absorb(self, later: Self) -> None: ...
+
+
+class RangeScanner(Protocol):
+    """The work of one range, run in a forked worker (data/check.py's scanner)."""
+
+    def scan_range(self, byte_range: tuple[int, int]) -> Tally: ...
+
 
 PARALLEL_FROM = 32 << 20  # smaller files are checked faster than processes start
 RANGE_BYTES = 4 << 20  # small enough that the last range to finish leaves little idle
 MAX_WORKERS = 8
-_SCAN: _Scan | None = None  # set in the parent just before the fork; read by the workers
+_SCAN: RangeScanner | None = None  # set in the parent just before the fork; read by the workers
 
 
 def usable_cores() -> int:
@@ -44,8 +56,8 @@ def plan(path: Path, workers: int | None) -> list[tuple[int, int]]:
     return ranges if len(ranges) > 1 else []
 
 
-def scan(ranges: list[tuple[int, int]], scanner: _Scan,
-         on_progress: Callable[[int], None] | None, workers: int | None = None) -> Tallies:
+def scan(ranges: list[tuple[int, int]], scanner: RangeScanner,
+         on_progress: Callable[[int], None] | None, workers: int | None = None) -> Tally:
     """Scan every range in a pool of forked workers; their Tallies joined in file order."""
     global _SCAN
     count = min(len(ranges), workers or min(MAX_WORKERS, usable_cores()))
@@ -65,6 +77,6 @@ def scan(ranges: list[tuple[int, int]], scanner: _Scan,
     return tallies
 
 
-def _scan_range(byte_range: tuple[int, int]) -> Tallies:
+def _scan_range(byte_range: tuple[int, int]) -> Tally:
     assert _SCAN is not None, "parallel.scan sets the scanner before forking"
     return _SCAN.scan_range(byte_range)

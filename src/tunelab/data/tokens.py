@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
 from types import ModuleType
-from typing import Protocol
+from typing import Any, Protocol
 
 from tunelab.errors import UsageError
 from tunelab.home import cache_dir
@@ -254,11 +254,11 @@ def _replace_surrogates(text: str) -> str:
 class ChatTemplateCounter:
     """A local model's own tokenizer: the full chat template, as the trainer will see it."""
 
-    def __init__(self, model: str | None) -> None:
-        from tunelab.local.model_source import load_tokenizer
-
+    def __init__(self, tokenizer: Any, model: str | None) -> None:
+        # The tokenizer comes from the caller: loading a local model is local/'s job, and
+        # the data layer sits below it.
         self.name = f"chat template of {model or 'the default local model'}"
-        self._tokenizer = load_tokenizer(model)
+        self._tokenizer = tokenizer
 
     def count(self, examples: Sequence[dict]) -> list[tuple[int, int, int]]:
         return [self._one(example["messages"]) for example in examples]
@@ -280,8 +280,12 @@ class ChatTemplateCounter:
         return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def counter_for(provider: str, model: str) -> Counter:
-    """The counter for a target: local models use their tokenizer, everything else tiktoken."""
+def counter_for(provider: str, model: str, tokenizer: Any = None) -> Counter:
+    """The counter for a target: local models use their tokenizer (which the caller loads,
+    e.g. with `tunelab.local.model_source.load_tokenizer`), everything else tiktoken."""
     if provider == "local":
-        return ChatTemplateCounter(model)
+        if tokenizer is None:
+            raise UsageError(f"counting tokens for the local model {model!r} needs its "
+                             "tokenizer", fix="pass tokenizer= (loaded by tunelab.local)")
+        return ChatTemplateCounter(tokenizer, model)
     return TiktokenCounter(encoding_for(model))

@@ -33,7 +33,7 @@ def dry_run(config: TrainConfig, *, probe: bool = True) -> dict[str, Any]:
                               "data": {"train": data_report(data.train)}}
     if data.validation is not None:
         report["data"]["validation"] = data_report(data.validation)
-    warnings = data_check_warnings(config)
+    warnings = data_check_warnings(config, tokenizer)
     if warnings:
         report["data"]["warnings"] = warnings
     per_epoch = trainer.steps_per_epoch(len(data.train.items), config)
@@ -55,12 +55,13 @@ def data_report(encoded: EncodedSet) -> dict[str, Any]:
             encoded.tokens, "loss_tokens": encoded.loss_tokens}
 
 
-def data_check_warnings(config: TrainConfig) -> dict[str, int]:
+def data_check_warnings(config: TrainConfig, tokenizer: Any) -> dict[str, int]:
     """The data doctor's warning counts for this file (duplicates, no system prompt, ...)."""
     from tunelab.data.check import check_file
 
     try:
-        report = check_file(config.train_file, provider="local", model=config.model)
+        report = check_file(config.train_file, provider="local", model=config.model,
+                            tokenizer=tokenizer)
     except Exception:  # the doctor is advisory here; the trainer's own checks already ran
         return {}
     return dict(report.warnings.counts)
