@@ -1,8 +1,9 @@
 """`tunelab test`, `tunelab chat` and `tunelab compare`: try models and weigh them side by side.
 
 MODEL, everywhere here, is a job id (ftjob-...) or `ft:` name from the registry, `base` (in
-compare: the base model of the job beside it), `local:<model>` or a bare local model (folder,
-.gguf, the embedded default), or `<provider>:<model>` (openai:, kimi:, vertex:, or an
+compare: the base model of the job beside it), `local:<model>` or bare local weights (a run,
+adapter or model folder, a .gguf, the embedded default, a cached hub id: what
+`tunelab.local.weights` resolves), or `<provider>:<model>` (openai:, kimi:, vertex:, or an
 endpoint from providers.yaml).
 """
 
@@ -23,8 +24,9 @@ from tunelab.errors import TunelabError
 console = Console()
 err_console = Console(stderr=True)
 
-MODEL_HELP = ("ftjob-... / ft:... from the registry, local:<model> or a local path, "
-              "<provider>:<model> (openai:, kimi:, vertex:, providers.yaml endpoints).")
+MODEL_HELP = ("ftjob-... / ft:... from the registry, local:<model> or a local path (run, "
+              "adapter or model folder, .gguf), <provider>:<model> (openai:, kimi:, vertex:, "
+              "providers.yaml endpoints).")
 PROVIDER_HELP = "Send bare model names to this provider instead of running them locally."
 BASE_URL_HELP = "Point an OpenAI-compatible provider at this base URL."
 SYSTEM_HELP = ("The system prompt (persona) to put first. Default for a tuned job: the one "

@@ -10,7 +10,8 @@ from rich.console import Console
 
 
 def export(
-    job: str = typer.Argument(..., help="A local job id (ftjob-...) or its ft: model name."),
+    job: str = typer.Argument(..., help="A local job id (ftjob-...), its ft: model name, or "
+                                        "a run folder."),
     output: Path = typer.Option(..., "-o", "--output",
                                 help="Folder to write; it must not exist or be empty."),
     merge: bool = typer.Option(False, "--merge",
@@ -20,7 +21,8 @@ def export(
 ) -> None:
     """Export a local job's model: its adapter folder, or with --merge a merged HF model.
 
-    A merged model keeps the tokenizer and chat template, and answers like the adapter.
+    A merged model keeps the tokenizer and chat template, and answers like the adapter. A
+    --full job exports its whole model (--merge changes nothing there).
 
     Cloud jobs can't be exported: their weights stay with the provider.
     """
@@ -32,8 +34,8 @@ def export(
     if as_json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
         return
-    what = "merged model" if result.merged else "adapter" if not merge else "weights"
-    print(f"exported {what} of {result.job_id} to {result.output_dir} "
+    what = {"adapter": "adapter", "merged": "merged model"}.get(result.kind, "full model")
+    print(f"exported {what} of {result.job_id or job} to {result.output_dir} "
           f"({len(result.files)} files, {result.bytes / 1e6:.1f} MB)")
-    if result.merged:
+    if result.kind != "adapter":
         print(f"load it with AutoModelForCausalLM.from_pretrained({result.output_dir!r})")

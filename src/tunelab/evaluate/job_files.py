@@ -51,9 +51,6 @@ def local_file(name: str | None) -> Path | None:
 
 
 def _jobs(specs: list[ModelSpec]) -> list[JobRecord]:
-    registry = open_registry()
-    try:
+    with open_registry() as registry:
         jobs = [registry.find_job(spec.job_id) for spec in specs if spec.job_id]
-    finally:
-        registry.close()
     return [job for job in jobs if job is not None]

@@ -116,9 +116,8 @@ class Asker:
 
         def measure() -> dict[str, Any]:
             from tunelab.local.inference import load_chat_model
-            from tunelab.providers.local import model_ref
 
-            return {"loss": load_chat_model(model_ref(spec.model)).mean_loss(examples)}
+            return {"loss": load_chat_model(spec.model).mean_loss(examples)}
 
         value, _ = self._cached(spec, {"mean_loss": examples}, {}, measure)
         return value["loss"]

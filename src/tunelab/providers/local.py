@@ -42,19 +42,6 @@ def _job(record: JobRecord) -> Job:
                raw={"run_dir": record.run_dir, "metrics": record.metrics})
 
 
-def model_ref(model: str) -> str:
-    """What local inference loads for `model`: a local job id or its `ft:` name becomes the
-    run's adapter (or full weights) folder; anything else (base model, folder, .gguf)
-    passes through."""
-    with _registry() as registry:
-        record = registry.find_job(model) or registry.find_job_by_model(model)
-    if record is None or record.provider != NAME:
-        return model
-    from tunelab.local.export import trained_weights_dir
-
-    return str(trained_weights_dir(record))
-
-
 def _live_trainer(record: JobRecord) -> int | None:
     """The pid in the run's train.pid if that process still exists."""
     try:
@@ -132,7 +119,7 @@ class LocalProvider:
         """
         from tunelab.local.inference import load_chat_model
 
-        chat_model = load_chat_model(model_ref(model))
+        chat_model = load_chat_model(model)  # tunelab.local.weights resolves the name
         max_new_tokens = options.get("max_new_tokens") or options.get("max_tokens") or 256
         started = time.perf_counter()
         completion = chat_model.complete(

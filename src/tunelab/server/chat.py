@@ -1,8 +1,9 @@
 """Chat completions from local models: the embedded/base models and every local fine-tune.
 
-A model name is either a fine-tuned model the registry knows (`ft:...` → its run's adapter)
-or anything `tunelab.local.model_source` resolves. Generation holds a lock: one CPU-bound
-forward pass at a time answers faster than several fighting over the cores.
+A model name is anything `tunelab.local.weights` resolves: a local job's `ft:` name or id
+(its adapter or, after --full, its whole model), a folder, a .gguf, a cached hub id.
+Generation holds a lock: one CPU-bound forward pass at a time answers faster than several
+fighting over the cores.
 """
 
 from __future__ import annotations
@@ -36,27 +37,13 @@ def plain_messages(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
             for message in messages]
 
 
-def model_ref(model: str) -> str:
-    """What load_chat_model should load for the name a client sent."""
-    from tunelab.registry import open_registry
-
-    registry = open_registry()
-    try:
-        job = registry.find_job_by_model(model)
-    finally:
-        registry.close()
-    if job is not None and job.run_dir:
-        return job.run_dir
-    return model
-
-
 def complete(model: str, messages: list[dict[str, Any]], *, max_tokens: int,
              temperature: float, top_p: float, seed: int) -> Any:
     from tunelab.local.inference import load_chat_model
 
     messages = plain_messages(messages)  # a bad request fails before any model loads
     try:
-        chat_model = load_chat_model(model_ref(model))
+        chat_model = load_chat_model(model)
     except TunelabError as error:
         raise ApiError(404, f"The model {model!r} cannot be loaded here: {error.render()}",
                        code="model_not_found", param="model") from None
