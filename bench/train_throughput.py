@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +52,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "tunelab-unfused-norm": {"engine": "tunelab", "unfused_norm": True},
     "tunelab-no-grouping": {"engine": "tunelab", "grouping": False},
     "tunelab-full-logits": {"engine": "tunelab", "full_logits": True},
-    "tunelab-plain": {"engine": "tunelab", "grouping": False, "full_logits": True,
-                      "allocator": "glibc", "glibc_default": True, "unfused_mlp": True,
-                      "unfused_lora": True, "padding_mask": True, "unfused_norm": True},
+    "tunelab-kernels-off": {"engine": "tunelab", "kernels": "off"},
+    "tunelab-plain": {"engine": "tunelab", "grouping": False, "kernels": "off",
+                      "allocator": "glibc", "glibc_default": True},
     "tunelab-1-thread": {"engine": "tunelab", "threads": 1},
     "tunelab-omp-passive": {"engine": "tunelab", "env": {"OMP_WAIT_POLICY": "PASSIVE"}},
     "tunelab-omp-default": {"engine": "tunelab", "env": {"OMP_WAIT_POLICY": None}},
@@ -61,7 +62,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 TABLE = ["trl", "trl-no-ckpt", "tunelab-plain", "tunelab-bf16", "tunelab-unfused-loss",
          "tunelab-glibc", "tunelab-glibc-default", "tunelab-unfused-mlp", "tunelab-unfused-lora",
          "tunelab-padding-mask", "tunelab-unfused-norm", "tunelab-no-grouping",
-         "tunelab-full-logits", "tunelab"]
+         "tunelab-full-logits", "tunelab-kernels-off", "tunelab"]
 
 
 # parent: run each variant in its own process ---------------------------------------------
@@ -220,7 +221,7 @@ def train_tunelab(spec: dict[str, Any], examples: list[dict]) -> dict[str, Any]:
         max_length=spec["max_length"], lora_r=spec["lora_r"], lora_alpha=32, lora_dropout=0.0,
         learning_rate=spec["lr"], lr_scheduler="linear", warmup_ratio=0.0,
         max_steps=spec["steps"], precision=spec.get("precision", "auto"), save_every=None,
-        max_samples=0, seed=spec["seed"])
+        max_samples=0, seed=spec["seed"], kernels=spec.get("kernels", "auto"))
     tokenizer = load_tokenizer(config.model)
     data = prepare.tokenize(config, tokenizer, prepare.Examples(examples, None))
     session = trainer.setup(config, tokenizer, data.train, None,
@@ -237,26 +238,26 @@ def train_tunelab(spec: dict[str, Any], examples: list[dict]) -> dict[str, Any]:
     return summary(state.tokens, train_s, setup_s, hooks.losses, model, tokenizer)
 
 
+# Variant flags that leave one kernel out (tunelab.local.kernels names them).
+KERNEL_LEVERS = {"unfused_mlp": "gated_mlp", "unfused_lora": "lora_linear",
+                 "unfused_norm": "rms_norm", "padding_mask": "causal_padding",
+                 "full_logits": "chunked_loss"}
+
+
 def apply_levers(spec: dict[str, Any], trainer: Any) -> None:
     """Switch off the levers this variant measures without, in this process only."""
+    from tunelab.local import kernels
+    from tunelab.local.kernels import chunked_loss
+
     if spec.get("grouping") is False:
         trainer.epoch_batches = shuffled_batches
-    if spec.get("full_logits"):
-        trainer.AssistantLoss = full_logits_loss_class()
     if spec.get("unfused_loss"):
-        trainer.AssistantLoss = unfused_loss_class()
+        chunked_loss.projected_cross_entropy = gathered_cross_entropy
     if spec.get("glibc_default"):
         trainer.keep_freed_memory = lambda: False
-    if spec.get("unfused_mlp"):
-        trainer.use_fused_mlp = lambda model: 0
-    if spec.get("unfused_lora"):
-        trainer.use_fused_lora = lambda model: 0
-    if spec.get("unfused_norm"):
-        trainer.use_fused_rms_norm = lambda model: 0
-    if spec.get("padding_mask"):
-        from tunelab.local import loss
-
-        loss.padding_mask = lambda attention_mask: attention_mask
+    left_out = {kernel for flag, kernel in KERNEL_LEVERS.items() if spec.get(flag)}
+    if left_out:  # the trainer calls kernels.apply(model, config.kernels)
+        kernels.apply = partial(kernels.apply, without=left_out)
 
 
 def shuffled_batches(lengths: list[int], batch_size: int, seed: int,
@@ -267,48 +268,26 @@ def shuffled_batches(lengths: list[int], batch_size: int, seed: int,
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def full_logits_loss_class() -> Any:
-    from torch import nn
-
-    class Loss(nn.Module):
-        """The usual causal-LM loss: logits for every position, then the labelled ones."""
-
-        def __init__(self, model: nn.Module) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids: Any, attention_mask: Any, labels: Any) -> Any:
-            return self.model(input_ids=input_ids, attention_mask=attention_mask,
-                              labels=labels, use_cache=False).loss
-
-    return Loss
-
-
-def unfused_loss_class() -> Any:
+def gathered_cross_entropy(hidden: Any, weight: Any, targets: Any, workspace: Any,
+                           **counts: Any) -> Any:
+    """The chunked loss's projection done the usual way: the gathered positions' whole
+    logits tensor, then cross_entropy (what the chunked kernel avoids)."""
     import torch
     from torch import nn
 
-    from tunelab.local.loss import AssistantLoss
-
-    class Loss(AssistantLoss):
-        """Gathered logits, then the usual cross-entropy: the whole logits tensor in memory."""
-
-        def loss_sum(self, input_ids: Any, attention_mask: Any, labels: Any) -> Any:
-            picked, targets = self.labelled_hidden(input_ids, attention_mask, labels)
-            with torch.autocast(device_type=picked.device.type, enabled=False):
-                logits = self.causal_lm.get_output_embeddings()(picked)
-                summed = nn.functional.cross_entropy(logits, targets, reduction="sum")
-            return summed, torch.tensor(targets.shape[0])
-
-    return Loss
+    logits = nn.functional.linear(hidden, weight.to(hidden.dtype))
+    if counts.get("correct") is not None:  # the token-accuracy count, where it is asked for
+        with torch.no_grad():
+            counts["correct"] += (logits.argmax(dim=1) == targets).sum()
+    return nn.functional.cross_entropy(logits, targets, reduction="sum")
 
 
 class LossHooks:
     def __init__(self) -> None:
         self.losses: list[float] = []
 
-    def on_step(self, state: Any, values: dict[str, Any]) -> None:
-        self.losses.append(values["loss"])
+    def on_step(self, state: Any, report: Any) -> None:
+        self.losses.append(report.train_loss)
 
     def on_validation(self, *args: Any) -> None: ...
 
@@ -396,27 +375,27 @@ class LeverToggles:
     """Switches the trainer's levers on one model off and on again, in place."""
 
     def __init__(self, model: Any) -> None:
-        from tunelab.local import fused_lora, fused_norm, loss, trainer
+        from tunelab.local.kernels import chunked_loss, lora_linear, rms_norm
 
-        self.loss_module = loss
-        self.padding_mask = loss.padding_mask
+        self.loss_module = chunked_loss
+        self.chunked = chunked_loss.projected_cross_entropy
         self.lora = [m for m in model.modules() if hasattr(m, "lora_A")]
         self.norms = [m for m in model.modules() if type(m).__name__.endswith("RMSNorm")]
         plain = {m: m.forward for m in self.lora + self.norms}
-        fused_lora.use_fused_lora(model)
-        fused_norm.use_fused_rms_norm(model)
+        lora_linear.use_fused_lora(model)
+        rms_norm.use_fused_rms_norm(model)
         self.forwards = {m: (plain[m], m.forward) for m in plain}
-        self.fused_loss = trainer.AssistantLoss(model)
-        self.unfused_loss = unfused_loss_class()(model)
+        self.loss = chunked_loss.ChunkedAssistantLoss(model)
+        self.masked_loss = chunked_loss.ChunkedAssistantLoss(model, causal_padding=False)
 
     def apply(self, lever: str | None) -> Any:
         for module, (plain, fused) in self.forwards.items():
             off = (lever == "peft_lora" and module in self.lora) or (
                 lever == "hf_norm" and module in self.norms)
             module.forward = plain if off else fused
-        self.loss_module.padding_mask = (
-            (lambda mask: mask) if lever == "padding_mask" else self.padding_mask)
-        return self.unfused_loss if lever == "unfused_loss" else self.fused_loss
+        self.loss_module.projected_cross_entropy = (
+            gathered_cross_entropy if lever == "unfused_loss" else self.chunked)
+        return self.masked_loss if lever == "padding_mask" else self.loss
 
 
 def first_batches(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Any]:
@@ -425,7 +404,7 @@ def first_batches(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Any]:
 
     from tunelab.local import encoding
     from tunelab.local.batching import collate, epoch_batches
-    from tunelab.local.fused import use_fused_mlp
+    from tunelab.local.kernels.gated_mlp import use_fused_mlp
     from tunelab.local.model_source import load_model, load_tokenizer
 
     data = args.data if args.data.is_file() else write_fallback_data(args.steps)

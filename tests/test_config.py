@@ -39,6 +39,27 @@ def test_every_shipped_config_validates(path: Path) -> None:
         assert value is None or (REPO / value).is_file(), f"{path.name}: {key} {value}"
 
 
+@pytest.mark.parametrize("mode", ["auto", "off"])
+@pytest.mark.parametrize("source", [*PRESETS, *SHIPPED_CONFIGS],
+                         ids=lambda source: getattr(source, "name", source))
+def test_every_preset_and_shipped_config_takes_the_kernels_switch(source, mode: str) -> None:
+    if isinstance(source, Path):
+        config = resolve_config(config_file=source, flags={"kernels": mode})
+    else:
+        config = resolve_config(preset=source, flags={"kernels": mode})
+    assert config.kernels == mode
+
+
+def test_kernels_default_to_auto_and_are_read_from_a_file(tmp_path: Path) -> None:
+    assert TrainConfig().kernels == "auto"
+    file = tmp_path / "plain.yaml"
+    file.write_text("preset: quick\nkernels: off\n")  # YAML reads a bare off as False
+    assert resolve_config(config_file=file).kernels == "off"
+    assert resolve_config(config_file=file, flags={"kernels": "auto"}).kernels == "auto"
+    with pytest.raises(ConfigError, match="--kernels: input should be 'auto' or 'off'"):
+        resolve_config(flags={"kernels": "fast"})
+
+
 def test_precedence_is_preset_then_file_then_flags(tmp_path: Path) -> None:
     file = tmp_path / "run.yaml"
     file.write_text(yaml.safe_dump({"preset": "standard", "epochs": 7, "batch_size": 8}))

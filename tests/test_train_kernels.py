@@ -12,12 +12,15 @@ import pytest
 import torch
 from torch import nn
 
-from tunelab.local import loss as loss_module
 from tunelab.local.batching import epoch_batches
-from tunelab.local.fused import silu_mul, use_fused_mlp
-from tunelab.local.fused_lora import lora_linear, use_fused_lora
-from tunelab.local.fused_norm import rms_norm, use_fused_rms_norm
-from tunelab.local.loss import AssistantLoss, padding_mask, projected_cross_entropy
+from tunelab.local.kernels.chunked_loss import (
+    ChunkedAssistantLoss,
+    padding_mask,
+    projected_cross_entropy,
+)
+from tunelab.local.kernels.gated_mlp import silu_mul, use_fused_mlp
+from tunelab.local.kernels.lora_linear import lora_linear, use_fused_lora
+from tunelab.local.kernels.rms_norm import rms_norm, use_fused_rms_norm
 from tunelab.local.memory import keep_freed_memory, release_freed_memory
 
 
@@ -190,20 +193,19 @@ def test_right_padding_needs_no_mask_and_other_masks_pass_through() -> None:
     assert padding_mask(left) is left
 
 
-def test_loss_on_a_right_padded_batch_is_the_masked_loss(monkeypatch) -> None:
+def test_loss_on_a_right_padded_batch_is_the_masked_loss() -> None:
     model = tiny_llama(seed=4)
     ids = torch.randint(1, 64, (3, 10))
     mask = torch.ones_like(ids)
     mask[1, 6:], mask[2, 3:] = 0, 0
     labels = ids.masked_fill(mask == 0, -100)
     ids = ids.masked_fill(mask == 0, 0)
-    causal = AssistantLoss(model)(ids, mask, labels)
+    causal = ChunkedAssistantLoss(model)(ids, mask, labels)
     causal.backward()
     causal_grads = [param.grad.clone() for param in model.parameters()]
     model.zero_grad()
 
-    monkeypatch.setattr(loss_module, "padding_mask", lambda attention_mask: attention_mask)
-    masked = AssistantLoss(model)(ids, mask, labels)
+    masked = ChunkedAssistantLoss(model, causal_padding=False)(ids, mask, labels)
     masked.backward()
     torch.testing.assert_close(causal, masked)
     for param, expected in zip(model.parameters(), causal_grads, strict=True):
@@ -259,3 +261,153 @@ def test_training_processes_run_under_mimalloc_when_it_is_installed(tmp_path) ->
     assert done.returncode == 2
     assert "missing.jsonl" in done.stderr and "Traceback" not in done.stderr
     assert allocator_env({"TUNELAB_ALLOCATOR": "mimalloc"}) == {}
+
+
+# The switch: kernels "auto" and "off" train to the same losses ---------------------------
+TINY_ARCHITECTURES = {  # model_type -> the transformers config class, tiny sizes below
+    "llama": "LlamaConfig", "mistral": "MistralConfig", "qwen2": "Qwen2Config",
+    "qwen3": "Qwen3Config",
+}
+
+
+def tiny_model_folder(folder, model_type: str, seed: int = 7):
+    """A randomly initialised tiny causal LM of `model_type`, saved as a HF folder."""
+    import transformers
+
+    config_class = getattr(transformers, TINY_ARCHITECTURES.get(model_type, "Gemma2Config"))
+    attention = "sdpa" if model_type in TINY_ARCHITECTURES else "eager"  # Gemma2: no sdpa
+    config = config_class(vocab_size=96, hidden_size=32, intermediate_size=64,
+                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                          head_dim=8, tie_word_embeddings=True, attn_implementation=attention,
+                          bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    for name, param in model.named_parameters():
+        if "norm" in name:  # HF starts norms at one; a random weight tests the whole path
+            nn.init.normal_(param, mean=1.0, std=0.3)
+    model.save_pretrained(folder)
+    return folder
+
+
+def chat_like_batches(count: int = 3, rows: int = 3) -> list[dict]:
+    """Right-padded batches of varied lengths whose labels start after a prompt."""
+    from tunelab.local.batching import collate
+    from tunelab.local.encoding import IGNORE, Encoded
+
+    generator = torch.Generator().manual_seed(11)
+    batches = []
+    for _ in range(count):
+        items = []
+        for _ in range(rows):
+            length = int(torch.randint(8, 24, (1,), generator=generator))
+            prompt = int(torch.randint(2, length - 3, (1,), generator=generator))
+            ids = torch.randint(3, 96, (length,), generator=generator).tolist()
+            items.append(Encoded(ids, [IGNORE] * prompt + ids[prompt:]))
+        batches.append(collate(items, pad_id=0))
+    return batches
+
+
+def patched_forwards(model: nn.Module) -> list[str]:
+    """Modules whose forward was replaced on the instance (how every kernel is applied)."""
+    return [name for name, module in model.named_modules() if "forward" in vars(module)]
+
+
+def train_losses(folder, mode: str, full: bool) -> tuple[list[tuple[float, float]], object]:
+    """(loss, token accuracy) of each step of a short run, and the run's session."""
+    from tunelab.config import TrainConfig
+    from tunelab.local import trainer
+    from tunelab.local.encoding import EncodedSet
+
+    batches = chat_like_batches()
+    config = TrainConfig(model=str(folder), full=full, kernels=mode, learning_rate=1e-2,
+                         warmup_ratio=0.0, max_steps=len(batches), batch_size=3, seed=5,
+                         lora_r=4, lora_alpha=8)
+    # The steps take batches directly; the set only sizes the schedule.
+    session = trainer.setup(config, None, EncodedSet(items=[None] * 9), None,
+                            base_ref=str(folder))
+    return [(trainer.train_step(session, batch), None) for batch in batches], session
+
+
+def moved_from_start(model: nn.Module, folder) -> bool:
+    """Whether training changed the weights: LoRA's B starts at zero, a full run's at the
+    saved model's."""
+    from transformers import AutoModelForCausalLM
+
+    lora_b = [param for name, param in model.named_parameters() if "lora_B" in name]
+    if lora_b:
+        return any(bool(param.abs().sum() > 0) for param in lora_b)
+    start = AutoModelForCausalLM.from_pretrained(folder).lm_head.weight
+    return not torch.allclose(model.lm_head.weight, start)
+
+
+@pytest.mark.parametrize("full", [False, True], ids=["lora", "full"])
+@pytest.mark.parametrize("model_type", list(TINY_ARCHITECTURES))
+def test_kernels_auto_and_off_train_to_the_same_losses(tmp_path, model_type: str,
+                                                      full: bool) -> None:
+    folder = tiny_model_folder(tmp_path / model_type, model_type)
+    auto, auto_session = train_losses(folder, "auto", full)
+    off, off_session = train_losses(folder, "off", full)
+
+    assert max(abs(a[0] - b[0]) for a, b in zip(auto, off, strict=True)) <= 1e-4, (auto, off)
+    assert [a[1] for a in auto] == [b[1] for b in off]  # the same argmax tokens
+    trained = dict(auto_session.model.named_parameters())
+    for name, param in off_session.model.named_parameters():
+        if param.requires_grad:  # the same gradients took both to the same weights
+            torch.testing.assert_close(trained[name], param, atol=1e-4, rtol=0, msg=name)
+    assert moved_from_start(auto_session.model, folder)
+    assert patched_forwards(off_session.model) == []  # off: plain transformers + peft
+    assert patched_forwards(auto_session.model)
+    assert auto_session.kernels.startswith("kernels: auto (gated_mlp")
+    assert off_session.kernels == "kernels: off (plain transformers + peft)"
+
+
+def test_every_architecture_auto_trusts_is_tested_above() -> None:
+    from tunelab.local import kernels
+
+    assert set(TINY_ARCHITECTURES) == kernels.TESTED_MODEL_TYPES
+
+
+def test_auto_leaves_an_untested_architecture_plain(tmp_path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from tunelab.local import kernels
+    from tunelab.local.assistant_loss import AssistantLoss
+
+    # Gemma2 soft-caps its logits, which the chunked loss does not: the gate is what keeps
+    # it from training on a wrong loss.
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_folder(tmp_path, "gemma2"))
+    model.config.final_logit_softcapping = 0.5  # the default 30 barely bends tiny logits
+    batch = chat_like_batches(count=1)[0]
+    plain = AssistantLoss(model)(**batch)
+    assert not torch.isclose(ChunkedAssistantLoss(model)(**batch), plain)
+
+    applied = kernels.apply(model, "auto")
+    assert applied.names == [] and patched_forwards(model) == []
+    assert applied.note == ("kernels: off for model type 'gemma2'; auto uses them on "
+                            "llama, mistral, qwen2, qwen3 only")
+    torch.testing.assert_close(applied.loss(**batch), plain)
+
+
+def test_plain_loss_is_the_transformers_causal_lm_loss() -> None:
+    from tunelab.local.assistant_loss import AssistantLoss
+
+    model = tiny_llama(seed=8)
+    batch = chat_like_batches(count=1)[0]
+    batch["input_ids"] = batch["input_ids"] % 64  # tiny_llama's vocabulary
+    batch["labels"] = torch.where(batch["labels"] >= 0, batch["labels"] % 64, batch["labels"])
+    expected = model(**batch).loss  # transformers' own shift and mean over labelled tokens
+    torch.testing.assert_close(AssistantLoss(model)(**batch), expected)
+    torch.testing.assert_close(ChunkedAssistantLoss(model)(**batch), expected)
+
+
+def test_leaving_kernels_out_by_name() -> None:
+    from tunelab.local import kernels
+    from tunelab.local.assistant_loss import AssistantLoss
+
+    applied = kernels.apply(tiny_llama(), "auto", without={"rms_norm", "causal_padding"})
+    assert applied.names == ["gated_mlp", "chunked_loss"]  # no LoRA layers in this model
+    assert isinstance(applied.loss, ChunkedAssistantLoss) and not applied.loss.causal_padding
+    plain = kernels.apply(tiny_llama(), "auto", without={"chunked_loss"}).loss
+    assert type(plain) is AssistantLoss
+    with pytest.raises(ValueError, match="unknown kernels"):
+        kernels.apply(tiny_llama(), "auto", without={"fused_everything"})

@@ -11,11 +11,14 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tunelab.errors import ConfigError, UsageError
 
 PresetName = Literal["quick", "standard", "extended", "precision"]
+# auto: the speed kernels (local/kernels/) on the architectures they were tested on, plain
+# transformers + peft elsewhere; off: plain everywhere, for a model that misbehaves.
+KernelMode = Literal["auto", "off"]
 
 
 class TrainConfig(BaseModel):
@@ -49,6 +52,7 @@ class TrainConfig(BaseModel):
     # CPU (avx512_bf16, no AMX): fp32 186 tok/s vs bf16 autocast 127 tok/s, same loss
     # (bench/train_throughput.py --variants trl,tunelab,tunelab-fp32).
     precision: Literal["auto", "bf16", "fp32"] = "auto"
+    kernels: KernelMode = "auto"
     # run
     seed: int = Field(42, ge=0)
     suffix: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,40}$")
@@ -60,6 +64,14 @@ class TrainConfig(BaseModel):
     prompts: str | None = None
     max_samples: int = Field(5, ge=0)
     sample_max_new_tokens: int = Field(96, ge=1)
+
+    @field_validator("kernels", mode="before")
+    @classmethod
+    def _yaml_switch(cls, value: Any) -> Any:
+        # YAML reads a bare `kernels: off` as False (and `on` as True): take what was meant.
+        if isinstance(value, bool):
+            return "auto" if value else "off"
+        return value
 
 
 # Each preset is data: its purpose, its values and what it cost here. Times were measured

@@ -129,6 +129,7 @@ def _run(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path,
     base_ref = prepare.base_model_ref(config.model)
     session = trainer.setup(config, tokenizer, data.train, data.validation, base_ref=base_ref,
                             resume_from=resume_from)
+    recorder.message(session.kernels)  # which speed kernels run, or why none do
     state = TrainState()
     if resume_from is not None:
         checkpoints.clean_partial(resume_from.parent)

@@ -3,8 +3,9 @@
 accelerate owns devices, mixed precision, gradient accumulation and (under `accelerate
 launch`) DDP/FSDP/DeepSpeed; nothing here is device- or process-specific. We own what
 decides speed and trust: assistant-only labels (encoding), length-grouped batches whose
-order is a function of (seed, epoch) (batching), a loss without wasted logits (loss) and
-checkpoints that resume to the exact next batch (checkpoints, state).
+order is a function of (seed, epoch) (batching), a loss without wasted logits and other
+speed kernels (kernels/, switched by config.kernels) and checkpoints that resume to the
+exact next batch (checkpoints, state).
 """
 
 from __future__ import annotations
@@ -21,13 +22,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from tunelab.config import TrainConfig
-from tunelab.local import checkpoints
+from tunelab.local import checkpoints, kernels
 from tunelab.local.batching import collate, epoch_batches, eval_batches
 from tunelab.local.encoding import EncodedSet
-from tunelab.local.fused import use_fused_mlp
-from tunelab.local.fused_lora import use_fused_lora
-from tunelab.local.fused_norm import use_fused_rms_norm
-from tunelab.local.loss import AssistantLoss
 from tunelab.local.memory import keep_freed_memory
 from tunelab.local.state import (
     TrainState,
@@ -48,7 +45,7 @@ class Session:
     accelerator: Any
     tokenizer: Any
     model: Any  # the transformers model, PEFT-wrapped unless config.full
-    loss_model: Any  # AssistantLoss around it, prepared by accelerate
+    loss_model: Any  # the loss kernels.apply chose around it, prepared by accelerate
     optimizer: Any  # prepared by accelerate
     scheduler: Any  # stepped by us once per optimizer step, whatever the process count
     train_set: EncodedSet
@@ -59,6 +56,7 @@ class Session:
     window: list[float] = field(default_factory=list)  # losses of the accumulating step
     saved: tuple[str, int] | None = None  # (name, step) of the last checkpoint written
     validated: int | None = None  # the step of the last validation
+    kernels: str = ""  # the line kernels.apply wrote: what it applied, or why none
 
 
 class Hooks:
@@ -100,21 +98,20 @@ def setup(config: TrainConfig, tokenizer: Any, train_set: EncodedSet,
                               gradient_accumulation_steps=config.grad_accum)
     set_seed(config.seed)
     model = build_model(config, base_ref, resume_from)
-    use_fused_mlp(model)  # same math, less kept for backward (see fused.py)
-    use_fused_lora(model)  # same math, fewer passes over each layer's output (fused_lora.py)
-    use_fused_rms_norm(model)  # same math in one autograd node (fused_norm.py)
+    # Same math as plain transformers + peft, less memory traffic; off or auto (kernels/).
+    applied = kernels.apply(model, config.kernels)
     trainable = [param for param in model.parameters() if param.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
     per_epoch = steps_per_epoch(len(train_set.items), config, accelerator.num_processes)
     total = config.max_steps or per_epoch * config.epochs
     scheduler = make_scheduler(optimizer, config, total)
-    loss_model, optimizer = accelerator.prepare(AssistantLoss(model), optimizer)
+    loss_model, optimizer = accelerator.prepare(applied.loss, optimizer)
     if resume_from is not None:
         optimizer.load_state_dict(load_torch(resume_from, "optimizer.pt"))
         scheduler.load_state_dict(load_torch(resume_from, "scheduler.pt"))
     return Session(config, accelerator, tokenizer, model, loss_model, optimizer, scheduler,
-                   train_set, val_set, per_epoch, total, base_ref)
+                   train_set, val_set, per_epoch, total, base_ref, kernels=applied.note)
 
 
 def build_model(config: TrainConfig, base_ref: str, resume_from: Path | None) -> Any:

@@ -13,7 +13,9 @@ workspace, and the gradient with respect to the hidden states is computed in the
 pass (the loss is the graph's last node, so it is known there); backward only scales it.
 Peak memory drops by the size of those tensors, and the FLOPs are the same.
 
-It is an nn.Module so that accelerate can wrap it (DDP hooks, autocast) like any model.
+It assumes the logits are exactly `lm_head(decoder(x))`: no soft-capping or logit scale
+(Gemma2, Cohere and Granite have one), which is why `kernels.apply` uses it only on the
+architectures it was tested on. The plain formulation is `assistant_loss.AssistantLoss`.
 """
 
 from __future__ import annotations
@@ -21,30 +23,29 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tunelab.local.assistant_loss import AssistantLoss
 from tunelab.local.encoding import IGNORE
 
 # One chunk of logits. It and its temporaries stay under glibc's 32 MB mmap threshold,
-# so their pages are reused from step to step (see memory.py).
+# so their pages are reused from step to step (see local/memory.py).
 WORKSPACE_BYTES = 16 << 20
 
 
-class AssistantLoss(nn.Module):
-    """forward(input_ids, attention_mask, labels) -> mean loss over labelled tokens."""
+class ChunkedAssistantLoss(AssistantLoss):
+    """AssistantLoss's value and gradients, projecting only labelled positions, in chunks.
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
+    `causal_padding` drops the padding mask of right-padded batches (see padding_mask).
+    """
+
+    def __init__(self, model: nn.Module, *, causal_padding: bool = True) -> None:
+        super().__init__(model)
+        self.causal_padding = causal_padding
         self._workspace: torch.Tensor | None = None
 
     @property
     def causal_lm(self) -> nn.Module:
         """The transformers model under any PEFT wrapper (LoRA layers are injected in it)."""
         return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                labels: torch.Tensor) -> torch.Tensor:
-        summed, count = self.loss_sum(input_ids, attention_mask, labels)
-        return summed / count.clamp(min=1)
 
     def loss_sum(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                  labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,8 +59,8 @@ class AssistantLoss(nn.Module):
     def labelled_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                         labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(fp32 hidden states of the positions whose next token is a label, those labels)."""
-        hidden = self.causal_lm.get_decoder()(input_ids=input_ids,
-                                              attention_mask=padding_mask(attention_mask),
+        mask = padding_mask(attention_mask) if self.causal_padding else attention_mask
+        hidden = self.causal_lm.get_decoder()(input_ids=input_ids, attention_mask=mask,
                                               use_cache=False).last_hidden_state
         targets = labels[:, 1:]
         keep = targets != IGNORE
