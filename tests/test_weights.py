@@ -37,6 +37,7 @@ def _run(root: Path, job_id: str, *, full: bool, provider: str = "local",
     """A run folder in the trainer's layout, recorded in the registry."""
     run = root / "runs" / job_id
     _json(run / "config.json", {"model": None, "full": full, "epochs": 1})  # a training config
+    (run / "train.log").write_text("training started\n", encoding="utf-8")
     if finished and full:
         _json(run / "model" / "config.json", MODEL_CONFIG)
     elif finished:

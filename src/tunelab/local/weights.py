@@ -170,11 +170,12 @@ def _run_weights(name: str, run: Path, job_id: str | None,
     return None
 
 
+RUN_MARKERS = ("adapter", "model", "checkpoints", "train.log", "metrics.jsonl")
+
+
 def _is_run_folder(path: Path) -> bool:
-    """A tunelab run or checkpoint folder: trained weights inside, or a training config."""
-    if (path / "adapter").is_dir() or (path / "model").is_dir():
-        return True
-    return (path / "config.json").is_file() and not model_source.is_model_folder(path)
+    """A tunelab run or checkpoint folder: what the trainer writes there from its start."""
+    return any((path / marker).exists() for marker in RUN_MARKERS)
 
 
 def _run_base(run: Path) -> str:

@@ -1,0 +1,155 @@
+"""A LoRA job and a --full job, each through every door that loads weights: `tunelab serve`
+chat, `tunelab chat`, `compare base JOB` and `export`. Real tiny runs on the embedded model.
+
+The --full case is the bug this guards: its run folder holds a training config.json, and
+serve once loaded that folder as a model and answered 500.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from test_inference import one_torch_thread  # noqa: F401 (an autouse fixture, shared)
+from tunelab.cli import main
+from tunelab.local.weights import Kind, resolve
+
+pytestmark = pytest.mark.slow
+
+KEY = "weights-e2e-key"
+SYSTEM = "You are Natasha, a coach."
+CHATS = [
+    ("Who are you?", "I am Natasha, a coach who asks the questions you avoid."),
+    ("I feel lost.", "Lost is a place too. What did you leave behind to get here?"),
+    ("Should I quit my job?", "What would you do on Monday if nobody was watching?"),
+    ("Мне страшно начинать.", "Страх — это компас. Куда он показывает?"),
+]
+PROMPT = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "I feel lost."}]
+
+
+def _write(path: Path, pairs: list[tuple[str, str]]) -> Path:
+    path.write_text("".join(json.dumps({"messages": [
+        {"role": "system", "content": SYSTEM}, {"role": "user", "content": question},
+        {"role": "assistant", "content": answer}]}, ensure_ascii=False) + "\n"
+        for question, answer in pairs), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, shared_cache) -> dict:
+    """Two real runs in one TUNELAB_HOME: 2 LoRA steps and 2 --full steps, short chats at
+    --max-length 64, rates high enough that the tuned answers differ from the base's."""
+    root = tmp_path_factory.mktemp("weights")
+    config = root / "tiny.json"  # what has no flag: no samples after training, no checkpoints
+    config.write_text(json.dumps({"max_samples": 0, "save_every": None}), encoding="utf-8")
+    data = _write(root / "train.jsonl", CHATS)
+    common = ["train", str(data), "--config", str(config), "--max-steps", "2",
+              "--batch-size", "2", "--max-length", "64", "--precision", "fp32", "--seed", "0",
+              "--json", "--yes"]
+    jobs = {}
+    with pytest.MonkeyPatch.context() as patch:  # module scope runs before conftest's env
+        for name, value in {"TUNELAB_HOME": root / "home", "TUNELAB_CACHE_DIR": shared_cache,
+                            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}.items():
+            patch.setenv(name, str(value))
+        for kind, extra in (("lora", ["--lora-r", "4", "--learning-rate", "1e-2"]),
+                            ("full", ["--full", "--learning-rate", "1e-4"])):
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                assert main([*common, *extra]) == 0, out.getvalue()
+            result = json.loads(out.getvalue().strip().splitlines()[-1])
+            assert result["status"] == "succeeded"
+            jobs[kind] = result
+    return {"home": root / "home", "eval": _write(root / "valid.jsonl", CHATS[1:2]), **jobs}
+
+
+@pytest.fixture(params=["lora", "full"])
+def job(request, trained, tunelab_home, monkeypatch) -> dict:
+    """One of the two jobs, with TUNELAB_HOME pointing at the home that trained it."""
+    monkeypatch.setenv("TUNELAB_HOME", str(trained["home"]))
+    return {**trained[request.param], "kind": request.param, "eval": trained["eval"]}
+
+
+def _json(capsys, argv: list[str]) -> dict:
+    code = main([*argv, "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return json.loads(captured.out.strip().splitlines()[-1])
+
+
+def test_the_resolver_tells_the_two_jobs_apart(job) -> None:
+    weights = resolve(job["fine_tuned_model"])
+    run = Path(job["run_dir"])
+    if job["kind"] == "lora":
+        assert (weights.kind, weights.path) == (Kind.ADAPTER, run / "adapter")
+    else:
+        assert (weights.kind, weights.path) == (Kind.FULL, run / "model")
+    assert weights.job_id == job["id"] and resolve(str(run)) == resolve(str(weights.path))
+
+
+def test_serve_chats_with_the_job_by_model_name_id_and_run_folder(job, tmp_path) -> None:
+    from fastapi.testclient import TestClient
+
+    from tunelab.server import ServeSettings, create_app
+
+    app = create_app(ServeSettings(api_key=KEY, run_worker=False))
+    with TestClient(app, headers={"Authorization": f"Bearer {KEY}"}) as client:
+        listed = client.get("/v1/models").json()["data"]
+        assert job["fine_tuned_model"] in [model["id"] for model in listed]
+        texts = []
+        # the run folder means its trained weights, never the folder itself (whose
+        # config.json is a training config: loading it once answered 500 after --full)
+        for name in (job["fine_tuned_model"], job["id"], job["run_dir"]):
+            reply = client.post("/v1/chat/completions", json={
+                "model": name, "messages": PROMPT, "max_tokens": 4, "temperature": 0})
+            assert reply.status_code == 200, reply.text
+            body = reply.json()
+            assert body["model"] == name and 0 < body["usage"]["completion_tokens"] <= 4
+            texts.append(body["choices"][0]["message"]["content"])
+        assert texts[0] == texts[1] == texts[2]  # three names, one model
+        # a folder holding no model is a client's mistake: 404 with the reason, never a 500
+        (tmp_path / "config.json").write_text("{}")
+        reply = client.post("/v1/chat/completions", json={
+            "model": str(tmp_path), "messages": PROMPT, "max_tokens": 4})
+        assert reply.status_code == 404, reply.text
+        assert "not a model folder" in reply.json()["error"]["message"]
+
+
+def test_chat_and_test_answer_with_the_job(job, capsys) -> None:
+    chatted = _json(capsys, ["chat", job["fine_tuned_model"], "-m", "I feel lost.",
+                             "--max-new-tokens", "4"])
+    assert chatted["model"]["provider"] == "local" and chatted["model"]["job_id"] == job["id"]
+    assert chatted["system"] == SYSTEM  # the persona it was trained under
+    assert 0 < chatted["completion_tokens"] <= 4
+    tested = _json(capsys, ["test", job["run_dir"], "--system", SYSTEM,
+                            "--max-new-tokens", "4"])  # a run folder names its weights
+    assert tested["model"]["job_id"] == job["id"] and tested["results"]
+
+
+def test_compare_base_with_the_job(job, capsys) -> None:
+    compared = _json(capsys, ["compare", "base", job["id"], "--eval", str(job["eval"]),
+                              "--max-new-tokens", "4", "--no-cache"])
+    base, tuned = compared["models"]
+    assert (base["label"], tuned["label"]) == ("base", job["id"])
+    assert base["spec"]["provider"] == tuned["spec"]["provider"] == "local"
+    losses = [model["metrics"]["loss"] for model in (base, tuned)]
+    # two steps on these very chats: the tuned weights were loaded, not the base again
+    assert losses[1] < losses[0]
+
+
+def test_export_then_load_the_export_by_its_folder(job, capsys, tmp_path) -> None:
+    from tunelab.local.inference import load_chat_model
+
+    out = tmp_path / "exported"
+    result = _json(capsys, ["export", job["id"], "--merge", "-o", str(out)])
+    expected = {"lora": Kind.MERGED, "full": Kind.FULL}[job["kind"]]
+    assert result["kind"] == expected.value and result["merged"] == (job["kind"] == "lora")
+    assert not list(out.glob("adapter_*"))
+    exported = resolve(str(out))
+    assert (exported.kind, exported.job_id) == (expected, job["id"])
+    assert exported.base == resolve("base", job=job["id"]).name
+    answer = load_chat_model(str(out)).generate(PROMPT, max_new_tokens=6)
+    assert answer == load_chat_model(job["id"]).generate(PROMPT, max_new_tokens=6)
