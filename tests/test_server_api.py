@@ -6,6 +6,7 @@ queued (training is covered by test_openai_e2e.py).
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 from faultproxy import dialogues, serve_in_thread
 from tunelab.cli import main
+from tunelab.registry import SERVER, JobRecord, open_registry
 from tunelab.server import ServeSettings, create_app
 from tunelab.server.settings import check_bind
 
@@ -63,7 +65,9 @@ def test_upload_name_is_never_a_path(client: openai.OpenAI, tmp_path: Path,
     assert uploaded.filename == evil  # echoed back as metadata, as OpenAI does
     assert not list(tmp_path.rglob("escaped.jsonl"))
     stored = list((tunelab_home / "server" / "files").iterdir())
-    assert {p.name for p in stored} == {f"{uploaded.id}.jsonl", f"{uploaded.id}.json"}
+    assert {p.name for p in stored} == {f"{uploaded.id}.jsonl"}  # the metadata is a row
+    with open_registry() as registry:
+        assert registry.find_file(SERVER, uploaded.id).filename == evil
 
 
 def test_upload_size_limit(server: str, client: openai.OpenAI, tmp_path: Path) -> None:
@@ -133,6 +137,50 @@ def test_job_lifecycle_while_queued(client: openai.OpenAI, tmp_path: Path) -> No
     with pytest.raises(openai.BadRequestError):
         client.fine_tuning.jobs.cancel(job.id)
     assert client.fine_tuning.jobs.checkpoints.list(job.id).data == []
+
+
+def cli_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
+    capsys.readouterr()
+    assert main([*args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_a_served_job_is_the_row_the_cli_shows(client: openai.OpenAI, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    training = client.files.create(file=dialogues(tmp_path / "t.jsonl").open("rb"),
+                                   purpose="fine-tune")
+    first = client.fine_tuning.jobs.create(model=MODEL, training_file=training.id)
+    job = client.fine_tuning.jobs.create(model=MODEL, training_file=training.id, seed=3)
+    shown = cli_json(capsys, "jobs", "show", job.id)
+    assert (shown["provider"], shown["status"], shown["origin"]) == ("local", "queued", "server")
+    assert shown["training_file"] == training.id and shown["seq"] == job_seq(first.id) + 1
+    assert client.fine_tuning.jobs.cancel(job.id).status == "cancelled"
+    assert cli_json(capsys, "jobs", "show", job.id)["status"] == "cancelled"
+    cli_events = [event["message"] for event in cli_json(capsys, "jobs", "events",
+                                                          job.id)["events"]]
+    api_events = [event.message for event in client.fine_tuning.jobs.list_events(job.id)]
+    assert cli_events == api_events[::-1]  # one list: oldest first there, newest first here
+    assert cli_events[0].startswith("Created fine-tuning job")
+    assert cli_events[-1] == "Cancellation requested by the client"
+    page_one = client.fine_tuning.jobs.list(limit=1)
+    assert [j.id for j in page_one.data] == [job.id] and page_one.has_more
+    after = client.fine_tuning.jobs.list(after=job.id, limit=5)
+    assert [j.id for j in after.data] == [first.id] and not after.has_more
+
+
+def job_seq(job_id: str) -> int:
+    with open_registry() as registry:
+        return registry.get_job(job_id).seq
+
+
+def test_a_cli_run_is_not_served(client: openai.OpenAI) -> None:
+    with open_registry() as registry:
+        registry.create_job(JobRecord(id="ftjob-cli", provider="local", status="succeeded",
+                                      created_at=1.0, updated_at=1.0,
+                                      training_file="/home/me/private.jsonl"))
+    assert client.fine_tuning.jobs.list().data == []
+    with pytest.raises(openai.NotFoundError):
+        client.fine_tuning.jobs.retrieve("ftjob-cli")
 
 
 def test_invalid_training_data_is_refused_with_the_line(client: openai.OpenAI,

@@ -3,13 +3,26 @@
     1  the tables: jobs, events, metrics, files, checkpoints
     2  one metric vocabulary: old local names (loss, val_loss, lr, tokens, ...) renamed to
        OpenAI's in metrics rows, checkpoints and job summaries (registry/metrics.py)
+    3  the server's jobs and files live here: jobs gain origin, hyperparameters, metadata and
+       seq (creation order); files gain status; the job and file documents `tunelab serve`
+       kept under TUNELAB_HOME/server are imported (registry/server_documents.py)
+
+A step is SQL text, or a Python function of the connection and the home folder (the folder
+holding the database) for what SQL cannot do, such as reading files. Either runs in one
+transaction with its version bump.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
+from pathlib import Path
 
+from tunelab.registry import server_documents
 from tunelab.registry.metrics import LEGACY_STEP_NAMES, LEGACY_SUMMARY_NAMES, VALID_LOSS
+
+PythonStep = Callable[[sqlite3.Connection, Path | None], None]
+Step = str | PythonStep
 
 
 def _rename_json_keys(table: str, column: str, names: dict[str, str]) -> str:
@@ -34,7 +47,24 @@ def _vocabulary_migration() -> str:
                       _rename_json_keys("jobs", "metrics_json", LEGACY_SUMMARY_NAMES)])
 
 
-MIGRATIONS: list[tuple[int, str]] = [
+def _server_jobs_and_files(conn: sqlite3.Connection, home: Path | None) -> None:
+    for statement in ("ALTER TABLE jobs ADD COLUMN origin TEXT",
+                      "ALTER TABLE jobs ADD COLUMN hyperparameters_json TEXT",
+                      "ALTER TABLE jobs ADD COLUMN metadata_json TEXT",
+                      "ALTER TABLE jobs ADD COLUMN seq INTEGER",
+                      "ALTER TABLE files ADD COLUMN status TEXT NOT NULL DEFAULT 'processed'"):
+        conn.execute(statement)
+    if home is not None:
+        server_documents.import_documents(conn, home)
+    # Number every row in creation order; new rows take MAX(seq) + 1 (Registry.create_job).
+    ordered = conn.execute("SELECT id FROM jobs ORDER BY created_at, rowid").fetchall()
+    conn.executemany("UPDATE jobs SET seq = ? WHERE id = ?",
+                     [(seq, row[0]) for seq, row in enumerate(ordered, start=1)])
+    conn.execute("CREATE UNIQUE INDEX jobs_seq ON jobs(seq)")
+    conn.execute("CREATE INDEX jobs_origin ON jobs(origin, status)")
+
+
+MIGRATIONS: list[tuple[int, Step]] = [
     (1, """
     CREATE TABLE jobs (
         id               TEXT PRIMARY KEY,
@@ -97,6 +127,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     );
     """),
     (2, _vocabulary_migration()),
+    (3, _server_jobs_and_files),
 ]
 
 
@@ -104,13 +135,40 @@ def current_version(conn: sqlite3.Connection) -> int:
     return conn.execute("PRAGMA user_version").fetchone()[0]
 
 
+def _home_of(conn: sqlite3.Connection) -> Path | None:
+    """The folder holding the main database file; None for an in-memory database."""
+    for _, name, file in conn.execute("PRAGMA database_list").fetchall():
+        if name == "main" and file:
+            return Path(file).parent
+    return None
+
+
+def _run_python_step(conn: sqlite3.Connection, number: int, step: PythonStep) -> None:
+    if conn.in_transaction:
+        conn.commit()
+    # IMMEDIATE takes the write lock first, so two processes opening an old home at once
+    # run the step once: the second sees the new version and skips it.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if current_version(conn) < number:
+            step(conn, _home_of(conn))
+            conn.execute(f"PRAGMA user_version = {number}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema up to the newest migration; returns the version reached."""
     version = current_version(conn)
-    for number, script in MIGRATIONS:
+    for number, step in MIGRATIONS:
         if number <= version:
             continue
-        with conn:
-            conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+        if isinstance(step, str):
+            with conn:
+                conn.executescript(f"BEGIN;\n{step}\nPRAGMA user_version = {number};\nCOMMIT;")
+        else:
+            _run_python_step(conn, number, step)
         version = number
     return version

@@ -42,6 +42,13 @@ class JobRecord:
     error: dict[str, Any] | None = None
     run_dir: str | None = None
     finished_at: float | None = None
+    # Who made the row: "server" for `POST /v1/fine_tuning/jobs`; None for the CLI and imports.
+    origin: str | None = None
+    # What an OpenAI-shaped client asked for and is shown back (the server's jobs).
+    hyperparameters: dict[str, Any] | None = None
+    metadata: dict[str, str] | None = None
+    # Creation order, assigned by the registry: it breaks ties between same-second jobs.
+    seq: int | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -63,6 +70,21 @@ class Event:
 
 
 @dataclass
+class FileRecord:
+    """An uploaded file: remote (a provider's id at `endpoint`) or held here (the server's)."""
+
+    id: str
+    provider: str
+    endpoint: str
+    sha256: str
+    filename: str | None
+    bytes: int | None
+    purpose: str | None
+    created_at: float
+    status: str = "processed"
+
+
+@dataclass
 class Checkpoint:
     job_id: str
     name: str
@@ -74,14 +96,16 @@ class Checkpoint:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-_JSON_COLUMNS = {"config": "config_json", "metrics": "metrics_json", "error": "error_json"}
+_JSON_COLUMNS = {"config": "config_json", "metrics": "metrics_json", "error": "error_json",
+                 "hyperparameters": "hyperparameters_json", "metadata": "metadata_json"}
+_NULLABLE_JSON = frozenset({"error", "hyperparameters", "metadata"})
 
 
 def _job_from_row(row: sqlite3.Row) -> JobRecord:
     data = dict(row)
     for attr, column in _JSON_COLUMNS.items():
         raw = data.pop(column)
-        data[attr] = json.loads(raw) if raw else ({} if attr != "error" else None)
+        data[attr] = json.loads(raw) if raw else (None if attr in _NULLABLE_JSON else {})
     return JobRecord(**data)
 
 
@@ -117,17 +141,39 @@ class Registry:
 
     # jobs -----------------------------------------------------------------------------
     def create_job(self, job: JobRecord) -> JobRecord:
+        """Insert `job`; its seq is the next in creation order, whatever the clock says."""
         row = job.to_dict()
+        row.pop("seq")
         for attr, column in _JSON_COLUMNS.items():
             value = row.pop(attr)
             row[column] = json.dumps(value) if value is not None else None
-        columns = ", ".join(row)
-        marks = ", ".join(f":{name}" for name in row)
-        self._write(f"INSERT INTO jobs ({columns}) VALUES ({marks})", row)
+        columns = ", ".join([*row, "seq"])
+        marks = ", ".join([*(f":{name}" for name in row),
+                           "(SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs)"])
+        with self._lock:
+            self._conn.execute(f"INSERT INTO jobs ({columns}) VALUES ({marks})", row)
+            job.seq = self._conn.execute("SELECT seq FROM jobs WHERE id = ?",
+                                         (job.id,)).fetchone()[0]
         return job
 
     def update_job(self, job_id: str, **changes: Any) -> JobRecord:
         """Change some fields of a job; status moves to a terminal one stamp finished_at."""
+        if self._update(job_id, None, changes) == 0:
+            raise NotFoundError(f"no job {job_id!r} in the registry",
+                                fix="run `tunelab jobs list` to see job ids")
+        return self.get_job(job_id)
+
+    def transition(self, job_id: str, from_statuses: tuple[str, ...],
+                   **changes: Any) -> JobRecord | None:
+        """Change a job only while its status is one of `from_statuses`, in one statement,
+        so two threads (a worker claiming a job, a client cancelling it) cannot both win.
+        None when the job was not in one of those statuses (or does not exist)."""
+        if self._update(job_id, from_statuses, changes) == 0:
+            return None
+        return self.get_job(job_id)
+
+    def _update(self, job_id: str, from_statuses: tuple[str, ...] | None,
+                changes: dict[str, Any]) -> int:
         changes["updated_at"] = time.time()
         if changes.get("status") in TERMINAL and "finished_at" not in changes:
             changes["finished_at"] = changes["updated_at"]
@@ -138,11 +184,12 @@ class Registry:
                 value = json.dumps(value)
             sets.append(f"{column} = :{name}")
             params[name] = value
-        cursor = self._write(f"UPDATE jobs SET {', '.join(sets)} WHERE id = :id", params)
-        if cursor.rowcount == 0:
-            raise NotFoundError(f"no job {job_id!r} in the registry",
-                                fix="run `tunelab jobs list` to see job ids")
-        return self.get_job(job_id)
+        where = "id = :id"
+        if from_statuses is not None:
+            names = [f"from_{index}" for index in range(len(from_statuses))]
+            params.update(zip(names, from_statuses, strict=True))
+            where += f" AND status IN ({', '.join(':' + name for name in names)})"
+        return self._write(f"UPDATE jobs SET {', '.join(sets)} WHERE {where}", params).rowcount
 
     def find_job(self, job_id: str) -> JobRecord | None:
         rows = self._read("SELECT * FROM jobs WHERE id = ?", (job_id,))
@@ -161,12 +208,23 @@ class Registry:
         return _job_from_row(rows[0]) if rows else None
 
     def list_jobs(self, provider: str | None = None, limit: int = 100) -> list[JobRecord]:
+        """Newest first (a provider's own creation time for imported cloud jobs)."""
         if provider:
             rows = self._read("SELECT * FROM jobs WHERE provider = ? "
-                              "ORDER BY created_at DESC LIMIT ?", (provider, limit))
+                              "ORDER BY created_at DESC, seq DESC LIMIT ?", (provider, limit))
         else:
-            rows = self._read("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,))
+            rows = self._read("SELECT * FROM jobs ORDER BY created_at DESC, seq DESC LIMIT ?",
+                              (limit,))
         return [_job_from_row(row) for row in rows]
+
+    def job_ids(self, *, origin: str, statuses: tuple[str, ...] | None = None) -> list[str]:
+        """Ids of the jobs `origin` created, in creation order (seq), optionally only those in
+        `statuses`. Ids only, so one unreadable row cannot hide the others."""
+        sql, params = "SELECT id FROM jobs WHERE origin = ?", [origin]
+        if statuses is not None:
+            sql += f" AND status IN ({', '.join('?' for _ in statuses)})"
+            params += statuses
+        return [row["id"] for row in self._read(sql + " ORDER BY seq", tuple(params))]
 
     # events ---------------------------------------------------------------------------
     def add_event(self, job_id: str, message: str, *, level: str = "info",
@@ -207,9 +265,30 @@ class Registry:
 
     # files ----------------------------------------------------------------------------
     def record_file(self, *, file_id: str, provider: str, endpoint: str, sha256: str,
-                    filename: str | None, size: int | None, purpose: str | None) -> None:
-        self._write("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (file_id, provider, endpoint, sha256, filename, size, purpose, time.time()))
+                    filename: str | None, size: int | None, purpose: str | None,
+                    status: str = "processed", created_at: float | None = None) -> FileRecord:
+        record = FileRecord(file_id, provider, endpoint, sha256, filename, size, purpose,
+                            created_at or time.time(), status)
+        self._write("INSERT OR REPLACE INTO files (id, provider, endpoint, sha256, filename, "
+                    "bytes, purpose, created_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (record.id, record.provider, record.endpoint, record.sha256,
+                     record.filename, record.bytes, record.purpose, record.created_at,
+                     record.status))
+        return record
+
+    def find_file(self, endpoint: str, file_id: str) -> FileRecord | None:
+        rows = self._read("SELECT * FROM files WHERE endpoint = ? AND id = ?",
+                          (endpoint, file_id))
+        return FileRecord(**dict(rows[0])) if rows else None
+
+    def list_files(self, endpoint: str, purpose: str | None = None) -> list[FileRecord]:
+        """The files recorded for `endpoint`, newest first."""
+        sql, params = "SELECT * FROM files WHERE endpoint = ?", [endpoint]
+        if purpose is not None:
+            sql += " AND purpose = ?"
+            params.append(purpose)
+        rows = self._read(sql + " ORDER BY created_at DESC, id DESC", tuple(params))
+        return [FileRecord(**dict(row)) for row in rows]
 
     def files_with_sha(self, endpoint: str, sha256: str) -> list[str]:
         """Remote file ids uploaded to `endpoint` with this content hash, newest first."""

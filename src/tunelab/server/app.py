@@ -1,13 +1,15 @@
 """The FastAPI app: OpenAI's files, fine-tuning, models and chat routes over the local trainer.
 
-Routes are thin: parse, call the store / worker / chat module, return OpenAI's shapes. Every
-failure becomes an OpenAI-shaped error (server/errors.py); every route but /health needs the
-bearer key when one is set (server/auth.py).
+Routes are thin: parse, call the registry (through server/jobs.py and server/files.py), the
+worker or the chat module, return OpenAI's shapes. Every failure becomes an OpenAI-shaped
+error (server/errors.py); every route but /health needs the bearer key when one is set
+(server/auth.py).
+
+The app keeps the TUNELAB_HOME it was created under: its registry and its uploads' bytes.
 """
 
 from __future__ import annotations
 
-import time
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -15,12 +17,14 @@ from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from tunelab import home
+from tunelab.registry import Registry, open_registry
 from tunelab.server import auth, errors
 from tunelab.server.chat import complete, completion_object, stream_chunks
-from tunelab.server.errors import ApiError, not_found
-from tunelab.server.files import FileStore
+from tunelab.server.errors import not_found
+from tunelab.server.files import UploadedFiles, file_object
 from tunelab.server.job_requests import build_config, checkpoint_objects, local_models
-from tunelab.server.jobs import JobStore, job_object, new_job_id, page
+from tunelab.server.jobs import ServerJobs, page
 from tunelab.server.settings import ServeSettings
 from tunelab.server.worker import Worker
 
@@ -56,8 +60,11 @@ class ChatRequest(BaseModel):
 
 def create_app(settings: ServeSettings | None = None) -> FastAPI:
     settings = settings or ServeSettings()
-    files = FileStore(max_bytes=settings.max_upload_bytes)
-    jobs = JobStore()
+    root = home.home()
+    registry = open_registry(root / "registry.sqlite")
+    files = UploadedFiles(registry, root / "server" / "files",
+                          max_bytes=settings.max_upload_bytes)
+    jobs = ServerJobs(registry, root)
     worker = Worker(jobs)
 
     @asynccontextmanager
@@ -67,6 +74,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         yield
         if settings.run_worker:
             worker.shutdown()
+        if not worker.is_alive():  # a job that outlived the shutdown wait keeps its handle
+            registry.close()
 
     app = FastAPI(title="tunelab", version="1", lifespan=lifespan, docs_url=None,
                   redoc_url=None, openapi_url=None)
@@ -76,29 +85,29 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     auth.install(app, settings)
     _file_routes(app, files)
     _job_routes(app, settings, files, jobs, worker)
-    _model_routes(app)
+    _model_routes(app, registry)
     return app
 
 
-def _file_routes(app: FastAPI, files: FileStore) -> None:
+def _file_routes(app: FastAPI, files: UploadedFiles) -> None:
     @app.get("/health")
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.post("/v1/files")
     def upload(file: UploadFile = File(...), purpose: str = Form(...)) -> dict[str, Any]:
-        return files.save(file.file, filename=file.filename, purpose=purpose)
+        return file_object(files.save(file.file, filename=file.filename, purpose=purpose))
 
     @app.get("/v1/files")
     def list_files(purpose: str | None = None, after: str | None = None,
                    limit: int = Query(10_000, ge=1, le=10_000),
                    order: Literal["asc", "desc"] = "desc") -> dict[str, Any]:
-        found = files.list(purpose=purpose)
+        found = [file_object(record) for record in files.list(purpose=purpose)]
         return page(found if order == "desc" else found[::-1], after=after, limit=limit)
 
     @app.get("/v1/files/{file_id}")
     def retrieve_file(file_id: str) -> dict[str, Any]:
-        return files.get(file_id)
+        return file_object(files.get(file_id))
 
     @app.get("/v1/files/{file_id}/content")
     def file_content(file_id: str) -> FileResponse:
@@ -110,66 +119,54 @@ def _file_routes(app: FastAPI, files: FileStore) -> None:
         return files.delete(file_id)
 
 
-def _job_routes(app: FastAPI, settings: ServeSettings, files: FileStore, jobs: JobStore,
-                worker: Worker) -> None:
+def _job_routes(app: FastAPI, settings: ServeSettings, files: UploadedFiles,
+                jobs: ServerJobs, worker: Worker) -> None:
     @app.post("/v1/fine_tuning/jobs")
     def create_job(body: JobCreate) -> dict[str, Any]:
         config, hyper = build_config(body, files, settings)
-        with jobs._lock:  # seq orders jobs created within the same second
-            doc = {"id": new_job_id(), "seq": jobs.next_seq(), "created_at": int(time.time()),
-                   "model": body.model, "training_file": body.training_file,
-                   "validation_file": body.validation_file, "suffix": body.suffix,
-                   "seed": config["seed"], "hyperparameters": hyper,
-                   "metadata": body.metadata, "status": "queued", "config": config}
-            jobs.create(doc)
-        jobs.add_event(doc["id"], "Validating training file: " + body.training_file)
+        job = jobs.create(body, config, hyper)
         worker.notify()
-        return job_object(doc)
+        return jobs.job_object(job)
 
     @app.get("/v1/fine_tuning/jobs")
     def list_jobs(request: Request, after: str | None = None,
                   limit: int = Query(20, ge=1, le=1000)) -> dict[str, Any]:
         wanted = {key[9:-1]: value for key, value in request.query_params.items()
                   if key.startswith("metadata[") and key.endswith("]")}
-        docs = [doc for doc in reversed(jobs.all())
-                if all((doc.get("metadata") or {}).get(k) == v for k, v in wanted.items())]
-        return page([job_object(doc) for doc in docs], after=after, limit=limit)
+        found = [job for job in jobs.list()
+                 if all((job.metadata or {}).get(k) == v for k, v in wanted.items())]
+        return page([jobs.job_object(job) for job in found], after=after, limit=limit)
 
     @app.get("/v1/fine_tuning/jobs/{job_id}")
     def retrieve_job(job_id: str) -> dict[str, Any]:
-        return job_object(jobs.get(job_id))
+        return jobs.job_object(jobs.get(job_id))
 
     @app.post("/v1/fine_tuning/jobs/{job_id}/cancel")
     def cancel_job(job_id: str) -> dict[str, Any]:
-        doc = jobs.get(job_id)
-        if doc["status"] in ("succeeded", "failed", "cancelled"):
-            raise ApiError(400, f"Job {job_id} is already {doc['status']} and cannot be "
-                           "cancelled", code="invalid_job_state")
-        doc = jobs.update(job_id, status="cancelled")
+        job = jobs.cancel(job_id)
         worker.stop_running(job_id)
-        jobs.add_event(job_id, "Cancellation requested by the client")
-        return job_object(doc)
+        return jobs.job_object(job)
 
     @app.get("/v1/fine_tuning/jobs/{job_id}/events")
     def job_events(job_id: str, after: str | None = None,
                    limit: int = Query(20, ge=1, le=1000)) -> dict[str, Any]:
-        return page(jobs.events(job_id)[::-1], after=after, limit=limit)
+        return page(jobs.events(job_id), after=after, limit=limit)
 
     @app.get("/v1/fine_tuning/jobs/{job_id}/checkpoints")
     def job_checkpoints(job_id: str, after: str | None = None,
                         limit: int = Query(10, ge=1, le=1000)) -> dict[str, Any]:
-        doc = jobs.get(job_id)
-        return page(checkpoint_objects(doc), after=after, limit=limit)
+        job = jobs.get(job_id)
+        return page(checkpoint_objects(jobs.registry, job), after=after, limit=limit)
 
 
-def _model_routes(app: FastAPI) -> None:
+def _model_routes(app: FastAPI, registry: Registry) -> None:
     @app.get("/v1/models")
     def list_models() -> dict[str, Any]:
-        return {"object": "list", "data": local_models()}
+        return {"object": "list", "data": local_models(registry)}
 
     @app.get("/v1/models/{model_id:path}")
     def retrieve_model(model_id: str) -> dict[str, Any]:
-        for model in local_models():
+        for model in local_models(registry):
             if model["id"] == model_id:
                 return model
         raise not_found("model", model_id, param="model")

@@ -1,4 +1,5 @@
-"""Uploaded files, kept under TUNELAB_HOME/server/files/ as <id>.jsonl plus <id>.json.
+"""Uploaded files: their metadata are registry rows (endpoint "server"), their bytes are
+TUNELAB_HOME/server/files/<id>.jsonl.
 
 The client's filename is metadata only: the path on disk comes from an id we generate, so no
 name ("../../x", "/etc/passwd", NULs) can reach the file system.
@@ -6,14 +7,12 @@ name ("../../x", "/etc/passwd", NULs) can reach the file system.
 
 from __future__ import annotations
 
-import json
-import os
+import hashlib
 import secrets
-import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from tunelab import home
+from tunelab.registry import SERVER, FileRecord, Registry
 from tunelab.server.errors import ApiError, not_found
 
 PURPOSES = frozenset({"fine-tune", "assistants", "batch", "user_data", "vision", "evals"})
@@ -26,33 +25,36 @@ def _display_name(name: str | None) -> str:
     return cleaned[-255:] or "upload.jsonl"
 
 
-class FileStore:
-    def __init__(self, root: Path | None = None, *, max_bytes: int) -> None:
-        self.root = root or home.home() / "server" / "files"
+def file_object(record: FileRecord) -> dict[str, Any]:
+    """A registry file row as OpenAI's file object."""
+    return {"id": record.id, "object": "file", "bytes": record.bytes,
+            "created_at": int(record.created_at), "filename": record.filename,
+            "purpose": record.purpose, "status": record.status, "status_details": None,
+            "expires_at": None}
+
+
+class UploadedFiles:
+    def __init__(self, registry: Registry, root: Path, *, max_bytes: int) -> None:
+        self.registry, self.root, self.max_bytes = registry, root, max_bytes
         self.root.mkdir(parents=True, exist_ok=True)
-        self.max_bytes = max_bytes
 
     def data_path(self, file_id: str) -> Path:
         return self.root / f"{file_id}.jsonl"
 
-    def _meta_path(self, file_id: str) -> Path:
-        return self.root / f"{file_id}.json"
-
-    def save(self, source: BinaryIO, *, filename: str | None, purpose: str) -> dict[str, Any]:
+    def save(self, source: BinaryIO, *, filename: str | None, purpose: str) -> FileRecord:
         if purpose not in PURPOSES:
             raise ApiError(400, f"purpose {purpose!r} is not one of {sorted(PURPOSES)}",
                            code="invalid_purpose", param="purpose")
         file_id = "file-" + secrets.token_hex(12)
-        size = self._copy_limited(source, self.data_path(file_id))
-        meta = {"id": file_id, "object": "file", "bytes": size, "created_at": int(time.time()),
-                "filename": _display_name(filename), "purpose": purpose, "status": "processed",
-                "status_details": None, "expires_at": None}
-        _write_json(self._meta_path(file_id), meta)
-        return meta
+        size, sha = self._copy_limited(source, self.data_path(file_id))
+        # The bytes are in place before the row exists, so a listed file always has them.
+        return self.registry.record_file(file_id=file_id, provider="local", endpoint=SERVER,
+                                         sha256=sha, filename=_display_name(filename),
+                                         size=size, purpose=purpose)
 
-    def _copy_limited(self, source: BinaryIO, target: Path) -> int:
+    def _copy_limited(self, source: BinaryIO, target: Path) -> tuple[int, str]:
         partial = target.with_suffix(".part")
-        size = 0
+        size, digest = 0, hashlib.sha256()
         with partial.open("wb") as out:
             while chunk := source.read(_CHUNK):
                 size += len(chunk)
@@ -61,25 +63,24 @@ class FileStore:
                     partial.unlink()
                     raise ApiError(413, f"file is over the {self.max_bytes} byte limit",
                                    code="file_too_large", param="file")
+                digest.update(chunk)
                 out.write(chunk)
         partial.replace(target)
-        return size
+        return size, digest.hexdigest()
 
-    def get(self, file_id: str) -> dict[str, Any]:
-        path = self._meta_path(file_id) if _looks_like_id(file_id) else None
-        if path is None or not path.is_file():
+    def get(self, file_id: str) -> FileRecord:
+        record = self.registry.find_file(SERVER, file_id) if _looks_like_id(file_id) else None
+        if record is None:
             raise not_found("file", file_id)
-        return json.loads(path.read_text(encoding="utf-8"))
+        return record
 
-    def list(self, *, purpose: str | None = None) -> list[dict[str, Any]]:
-        files = [json.loads(path.read_text(encoding="utf-8"))
-                 for path in self.root.glob("file-*.json")]
-        files = [meta for meta in files if purpose is None or meta["purpose"] == purpose]
-        return sorted(files, key=lambda meta: (meta["created_at"], meta["id"]), reverse=True)
+    def list(self, *, purpose: str | None = None) -> list[FileRecord]:
+        """Newest first."""
+        return self.registry.list_files(SERVER, purpose=purpose)
 
     def delete(self, file_id: str) -> dict[str, Any]:
         self.get(file_id)
-        self._meta_path(file_id).unlink()
+        self.registry.forget_file(SERVER, file_id)
         self.data_path(file_id).unlink(missing_ok=True)
         return {"id": file_id, "object": "file", "deleted": True}
 
@@ -88,10 +89,3 @@ def _looks_like_id(file_id: str) -> bool:
     body = file_id.removeprefix("file-")
     return file_id.startswith("file-") and len(body) == 24 and all(
         ch in "0123456789abcdef" for ch in body)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write then rename, so a reader never sees half a file."""
-    partial = path.with_suffix(".tmp")
-    partial.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    os.replace(partial, path)

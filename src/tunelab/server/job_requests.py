@@ -8,8 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from tunelab.errors import ConfigError, DataError, UsageError
+from tunelab.registry import JobRecord, Registry
+from tunelab.registry.metrics import TRAIN_LOSS, VALID_LOSS
 from tunelab.server.errors import ApiError
-from tunelab.server.files import FileStore
+from tunelab.server.files import UploadedFiles
 from tunelab.server.settings import ServeSettings
 
 EVAL_EVERY = 10  # steps between validation losses when the job has a validation file
@@ -29,17 +31,17 @@ def _number(hyper: dict[str, Any], name: str) -> Any:
     return None if value in ("auto", None) else value
 
 
-def _training_path(files: FileStore, file_id: str | None, param: str) -> str | None:
+def _training_path(files: UploadedFiles, file_id: str | None, param: str) -> str | None:
     if file_id is None:
         return None
     try:
-        meta = files.get(file_id)
+        record = files.get(file_id)
     except ApiError:
         raise ApiError(400, f"{param} {file_id!r} does not exist; upload it first",
                        code="invalid_file", param=param) from None
-    if meta["purpose"] != "fine-tune":
+    if record.purpose != "fine-tune":
         raise ApiError(400, f"{param} {file_id!r} was uploaded with purpose "
-                       f"{meta['purpose']!r}, not 'fine-tune'", code="invalid_file", param=param)
+                       f"{record.purpose!r}, not 'fine-tune'", code="invalid_file", param=param)
     path = files.data_path(file_id)
     from tunelab.data.reader import load_examples
 
@@ -63,7 +65,7 @@ def _check_model(model: str) -> None:
                        f"{error.message}", code="model_not_available", param="model") from None
 
 
-def build_config(body: Any, files: FileStore,
+def build_config(body: Any, files: UploadedFiles,
                  settings: ServeSettings) -> tuple[dict[str, Any], dict[str, Any]]:
     """The validated TrainConfig values for a job request, and the hyperparameters to echo."""
     from tunelab.config import TrainConfig, validate_config
@@ -97,50 +99,34 @@ def build_config(body: Any, files: FileStore,
     return resolved, echo
 
 
-def checkpoint_objects(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """The job's checkpoints from the registry as OpenAI checkpoint objects, newest first."""
-    from tunelab.registry import open_registry
-
-    registry = open_registry()
-    try:
-        checkpoints = registry.list_checkpoints(doc["id"]) \
-            if registry.find_job(doc["id"]) else []
-    finally:
-        registry.close()
-    model = doc.get("fine_tuned_model") or f"ft:{doc['model']}:{doc.get('suffix') or ''}:" \
-                                           f"{doc['id']}"
+def checkpoint_objects(registry: Registry, job: JobRecord) -> list[dict[str, Any]]:
+    """The job's checkpoints as OpenAI checkpoint objects, newest first."""
+    model = job.fine_tuned_model or f"ft:{job.base_model}:{job.suffix or ''}:{job.id}"
     objects = []
-    for checkpoint in checkpoints:
+    for checkpoint in registry.list_checkpoints(job.id):
         metrics = checkpoint.metrics or {}
         if "points_to" in metrics:  # `latest` and `best` point at a real checkpoint
             continue
         objects.append({
             "object": "fine_tuning.job.checkpoint",
-            "id": f"ftckpt-{doc['id'][6:]}-{checkpoint.name}",
-            "created_at": int(checkpoint.created_at), "fine_tuning_job_id": doc["id"],
+            "id": f"ftckpt-{job.id[6:]}-{checkpoint.name}",
+            "created_at": int(checkpoint.created_at), "fine_tuning_job_id": job.id,
             "fine_tuned_model_checkpoint": f"{model}:ckpt-{checkpoint.name}",
             "step_number": checkpoint.step or 0,
-            "metrics": {"step": checkpoint.step,
-                        "train_loss": metrics.get("train_loss", metrics.get("loss")),
-                        "valid_loss": metrics.get("valid_loss", metrics.get("val_loss"))},
+            "metrics": {"step": checkpoint.step, TRAIN_LOSS: metrics.get(TRAIN_LOSS),
+                        VALID_LOSS: metrics.get(VALID_LOSS)},
         })
     return objects[::-1]
 
 
-def local_models() -> list[dict[str, Any]]:
+def local_models(registry: Registry) -> list[dict[str, Any]]:
     """The embedded base model and every succeeded local fine-tune, as OpenAI model objects."""
     from tunelab.local.model_source import DEFAULT_MODEL
-    from tunelab.registry import open_registry
 
     models = [{"id": DEFAULT_MODEL, "object": "model", "created": 0, "owned_by": "tunelab"}]
-    registry = open_registry()
-    try:
-        # Any job with a run folder trained here (a client sharing this TUNELAB_HOME may
-        # have recorded it under its own provider name first).
-        tuned = [job for job in registry.list_jobs(limit=1000)
-                 if job.status == "succeeded" and job.fine_tuned_model and job.run_dir]
-    finally:
-        registry.close()
+    # Any job with a run folder trained here, whoever started it (the CLI or this server).
+    tuned = [job for job in registry.list_jobs(limit=1000)
+             if job.status == "succeeded" and job.fine_tuned_model and job.run_dir]
     models += [{"id": job.fine_tuned_model, "object": "model", "created": int(job.created_at),
                 "owned_by": "tunelab"} for job in tuned]
     return models

@@ -1,114 +1,119 @@
-"""Fine-tuning jobs as the server keeps them: one JSON document and one event log per job,
-under TUNELAB_HOME/server/jobs/. The documents are the queue (created order), so queued and
-running jobs survive a restart; the event log is append-only, so event ids and their order
-never change under a paginating client.
+"""Fine-tuning jobs as OpenAI's clients see them, over the registry's rows.
 
-Shapes follow OpenAI's `fine_tuning.job` and `fine_tuning.job.event` objects.
+A job created through `POST /v1/fine_tuning/jobs` is a registry row (provider "local",
+origin "server"): the same row `tunelab jobs show` prints, with one status and one event
+list, which the local trainer writes to as it runs. The rows the server created, in
+creation order (seq), are also the worker's queue.
+
+Shapes follow OpenAI's `fine_tuning.job` and `fine_tuning.job.event` objects. What the
+trainer writes may name files on this machine; `public()` turns those into the ids and
+names the client knows before anything leaves the server.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from tunelab import home
-from tunelab.server.errors import not_found
-from tunelab.server.files import _write_json
+from tunelab.registry import SERVER, Event, JobRecord, Registry
+from tunelab.registry.metrics import TRAINED_TOKENS
+from tunelab.server.errors import ApiError, not_found
 
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 ORGANIZATION = "org-tunelab-local"
+ACTIVE = ("validating_files", "queued", "running")
 
 
 def new_job_id() -> str:
     return "ftjob-" + secrets.token_hex(12)
 
 
-class JobStore:
-    def __init__(self, root: Path | None = None) -> None:
-        self.root = root or home.home() / "server" / "jobs"
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._event_counts: dict[str, int] = {}  # lines in each event log, counted once
+class ServerJobs:
+    """The server's view of the registry: only the jobs it created."""
 
-    def _doc_path(self, job_id: str) -> Path:
-        return self.root / f"{job_id}.json"
+    def __init__(self, registry: Registry, home: Path) -> None:
+        self.registry, self.home = registry, home
 
-    def _log_path(self, job_id: str) -> Path:
-        return self.root / f"{job_id}.events.jsonl"
+    def create(self, body: Any, config: dict[str, Any], hyper: dict[str, Any]) -> JobRecord:
+        now = time.time()
+        job = self.registry.create_job(JobRecord(
+            id=new_job_id(), provider="local", status="queued", created_at=now,
+            updated_at=now, origin=SERVER, base_model=body.model, suffix=body.suffix,
+            training_file=body.training_file, validation_file=body.validation_file,
+            config=config, hyperparameters=hyper, metadata=body.metadata))
+        self.registry.add_event(job.id, f"Created fine-tuning job: {job.id}")
+        self.registry.add_event(job.id, "Validating training file: " + body.training_file)
+        return job
 
-    # documents ----------------------------------------------------------------------
-    def create(self, doc: dict[str, Any]) -> dict[str, Any]:
-        with self._lock:
-            _write_json(self._doc_path(doc["id"]), doc)
-            self.add_event(doc["id"], f"Created fine-tuning job: {doc['id']}")
-        return doc
-
-    def get(self, job_id: str) -> dict[str, Any]:
-        path = self._doc_path(job_id)
-        if not job_id.startswith("ftjob-") or "/" in job_id or not path.is_file():
+    def get(self, job_id: str) -> JobRecord:
+        job = self.registry.find_job(job_id)
+        if job is None or job.origin != SERVER:  # a CLI run is not the API's to show
             raise not_found("job", job_id)
-        return json.loads(path.read_text(encoding="utf-8"))
+        return job
 
-    def update(self, job_id: str, **changes: Any) -> dict[str, Any]:
-        with self._lock:
-            doc = {**self.get(job_id), **changes}
-            if changes.get("status") in TERMINAL and not doc.get("finished_at"):
-                doc["finished_at"] = int(time.time())
-            _write_json(self._doc_path(job_id), doc)
-        return doc
+    def list(self) -> list[JobRecord]:
+        """Newest first."""
+        jobs = [self.registry.find_job(job_id)
+                for job_id in reversed(self.registry.job_ids(origin=SERVER))]
+        return [job for job in jobs if job is not None]
 
-    def all(self) -> list[dict[str, Any]]:
-        docs = [json.loads(path.read_text(encoding="utf-8"))
-                for path in self.root.glob("ftjob-*.json")]
-        return sorted(docs, key=lambda doc: (doc["created_at"], doc["seq"]))
-
-    def next_seq(self) -> int:
-        return max((doc["seq"] for doc in self.all()), default=0) + 1
-
-    # events -------------------------------------------------------------------------
-    def add_event(self, job_id: str, message: str, *, level: str = "info",
-                  type: str = "message", data: dict[str, Any] | None = None) -> None:
-        with self._lock:
-            path = self._log_path(job_id)
-            if job_id not in self._event_counts:
-                self._event_counts[job_id] = sum(1 for _ in path.open(encoding="utf-8")) \
-                    if path.exists() else 0
-            seq = self._event_counts[job_id] = self._event_counts[job_id] + 1
-            event = {"object": "fine_tuning.job.event", "id": f"ftevent-{job_id[6:]}-{seq}",
-                     "created_at": int(time.time()), "level": level, "message": message,
-                     "type": type, "data": data or {}}
-            with path.open("a", encoding="utf-8") as log:
-                log.write(json.dumps(event, ensure_ascii=False) + "\n")
+    def cancel(self, job_id: str) -> JobRecord:
+        job = self.get(job_id)
+        cancelled = self.registry.transition(job_id, ACTIVE, status="cancelled")
+        if cancelled is None:
+            raise ApiError(400, f"Job {job_id} is already {job.status} and cannot be "
+                           "cancelled", code="invalid_job_state")
+        self.registry.add_event(job_id, "Cancellation requested by the client")
+        return cancelled
 
     def events(self, job_id: str) -> list[dict[str, Any]]:
-        """Oldest first."""
-        self.get(job_id)
-        path = self._log_path(job_id)
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
-                if line.strip()]
+        """Newest first, like OpenAI."""
+        job = self.get(job_id)
+        return [self.event_object(event, job)
+                for event in reversed(self.registry.list_events(job_id))]
 
+    # OpenAI's shapes ----------------------------------------------------------------
+    def job_object(self, job: JobRecord) -> dict[str, Any]:
+        hyper = job.hyperparameters or {}
+        return {
+            "object": "fine_tuning.job", "id": job.id, "created_at": int(job.created_at),
+            "model": job.base_model, "training_file": job.training_file,
+            "validation_file": job.validation_file, "status": job.status,
+            "fine_tuned_model": job.fine_tuned_model,
+            "finished_at": int(job.finished_at) if job.finished_at else None,
+            "error": self._error_object(job),
+            "trained_tokens": job.metrics.get(TRAINED_TOKENS),
+            "hyperparameters": hyper,
+            "method": {"type": "supervised", "supervised": {"hyperparameters": hyper}},
+            "organization_id": ORGANIZATION, "result_files": [],
+            "seed": job.config.get("seed"), "estimated_finish": None, "integrations": [],
+            "metadata": job.metadata, "user_provided_suffix": job.suffix,
+        }
 
-def job_object(doc: dict[str, Any]) -> dict[str, Any]:
-    """The document as OpenAI's fine_tuning.job object."""
-    hyper = doc["hyperparameters"]
-    return {
-        "object": "fine_tuning.job", "id": doc["id"], "created_at": doc["created_at"],
-        "model": doc["model"], "training_file": doc["training_file"],
-        "validation_file": doc.get("validation_file"), "status": doc["status"],
-        "fine_tuned_model": doc.get("fine_tuned_model"), "finished_at": doc.get("finished_at"),
-        "error": doc.get("error"), "trained_tokens": doc.get("trained_tokens"),
-        "hyperparameters": hyper,
-        "method": {"type": "supervised", "supervised": {"hyperparameters": hyper}},
-        "organization_id": ORGANIZATION, "result_files": [], "seed": doc.get("seed"),
-        "estimated_finish": None, "integrations": [], "metadata": doc.get("metadata"),
-        "user_provided_suffix": doc.get("suffix"),
-    }
+    def event_object(self, event: Event, job: JobRecord) -> dict[str, Any]:
+        return {"object": "fine_tuning.job.event", "id": f"ftevent-{job.id[6:]}-{event.seq}",
+                "created_at": int(event.created_at), "level": event.level,
+                "message": self.public(event.message, job), "type": event.type,
+                "data": event.data or {}}
+
+    def _error_object(self, job: JobRecord) -> dict[str, Any] | None:
+        if not job.error:
+            return None
+        return {"code": job.error.get("code"), "param": job.error.get("param"),
+                "message": self.public(str(job.error.get("message") or ""), job)}
+
+    def public(self, text: str, job: JobRecord) -> str:
+        """`text` with this machine's paths replaced: the job's data files by the file ids
+        the client uploaded, anything else under the home by TUNELAB_HOME."""
+        for key, file_id in (("train_file", job.training_file),
+                             ("validation_file", job.validation_file)):
+            path = job.config.get(key)
+            if path and file_id:
+                text = text.replace(str(path), file_id)
+        for root in {str(self.home.resolve()), str(self.home)}:
+            text = text.replace(root, "TUNELAB_HOME")
+        return text
 
 
 def page(items: list[dict[str, Any]], *, after: str | None, limit: int) -> dict[str, Any]:

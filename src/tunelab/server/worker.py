@@ -1,9 +1,13 @@
-"""Runs queued jobs one at a time, in the order they were created, on the local trainer.
+"""Runs the server's jobs one at a time, in the order they were created, on the local trainer.
 
-The job documents are the queue, so a restart loses nothing: a queued job still runs, and a
-job that was running when the server stopped is resumed from its latest checkpoint. Shutting
-the server down stops the running job at a checkpoint but leaves it `running` in the queue,
-for exactly that reason; only a client's cancel makes it `cancelled`.
+The registry is the queue: the rows the server created that are still `queued` (or
+`validating_files`) wait their turn, and a row still `running` was interrupted, so it goes
+first and resumes from its latest checkpoint. A restart therefore loses nothing. Shutting
+the server down stops the running job at a checkpoint and leaves it `running`, for exactly
+that reason; only a client's cancel makes it `cancelled`.
+
+One bad record (an unreadable row, a config that no longer validates, a deleted training
+file) fails that job only: nothing a job does can stop the worker thread.
 """
 
 from __future__ import annotations
@@ -15,57 +19,54 @@ from typing import Any
 
 from tunelab import home
 from tunelab.errors import TunelabError
-from tunelab.server.jobs import JobStore
+from tunelab.registry import SERVER, JobRecord
+from tunelab.registry.metrics import OPENAI_STEP_METRICS, TRAIN_LOSS, step_metrics, validation_loss
+from tunelab.server.jobs import ServerJobs
 
 log = logging.getLogger("tunelab.server")
 RUNNABLE = ("validating_files", "queued")
+IDLE_POLL_S = 1.0
 
 
 def metric_event(payload: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
-    """A trainer progress payload as OpenAI's metrics event (message, data), if it is one."""
-    step = payload.get("step")
-    train_loss = payload.get("train_loss", payload.get("loss"))
-    valid_loss = payload.get("valid_loss", payload.get("val_loss"))
-    if step is None or (train_loss is None and valid_loss is None):
+    """A trainer progress payload as OpenAI's metrics event (message, data), if it has a
+    loss. The data holds the vocabulary's names (registry/metrics.py) and total_steps."""
+    values = {name: value for name, value in step_metrics(payload).items()
+              if name in OPENAI_STEP_METRICS}
+    train_loss, valid_loss = values.get(TRAIN_LOSS), validation_loss(values)
+    if "step" not in values or (train_loss is None and valid_loss is None):
         return None
-    data = {"step": step, "train_loss": train_loss, "valid_loss": valid_loss,
-            "total_steps": payload.get("total_steps"),
-            "train_mean_token_accuracy": payload.get("train_mean_token_accuracy")}
-    data = {key: value for key, value in data.items() if value is not None}
-    total = f"/{data['total_steps']}" if "total_steps" in data else ""
+    if payload.get("total_steps") is not None:
+        values["total_steps"] = payload["total_steps"]
+    total = f"/{values['total_steps']}" if "total_steps" in values else ""
     parts = [f"training loss={train_loss:.4f}" if train_loss is not None else None,
              f"validation loss={valid_loss:.4f}" if valid_loss is not None else None]
-    return f"Step {step}{total}: " + ", ".join(part for part in parts if part), data
-
-
-def public(text: str, doc: dict[str, Any]) -> str:
-    """`text` with the server's own file paths replaced by the file ids the client knows."""
-    for key, file_id in (("train_file", doc.get("training_file")),
-                         ("validation_file", doc.get("validation_file"))):
-        path = (doc.get("config") or {}).get(key)
-        if path and file_id:
-            text = text.replace(path, file_id)
-    return text
+    return f"Step {values['step']}{total}: " + ", ".join(p for p in parts if p), values
 
 
 class Worker:
-    def __init__(self, store: JobStore) -> None:
-        self.store = store
+    def __init__(self, jobs: ServerJobs) -> None:
+        self.jobs, self.registry = jobs, jobs.registry
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._lock = threading.Lock()
         self._current: tuple[str, threading.Event] | None = None
+        self._cancelled_by_client: set[str] = set()
         self._thread = threading.Thread(target=self._loop, name="tunelab-worker", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
     def notify(self) -> None:
         self._wake.set()
 
     def stop_running(self, job_id: str) -> bool:
-        """Ask the running job `job_id` to stop at a checkpoint; False if it isn't running."""
+        """The client cancelled `job_id`: if it is running, stop it at a checkpoint."""
         with self._lock:
+            self._cancelled_by_client.add(job_id)
             if self._current and self._current[0] == job_id:
                 self._current[1].set()
                 return True
@@ -83,88 +84,99 @@ class Worker:
     # the loop -----------------------------------------------------------------------
     def _loop(self) -> None:
         while not self._closing.is_set():
-            doc = self._next()
-            if doc is None:
-                self._wake.wait(1.0)
-                self._wake.clear()
-                continue
-            self._run(doc)
+            try:
+                job = self._next()
+                if job is not None:
+                    self._run(job)
+                    continue
+            except Exception:  # the registry itself failed (disk full, locked): try again
+                log.exception("the worker could not read or record a job")
+            self._wake.wait(IDLE_POLL_S)
+            self._wake.clear()
 
-    def _next(self) -> dict[str, Any] | None:
-        docs = self.store.all()
-        interrupted = [doc for doc in docs if doc["status"] == "running"]
-        queued = [doc for doc in docs if doc["status"] in RUNNABLE]
-        return (interrupted + queued or [None])[0]
+    def _next(self) -> JobRecord | None:
+        interrupted = self.registry.job_ids(origin=SERVER, statuses=("running",))
+        for job_id in interrupted + self.registry.job_ids(origin=SERVER, statuses=RUNNABLE):
+            try:
+                return self.registry.get_job(job_id)
+            except Exception as error:  # an unreadable row fails alone
+                log.exception("job %s cannot be read", job_id)
+                self._fail_unreadable(job_id, error)
+        return None
 
-    def _run(self, doc: dict[str, Any]) -> None:
-        job_id, stop = doc["id"], threading.Event()
-        with self._lock:
-            self._current = (job_id, stop)
-        resuming = doc["status"] == "running"
-        self.store.update(job_id, status="running")
-        self.store.add_event(job_id, "Resuming fine-tuning job after a server restart"
-                             if resuming else "Fine-tuning job started")
+    def _fail_unreadable(self, job_id: str, error: Exception) -> None:
+        failed = {"code": "server_error", "param": None,
+                  "message": f"the job's record cannot be read ({type(error).__name__})"}
         try:
-            result = self._train(doc, stop, resuming)
-        except TunelabError as error:
-            result = {"status": "failed", "error": {"code": "training_failed", "param": None,
-                                                    "message": public(error.render(), doc)}}
-        except Exception as error:  # a bug must fail the job, not kill the worker
-            log.exception("job %s crashed", job_id)
-            result = {"status": "failed", "error": {"code": "server_error", "param": None,
-                                                    "message": type(error).__name__}}
+            self.registry.transition(job_id, ("running", *RUNNABLE), status="failed",
+                                     error=failed)
+        except Exception:  # the status is written; only reading the row back failed
+            log.debug("job %s failed; its row still cannot be read", job_id)
+
+    def _run(self, job: JobRecord) -> None:
+        stop = threading.Event()
+        with self._lock:
+            self._current = (job.id, stop)
+        try:
+            # Claimed only from the status we read, so a cancel in between wins.
+            if self.registry.transition(job.id, (job.status,), status="running") is None:
+                return
+            resuming = job.status == "running"
+            self.registry.add_event(job.id, "Resuming fine-tuning job after a server restart"
+                                    if resuming else "Fine-tuning job started")
+            self._finish(job, self._outcome(job, stop))
         finally:
             with self._lock:
                 self._current = None
-        self._finish(job_id, result)
+                self._cancelled_by_client.discard(job.id)
 
-    def _train(self, doc: dict[str, Any], stop: threading.Event,
-               resuming: bool) -> dict[str, Any]:
+    def _outcome(self, job: JobRecord, stop: threading.Event) -> dict[str, Any]:
+        try:
+            return self._train(job, stop)
+        except TunelabError as error:
+            return {"status": "failed", "error": {"code": "training_failed", "param": None,
+                                                  "message": error.render()}}
+        except Exception as error:  # a bug must fail the job, not kill the worker
+            log.exception("job %s crashed", job.id)
+            return {"status": "failed", "error": {"code": "server_error", "param": None,
+                                                  "message": type(error).__name__}}
+
+    def _train(self, job: JobRecord, stop: threading.Event) -> dict[str, Any]:
         from tunelab.config import validate_config
         from tunelab.local import orchestrator
 
         def on_event(payload: Any) -> None:
-            self._record(doc, payload)
+            self._record(job, payload)
 
-        if resuming and _has_checkpoint(doc["id"]):
-            return orchestrator.resume(doc["id"], {}, on_event=on_event, stop=stop)
-        if resuming:  # stopped before its first checkpoint: start over in a clean folder
-            shutil.rmtree(home.runs_dir() / doc["id"], ignore_errors=True)
-        config = validate_config(doc["config"])
-        return orchestrator.train(config, job_id=doc["id"], on_event=on_event, stop=stop)
+        # By checkpoints, not status: a resume killed while loading its model reads `queued`.
+        if self.registry.list_checkpoints(job.id):
+            return orchestrator.resume(job.id, {}, on_event=on_event, stop=stop)
+        # Stopped before its first checkpoint (or never started): begin in a clean folder.
+        shutil.rmtree(home.runs_dir() / job.id, ignore_errors=True)
+        config = validate_config(job.config)
+        return orchestrator.train(config, job_id=job.id, on_event=on_event, stop=stop)
 
-    def _record(self, doc: dict[str, Any], payload: Any) -> None:
-        payload = payload if isinstance(payload, dict) else {"message": str(payload)}
-        metric = metric_event(payload)
+    def _record(self, job: JobRecord, payload: Any) -> None:
+        # The trainer writes its messages to the registry itself; only the per-step
+        # numbers, which it keeps as metric rows, become OpenAI's metrics events here.
+        metric = metric_event(payload) if isinstance(payload, dict) else None
         if metric is not None:
-            self.store.add_event(doc["id"], metric[0], type="metrics", data=metric[1])
-        elif payload.get("message"):
-            self.store.add_event(doc["id"], public(str(payload["message"]), doc),
-                                 level=str(payload.get("level") or "info"))
+            self.registry.add_event(job.id, metric[0], type="metrics", data=metric[1])
 
-    def _finish(self, job_id: str, result: dict[str, Any]) -> None:
+    def _finish(self, job: JobRecord, result: dict[str, Any]) -> None:
         status = result.get("status") or "failed"
         if status == "cancelled" and self._closing.is_set() \
-                and self.store.get(job_id)["status"] == "running":
+                and job.id not in self._cancelled_by_client:
             # Stopped by our own shutdown, not by the client: resume it on the next start.
-            self.store.add_event(job_id, "Server stopping: job paused at a checkpoint")
+            self.registry.update_job(job.id, status="running", finished_at=None)
+            self.registry.add_event(job.id, "Server stopping: job paused at a checkpoint")
             return
-        metrics = result.get("metrics") or {}
-        changes: dict[str, Any] = {"status": status, "error": result.get("error"),
-                                   "trained_tokens": metrics.get("trained_tokens")}
+        changes: dict[str, Any] = {"status": status}
+        if result.get("error"):
+            changes["error"] = result["error"]
         if status == "succeeded":
             changes["fine_tuned_model"] = result.get("fine_tuned_model")
-        self.store.update(job_id, **changes)
+        self.registry.update_job(job.id, **changes)
         message = {"succeeded": "The job has successfully completed",
                    "cancelled": "The job was cancelled"}.get(status, "The job failed")
-        self.store.add_event(job_id, message, level="error" if status == "failed" else "info")
-
-
-def _has_checkpoint(job_id: str) -> bool:
-    from tunelab.registry import open_registry
-
-    registry = open_registry()
-    try:
-        return registry.find_job(job_id) is not None and bool(registry.list_checkpoints(job_id))
-    finally:
-        registry.close()
+        self.registry.add_event(job.id, message, level="error" if status == "failed" else "info")
