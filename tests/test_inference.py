@@ -10,6 +10,7 @@ import pytest
 
 from tunelab.errors import DataError, NotFoundError, UsageError
 from tunelab.providers import get_provider
+from tunelab.providers.base import ChatOptions
 from tunelab.registry import JobRecord, open_registry
 
 MESSAGES = [{"role": "system", "content": "Ты Наташа, коуч."},
@@ -135,8 +136,8 @@ def test_an_adapter_changes_answers_and_loss_but_never_its_base(adapter_run):
 def test_local_provider_chats_with_a_job_by_id_or_name(adapter_run):
     _register("ftjob-perturbed", adapter_run)
     local = get_provider("local")
-    by_id = local.chat("ftjob-perturbed", MESSAGES, max_tokens=5)
+    by_id = local.chat("ftjob-perturbed", MESSAGES, ChatOptions(max_tokens=5))
     by_name = local.chat("ft:SmolLM2-135M-Instruct::ftjob-perturbed", MESSAGES,
-                         max_new_tokens=5, temperature=0)
+                         ChatOptions(max_tokens=5, temperature=0))
     assert by_id.text == by_name.text
     assert 0 < by_id.completion_tokens <= 5 and by_id.prompt_tokens > 10

@@ -103,5 +103,8 @@ def test_upload_only_no_wait_then_jobs_commands(url: str, tmp_path: Path,
     assert any("Created fine-tuning job" in event["message"] for event in events["events"])
     code, cancelled, _ = run(capsys, "jobs", "cancel", job["id"], "--json")
     assert code == 0 and cancelled["status"] == "cancelled"
-    code, final, err = run(capsys, "jobs", "watch", job["id"], "--json")
+    # The served app shares this test's home, so the registry holds the job as the
+    # server's own (local) row; --provider follows it through the OpenAI API instead.
+    code, final, err = run(capsys, "jobs", "watch", job["id"], "--provider", "openai",
+                           "--base-url", url, "--json")
     assert code == 1 and final["status"] == "cancelled" and "ended cancelled" in err

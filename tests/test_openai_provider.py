@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from faultproxy import FaultPlan, FaultProxy, dialogues, serve_in_thread
 from tunelab.cli import cloud_cmd
+from tunelab.cli.train_options import CloudOptions, TrainOptions
 from tunelab.errors import AuthError, ProviderError, UsageError
 from tunelab.providers import cloud_training, get_provider
 from tunelab.providers.base import JobSpec
@@ -76,7 +77,8 @@ def test_endpoints_are_data_in_providers_yaml(tunelab_home: Path,
 
 def test_kimi_cannot_train_and_says_what_can(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as caught:
-        cloud_cmd.train_remote(dialogues(tmp_path / "t.jsonl"), {"provider": "kimi"})
+        cloud_cmd.train_remote(TrainOptions(file=dialogues(tmp_path / "t.jsonl"),
+                                            cloud=CloudOptions(provider="kimi")))
     message = caught.value.render()
     assert "no fine-tuning" in message
     assert all(name in message for name in ("openai", "vertex", "local"))
@@ -149,8 +151,8 @@ def test_watch_rides_out_an_outage_and_records_the_end(server: int, tmp_path: Pa
     with FaultProxy(server, plan) as proxy:
         provider = OpenAICompatProvider(find_profile("openai"), max_retries=0,
                                         base_url=f"http://127.0.0.1:{proxy.port}/v1")
-        cloud_training.record_job(provider, cloud_cmd._provider(
-            {"provider": "openai", "base_url": f"http://127.0.0.1:{server}/v1"}).get_job(job.id),
+        cloud_training.record_job(provider, get_provider(
+            "openai", base_url=f"http://127.0.0.1:{server}/v1").get_job(job.id),
             local_files={}, config={})
         polls: list[float] = []
 

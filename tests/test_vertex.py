@@ -18,9 +18,16 @@ from conftest import EXAMPLES
 from faultproxy import FaultPlan, FaultProxy
 from tunelab.data.gemini import openai_to_gemini
 from tunelab.data.reader import load_examples
-from tunelab.errors import AuthError, DataError, NotFoundError, ProviderError, UsageError
+from tunelab.errors import (
+    AuthError,
+    DataError,
+    NotFoundError,
+    ProviderError,
+    TransientProviderError,
+    UsageError,
+)
 from tunelab.providers import vertex
-from tunelab.providers.base import JobSpec
+from tunelab.providers.base import ChatOptions, JobSpec
 from vertex_double import VertexDouble
 
 TRAIN = EXAMPLES / "natasha_train.jsonl"
@@ -85,7 +92,7 @@ def provider(double, adc, gcs) -> vertex.VertexProvider:
 
 def spec(training: str, **changes) -> JobSpec:
     values = dict(base_model="gemini-2.5-flash", training_file=training, suffix="natasha-v1",
-                  epochs=3, learning_rate=0.5, extra={"adapter_size": 4})
+                  epochs=3, learning_rate=0.5, adapter_size=4)
     return JobSpec(**{**values, **changes})
 
 
@@ -148,7 +155,7 @@ def test_dry_run_describes_exactly_what_create_job_sends_and_sends_nothing(provi
                                                                            gcs):
     options = vertex.VertexOptions.resolve(project_id=PROJECT, bucket=BUCKET,
                                            base_url=double.url)
-    described = vertex.describe_request(TRAIN, spec(str(TRAIN)), options)
+    described = vertex.describe_request(spec(str(TRAIN)), options)
     assert double.sent == [] and list(gcs.bucket(BUCKET).list_blobs()) == []
     assert described["object"].startswith(f"gs://{BUCKET}/tunelab/")
     assert described["first_example"] == openai_to_gemini(load_examples(TRAIN)[0])
@@ -228,7 +235,8 @@ def test_cancelling_a_finished_job_is_vertex_own_error_in_one_line(provider, dou
     provider.get_job(name)
     with pytest.raises(ProviderError) as caught:
         provider.cancel(name)
-    assert caught.value.code == "FAILED_PRECONDITION" and not caught.value.transient
+    assert caught.value.code == "FAILED_PRECONDITION"
+    assert not isinstance(caught.value, TransientProviderError)  # a retry would not help
     assert "Cannot cancel" in caught.value.render() and "\n" not in caught.value.render()
 
 
@@ -242,7 +250,7 @@ def test_chat_calls_generate_content_on_the_tuned_endpoint(provider, double):
     double.advance(name, SUCCEEDED)
     messages = [{"role": "system", "content": "Ты — Наташа."},
                 {"role": "user", "content": "Привет"}]
-    reply = provider.chat(name, messages, temperature=0.0, max_new_tokens=64)
+    reply = provider.chat(name, messages, ChatOptions(temperature=0.0, max_tokens=64))
     assert reply.text == double.reply_text and reply.model == f"{PARENT}/endpoints/88"
     assert (reply.prompt_tokens, reply.completion_tokens) == (12, 7)
     [body] = double.bodies("POST", f"{PARENT}/endpoints/88:generateContent")
@@ -275,7 +283,7 @@ def test_missing_project_and_bucket_name_their_flags(double, adc, gcs):
         vertex.create(base_url=double.url, project_id=PROJECT).upload(TRAIN)
     options = vertex.VertexOptions.resolve(bucket=BUCKET)
     with pytest.raises(UsageError, match="--project-id"):
-        vertex.describe_request(TRAIN, spec(str(TRAIN)), options)
+        vertex.describe_request(spec(str(TRAIN)), options)
 
 
 def test_project_falls_back_to_google_cloud_project(double, adc, monkeypatch, caplog):
@@ -317,7 +325,7 @@ def test_limits_are_checked_before_anything_is_sent(provider, double, gcs, tmp_p
         provider.create_job(spec(f"gs://{BUCKET}/tunelab/x.jsonl", validation_file=ref.id))
     with pytest.raises(UsageError, match="--adapter-size 16"):
         provider.create_job(spec("gs://b/x.jsonl", base_model="gemini-2.5-pro",
-                                 extra={"adapter_size": 16}))
+                                 adapter_size=16))
     assert not [s for s in double.sent if "tuningJobs" in s.path]
 
 

@@ -1,15 +1,18 @@
 """The one user-facing error family. The CLI edge turns these into a line and an exit code.
 
-    TunelabError            exit 1 unless a subclass says otherwise
-    ├── DataError           exit 1: the user's data breaks a rule (line number and fix)
-    ├── UsageError          exit 2: bad flags, bad config, unreadable input
-    │   └── ConfigError     exit 2: a config that fails validation (every problem at once)
-    ├── ProviderError       exit 1: a provider (OpenAI, Vertex, ...) answered with an error
-    │   └── AuthError       exit 2: a key or credential is missing or refused
-    └── NotFoundError       exit 2: a job, model, file or checkpoint that does not exist
+    TunelabError                    exit 1 unless a subclass says otherwise
+    ├── DataError                   exit 1: the user's data breaks a rule (line number and fix)
+    ├── UsageError                  exit 2: bad flags, bad config, unreadable input
+    │   └── ConfigError             exit 2: a config that fails validation (every problem at once)
+    ├── ProviderError               exit 1: a provider (OpenAI, Vertex, ...) refused or failed
+    │   ├── TransientProviderError  exit 1: worth retrying (network down, 408/409/429, 5xx)
+    │   └── AuthError               exit 2: a key or credential is missing or refused
+    └── NotFoundError               exit 2: a job, model, file or checkpoint that does not exist
 
-Code below the CLI raises these and never prints or exits. Messages must never carry a
-secret: wrap SDK errors with `ProviderError.from_sdk`, which keeps only code and message.
+Code below the CLI raises these and never prints or exits. SDK errors (openai's, google's)
+become these in one place, tunelab.providers.sdk_errors, which keeps only the provider's code
+and first line of message and scrubs keys and tokens out of it. Retrying code catches
+TransientProviderError; every other ProviderError is final.
 """
 
 from __future__ import annotations
@@ -68,6 +71,18 @@ class ProviderError(TunelabError):
     def __init__(self, message: str, *, code: str | None = None, fix: str | None = None) -> None:
         super().__init__(f"[{code}] {message}" if code else message, fix=fix)
         self.code = code
+
+
+class TransientProviderError(ProviderError):
+    """A failure that may pass: the network, a busy provider (429) or its own fault (5xx).
+
+    `retry_after` is the wait in seconds the provider asked for, when it named one.
+    """
+
+    def __init__(self, message: str, *, code: str | None = None, fix: str | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, code=code, fix=fix)
+        self.retry_after = retry_after
 
 
 class AuthError(ProviderError):

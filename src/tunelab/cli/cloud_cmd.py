@@ -1,9 +1,11 @@
-"""Training and watching jobs on a cloud provider: `tunelab train FILE --provider P ...`.
+"""Training on a cloud provider, and the job commands every provider shares.
 
-`train_remote(file, options)` is called by `tunelab train` when --provider is not local; the
-`*_remote` functions below back `tunelab jobs watch/cancel/events/list` for cloud jobs. All
-the work is in tunelab.providers.cloud_training; this module renders it and asks the questions.
-Progress goes to stderr, so that with --json stdout holds exactly one JSON object.
+`train_remote(options)` is called by `tunelab train` when --provider is not local. The job
+functions below (`follow`, `cancel_job`, `print_events`, `print_checkpoints`, the list) back
+`tunelab jobs ...` for a job on any provider, the local one included, through the provider
+contract. All the cloud work is in tunelab.providers.cloud_training; this module renders it
+and asks the questions. Progress goes to stderr, so that with --json stdout holds exactly
+one JSON object.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +24,21 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from tunelab.cli.train_options import CloudOptions, TrainOptions
 from tunelab.errors import UsageError
 from tunelab.providers import cloud_training
-from tunelab.providers.base import Job, Provider
+from tunelab.providers.base import (
+    ChatOptions,
+    FileRef,
+    Job,
+    JobSpec,
+    Provider,
+    ProviderSettings,
+)
+from tunelab.registry.store import TERMINAL
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-PROVIDER_SETTINGS = ("project_id", "bucket", "location")  # vertex-only flags
 AUTO_TEST_PROMPTS = 5
 AUTO_TEST_MAX_TOKENS = 96  # as the local trainer's samples.json: enough to judge the style
 
@@ -39,69 +51,80 @@ def _interactive() -> bool:
     return sys.stdin.isatty() and not os.environ.get("CI")
 
 
-def _provider(options: dict[str, Any]) -> Provider:
+def _provider(options: CloudOptions) -> Provider:
     from tunelab.providers import get_provider
 
-    settings = {key: options[key] for key in PROVIDER_SETTINGS if options.get(key)}
-    return get_provider(options["provider"], base_url=options.get("base_url"), **settings)
+    return get_provider(options.provider, options.settings)
+
+
+def job_spec(options: TrainOptions, model: str, training_file: str,
+             validation_file: str | None) -> JobSpec:
+    """The one JobSpec of a cloud run; the files are local paths (dry run) or upload ids."""
+    flags = options.flags
+    return JobSpec(base_model=model, training_file=training_file,
+                   validation_file=validation_file, suffix=flags.suffix, epochs=flags.epochs,
+                   learning_rate=options.cloud.learning_rate_multiplier or flags.learning_rate,
+                   batch_size=flags.batch_size, seed=flags.seed,
+                   adapter_size=options.cloud.adapter_size)
 
 
 # train ------------------------------------------------------------------------------------
-def train_remote(file: Path, options: dict[str, Any]) -> int:
+def train_remote(options: TrainOptions) -> int:
     """The cloud path of `tunelab train`; returns the exit code."""
     from tunelab.data.pricing import default_model
 
-    options = {**options, "json": bool(options.get("json") or options.get("json_out"))}
-    name = options["provider"]
-    cloud_training.require_fine_tuning(name)
-    model = options.get("model") or default_model(name)
-    report = cloud_training.check_data(Path(file), provider=name, model=model,
-                                    epochs=options.get("epochs"))
-    validation = options.get("validation_file")
-    if validation:
-        cloud_training.check_data(Path(validation), provider=name, model=model,
-                               epochs=options.get("epochs"), role="--validation-file")
-    estimate = cloud_training.estimate_cost(report, provider=name, model=model,
-                                         epochs=options.get("epochs"))
-    _show_check(report, estimate, as_json=options.get("json"))
-    if options.get("validate_only") or options.get("dry_run"):
-        return _checked_only(options, report, estimate, Path(file), model)
-    provider = _provider(options)
-    _confirm_cost(estimate, options)
-    uploads = _upload(provider, Path(file), Path(validation) if validation else None)
-    if options.get("upload_only"):
-        if options.get("json"):
-            _emit_json({"files": {role: ref.__dict__ for role, ref in uploads.items()}})
+    cloud, flags = options.cloud, options.flags
+    if options.file is None:
+        raise UsageError("FILE is missing", fix=f"tunelab train FILE --provider {cloud.provider}")
+    cloud_training.require_fine_tuning(cloud.provider)
+    model = flags.model or default_model(cloud.provider)
+    report = cloud_training.check_data(options.file, provider=cloud.provider, model=model,
+                                       epochs=flags.epochs)
+    if flags.validation_file:
+        cloud_training.check_data(flags.validation_file, provider=cloud.provider, model=model,
+                                  epochs=flags.epochs, role="--validation-file")
+    estimate = cloud_training.estimate_cost(report, provider=cloud.provider, model=model,
+                                            epochs=flags.epochs)
+    _show_check(report, estimate)
+    if cloud.validate_only or options.dry_run:
+        return _checked_only(options, report, estimate, model)
+    provider = _provider(cloud)
+    _confirm_cost(estimate, cloud)
+    uploads = _upload(provider, options.file, flags.validation_file)
+    if cloud.upload_only:
+        if options.json:
+            _emit_json({"files": {role: asdict(ref) for role, ref in uploads.items()}})
         return 0
-    job = _create(provider, options, model, uploads, file, validation, estimate)
-    if options.get("no_wait"):
+    job = _create(provider, options, model, uploads, estimate)
+    if cloud.no_wait:
         err.print(f"Not waiting. Follow it with: tunelab jobs watch {job.id}")
-        if options.get("json"):
+        if options.json:
             _emit_json(_job_summary(provider, job))
         return 0
-    return follow(provider, job.id, interval=options.get("interval") or 60.0,
-                  as_json=bool(options.get("json")), prompts=options.get("prompts"))
+    return follow(provider, job.id, interval=cloud.interval or 60.0, as_json=options.json,
+                  prompts=str(flags.prompts) if flags.prompts else None)
 
 
-def _checked_only(options: dict[str, Any], report: Any, estimate: cloud_training.CostEstimate,
-                  file: Path, model: str) -> int:
+def _checked_only(options: TrainOptions, report: Any, estimate: cloud_training.CostEstimate,
+                  model: str) -> int:
     """--validate-only, and --dry-run: what would be sent, with nothing uploaded or created."""
     payload: dict[str, Any] = {"ok": True, "examples": report.valid_examples,
                                "cost": estimate.as_dict()}
-    if options.get("dry_run"):
-        validation = "<validation file id>" if options.get("validation_file") else None
-        spec = cloud_training.spec_from_options(options, "<training file id>", validation, model)
-        description = _provider(options).describe_request(file, spec)  # type: ignore[attr-defined]
+    if options.dry_run:
+        validation = options.flags.validation_file
+        spec = job_spec(options, model, str(options.file), str(validation) if validation
+                        else None)
+        description = _provider(options.cloud).describe_request(spec)
         payload = {**description, **payload}
         err.print("Dry run: nothing was uploaded and no job was created.")
-        if not options.get("json"):
+        if not options.json:
             out.print(json.dumps(description, indent=2, ensure_ascii=False), markup=False)
-    if options.get("json"):
+    if options.json:
         _emit_json(payload)
     return 0
 
 
-def _show_check(report: Any, estimate: cloud_training.CostEstimate, *, as_json: bool) -> None:
+def _show_check(report: Any, estimate: cloud_training.CostEstimate) -> None:
     err.print(f"✅ Validation passed: {report.valid_examples} training examples")
     if report.warnings.total:
         err.print(f"   {report.warnings.total} warning(s): run `tunelab data check` to see them")
@@ -111,9 +134,9 @@ def _show_check(report: Any, estimate: cloud_training.CostEstimate, *, as_json: 
               f"({estimate.billed_tokens:,} tokens × {estimate.epochs} epochs)")
 
 
-def _confirm_cost(estimate: cloud_training.CostEstimate, options: dict[str, Any]) -> None:
-    max_cost = options.get("max_cost")
-    if options.get("yes") or not cloud_training.needs_confirmation(estimate, max_cost):
+def _confirm_cost(estimate: cloud_training.CostEstimate, options: CloudOptions) -> None:
+    max_cost = options.max_cost
+    if options.yes or not cloud_training.needs_confirmation(estimate, max_cost):
         return
     shown = "unknown" if estimate.dollars is None else f"${estimate.dollars:,.2f}"
     why = (f"over --max-cost ${max_cost:,.2f}" if max_cost is not None and
@@ -125,7 +148,7 @@ def _confirm_cost(estimate: cloud_training.CostEstimate, options: dict[str, Any]
         raise UsageError("training not started", fix="lower --epochs or raise --max-cost")
 
 
-def _upload(provider: Provider, train: Path, validation: Path | None) -> dict[str, Any]:
+def _upload(provider: Provider, train: Path, validation: Path | None) -> dict[str, FileRef]:
     refs = {}
     for role, path in (("training_file", train), ("validation_file", validation)):
         if path is None:
@@ -138,19 +161,17 @@ def _upload(provider: Provider, train: Path, validation: Path | None) -> dict[st
     return refs
 
 
-def _create(provider: Provider, options: dict[str, Any], model: str, uploads: dict[str, Any],
-            file: Path, validation: str | None, estimate: cloud_training.CostEstimate) -> Job:
-    val_ref = uploads.get("validation_file")
-    spec = cloud_training.spec_from_options(options, uploads["training_file"].id,
-                                         val_ref.id if val_ref else None, model)
+def _create(provider: Provider, options: TrainOptions, model: str,
+            uploads: dict[str, FileRef], estimate: cloud_training.CostEstimate) -> Job:
+    validation = uploads.get("validation_file")
+    spec = job_spec(options, model, uploads["training_file"].id,
+                    validation.id if validation else None)
     job = provider.create_job(spec)
-    local_files = {"training_file": str(Path(file).resolve())}
-    if validation:
-        local_files["validation_file"] = str(Path(validation).resolve())
-    config = {"hyperparameters": {"n_epochs": spec.epochs, "learning_rate": spec.learning_rate,
-                                  "batch_size": spec.batch_size},
-              "seed": spec.seed, "estimated_cost": estimate.as_dict()}
-    cloud_training.record_job(provider, job, local_files=local_files, config=config)
+    local_files = {"training_file": str(Path(str(options.file)).resolve())}
+    if options.flags.validation_file:
+        local_files["validation_file"] = str(options.flags.validation_file.resolve())
+    cloud_training.record_job(provider, job, local_files=local_files,
+                              config=cloud_training.run_config(spec, estimate))
     err.print(f"✅ Fine-tuning job created on {provider.name}: Job ID {job.id} "
               f"(status {job.status})")
     return job
@@ -158,7 +179,7 @@ def _create(provider: Provider, options: dict[str, Any], model: str, uploads: di
 
 def _job_summary(provider: Provider, job: Job) -> dict[str, Any]:
     return {"id": job.id, "status": job.status, "native_status": job.native_status,
-            "provider": provider.name, "endpoint": getattr(provider, "base_url", None),
+            "provider": provider.name, "endpoint": provider.base_url,
             "base_model": job.base_model, "fine_tuned_model": job.fine_tuned_model,
             "training_file": job.training_file, "validation_file": job.validation_file,
             "trained_tokens": job.trained_tokens, "error": job.error}
@@ -180,6 +201,9 @@ class _Progress:
         self.status = update.job.status
         for event in update.events:
             self.metrics.update(cloud_training.metrics_of(event) or {})
+            total = (event.data or {}).get("total_steps")  # OpenAI's, outside the vocabulary
+            if total:
+                self.metrics["total_steps"] = total
             self.line = event.message
 
     def __rich__(self) -> Table:
@@ -247,8 +271,8 @@ def _auto_test(provider: Provider, model: str, prompts: str | None) -> list[dict
     for number, messages in enumerate(conversations, 1):
         prompt = messages[-1]["content"]
         try:
-            answer = provider.chat(model, messages, max_tokens=AUTO_TEST_MAX_TOKENS,
-                                   temperature=0.7).text
+            answer = provider.chat(model, messages, ChatOptions(
+                max_tokens=AUTO_TEST_MAX_TOKENS, temperature=0.7)).text
         except TunelabError as error:
             answer = f"(no answer: {error.render()})"
         err.print(f"Test {number}: {prompt}\nResponse: {answer}\n", markup=False)
@@ -256,27 +280,26 @@ def _auto_test(provider: Provider, model: str, prompts: str | None) -> list[dict
     return samples
 
 
-# jobs ... for cloud jobs ------------------------------------------------------------------
+# jobs ... for a job on any provider ------------------------------------------------------
 def provider_for_job(job_id: str, provider: str | None, base_url: str | None) -> Provider:
     """The provider a job lives on: from the flags, else from the registry."""
     from tunelab.providers import get_provider
     from tunelab.registry import open_registry
 
-    registry = open_registry()
-    try:
+    with open_registry() as registry:
         record = registry.find_job(job_id)
-    finally:
-        registry.close()
-    name = provider or (record.provider if record else None)
-    if name is None:
-        raise UsageError(f"job {job_id} is not in the registry and no --provider was given",
-                         fix=f"tunelab jobs watch {job_id} --provider openai")
-    return get_provider(name, base_url=base_url or (record.endpoint if record else None))
+        # Without --provider the job must be known: NotFoundError names `tunelab jobs list`.
+        name = provider or registry.get_job(job_id).provider
+    return get_provider(name, ProviderSettings(
+        base_url=base_url or (record.endpoint if record else None)))
 
 
-def _ensure_recorded(provider: Provider, job_id: str) -> Job:
+def refresh(provider: Provider, job_id: str) -> Job:
+    """The provider's view of a job, copied into the registry when the provider is mirrored
+    (a local job's row is written by its trainer: nothing to copy)."""
     job = provider.get_job(job_id)
-    cloud_training.record_job(provider, job, local_files={}, config={})
+    if provider.capabilities.mirrored:
+        cloud_training.record_job(provider, job, local_files={}, config={})
     return job
 
 
@@ -285,32 +308,80 @@ def watch_remote(job_id: str, *, provider: str | None = None, base_url: str | No
                  prompts: str | None = None) -> int:
     """`tunelab jobs watch JOB` for a cloud job (the seed's --monitor)."""
     remote = provider_for_job(job_id, provider, base_url)
-    _ensure_recorded(remote, job_id)
+    refresh(remote, job_id)
     return follow(remote, job_id, interval=interval, as_json=as_json, prompts=prompts)
 
 
-def cancel_remote(job_id: str, *, provider: str | None = None, base_url: str | None = None,
-                  as_json: bool = False) -> int:
+CANCEL_OUTCOMES = {
+    "requested": "cancel requested: {id} stops after its current step (status {status})",
+    "cancelled": "{id} cancelled (status {status})",
+    "finished": "{id} had already finished (status {status})",
+}
+
+
+def cancel_job(job_id: str, *, provider: str | None = None, base_url: str | None = None,
+               as_json: bool = False) -> int:
+    """`tunelab jobs cancel JOB` on any provider. "result" says what happened: requested (it
+    stops after its step), cancelled, or finished (it had ended already; nothing sent)."""
     remote = provider_for_job(job_id, provider, base_url)
-    job = remote.cancel(job_id)
-    cloud_training.record_job(remote, job, local_files={}, config={})
+    job = refresh(remote, job_id)
+    outcome = "finished"
+    if job.status not in TERMINAL:
+        job = remote.cancel(job_id)
+        outcome = "cancelled" if job.status in TERMINAL else "requested"
+        if remote.capabilities.mirrored:
+            cloud_training.record_job(remote, job, local_files={}, config={})
     if as_json:
-        _emit_json(_job_summary(remote, job))
+        _emit_json({**_job_summary(remote, job), "result": outcome})
     else:
-        out.print(f"Cancel requested for {job_id}: status {job.status}")
+        out.print(CANCEL_OUTCOMES[outcome].format(id=job_id, status=job.status), markup=False)
     return 0
 
 
-def events_remote(job_id: str, *, provider: str | None = None, base_url: str | None = None,
-                  as_json: bool = False) -> int:
-    remote = provider_for_job(job_id, provider, base_url)
-    events = remote.list_events(job_id)
+def _when(stamp: float | None) -> str:
+    return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S") if stamp else ""
+
+
+def print_events(job_id: str, *, provider: str | None = None, base_url: str | None = None,
+                 as_json: bool = False) -> int:
+    """`tunelab jobs events JOB` on any provider, oldest first."""
+    events = provider_for_job(job_id, provider, base_url).list_events(job_id)
     if as_json:
-        _emit_json({"id": job_id, "events": [event.__dict__ for event in events]})
+        _emit_json({"id": job_id, "events": [asdict(event) for event in events]})
         return 0
     for event in events:
-        out.print(f"{event.created_at:.0f} [{event.level}] {event.message}", markup=False)
+        out.print(f"{_when(event.created_at)} [{event.level}] {event.message}", markup=False)
     return 0
+
+
+def print_checkpoints(job_id: str, *, provider: str | None = None,
+                      base_url: str | None = None, as_json: bool = False) -> int:
+    """A job's checkpoints on any provider: a local run's steps, epochs and latest/best
+    pointers, OpenAI's per-epoch checkpoints, Vertex's intermediate ones."""
+    rows = provider_for_job(job_id, provider, base_url).list_checkpoints(job_id)
+    if as_json:
+        _emit_json({"job": job_id, "checkpoints": [asdict(row) for row in rows]})
+        return 0
+    if not rows:
+        out.print(f"{job_id} has no checkpoints", markup=False)
+        return 0
+    table = Table(title=f"checkpoints of {job_id}")
+    for column in ("name", "kind", "step", "epoch", "train loss", "valid loss", "model / path"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row.name, row.kind, _cell(row.step), _cell(row.epoch),
+                      _cell(row.metrics.get("train_loss")), _cell(row.metrics.get("valid_loss")),
+                      row.model or row.path or "")
+    out.print(table)
+    return 0
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:g}" if value.is_integer() else f"{value:.4f}"
+    return str(value)
 
 
 def list_remote(provider: str, *, base_url: str | None = None, limit: int = 20) -> list[dict]:
@@ -325,20 +396,21 @@ def list_remote(provider: str, *, base_url: str | None = None, limit: int = 20) 
     remote = get_provider(provider, base_url=base_url)
     rows = {job.id: {**_job_summary(remote, job), "created_at": job.created_at,
                      "source": "provider"} for job in remote.list_jobs(limit=limit)}
-    registry = open_registry()
-    try:
-        for record in registry.list_jobs(provider=provider):
-            row = rows.get(record.id)
-            if row is not None:
+    with open_registry() as registry:
+        records = registry.list_jobs(provider=provider)
+        # A job the registry holds under another name (a `tunelab serve` job reached
+        # through its API from the same home) is still known: seen in both.
+        for job_id, row in rows.items():
+            if registry.find_job(job_id) is not None:
                 row["source"] = "both"
-                continue
-            rows[record.id] = {"id": record.id, "status": record.status,
-                               "provider": record.provider, "endpoint": record.endpoint,
-                               "base_model": record.base_model,
-                               "fine_tuned_model": record.fine_tuned_model,
-                               "created_at": record.created_at, "source": "registry"}
-    finally:
-        registry.close()
+    for record in records:
+        if record.id in rows:
+            continue
+        rows[record.id] = {"id": record.id, "status": record.status,
+                           "provider": record.provider, "endpoint": record.endpoint,
+                           "base_model": record.base_model,
+                           "fine_tuned_model": record.fine_tuned_model,
+                           "created_at": record.created_at, "source": "registry"}
     return sorted(rows.values(), key=lambda row: row.get("created_at") or 0, reverse=True)
 
 
@@ -356,24 +428,4 @@ def print_remote_list(provider: str, *, base_url: str | None = None, limit: int 
         table.add_row(row["id"], row["status"], row.get("base_model") or "",
                       row.get("fine_tuned_model") or "", row["source"])
     out.print(table)
-    return 0
-
-
-def checkpoints_remote(job_id: str, *, provider: str | None = None,
-                       base_url: str | None = None, as_json: bool = False) -> int:
-    """A cloud job's checkpoints (OpenAI's fine_tuning.job.checkpoint objects)."""
-    remote = provider_for_job(job_id, provider, base_url)
-    lister = getattr(remote, "list_checkpoints", None)
-    if lister is None:
-        raise UsageError(f"{remote.name} does not list checkpoints",
-                         fix=f"see `tunelab jobs events {job_id}`")
-    rows = lister(job_id)
-    if as_json:
-        _emit_json({"job": job_id, "checkpoints": rows})
-        return 0
-    for row in rows:
-        metrics = row.get("metrics") or {}
-        out.print(f"step {row.get('step_number')}: {row.get('fine_tuned_model_checkpoint')} "
-                  f"train loss {metrics.get('train_loss')} valid loss "
-                  f"{metrics.get('valid_loss')}", markup=False)
     return 0

@@ -1,8 +1,8 @@
-"""`tunelab jobs ...`: list, show, events, compare, watch and cancel, over the registry.
+"""`tunelab jobs ...`: list, show, events, checkpoints, compare, watch and cancel.
 
-Local jobs are read straight from the registry (the trainer writes it as it goes). For a
-job on another provider, show/events/watch/cancel ask that provider (through
-tunelab.providers) so the registry row is refreshed, never stale.
+show/events/checkpoints/cancel ask the job's provider through the provider contract, the
+local one included (it reads the registry its trainer writes); a cloud job's registry row is
+refreshed from its provider on the way, never stale. list and compare read the registry.
 """
 
 from __future__ import annotations
@@ -81,19 +81,24 @@ def events(job_id: str = typer.Argument(..., help="Job id."),
            base_url: CloudBaseUrl = None
            ) -> None:
     """A job's events, oldest first."""
-    remote = _remote_target(job_id, provider, base_url)
-    if remote:
-        from tunelab.cli.cloud_cmd import events_remote
+    from tunelab.cli.cloud_cmd import print_events
 
-        raise typer.Exit(events_remote(job_id, provider=remote[0], base_url=remote[1],
+    raise typer.Exit(print_events(job_id, provider=provider, base_url=base_url,
+                                  as_json=json_out))
+
+
+@app.command("checkpoints")
+def checkpoints(job_id: str = typer.Argument(..., help="Job id."),
+                json_out: JsonFlag = False,
+                provider: CloudProvider = None,
+                base_url: CloudBaseUrl = None
+                ) -> None:
+    """A job's checkpoints, on any provider: a local run's steps, epochs and latest/best
+    pointers; OpenAI's per-epoch checkpoints (each a model `tunelab test` can ask)."""
+    from tunelab.cli.cloud_cmd import print_checkpoints
+
+    raise typer.Exit(print_checkpoints(job_id, provider=provider, base_url=base_url,
                                        as_json=json_out))
-    rows = open_registry().list_events(job_id)
-    if json_out:
-        print(json.dumps({"id": job_id, "events": [row.__dict__ for row in rows]},
-                         ensure_ascii=False))
-        return
-    for row in rows:
-        print(f"{_when(row.created_at)} [{row.level}] {row.message}")
 
 
 @app.command("compare")
@@ -146,11 +151,10 @@ def watch(job_id: str = typer.Argument(..., help="Job id."),
           base_url: CloudBaseUrl = None
           ) -> None:
     """Follow a job's events and metrics live until it ends."""
-    remote = _remote_target(job_id, provider, base_url)
-    if remote:
+    if _is_remote(job_id, provider):
         from tunelab.cli.cloud_cmd import watch_remote
 
-        raise typer.Exit(watch_remote(job_id, provider=remote[0], base_url=remote[1],
+        raise typer.Exit(watch_remote(job_id, provider=provider, base_url=base_url,
                                       interval=interval if interval > 1 else 60.0,
                                       as_json=json_out))
     registry = open_registry()
@@ -181,47 +185,32 @@ def cancel(job_id: str = typer.Argument(..., help="Job id."),
            base_url: CloudBaseUrl = None
            ) -> None:
     """Cancel a job. A live local run checkpoints and stops after its current step."""
-    remote = _remote_target(job_id, provider, base_url)
-    if remote:
-        from tunelab.cli.cloud_cmd import cancel_remote
+    from tunelab.cli.cloud_cmd import cancel_job
 
-        raise typer.Exit(cancel_remote(job_id, provider=remote[0], base_url=remote[1],
-                                       as_json=json_out))
-    from tunelab.local.orchestrator import request_cancel
-
-    outcome = request_cancel(job_id)
-    if json_out:
-        print(json.dumps({"id": job_id, "result": outcome}))
-    else:
-        print({"requested": f"cancel requested: {job_id} will checkpoint and stop after its "
-                            "current step",
-               "cancelled": f"{job_id} cancelled (no process was running it)",
-               "finished": f"{job_id} had already finished"}[outcome])
+    raise typer.Exit(cancel_job(job_id, provider=provider, base_url=base_url,
+                                as_json=json_out))
 
 
-def _remote_target(job_id: str, provider: str | None,
-                   base_url: str | None) -> tuple[str, str | None] | None:
-    """(provider, base URL) when JOB lives on a cloud provider, None for a local job.
-    --provider reaches a job the registry has not seen (created elsewhere)."""
-    job = open_registry().find_job(job_id)
-    if job is None and not provider:
-        open_registry().get_job(job_id)  # raises NotFoundError naming the fix
-    if job is not None and job.provider == LOCAL:
-        return None
-    return (provider or job.provider, base_url or (job.endpoint if job else None))
+def _is_remote(job_id: str, provider: str | None) -> bool:
+    """Whether JOB lives on a cloud provider; --provider reaches a job the registry has not
+    seen (created elsewhere). An unknown job without --provider is NotFoundError."""
+    if provider:
+        return provider != LOCAL
+    with open_registry() as registry:
+        return registry.get_job(job_id).provider != LOCAL
 
 
 def _refreshed(job_id: str) -> JobRecord:
-    """The registry row, refreshed from its provider when it is not a local job."""
-    registry = open_registry()
-    job = registry.get_job(job_id)
-    if job.provider == LOCAL or job.is_terminal:
+    """The registry row, refreshed first from its provider while the job is still going."""
+    with open_registry() as registry:
+        job = registry.get_job(job_id)
+    if job.is_terminal:
         return job
-    from tunelab.providers import get_provider
+    from tunelab.cli.cloud_cmd import provider_for_job, refresh
 
-    remote = get_provider(job.provider, base_url=job.endpoint).get_job(job_id)
-    return registry.update_job(job_id, status=remote.status, native_status=remote.native_status,
-                               fine_tuned_model=remote.fine_tuned_model or job.fine_tuned_model)
+    refresh(provider_for_job(job_id, None, None), job_id)
+    with open_registry() as registry:
+        return registry.get_job(job_id)
 
 
 def _summary(job: JobRecord) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """`tunelab train`, `tunelab presets` and `tunelab checkpoints`.
 
-Thin: parse flags, resolve the config (preset < config file < flags), call
-tunelab.local.orchestrator (or the cloud path for other providers), render the result.
+Thin: parse the flags into one typed TrainOptions, resolve the config (preset < config file
+< flags), run it through the local provider's contract (or the cloud path for other
+providers), render the result.
 """
 
 from __future__ import annotations
@@ -10,20 +11,21 @@ import json
 import threading
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from tunelab.cli.train_options import CloudOptions, ConfigFlags, TrainOptions
 from tunelab.errors import UsageError
+from tunelab.providers.base import ProviderSettings
+
+if TYPE_CHECKING:
+    from tunelab.config import TrainConfig
+    from tunelab.local.recorder import EventHandler
 
 console = Console(stderr=True)
-
-# The flags that become TrainConfig keys, by parameter name.
-CONFIG_FLAGS = ("model", "epochs", "learning_rate", "batch_size", "grad_accum", "max_length",
-                "lora_r", "lora_alpha", "full", "seed", "validation_file", "suffix",
-                "output_dir", "max_steps", "eval_every", "save_every", "precision", "prompts")
 
 
 def train(
@@ -50,6 +52,9 @@ def train(
                                      help="Train every weight instead of a LoRA adapter."),
     precision: str | None = typer.Option(
         None, "--precision", help="auto (bf16 on a GPU that has it, fp32 on CPU), bf16 or fp32."),
+    kernels: str | None = typer.Option(
+        None, "--kernels", help="auto (tunelab's speed kernels where they apply) or off (plain "
+                                "transformers + peft)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed for init and data order."),
     validation_file: Path | None = typer.Option(None, "--validation-file",
                                                 help="Held-out data for validation loss."),
@@ -95,60 +100,91 @@ def train(
     `tunelab train data.jsonl --config run.yaml --epochs 5`,
     `tunelab train --resume ftjob-... --epochs 5`.
     """
-    options = {key: value for key, value in locals().items()}
-    if provider != "local":
+    options = TrainOptions(
+        file=file, preset=preset, config_file=config, save_config=save_config, force=force,
+        dry_run=dry_run, resume=resume, nproc=nproc, json=json_out,
+        flags=ConfigFlags(
+            model=model, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
+            grad_accum=grad_accum, max_length=max_length, lora_r=lora_r, lora_alpha=lora_alpha,
+            full=full, precision=precision, kernels=kernels, seed=seed,
+            validation_file=validation_file, suffix=suffix, output_dir=output_dir,
+            max_steps=max_steps, eval_every=eval_every, save_every=save_every, prompts=prompts),
+        cloud=CloudOptions(
+            provider=provider, settings=ProviderSettings(
+                base_url=base_url, project_id=project_id, bucket=bucket, location=location),
+            adapter_size=adapter_size, learning_rate_multiplier=learning_rate_multiplier,
+            max_cost=max_cost, validate_only=validate_only, upload_only=upload_only,
+            no_wait=no_wait, interval=interval, yes=yes))
+    raise typer.Exit(run_train(options))
+
+
+def run_train(options: TrainOptions) -> int:
+    """`tunelab train` for typed options; returns the exit code."""
+    if options.provider != "local":
         from tunelab.cli.cloud_cmd import train_remote
 
-        if file is None:
-            raise UsageError("FILE is missing", fix="tunelab train FILE --provider ...")
-        raise typer.Exit(train_remote(file, options))
-    flags = {key: options[key] for key in CONFIG_FLAGS}
-    for key in ("validation_file", "output_dir", "prompts"):
-        flags[key] = str(flags[key]) if flags[key] is not None else None
-    flags["preset"] = preset
-    if resume:
-        raise typer.Exit(_resume(resume, flags, file, config, json_out, nproc))
-    if file is None:
+        return train_remote(options)
+    if options.resume:
+        return _resume(options.resume, options)
+    if options.file is None:
         raise UsageError("FILE is missing", fix="tunelab train FILE (or --resume JOB)")
     from tunelab.config import resolve_config
     from tunelab.config import save_config as write_config
 
-    flags["train_file"] = str(file)
-    resolved = resolve_config(preset=preset, config_file=config, flags=flags)
-    if save_config:  # save and stop: the saved file is the run's reproducible recipe
-        write_config(resolved, save_config, force=force)
-        print(f"saved the resolved config to {save_config}; train with: "
-              f"tunelab train {file} --config {save_config}")
-        return
-    if dry_run:
-        _dry_run(resolved, json_out)
-        return
-    if nproc != 1:
+    flags = {**_config_overrides(options), "train_file": str(options.file)}
+    resolved = resolve_config(preset=options.preset, config_file=options.config_file,
+                              flags=flags)
+    if options.save_config:  # save and stop: the saved file is the run's reproducible recipe
+        write_config(resolved, options.save_config, force=options.force)
+        print(f"saved the resolved config to {options.save_config}; train with: "
+              f"tunelab train {options.file} --config {options.save_config}")
+        return 0
+    if options.dry_run:
+        _dry_run(resolved, options.json)
+        return 0
+    if options.nproc != 1:
         from tunelab.local import launch
 
-        raise typer.Exit(launch.relaunch_train(nproc, resolved, json_out=json_out))
-    from tunelab.local import orchestrator
-
-    raise typer.Exit(_follow(lambda on_event, stop: orchestrator.train(
-        resolved, on_event=on_event, stop=stop), json_out))
+        return launch.relaunch_train(options.nproc, resolved, json_out=options.json)
+    return _follow(lambda on_event, stop: _train_here(resolved, on_event, stop), options.json)
 
 
-def _resume(job_id: str, flags: dict[str, Any], file: Path | None, config: Path | None,
-            json_out: bool, nproc: int = 1) -> int:
+def _config_overrides(options: TrainOptions) -> dict[str, Any]:
+    """The TrainConfig keys the flags set, with --preset among them."""
+    overrides = options.flags.overrides()
+    if options.preset:
+        overrides["preset"] = options.preset
+    return overrides
+
+
+def _train_here(config: TrainConfig, on_event: EventHandler,
+                stop: threading.Event) -> dict[str, Any]:
+    """Run the job through the local provider's contract; the run's result object."""
+    from tunelab.providers.base import JobSpec
+    from tunelab.providers.local import LocalProvider
+
+    spec = JobSpec(base_model=config.model or "", training_file=config.train_file or "",
+                   validation_file=config.validation_file, suffix=config.suffix,
+                   epochs=config.epochs, learning_rate=config.learning_rate,
+                   batch_size=config.batch_size, seed=config.seed, config=config)
+    return LocalProvider(on_event=on_event, stop=stop).create_job(spec).raw
+
+
+def _resume(job_id: str, options: TrainOptions) -> int:
     from tunelab.config import load_config_file
     from tunelab.local import orchestrator
 
-    overrides = {key: value for key, value in flags.items() if value is not None}
-    if config is not None:
-        overrides = {**load_config_file(config), **overrides}
-    if file is not None:
-        overrides["train_file"] = str(file)
-    if nproc != 1:
+    overrides = _config_overrides(options)
+    if options.config_file is not None:
+        overrides = {**load_config_file(options.config_file), **overrides}
+    if options.file is not None:
+        overrides["train_file"] = str(options.file)
+    if options.nproc != 1:
         from tunelab.local import launch
 
-        return launch.relaunch_resume(nproc, job_id, overrides, json_out=json_out)
+        return launch.relaunch_resume(options.nproc, job_id, overrides, json_out=options.json)
     return _follow(lambda on_event, stop: orchestrator.resume(
-        job_id, overrides, on_event=on_event, stop=stop), json_out)
+        job_id, overrides, on_event=on_event, stop=stop), options.json)
 
 
 def _follow(run: Any, json_out: bool) -> int:

@@ -15,7 +15,7 @@ from tunelab.errors import DataError
 from tunelab.evaluate import metrics
 from tunelab.evaluate.cache import AnswerCache, cache_key
 from tunelab.evaluate.specs import ModelSpec
-from tunelab.providers.base import Provider
+from tunelab.providers.base import ChatOptions, Provider
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -31,6 +31,10 @@ class Settings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def chat_options(self) -> ChatOptions:
+        return ChatOptions(max_tokens=self.max_new_tokens, temperature=self.temperature,
+                           top_p=self.top_p, seed=self.seed)
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,7 @@ class Asker:
     def ask(self, spec: ModelSpec, messages: list[dict[str, Any]],
             settings: Settings) -> Answer:
         def send() -> dict[str, Any]:
-            reply = self.provider(spec).chat(spec.model, messages, **settings.to_dict())
+            reply = self.provider(spec).chat(spec.model, messages, settings.chat_options())
             return Answer(reply.text, reply.latency_s, reply.prompt_tokens,
                           reply.completion_tokens).to_dict()
 

@@ -7,31 +7,30 @@ named in TUNELAB_HOME/providers.yaml) are profiles, i.e. data, served by one cla
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from tunelab.errors import UsageError
-from tunelab.providers.base import Provider
+from tunelab.providers.base import Provider, ProviderSettings
 from tunelab.providers.local import build as _build_local
-from tunelab.providers.vertex import create as _build_vertex
+from tunelab.providers.vertex import build as _build_vertex
 
-Factory = Callable[..., Provider]
+Factory = Callable[[ProviderSettings], Provider]
 
 
 def _openai_compatible(name: str) -> Factory:
-    def build(*, base_url: str | None = None, **_settings: object) -> Provider:
+    def build(settings: ProviderSettings) -> Provider:
         from tunelab.providers.openai_compat import OpenAICompatProvider
         from tunelab.providers.profiles import find_profile
 
         profile = find_profile(name)
         if profile is None:  # removed from providers.yaml after this dict was built
             raise UsageError(f"unknown provider {name!r}", fix="see TUNELAB_HOME/providers.yaml")
-        return OpenAICompatProvider(profile, base_url=base_url)
+        return OpenAICompatProvider(profile, base_url=settings.base_url)
 
     return build
 
 
-# name -> factory(base_url=..., **settings). Other kinds add one line each (vertex, local).
-# `settings` carry provider-only flags (vertex: project_id, bucket, location); factories
-# ignore the ones they do not use.
+# name -> factory(ProviderSettings). A new kind of provider adds one line here.
 PROVIDERS: dict[str, Factory] = {
     "openai": _openai_compatible("openai"),
     "kimi": _openai_compatible("kimi"),
@@ -47,9 +46,10 @@ def provider_names() -> list[str]:
     return sorted(set(PROVIDERS) | set(load_profiles()))
 
 
-def get_provider(name: str, *, base_url: str | None = None, **settings: object) -> Provider:
-    """Build the provider called `name`; `base_url` points it elsewhere (a proxy, a local
-    server); `settings` are provider-only flags such as vertex's project_id and bucket."""
+def get_provider(name: str, settings: ProviderSettings | None = None, *,
+                 base_url: str | None = None) -> Provider:
+    """Build the provider called `name`. `settings` say where it points (a proxy, a local
+    server, Vertex's project and bucket); `base_url` alone is the common short form."""
     factory = PROVIDERS.get(name)
     if factory is None:
         from tunelab.providers.profiles import find_profile
@@ -59,4 +59,7 @@ def get_provider(name: str, *, base_url: str | None = None, **settings: object) 
                              fix=f"use one of {', '.join(provider_names())}, or declare it "
                                  "in TUNELAB_HOME/providers.yaml")
         factory = _openai_compatible(name)
-    return factory(base_url=base_url, **settings)
+    settings = settings or ProviderSettings()
+    if base_url:
+        settings = replace(settings, base_url=base_url)
+    return factory(settings)

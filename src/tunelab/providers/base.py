@@ -1,14 +1,19 @@
-"""The small contract every provider speaks, in OpenAI's vocabulary.
+"""The contract every provider speaks (the local trainer included), in OpenAI's vocabulary.
 
-A provider is one file plus one entry in `tunelab.providers.PROVIDERS`. It raises only
-tunelab errors (wrap SDK errors), and never puts a key in a message.
+A provider is one file holding a class that satisfies `Provider` below, plus one entry in
+`tunelab.providers.PROVIDERS`. Callers use nothing outside the Protocol: no attribute probing.
+A provider raises only tunelab errors (tunelab.providers.sdk_errors wraps the SDKs'), and
+never puts a key in a message.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from tunelab.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -16,6 +21,22 @@ class Capabilities:
     fine_tuning: bool = True
     chat: bool = True
     files: bool = True
+    checkpoints: bool = True  # list_checkpoints can return something
+    # tunelab copies this provider's jobs, events and metrics into the registry as it polls.
+    # False for the local provider: its trainer writes the registry itself, so copying its
+    # view back would race the trainer.
+    mirrored: bool = True
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """Where a provider points: --base-url, and Vertex's --project-id, --bucket, --location.
+    A factory ignores the settings that do not apply to it."""
+
+    base_url: str | None = None
+    project_id: str | None = None
+    bucket: str | None = None
+    location: str | None = None
 
 
 @dataclass
@@ -27,20 +48,26 @@ class FileRef:
     reused: bool = False  # True when an identical upload was found and no bytes were sent
 
 
-@dataclass
+@dataclass(frozen=True)
 class JobSpec:
-    """What a user asks a provider to train. Provider-only knobs ride in `extra`."""
+    """What a user asks a provider to train, built once at the CLI edge.
+
+    For `create_job`, the files are the ids (or URIs) `upload` returned; for
+    `describe_request` they are the local paths, since nothing is uploaded in a dry run.
+    """
 
     base_model: str
-    training_file: str  # a FileRef.id (or URI) on the provider
+    training_file: str
     validation_file: str | None = None
     suffix: str | None = None
     epochs: int | None = None
     learning_rate: float | None = None  # a multiplier for cloud providers
     batch_size: int | None = None
     seed: int | None = None
+    adapter_size: int | None = None  # Vertex: LoRA adapter size
     metadata: dict[str, str] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # sent as is to OpenAI-compatible APIs
+    config: TrainConfig | None = None  # local: the resolved run config (wins over the above)
 
 
 @dataclass
@@ -70,6 +97,31 @@ class ProviderEvent:
     data: dict[str, Any] | None = None  # metric events: step, train_loss, valid_loss, ...
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """A saved point of a job. The fields a local checkpoint row has, plus `model`."""
+
+    job_id: str
+    name: str  # local: step-000004, epoch-001, latest, best; OpenAI: the ftckpt- id
+    kind: str  # step, epoch, latest or best
+    created_at: float
+    step: int | None = None
+    epoch: float | None = None
+    path: str | None = None  # local: the checkpoint folder
+    metrics: dict[str, Any] = field(default_factory=dict)  # registry.metrics vocabulary
+    model: str | None = None  # a name `tunelab test/chat` accept (OpenAI's ft:...:ckpt-step-N)
+
+
+@dataclass(frozen=True)
+class ChatOptions:
+    """Generation settings in OpenAI's names; None leaves the provider's default."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+
+
 @dataclass
 class Reply:
     text: str
@@ -81,10 +133,23 @@ class Reply:
 
 @runtime_checkable
 class Provider(Protocol):
-    name: str
-    capabilities: Capabilities
+    """Every operation callers use. Read-only members are properties so that an
+    implementation may narrow them (a cloud provider's base_url is always a str)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    @property
+    def base_url(self) -> str | None:
+        """Where the provider's API lives (recorded as a job's endpoint); None for local."""
 
     def upload(self, path: Path) -> FileRef: ...
+
+    def describe_request(self, spec: JobSpec) -> dict[str, Any]:
+        """What create_job would send for `spec` (local files), sending nothing."""
 
     def create_job(self, spec: JobSpec) -> Job: ...
 
@@ -92,8 +157,12 @@ class Provider(Protocol):
 
     def list_jobs(self, limit: int = 20) -> list[Job]: ...
 
-    def list_events(self, job_id: str, after: str | None = None) -> list[ProviderEvent]: ...
+    def list_events(self, job_id: str, after: str | None = None) -> list[ProviderEvent]:
+        """Events newer than the event id `after`, oldest first."""
+
+    def list_checkpoints(self, job_id: str) -> list[Checkpoint]: ...
 
     def cancel(self, job_id: str) -> Job: ...
 
-    def chat(self, model: str, messages: list[dict[str, Any]], **options: Any) -> Reply: ...
+    def chat(self, model: str, messages: list[dict[str, Any]],
+             options: ChatOptions = ChatOptions()) -> Reply: ...

@@ -4,8 +4,10 @@
     -> record in the registry at once -> watch until a terminal status
 
 Each step is a function the CLI calls in order and renders; nothing here prints or prompts.
+The CLI builds the typed JobSpec once; these functions take it, never a dict of options.
 `watch` is a generator of updates so the CLI can draw them, and detach (Ctrl-C) at any
-point without cancelling: the job id is in the registry before the first poll.
+point without cancelling: the job id is in the registry before the first poll. A watch rides
+out TransientProviderError (network, 429, 5xx); every other error ends it.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunelab.errors import DataError, ProviderError, UsageError
+from tunelab.errors import DataError, ProviderError, TransientProviderError, UsageError
 from tunelab.providers.base import Job, JobSpec, Provider, ProviderEvent
 from tunelab.registry import JobRecord, open_registry
+from tunelab.registry.metrics import STEP, step_metrics
 from tunelab.registry.store import TERMINAL
 
 MAX_OUTAGE_S = 3 * 3600.0  # a watch keeps retrying through network outages this long
@@ -83,24 +86,17 @@ def needs_confirmation(estimate: CostEstimate, max_cost: float | None) -> bool:
     return estimate.dollars > max_cost
 
 
-def spec_from_options(options: dict[str, Any], training_file: str,
-                      validation_file: str | None, model: str) -> JobSpec:
-    rate = options.get("learning_rate_multiplier") or options.get("learning_rate")
-    extra = dict(options.get("provider_extra") or {})
-    if options.get("adapter_size") is not None:  # vertex
-        extra.setdefault("adapter_size", options["adapter_size"])
-    return JobSpec(base_model=model, training_file=training_file,
-                   validation_file=validation_file, suffix=options.get("suffix"),
-                   epochs=options.get("epochs"), learning_rate=rate,
-                   batch_size=options.get("batch_size"), seed=options.get("seed"),
-                   extra=extra)
+def run_config(spec: JobSpec, estimate: CostEstimate) -> dict[str, Any]:
+    """What the registry keeps as a cloud job's config: its hyperparameters and estimate."""
+    return {"hyperparameters": {"n_epochs": spec.epochs, "learning_rate": spec.learning_rate,
+                                "batch_size": spec.batch_size},
+            "seed": spec.seed, "estimated_cost": estimate.as_dict()}
 
 
 def record_job(provider: Provider, job: Job, *, local_files: dict[str, str],
                config: dict[str, Any]) -> JobRecord:
     """Put a provider's job in the registry (or refresh it): done right after create."""
-    registry = open_registry()
-    try:
+    with open_registry() as registry:
         existing = registry.find_job(job.id)
         fields = dict(status=job.status, native_status=job.native_status,
                       fine_tuned_model=job.fine_tuned_model, error=job.error)
@@ -108,7 +104,7 @@ def record_job(provider: Provider, job: Job, *, local_files: dict[str, str],
             return registry.update_job(job.id, **fields)
         now = time.time()
         record = JobRecord(id=job.id, provider=provider.name, created_at=job.created_at or now,
-                           updated_at=now, endpoint=getattr(provider, "base_url", None),
+                           updated_at=now, endpoint=provider.base_url,
                            base_model=job.base_model, suffix=job.suffix,
                            training_file=job.training_file,
                            validation_file=job.validation_file,
@@ -116,8 +112,6 @@ def record_job(provider: Provider, job: Job, *, local_files: dict[str, str],
         registry.create_job(record)
         registry.add_event(job.id, f"created on {provider.name} as {job.id}")
         return record
-    finally:
-        registry.close()
 
 
 @dataclass
@@ -133,29 +127,21 @@ class WatchUpdate:
 
 
 def metrics_of(event: ProviderEvent) -> dict[str, Any] | None:
-    """step / train_loss / valid_loss from a provider's metrics event."""
-    data = event.data or {}
-    if event.type != "metrics" or "step" not in data:
-        return None
-    keys = ("step", "train_loss", "valid_loss", "full_valid_loss", "total_steps",
-            "train_mean_token_accuracy")
-    return {key: data[key] for key in keys if data.get(key) is not None}
+    """A metrics event's values in the registry's vocabulary (step first), or None."""
+    values = step_metrics(event.data) if event.type == "metrics" else {}
+    return values if STEP in values else None
 
 
 def _last_seen_event(job_id: str) -> str | None:
-    registry = open_registry()
-    try:
+    with open_registry() as registry:
         for event in reversed(registry.list_events(job_id)):
             if event.data and event.data.get("provider_event_id"):
                 return event.data["provider_event_id"]
-    finally:
-        registry.close()
     return None
 
 
 def _store(job: Job, events: list[ProviderEvent]) -> None:
-    registry = open_registry()
-    try:
+    with open_registry() as registry:
         registry.update_job(job.id, status=job.status, native_status=job.native_status,
                             fine_tuned_model=job.fine_tuned_model, error=job.error)
         for event in events:
@@ -164,9 +150,7 @@ def _store(job: Job, events: list[ProviderEvent]) -> None:
                                created_at=event.created_at or None)
             values = metrics_of(event)
             if values:
-                registry.add_metrics(job.id, int(values.pop("step")), values)
-    finally:
-        registry.close()
+                registry.add_metrics(job.id, int(values.pop(STEP)), values)
 
 
 def watch(provider: Provider, job_id: str, *, interval: float = 60.0,
@@ -184,9 +168,7 @@ def watch(provider: Provider, job_id: str, *, interval: float = 60.0,
         try:
             job = provider.get_job(job_id)
             events = provider.list_events(job_id, after=after)
-        except ProviderError as error:
-            if not getattr(error, "transient", False):
-                raise
+        except TransientProviderError as error:
             outage_started = outage_started or time.monotonic()
             failures += 1
             outage = time.monotonic() - outage_started

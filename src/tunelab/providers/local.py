@@ -1,36 +1,43 @@
-"""The `local` provider: the provider contract over the registry and local inference.
+"""The `local` provider: the provider contract over the local trainer, the registry and
+local inference.
 
-Local jobs are run by `tunelab train` (the trainer records them in the registry as it goes),
-so here get_job/list_jobs/list_events read the registry, cancel marks the job there, and
-chat answers with the base model or a run's LoRA adapter on this machine.
+`create_job` runs a job on this machine through tunelab.local.orchestrator, which records it
+in the registry as it goes; get_job/list_jobs/list_events/list_checkpoints read the registry;
+cancel asks a live run to checkpoint and stop; chat answers with the base model or a run's
+weights on this machine.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
+import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunelab import home
 from tunelab.errors import NotFoundError, UsageError
-from tunelab.providers.base import Capabilities, FileRef, Job, JobSpec, ProviderEvent, Reply
-from tunelab.registry import JobRecord, Registry, open_registry
+from tunelab.providers.base import (
+    Capabilities,
+    ChatOptions,
+    Checkpoint,
+    FileRef,
+    Job,
+    JobSpec,
+    ProviderEvent,
+    ProviderSettings,
+    Reply,
+)
+from tunelab.registry import JobRecord, open_registry
+
+if TYPE_CHECKING:
+    from tunelab.config import TrainConfig
+    from tunelab.local.recorder import EventHandler
 
 NAME = "local"
-
-
-@contextmanager
-def _registry() -> Iterator[Registry]:
-    registry = open_registry()
-    try:
-        yield registry
-    finally:
-        registry.close()
+RUNS_PLACEHOLDER = "TUNELAB_HOME/runs/<job id>"
 
 
 def _job(record: JobRecord) -> Job:
@@ -38,23 +45,46 @@ def _job(record: JobRecord) -> Job:
                native_status=record.native_status, fine_tuned_model=record.fine_tuned_model,
                created_at=record.created_at, finished_at=record.finished_at,
                training_file=record.training_file, validation_file=record.validation_file,
-               suffix=record.suffix, error=record.error,
-               raw={"run_dir": record.run_dir, "metrics": record.metrics})
+               suffix=record.suffix, trained_tokens=record.metrics.get("trained_tokens"),
+               error=record.error, raw={"run_dir": record.run_dir, "metrics": record.metrics})
 
 
-def _live_trainer(record: JobRecord) -> int | None:
-    """The pid in the run's train.pid if that process still exists."""
-    try:
-        pid = int((Path(record.run_dir or "") / "train.pid").read_text())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    return pid
+def train_config(spec: JobSpec) -> TrainConfig:
+    """The run config for `spec`: the one it carries (the CLI resolved preset < config file
+    < flags), else the defaults with the spec's fields applied."""
+    if spec.config is not None:
+        return spec.config
+    from tunelab.config import resolve_config
+
+    flags = {"model": spec.base_model or None, "train_file": spec.training_file,
+             "validation_file": spec.validation_file, "suffix": spec.suffix,
+             "epochs": spec.epochs, "learning_rate": spec.learning_rate,
+             "batch_size": spec.batch_size, "seed": spec.seed}
+    return resolve_config(flags={key: value for key, value in flags.items()
+                                 if value is not None})
 
 
 class LocalProvider:
+    """Training, history and chat on this machine.
+
+    `create_job` runs the job to its end in the calling thread and returns it finished. A
+    local job is this machine's own CPU/GPU, not a remote service to poll, and running it
+    where it was asked lets the caller see it live: the trainer's events go straight to
+    `on_event` (the CLI's progress bar, a server worker's event log), Ctrl-C keeps meaning
+    "checkpoint and stop" (Python delivers signals to the main thread only), and `stop` is
+    the same switch for a worker thread. The job is in the registry, queued, before the model
+    loads, so `tunelab jobs watch/events/cancel` in another process see it at once.
+    """
+
     name = NAME
-    capabilities = Capabilities(fine_tuning=True, chat=True, files=True)
+    capabilities = Capabilities(fine_tuning=True, chat=True, files=True, checkpoints=True,
+                                mirrored=False)
+    base_url: str | None = None  # no API: jobs run in this process
+
+    def __init__(self, *, on_event: EventHandler | None = None,
+                 stop: threading.Event | None = None) -> None:
+        self._on_event = on_event
+        self._stop = stop
 
     def upload(self, path: Path) -> FileRef:
         """Copy the dataset into TUNELAB_HOME/files, named by content, so runs can refer to it
@@ -69,70 +99,81 @@ class LocalProvider:
         if not reused:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
-        with _registry() as registry:
+        with open_registry() as registry:
             registry.record_file(file_id=file_id, provider=NAME, endpoint=NAME, sha256=sha,
                                  filename=path.name, size=target.stat().st_size,
                                  purpose="fine-tune")
         return FileRef(file_id, path.name, target.stat().st_size, sha, reused=reused)
 
+    def describe_request(self, spec: JobSpec) -> dict[str, Any]:
+        """The resolved TrainConfig the run would use, checked (its files exist); runs nothing."""
+        from tunelab.local.prepare import check_config
+
+        config = train_config(spec)
+        check_config(config)
+        return {"provider": NAME, "run_dir": config.output_dir or RUNS_PLACEHOLDER,
+                "config": config.model_dump(mode="json")}
+
     def create_job(self, spec: JobSpec) -> Job:
-        raise UsageError("local jobs run in this process, not through the provider API",
-                         fix="start one with `tunelab train --provider local`")
+        """Train `spec` here and return the finished job; its `raw` is the run's result
+        object (what `tunelab train --json` prints)."""
+        from tunelab.local import orchestrator
+
+        result = orchestrator.train(train_config(spec), on_event=self._on_event,
+                                    stop=self._stop)
+        return replace(self.get_job(result["id"]), raw=result)
 
     def get_job(self, job_id: str) -> Job:
         return _job(self._record(job_id))
 
     def list_jobs(self, limit: int = 20) -> list[Job]:
-        with _registry() as registry:
+        with open_registry() as registry:
             return [_job(record) for record in registry.list_jobs(provider=NAME, limit=limit)]
 
     def list_events(self, job_id: str, after: str | None = None) -> list[ProviderEvent]:
         self._record(job_id)
-        with _registry() as registry:
+        with open_registry() as registry:
             events = registry.list_events(job_id, after=int(after or 0))
         return [ProviderEvent(str(event.seq), event.created_at, event.message, event.level,
                               event.type, event.data) for event in events]
 
+    def list_checkpoints(self, job_id: str) -> list[Checkpoint]:
+        """Per step and epoch, and the `latest`/`best` pointers, as the trainer recorded them."""
+        self._record(job_id)
+        with open_registry() as registry:
+            rows = registry.list_checkpoints(job_id)
+        return [Checkpoint(job_id=row.job_id, name=row.name, kind=row.kind,
+                           created_at=row.created_at, step=row.step, epoch=row.epoch,
+                           path=row.path, metrics=dict(row.metrics)) for row in rows]
+
     def cancel(self, job_id: str) -> Job:
-        """Mark a local job that no process runs any more as cancelled.
+        """A live run finishes its step, checkpoints and stops (and can resume with
+        `tunelab train --resume`); a job no process runs is marked cancelled; a finished
+        one is left as it is."""
+        from tunelab.local import orchestrator
 
-        A live run is stopped where it runs (Ctrl-C, or the server's cancel), so that it
-        finishes its step and checkpoints; signalling it from here could hit a server
-        process that hosts it, so we name the way instead.
-        """
-        record = self._record(job_id)
-        if record.is_terminal:
-            return _job(record)
-        pid = _live_trainer(record)
-        if pid is not None:
-            raise UsageError(f"job {job_id} is training in process {pid}",
-                             fix="press Ctrl-C in its terminal (it checkpoints and can resume "
-                                 f"with `tunelab train --resume {job_id}`)")
-        with _registry() as registry:
-            registry.add_event(job_id, "cancelled: no process was running it", level="warning")
-            return _job(registry.update_job(job_id, status="cancelled"))
+        self._record(job_id)
+        orchestrator.request_cancel(job_id)
+        return self.get_job(job_id)
 
-    def chat(self, model: str, messages: list[dict[str, Any]], **options: Any) -> Reply:
-        """Answer with a local base model, a local job (id or `ft:` name) or an adapter folder.
-
-        Takes OpenAI's option names (max_tokens, temperature, top_p, seed) or max_new_tokens.
-        """
+    def chat(self, model: str, messages: list[dict[str, Any]],
+             options: ChatOptions = ChatOptions()) -> Reply:
+        """Answer with a local base model, a local job (id or `ft:` name) or a weights folder."""
         from tunelab.local.inference import load_chat_model
 
         chat_model = load_chat_model(model)  # tunelab.local.weights resolves the name
-        max_new_tokens = options.get("max_new_tokens") or options.get("max_tokens") or 256
         started = time.perf_counter()
         completion = chat_model.complete(
-            messages, max_new_tokens=int(max_new_tokens),
-            temperature=float(options.get("temperature") or 0.0),
-            top_p=float(options.get("top_p") or 1.0), seed=int(options.get("seed") or 0))
+            messages, max_new_tokens=options.max_tokens or 256,
+            temperature=options.temperature or 0.0,
+            top_p=1.0 if options.top_p is None else options.top_p, seed=options.seed or 0)
         return Reply(text=completion.text, model=model,
                      latency_s=time.perf_counter() - started,
                      prompt_tokens=completion.prompt_tokens,
                      completion_tokens=completion.completion_tokens)
 
     def _record(self, job_id: str) -> JobRecord:
-        with _registry() as registry:
+        with open_registry() as registry:
             record = registry.get_job(job_id)
         if record.provider != NAME:
             raise NotFoundError(f"job {job_id} belongs to provider {record.provider!r}, "
@@ -140,9 +181,9 @@ class LocalProvider:
         return record
 
 
-def build(*, base_url: str | None = None, **_settings: object) -> LocalProvider:
+def build(settings: ProviderSettings) -> LocalProvider:
     """The PROVIDERS factory for `local` (other providers' settings do not apply)."""
-    if base_url:
+    if settings.base_url:
         raise UsageError("--base-url does not apply to the local provider",
                          fix="drop --base-url, or name an OpenAI-compatible provider")
     return LocalProvider()

@@ -1,14 +1,8 @@
 """The provider for every OpenAI-compatible endpoint (OpenAI, Kimi, `tunelab serve`, others).
 
 One class, configured by a Profile (tunelab.providers.profiles). It speaks through the official
-`openai` SDK and turns the SDK's errors into tunelab's:
-
-    openai.AuthenticationError / PermissionDeniedError  -> AuthError
-    openai.NotFoundError                                -> NotFoundError
-    openai.APIConnectionError / 408, 409, 429, 5xx      -> ProviderError with .transient = True
-    any other openai.APIError                           -> ProviderError(code, message)
-
-Messages keep only the provider's code and message, with the key scrubbed out of them.
+`openai` SDK; tunelab.providers.sdk_errors turns the SDK's errors into tunelab's, keeping only
+the provider's code and message, with the key scrubbed out.
 
 Two calls create something and must happen exactly once: the upload and the job create. The
 SDK would retry them blindly after a timeout or a dropped answer, leaving two files or two
@@ -21,24 +15,35 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import openai
+from openai.types import FileObject
+from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
+from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 
-from tunelab.errors import AuthError, NotFoundError, ProviderError, TunelabError, UsageError
+from tunelab.errors import NotFoundError, TransientProviderError, UsageError
 from tunelab.home import cache_dir
-from tunelab.providers.base import FileRef, Job, JobSpec, ProviderEvent, Reply
+from tunelab.providers.base import (
+    ChatOptions,
+    Checkpoint,
+    FileRef,
+    Job,
+    JobSpec,
+    ProviderEvent,
+    Reply,
+)
 from tunelab.providers.profiles import Profile, resolve_key
+from tunelab.providers.sdk_errors import from_openai
 from tunelab.registry import open_registry
+from tunelab.registry.metrics import step_metrics
 
 TOKEN_KEY = "tunelab_token"  # metadata key that makes a job create idempotent
-_TRANSIENT_STATUS = {408, 409, 429}
-_MASKED_KEY = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{4,}")
 T = TypeVar("T")
 
 
@@ -50,66 +55,12 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _scrub(text: str, key: str | None) -> str:
-    if key and len(key) >= 4:
-        text = text.replace(key, "***")
-    # OpenAI echoes a masked key ("Incorrect API key provided: sk-ab***yz"); drop it too.
-    return _MASKED_KEY.sub("***", text)
-
-
-def _error_code_and_message(error: openai.APIError) -> tuple[str | None, str]:
-    body = error.body if isinstance(error.body, dict) else {}
-    inner = body.get("error") if isinstance(body.get("error"), dict) else body
-    message = inner.get("message") or error.message
-    code = inner.get("code") or getattr(error, "code", None)
-    status = getattr(error, "status_code", None)
-    return (str(code) if code else (str(status) if status else None)), str(message)
-
-
-def is_transient(error: openai.APIError) -> bool:
-    """Worth retrying: the network failed, the server was busy, or it failed on its side."""
-    if isinstance(error, openai.APIConnectionError):
-        return True
-    status = getattr(error, "status_code", None)
-    return status is not None and (status in _TRANSIENT_STATUS or status >= 500)
-
-
-def retry_after(error: Exception) -> float | None:
-    response = getattr(error, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
 def _backoff(attempt: int) -> float:
     return min(30.0, 0.5 * 2 ** attempt)
 
 
-def wrap_sdk_error(error: openai.APIError, *, provider: str, key: str | None) -> TunelabError:
-    """The SDK error as a tunelab error holding only code and message, never the key."""
-    code, message = _error_code_and_message(error)
-    message = _scrub(message, key).splitlines()[0] if message else "no message"
-    if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
-        return AuthError(f"{provider} refused the key: {message}", code=code,
-                         fix="check the API key variable for this provider and its permissions")
-    if isinstance(error, openai.NotFoundError):
-        return NotFoundError(f"{provider}: {message}",
-                             fix="check the id (`tunelab jobs list --provider "
-                                 f"{provider}`) and --base-url")
-    if isinstance(error, openai.APIConnectionError):
-        wrapped = ProviderError(f"cannot reach {provider}: {message}", code="connection_error",
-                                fix="check the network and --base-url, then retry")
-    else:
-        wrapped = ProviderError(f"{provider}: {message}", code=code,
-                                fix="see the provider's message; fix the request and retry")
-    wrapped.transient = is_transient(error)  # type: ignore[attr-defined]
-    return wrapped
-
-
-def _job_from_sdk(job: Any) -> Job:
-    raw = job.model_dump(mode="json") if hasattr(job, "model_dump") else dict(job)
+def _job_from_sdk(job: FineTuningJob) -> Job:
+    raw = job.model_dump(mode="json")
     status = raw.get("status") or "unknown"
     return Job(id=raw["id"], status=status, native_status=status,
                base_model=raw.get("model") or "", fine_tuned_model=raw.get("fine_tuned_model"),
@@ -125,11 +76,20 @@ def _suffix_of(raw: dict[str, Any]) -> str | None:
     return raw.get("suffix") or (raw.get("metadata") or {}).get("tunelab_suffix")
 
 
-def _event_from_sdk(event: Any) -> ProviderEvent:
-    raw = event.model_dump(mode="json") if hasattr(event, "model_dump") else dict(event)
+def _event_from_sdk(event: FineTuningJobEvent) -> ProviderEvent:
+    raw = event.model_dump(mode="json")
     return ProviderEvent(id=raw["id"], created_at=float(raw.get("created_at") or 0),
                          message=raw.get("message") or "", level=raw.get("level") or "info",
                          type=raw.get("type") or "message", data=raw.get("data"))
+
+
+def _checkpoint_from_sdk(
+        checkpoint: FineTuningJobCheckpoint) -> Checkpoint:
+    metrics = checkpoint.metrics.model_dump(mode="json", exclude_none=True)
+    return Checkpoint(job_id=checkpoint.fine_tuning_job_id, name=checkpoint.id, kind="step",
+                      created_at=float(checkpoint.created_at), step=checkpoint.step_number,
+                      metrics=step_metrics(metrics),
+                      model=checkpoint.fine_tuned_model_checkpoint)
 
 
 def hyperparameters(spec: JobSpec) -> dict[str, Any]:
@@ -167,10 +127,16 @@ def job_request_body(spec: JobSpec, token: str) -> dict[str, Any]:
                    "supervised": {"hyperparameters": hyperparameters(spec)}},
         "metadata": metadata,
     }
-    for name in ("validation_file", "suffix", "seed"):
-        if getattr(spec, name) is not None:
-            body[name] = getattr(spec, name)
+    optional = {"validation_file": spec.validation_file, "suffix": spec.suffix,
+                "seed": spec.seed}
+    body.update({name: value for name, value in optional.items() if value is not None})
     return body
+
+
+def _upload_plan(path: Path) -> dict[str, Any]:
+    sent = as_jsonl(path)
+    return {"file": str(path), "bytes": sent.stat().st_size, "sha256": file_sha256(sent),
+            "purpose": "fine-tune"}
 
 
 class OpenAICompatProvider:
@@ -199,17 +165,17 @@ class OpenAICompatProvider:
         try:
             return send()
         except openai.APIError as error:
-            raise wrap_sdk_error(error, provider=self.name, key=self._key) from None
+            raise from_openai(error, provider=self.name, key=self._key) from None
 
     def _exactly_once(self, send: Callable[[], T], find: Callable[[], T | None]) -> T:
         """Send a create; after an ambiguous failure, adopt what it made instead of resending."""
         for attempt in range(self.create_attempts):
             try:
-                return send()
-            except openai.APIError as error:
-                if not is_transient(error) or attempt == self.create_attempts - 1:
-                    raise wrap_sdk_error(error, provider=self.name, key=self._key) from None
-                wait = retry_after(error)
+                return self._call(send)
+            except TransientProviderError as error:
+                if attempt == self.create_attempts - 1:
+                    raise
+                wait = error.retry_after
             found = self._find_patiently(find)
             if found is not None:
                 return found
@@ -221,8 +187,8 @@ class OpenAICompatProvider:
         for attempt in range(self.create_attempts):
             try:
                 return self._call(find)
-            except ProviderError as error:
-                if not getattr(error, "transient", False) or attempt == self.create_attempts - 1:
+            except TransientProviderError:
+                if attempt == self.create_attempts - 1:
                     raise
             self._sleep(_backoff(attempt))
         raise AssertionError("unreachable")
@@ -239,48 +205,45 @@ class OpenAICompatProvider:
         # The remote name carries the hash, so a lost upload can be recognised by it.
         remote_name = f"{path.stem}.{sha[:16]}{path.suffix}"
 
-        def send() -> Any:
+        def send() -> FileObject:
             with path.open("rb") as handle:
                 return self._once.files.create(file=(remote_name, handle), purpose="fine-tune")
 
         created = self._exactly_once(send, lambda: self._find_file(remote_name, size))
-        registry = open_registry()
-        try:
+        with open_registry() as registry:
             registry.record_file(file_id=created.id, provider=self.name, endpoint=self.base_url,
                                  sha256=sha, filename=path.name, size=size, purpose="fine-tune")
-        finally:
-            registry.close()
         return FileRef(id=created.id, filename=remote_name, bytes=size, sha256=sha)
 
     def _reuse_upload(self, sha: str) -> FileRef | None:
-        registry = open_registry()
-        try:
+        with open_registry() as registry:
             for file_id in registry.files_with_sha(self.base_url, sha):
                 try:
                     remote = self._call(lambda fid=file_id: self._client.files.retrieve(fid))
                 except NotFoundError:
                     registry.forget_file(self.base_url, file_id)
                     continue
-                if getattr(remote, "status", None) in ("error", "deleted"):
+                if remote.status in ("error", "deleted"):
                     continue
                 return FileRef(id=remote.id, filename=remote.filename, bytes=remote.bytes,
                                sha256=sha, reused=True)
-        finally:
-            registry.close()
         return None
 
-    def _find_file(self, remote_name: str, size: int) -> Any | None:
+    def _find_file(self, remote_name: str, size: int) -> FileObject | None:
         for remote in self._client.files.list(purpose="fine-tune", limit=100, order="desc"):
             if remote.filename == remote_name and remote.bytes == size:
                 return remote
         return None
 
     # jobs -------------------------------------------------------------------------------
-    def create_job(self, spec: JobSpec) -> Job:
+    def _require_fine_tuning(self) -> None:
         if not self.capabilities.fine_tuning:
             raise UsageError(f"{self.name} has no fine-tuning API",
                              fix="train with --provider openai, vertex or local; "
                                  f"{self.name} still works for test, chat and compare")
+
+    def create_job(self, spec: JobSpec) -> Job:
+        self._require_fine_tuning()
         token = spec.metadata.get(TOKEN_KEY) or uuid.uuid4().hex
         body = job_request_body(spec, token)
         started = time.time()
@@ -289,7 +252,8 @@ class OpenAICompatProvider:
             lambda: self._find_job(token, spec, started))
         return _job_from_sdk(created)
 
-    def _find_job(self, token: str, spec: JobSpec, started: float) -> Any | None:
+    def _find_job(self, token: str, spec: JobSpec,
+                  started: float) -> FineTuningJob | None:
         for job in self._client.fine_tuning.jobs.list(limit=50):
             if job.training_file != spec.training_file:
                 continue
@@ -302,13 +266,19 @@ class OpenAICompatProvider:
                 return job
         return None
 
-    def describe_request(self, path: Path, spec: JobSpec) -> dict[str, Any]:
-        """The dry run: what would be uploaded and sent, sending nothing."""
-        return {"upload": {"file": str(path), "bytes": path.stat().st_size,
-                           "sha256": file_sha256(path), "purpose": "fine-tune"},
-                "request": {"method": "POST", "url": f"{self.base_url}/fine_tuning/jobs",
-                            "body": {**job_request_body(spec, "<generated per job>"),
-                                     **(spec.extra or {})}}}
+    def describe_request(self, spec: JobSpec) -> dict[str, Any]:
+        """The dry run: what would be uploaded (spec's local files) and sent, sending nothing.
+        File ids do not exist yet, so the body names them by placeholder."""
+        self._require_fine_tuning()
+        sent = replace(spec, training_file="<training file id>",
+                       validation_file="<validation file id>" if spec.validation_file else None)
+        described: dict[str, Any] = {"upload": _upload_plan(Path(spec.training_file))}
+        if spec.validation_file:
+            described["validation_upload"] = _upload_plan(Path(spec.validation_file))
+        described["request"] = {
+            "method": "POST", "url": f"{self.base_url}/fine_tuning/jobs",
+            "body": {**job_request_body(sent, "<generated per job>"), **spec.extra}}
+        return described
 
     def get_job(self, job_id: str) -> Job:
         return _job_from_sdk(self._call(lambda: self._client.fine_tuning.jobs.retrieve(job_id)))
@@ -320,8 +290,8 @@ class OpenAICompatProvider:
     def list_events(self, job_id: str, after: str | None = None) -> list[ProviderEvent]:
         """Events newer than the event id `after`, oldest first."""
 
-        def newest_first() -> list[Any]:
-            found: list[Any] = []
+        def newest_first() -> list[FineTuningJobEvent]:
+            found = []
             for event in self._client.fine_tuning.jobs.list_events(job_id, limit=100):
                 if event.id == after or len(found) >= 10_000:
                     break
@@ -330,20 +300,24 @@ class OpenAICompatProvider:
 
         return [_event_from_sdk(event) for event in reversed(self._call(newest_first))]
 
-    def list_checkpoints(self, job_id: str) -> list[dict[str, Any]]:
+    def list_checkpoints(self, job_id: str) -> list[Checkpoint]:
+        """OpenAI keeps the last three epochs' checkpoints, each a model chat can use."""
         page = self._call(lambda: self._client.fine_tuning.jobs.checkpoints.list(job_id))
-        return [checkpoint.model_dump(mode="json") for checkpoint in page.data]
+        return sorted((_checkpoint_from_sdk(checkpoint) for checkpoint in page.data),
+                      key=lambda checkpoint: checkpoint.step or 0)
 
     def cancel(self, job_id: str) -> Job:
         return _job_from_sdk(self._call(lambda: self._client.fine_tuning.jobs.cancel(job_id)))
 
     # chat -------------------------------------------------------------------------------
-    def chat(self, model: str, messages: list[dict[str, Any]], **options: Any) -> Reply:
-        if "max_new_tokens" in options:
-            options["max_tokens"] = options.pop("max_new_tokens")
+    def chat(self, model: str, messages: list[dict[str, Any]],
+             options: ChatOptions = ChatOptions()) -> Reply:
+        settings = {name: value for name, value in (
+            ("max_tokens", options.max_tokens), ("temperature", options.temperature),
+            ("top_p", options.top_p), ("seed", options.seed)) if value is not None}
         started = time.perf_counter()
         answer = self._call(lambda: self._client.chat.completions.create(
-            model=model, messages=messages, **options))
+            model=model, messages=messages, **settings))
         usage = answer.usage
         return Reply(text=answer.choices[0].message.content or "", model=answer.model or model,
                      latency_s=time.perf_counter() - started,

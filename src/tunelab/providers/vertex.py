@@ -7,14 +7,8 @@ which `chat` calls with `generate_content`. Vertex has no event stream, so `list
 derives events from the job's timestamps, state and `tuningDataStats`.
 
 Credentials are Application Default Credentials (google.auth.default); the project comes
-from --project-id, else GOOGLE_CLOUD_PROJECT, else the ADC file. SDK errors become ours:
-
-    google.auth DefaultCredentialsError      -> AuthError (gcloud auth application-default login)
-    google.auth RefreshError / 401 / 403     -> AuthError
-    404 (job, endpoint, bucket)              -> NotFoundError
-    any other API or connection error        -> ProviderError(code, message)
-
-Messages carry the API's code and first line of its message, never a token.
+from --project-id, else GOOGLE_CLOUD_PROJECT, else the ADC file. SDK errors become ours in
+tunelab.providers.sdk_errors (`google_errors`): code and first line of message, never a token.
 """
 
 from __future__ import annotations
@@ -38,11 +32,28 @@ from tunelab.data.gemini import (
     openai_to_gemini,
     prepare_file,
 )
-from tunelab.errors import AuthError, NotFoundError, ProviderError, UsageError
-from tunelab.providers.base import Capabilities, FileRef, Job, JobSpec, ProviderEvent, Reply
-from tunelab.providers.vertex_jobs import events_from_job, job_from_sdk, map_status
+from tunelab.errors import NotFoundError, ProviderError, TransientProviderError, UsageError
+from tunelab.providers.base import (
+    Capabilities,
+    ChatOptions,
+    Checkpoint,
+    FileRef,
+    Job,
+    JobSpec,
+    ProviderEvent,
+    ProviderSettings,
+    Reply,
+)
+from tunelab.providers.sdk_errors import google_errors
+from tunelab.providers.vertex_jobs import (
+    checkpoints_from_job,
+    events_from_job,
+    job_from_sdk,
+    map_status,
+)
 
-__all__ = ["VertexOptions", "VertexProvider", "create", "describe_request", "map_status"]
+__all__ = ["VertexOptions", "VertexProvider", "build", "create", "describe_request",
+           "map_status"]
 
 NAME = "vertex"
 DEFAULT_LOCATION = "us-central1"
@@ -51,10 +62,6 @@ SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 TIMEOUT_MS = 120_000
 TOKEN_ESTIMATE = ("o200k_base (tiktoken) as a proxy: Gemini's tokenizer is not available "
                   "offline; both are ~200k-entry multilingual vocabularies")
-ADC_FIX = ("run `gcloud auth application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS) "
-           "and set GOOGLE_CLOUD_PROJECT or pass --project-id")
-
-_TRANSIENT = {408, 409, 429}
 _RESOURCE = re.compile(r"^projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/")
 _DEFAULT_HOST = re.compile(r"^https://[a-z0-9-]*aiplatform\.googleapis\.com/?$")
 
@@ -125,8 +132,7 @@ class TuningRequest:
     @classmethod
     def from_spec(cls, spec: JobSpec) -> TuningRequest:
         limits_for(spec.base_model)
-        size = spec.extra.get("adapter_size")
-        multiplier = spec.extra.get("learning_rate_multiplier", spec.learning_rate)
+        size, multiplier = spec.adapter_size, spec.learning_rate
         if spec.epochs is not None and spec.epochs < 1:
             raise UsageError(f"--epochs {spec.epochs} must be at least 1", fix="pass --epochs 3")
         if multiplier is not None and multiplier <= 0:
@@ -172,11 +178,12 @@ class TuningRequest:
                 "config": config}
 
 
-def describe_request(path: Path, spec: JobSpec, options: VertexOptions) -> dict[str, Any]:
+def describe_request(spec: JobSpec, options: VertexOptions) -> dict[str, Any]:
     """What `train --dry-run` shows: the object path, the first converted example and the
-    exact tuning request. Reads the local files only; sends nothing, needs no credentials."""
+    exact tuning request. Reads the spec's local files only; sends nothing, needs no
+    credentials."""
     bucket = options.require_bucket()
-    training = prepare_file(Path(path))
+    training = prepare_file(Path(spec.training_file))
     validation = None
     if spec.validation_file and Path(spec.validation_file).is_file():  # else a URI: kept
         validation = prepare_file(Path(spec.validation_file))
@@ -225,17 +232,13 @@ class VertexProvider:
     def _adc(self) -> Any:
         if self._credentials is None:
             import google.auth
-            from google.auth.exceptions import DefaultCredentialsError
 
-            try:
-                # Its "no project ID" and "end user credentials" notices are not errors here:
-                # --project-id may name the project, and gcloud's login is what we advise.
-                with _quiet("google.auth._default"), warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    self._credentials, self._adc_project = google.auth.default(scopes=SCOPES)
-            except DefaultCredentialsError:
-                raise AuthError("no Google Application Default Credentials found",
-                                fix=ADC_FIX) from None
+            # Its "no project ID" and "end user credentials" notices are not errors here:
+            # --project-id may name the project, and gcloud's login is what we advise.
+            with google_errors("credentials"), _quiet("google.auth._default"), \
+                    warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._credentials, self._adc_project = google.auth.default(scopes=SCOPES)
         return self._credentials
 
     def _project(self) -> str:
@@ -258,32 +261,9 @@ class VertexProvider:
                                               credentials=self._adc(), http_options=options)
         return self._clients[key]
 
-    @contextlib.contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        """Turn SDK, auth and network errors into tunelab's, keeping code and message."""
-        from google.api_core import exceptions as gcs
-        from google.auth import exceptions as auth
-        from google.genai import errors as genai
-
-        try:
-            with warnings.catch_warnings():
-                # "tuning is experimental" and unknown JobState notices are not the user's.
-                warnings.simplefilter("ignore")
-                yield
-        except genai.APIError as error:
-            raise _wrap(error.code, error.status, error.message, what) from None
-        except gcs.GoogleAPICallError as error:
-            raise _wrap(error.code, None, error.message, what, service="Cloud Storage") \
-                from None
-        except auth.RefreshError as error:
-            raise AuthError(f"Google refused the credentials: {_first_line(error)}",
-                            fix=ADC_FIX) from None
-        except (auth.TransportError, OSError, *_http_transport_errors()) as error:
-            raise _unreachable(what, error) from None
-
-    def describe_request(self, path: Path, spec: JobSpec) -> dict[str, Any]:
+    def describe_request(self, spec: JobSpec) -> dict[str, Any]:
         """The dry run for these options (see the module-level describe_request)."""
-        return describe_request(path, spec, self.options)
+        return describe_request(spec, self.options)
 
     # files ----------------------------------------------------------------------------------
     def upload(self, path: Path) -> FileRef:
@@ -292,7 +272,7 @@ class VertexProvider:
         bucket_name = self.options.require_bucket()
         prepared = prepare_file(Path(path))
         uri = gcs_uri(bucket_name, prepared)
-        with self._errors(f"gs://{bucket_name}"):
+        with google_errors(f"gs://{bucket_name}"):
             reused = self._put_once(bucket_name, prepared)
         self._examples[uri] = prepared.examples
         return FileRef(id=uri, filename=Path(path).name, bytes=len(prepared.data),
@@ -323,13 +303,11 @@ class VertexProvider:
             check_validation_size(count, spec.base_model)
         started = time.time()
         try:
-            with self._errors("creating the tuning job"):
+            with google_errors("creating the tuning job"):
                 return job_from_sdk(self._client().tunings.tune(**request.sdk_arguments()))
-        except ProviderError as error:
+        except TransientProviderError as error:
             # The request may have reached Vertex and only the answer been lost: adopt the
             # job it made rather than leave it unrecorded (or create a second one).
-            if not getattr(error, "transient", False):
-                raise
             found = self._find_created(request, started)
             if found is None:
                 said = error.message.removeprefix(f"[{error.code}] ")
@@ -352,11 +330,11 @@ class VertexProvider:
         return job
 
     def _fetch(self, job_id: str) -> Job:
-        with self._errors(f"job {job_id}"):
+        with google_errors(f"job {job_id}"):
             return job_from_sdk(self._client(job_id).tunings.get(name=_job_name(job_id)))
 
     def list_jobs(self, limit: int = 20) -> list[Job]:
-        with self._errors("listing tuning jobs"):
+        with google_errors("listing tuning jobs"):
             pager = self._client().tunings.list(config={"page_size": min(limit, 100)})
             jobs = []
             for tuning_job in pager:
@@ -372,13 +350,18 @@ class VertexProvider:
         ids = [event.id for event in events]
         return events[ids.index(after) + 1:] if after in ids else events
 
+    def list_checkpoints(self, job_id: str) -> list[Checkpoint]:
+        """The intermediate checkpoints Vertex keeps for a job (each with its own endpoint)."""
+        return checkpoints_from_job(self._fetch(job_id))
+
     def cancel(self, job_id: str) -> Job:
-        with self._errors(f"cancelling {job_id}"):
+        with google_errors(f"cancelling {job_id}"):
             self._client(job_id).tunings.cancel(name=_job_name(job_id))
         return self._fetch(job_id)
 
     # chat -----------------------------------------------------------------------------------
-    def chat(self, model: str, messages: list[dict[str, Any]], **options: Any) -> Reply:
+    def chat(self, model: str, messages: list[dict[str, Any]],
+             options: ChatOptions = ChatOptions()) -> Reply:
         """One reply from a tuned endpoint, a tuning job's endpoint, or a base Gemini model."""
         from google.genai import types
 
@@ -387,11 +370,10 @@ class VertexProvider:
         system = record.get("systemInstruction")
         config = types.GenerateContentConfig(
             system_instruction={"parts": system["parts"]} if system else None,
-            temperature=options.get("temperature"), top_p=options.get("top_p"),
-            max_output_tokens=options.get("max_new_tokens") or options.get("max_tokens"),
-            seed=options.get("seed"))
+            temperature=options.temperature, top_p=options.top_p,
+            max_output_tokens=options.max_tokens, seed=options.seed)
         started = time.perf_counter()
-        with self._errors(f"model {target}"):
+        with google_errors(f"model {target}"):
             answer = self._client(target).models.generate_content(
                 model=target, contents=record["contents"], config=config)
         usage = answer.usage_metadata
@@ -430,46 +412,14 @@ def _job_name(job_id: str) -> str:
     return job_id
 
 
-def _wrap(code: int | None, status: str | None, message: str | None, what: str, *,
-          service: str = "Vertex AI") -> Exception:
-    text = f"{service} ({what}): {_first_line(message or status or 'no message')}"
-    label = str(status or code) if (status or code) else None
-    if code in (401, 403):
-        return AuthError(text, code=label, fix="check the account's Vertex AI and Storage "
-                                               "roles; " + ADC_FIX)
-    if code == 404:
-        return NotFoundError(text, fix="check the name, --project-id, --location and --bucket")
-    error = ProviderError(text, code=label, fix="see Google's message; fix and retry")
-    error.transient = code in _TRANSIENT or (code or 0) >= 500  # type: ignore[attr-defined]
-    return error
-
-
-def _unreachable(what: str, error: BaseException) -> ProviderError:
-    wrapped = ProviderError(f"cannot reach Google Cloud for {what}: {_first_line(error)}",
-                            code="connection_error",
-                            fix="check the network (and --base-url), then retry")
-    wrapped.transient = True  # type: ignore[attr-defined]  # a watch retries through it
-    return wrapped
-
-
-def _http_transport_errors() -> tuple[type[BaseException], ...]:
-    """Network failures of httpx and of httpx2, the fork google-genai may use instead."""
-    import importlib
-
-    found = []
-    for module in ("httpx", "httpx2"):
-        with contextlib.suppress(ImportError):
-            found.append(importlib.import_module(module).TransportError)
-    return tuple(found)
-
-
-def _first_line(value: object) -> str:
-    return (str(value).strip().splitlines() or [""])[0][:300]
-
-
 def create(*, base_url: str | None = None, project_id: str | None = None,
-           bucket: str | None = None, location: str | None = None,
-           **_other_settings: object) -> VertexProvider:
-    """The factory tunelab.providers.PROVIDERS holds for "vertex"."""
+           bucket: str | None = None, location: str | None = None) -> VertexProvider:
+    """A Vertex provider from its flags (tests and callers that hold no settings object)."""
     return VertexProvider(VertexOptions.resolve(project_id=project_id, bucket=bucket,
                                                 location=location, base_url=base_url))
+
+
+def build(settings: ProviderSettings) -> VertexProvider:
+    """The factory tunelab.providers.PROVIDERS holds for "vertex"."""
+    return create(base_url=settings.base_url, project_id=settings.project_id,
+                  bucket=settings.bucket, location=settings.location)

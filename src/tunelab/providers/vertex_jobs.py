@@ -10,7 +10,7 @@ import datetime as dt
 import time
 from typing import Any
 
-from tunelab.providers.base import Job, ProviderEvent
+from tunelab.providers.base import Checkpoint, Job, ProviderEvent
 
 # Vertex JobState -> tunelab status. Anything else is kept as the native state and shown.
 STATUSES = {
@@ -68,6 +68,23 @@ def job_from_sdk(tuning_job: Any) -> Job:
                suffix=tuning_job.tuned_model_display_name,
                trained_tokens=(stats or {}).get("billable_tokens"),
                error=raw.get("error"), raw=raw)
+
+
+def checkpoints_from_job(job: Job) -> list[Checkpoint]:
+    """The checkpoints in a job's tunedModel, oldest first; each is served by its own
+    endpoint, which is what chat takes as the model."""
+    found = ((job.raw.get("tuned_model") or {}).get("checkpoints")) or []
+    created = job.finished_at or job.created_at or 0.0
+    return [Checkpoint(job_id=job.id, name=f"checkpoint-{item.get('checkpoint_id')}",
+                       kind="epoch" if item.get("epoch") is not None else "step",
+                       created_at=created, step=_integer(item.get("step")),
+                       epoch=_integer(item.get("epoch")), model=item.get("endpoint"))
+            for item in found]
+
+
+def _integer(value: Any) -> int | None:
+    # Vertex sends int64 fields as JSON strings.
+    return int(value) if value not in (None, "") else None
 
 
 def events_from_job(job: Job) -> list[ProviderEvent]:

@@ -1,0 +1,82 @@
+"""The typed options of `tunelab train`, built once from its flags.
+
+`ConfigFlags` are the flags that become TrainConfig keys (preset < config file < flags);
+`CloudOptions` are the flags of the cloud path; `TrainOptions` holds both with the flags
+that steer the command itself. The cloud path reads the run's shared values (model, epochs,
+learning rate, batch size, seed, suffix, validation file, prompts) from `flags` too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunelab.providers.base import ProviderSettings
+
+
+@dataclass(frozen=True)
+class ConfigFlags:
+    """The TrainConfig keys given as flags; None means "not given", so lower layers decide."""
+
+    model: str | None = None
+    epochs: int | None = None
+    learning_rate: float | None = None
+    batch_size: int | None = None
+    grad_accum: int | None = None
+    max_length: int | None = None
+    lora_r: int | None = None
+    lora_alpha: float | None = None
+    full: bool | None = None
+    precision: str | None = None
+    kernels: str | None = None
+    seed: int | None = None
+    validation_file: Path | None = None
+    suffix: str | None = None
+    output_dir: Path | None = None
+    max_steps: int | None = None
+    eval_every: int | None = None
+    save_every: int | None = None
+    prompts: Path | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        """The given flags as TrainConfig keys (paths as strings), ready for resolve_config."""
+        return {key: str(value) if isinstance(value, Path) else value
+                for key, value in asdict(self).items() if value is not None}
+
+
+@dataclass(frozen=True)
+class CloudOptions:
+    """The flags of `tunelab train --provider P` (P not local)."""
+
+    provider: str = "local"
+    settings: ProviderSettings = field(default_factory=ProviderSettings)
+    adapter_size: int | None = None  # Vertex
+    learning_rate_multiplier: float | None = None
+    max_cost: float | None = None
+    validate_only: bool = False
+    upload_only: bool = False
+    no_wait: bool = False
+    interval: float | None = None
+    yes: bool = False
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Everything `tunelab train` was asked, typed."""
+
+    file: Path | None = None
+    flags: ConfigFlags = field(default_factory=ConfigFlags)
+    cloud: CloudOptions = field(default_factory=CloudOptions)
+    preset: str | None = None
+    config_file: Path | None = None
+    save_config: Path | None = None
+    force: bool = False
+    dry_run: bool = False
+    resume: str | None = None
+    nproc: int = 1
+    json: bool = False
+
+    @property
+    def provider(self) -> str:
+        return self.cloud.provider

@@ -1,0 +1,156 @@
+"""The one place where SDK errors become tunelab errors (see the tree in tunelab.errors).
+
+    openai SDK
+      AuthenticationError / PermissionDeniedError   -> AuthError
+      NotFoundError                                 -> NotFoundError
+      APIConnectionError, 408, 409, 429, 5xx        -> TransientProviderError (retry_after)
+      any other APIError                            -> ProviderError(code, message)
+    google (google-genai, google-api-core, google-auth, httpx)
+      DefaultCredentialsError, RefreshError         -> AuthError (gcloud auth ... login)
+      401 / 403                                     -> AuthError
+      404 (job, endpoint, bucket)                   -> NotFoundError
+      408, 409, 429, 5xx, transport errors          -> TransientProviderError
+      any other API error                           -> ProviderError(code, message)
+
+Every message keeps the provider's code and the first line of its message, with keys and
+tokens scrubbed out: the SDKs echo them back (OpenAI shows a masked key; a Google error can
+quote an Authorization header).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import re
+import warnings
+from collections.abc import Iterator
+
+import openai
+
+from tunelab.errors import (
+    AuthError,
+    NotFoundError,
+    ProviderError,
+    TransientProviderError,
+    TunelabError,
+)
+
+RETRYABLE_STATUS = frozenset({408, 409, 429})
+ADC_FIX = ("run `gcloud auth application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS) "
+           "and set GOOGLE_CLOUD_PROJECT or pass --project-id")
+# Key and token shapes an answer may echo: OpenAI keys (also masked, "sk-ab***yz"), Google
+# API keys, OAuth access tokens, and any bearer credential.
+_SECRETS = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{4,}|\bAIza[0-9A-Za-z_\-]{20,}"
+                      r"|\bya29\.[0-9A-Za-z_\-.]+|(?i:bearer)\s+[^\s\"',]+")
+
+
+def scrub(text: str, key: str | None = None) -> str:
+    """`text` without `key` or anything shaped like a key or token."""
+    if key and len(key) >= 4:
+        text = text.replace(key, "***")
+    return _SECRETS.sub("***", text)
+
+
+def first_line(value: object, key: str | None = None) -> str:
+    return (scrub(str(value), key).strip().splitlines() or [""])[0][:300]
+
+
+def retryable_status(status: int | None) -> bool:
+    return status is not None and (status in RETRYABLE_STATUS or status >= 500)
+
+
+# openai ----------------------------------------------------------------------------------------
+def from_openai(error: openai.APIError, *, provider: str, key: str | None) -> TunelabError:
+    """The openai SDK's error as a tunelab error holding only code and message."""
+    code, message = _openai_code_and_message(error)
+    message = first_line(message, key) or "no message"
+    if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
+        return AuthError(f"{provider} refused the key: {message}", code=code,
+                         fix="check the API key variable for this provider and its permissions")
+    if isinstance(error, openai.NotFoundError):
+        return NotFoundError(f"{provider}: {message}",
+                             fix="check the id (`tunelab jobs list --provider "
+                                 f"{provider}`) and --base-url")
+    if isinstance(error, openai.APIConnectionError):
+        return TransientProviderError(f"cannot reach {provider}: {message}",
+                                      code="connection_error",
+                                      fix="check the network and --base-url, then retry")
+    status = error.status_code if isinstance(error, openai.APIStatusError) else None
+    if retryable_status(status):
+        assert isinstance(error, openai.APIStatusError)
+        return TransientProviderError(f"{provider}: {message}", code=code,
+                                      fix="wait a moment and retry",
+                                      retry_after=_retry_after(error))
+    return ProviderError(f"{provider}: {message}", code=code,
+                         fix="see the provider's message; fix the request and retry")
+
+
+def _openai_code_and_message(error: openai.APIError) -> tuple[str | None, str]:
+    body = error.body if isinstance(error.body, dict) else {}
+    inner = body.get("error") if isinstance(body.get("error"), dict) else body
+    message = inner.get("message") or error.message
+    code = inner.get("code") or error.code
+    status = error.status_code if isinstance(error, openai.APIStatusError) else None
+    return (str(code) if code else (str(status) if status else None)), str(message)
+
+
+def _retry_after(error: openai.APIStatusError) -> float | None:
+    value = error.response.headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:  # an HTTP date: our own backoff is close enough
+        return None
+
+
+# google ----------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def google_errors(what: str) -> Iterator[None]:
+    """Run Google SDK calls about `what`, turning their errors into tunelab's."""
+    from google.api_core import exceptions as api_core
+    from google.auth import exceptions as auth
+    from google.genai import errors as genai
+
+    try:
+        with warnings.catch_warnings():
+            # "tuning is experimental" and unknown JobState notices are not the user's.
+            warnings.simplefilter("ignore")
+            yield
+    except genai.APIError as error:
+        raise _google_api_error(error.code, error.status, error.message, what) from None
+    except api_core.GoogleAPICallError as error:
+        raise _google_api_error(error.code, None, error.message, what,
+                                service="Cloud Storage") from None
+    except auth.DefaultCredentialsError:
+        raise AuthError("no Google Application Default Credentials found",
+                        fix=ADC_FIX) from None
+    except auth.RefreshError as error:
+        raise AuthError(f"Google refused the credentials: {first_line(error)}",
+                        fix=ADC_FIX) from None
+    except (auth.TransportError, OSError, *_http_transport_errors()) as error:
+        raise TransientProviderError(f"cannot reach Google Cloud for {what}: "
+                                     f"{first_line(error)}", code="connection_error",
+                                     fix="check the network (and --base-url), then retry") \
+            from None
+
+
+def _google_api_error(code: int | None, status: str | None, message: str | None, what: str,
+                      *, service: str = "Vertex AI") -> ProviderError | NotFoundError:
+    text = f"{service} ({what}): {first_line(message or status or 'no message')}"
+    label = str(status or code) if (status or code) else None
+    if code in (401, 403):
+        return AuthError(text, code=label, fix="check the account's Vertex AI and Storage "
+                                               "roles; " + ADC_FIX)
+    if code == 404:
+        return NotFoundError(text, fix="check the name, --project-id, --location and --bucket")
+    if retryable_status(code):
+        return TransientProviderError(text, code=label, fix="wait a moment and retry")
+    return ProviderError(text, code=label, fix="see Google's message; fix and retry")
+
+
+def _http_transport_errors() -> tuple[type[BaseException], ...]:
+    """Network failures of httpx and of httpx2, the fork google-genai may use instead."""
+    found = []
+    for module in ("httpx", "httpx2"):
+        with contextlib.suppress(ImportError):
+            found.append(importlib.import_module(module).TransportError)
+    return tuple(found)
