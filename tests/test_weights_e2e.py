@@ -17,6 +17,7 @@ import pytest
 from test_inference import one_torch_thread  # noqa: F401 (an autouse fixture, shared)
 from tunelab.cli import main
 from tunelab.local.weights import Kind, resolve
+from tunelab.registry.metrics import VALID_LOSS
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +88,10 @@ def test_the_resolver_tells_the_two_jobs_apart(job) -> None:
         assert (weights.kind, weights.path) == (Kind.ADAPTER, run / "adapter")
     else:
         assert (weights.kind, weights.path) == (Kind.FULL, run / "model")
-    assert weights.job_id == job["id"] and resolve(str(run)) == resolve(str(weights.path))
+    assert weights.job_id == job["id"]
+    by_folder = resolve(str(run))
+    assert (by_folder.kind, by_folder.path, by_folder.job_id) == (
+        weights.kind, weights.path, weights.job_id)
 
 
 def test_serve_chats_with_the_job_by_model_name_id_and_run_folder(job, tmp_path) -> None:
@@ -135,9 +139,10 @@ def test_compare_base_with_the_job(job, capsys) -> None:
     base, tuned = compared["models"]
     assert (base["label"], tuned["label"]) == ("base", job["id"])
     assert base["spec"]["provider"] == tuned["spec"]["provider"] == "local"
-    losses = [model["metrics"]["loss"] for model in (base, tuned)]
-    # two steps on these very chats: the tuned weights were loaded, not the base again
-    assert losses[1] < losses[0]
+    losses = [model["metrics"][VALID_LOSS] for model in (base, tuned)]
+    # the tuned weights were loaded, not the base again (two steps at a high rate move the
+    # loss, in either direction: this guards which weights load, not how well they learn)
+    assert losses[1] != pytest.approx(losses[0], rel=1e-3)
 
 
 def test_export_then_load_the_export_by_its_folder(job, capsys, tmp_path) -> None:

@@ -85,7 +85,7 @@ def _write_merged(adapter: Weights, out: Path) -> None:
     from tunelab.local import model_source
 
     base_dir = resolve(adapter.base).model_dir()
-    model = PeftModel.from_pretrained(model_source.load_model(base_dir), str(adapter.path))
+    model = PeftModel.from_pretrained(model_source.load_model(str(base_dir)), str(adapter.path))
     merged = model.merge_and_unload()
     merged.save_pretrained(out, safe_serialization=True)
     _tokenizer_for(adapter.path, base_dir).save_pretrained(out)
