@@ -240,6 +240,32 @@ def test_cancelling_a_finished_job_is_vertex_own_error_in_one_line(provider, dou
     assert "Cannot cancel" in caught.value.render() and "\n" not in caught.value.render()
 
 
+def test_checkpoints_are_typed_and_carry_their_endpoints(provider, double):
+    name = provider.create_job(spec(f"gs://{BUCKET}/tunelab/x.jsonl")).id
+    assert provider.list_checkpoints(name) == []
+    checkpoints = [{"checkpointId": str(n), "epoch": str(n), "step": str(9 * n),
+                    "endpoint": f"{PARENT}/endpoints/8{n}"} for n in (1, 2)]
+    double.advance(name, {**SUCCEEDED, "tunedModel": {**SUCCEEDED["tunedModel"],
+                                                      "checkpoints": checkpoints}})
+    rows = provider.list_checkpoints(name)
+    assert [(row.name, row.kind, row.step, row.epoch, row.model) for row in rows] == [
+        ("checkpoint-1", "epoch", 9, 1, f"{PARENT}/endpoints/81"),
+        ("checkpoint-2", "epoch", 18, 2, f"{PARENT}/endpoints/82")]
+
+
+def test_a_server_error_or_a_busy_answer_is_transient(double, adc, gcs):
+    name = vertex.create(base_url=double.url, project_id=PROJECT,
+                         bucket=BUCKET).create_job(spec(f"gs://{BUCKET}/tunelab/x.jsonl")).id
+    plan = FaultPlan(script={f"GET /v1beta1/{name}": ["500", "429"]})
+    with FaultProxy(int(double.url.rsplit(":", 1)[1].strip("/")), plan) as proxy:
+        provider = vertex.create(base_url=f"http://127.0.0.1:{proxy.port}/",
+                                 project_id=PROJECT, bucket=BUCKET)
+        for _ in range(2):
+            with pytest.raises(TransientProviderError):
+                provider.get_job(name)
+        assert provider.get_job(name).status == "queued"  # the outage passed
+
+
 def test_list_jobs_returns_mapped_jobs(provider):
     names = [provider.create_job(spec(f"gs://{BUCKET}/tunelab/{n}.jsonl")).id for n in "ab"]
     assert sorted(job.id for job in provider.list_jobs()) == sorted(names)
