@@ -100,14 +100,13 @@ def remote(tunelab_home, tmp_path):
         {"role": "assistant", "content": answer}]}, ensure_ascii=False) + "\n"
         for question, answer in REFERENCES.items()), encoding="utf-8")
     now = time.time()
-    registry = open_registry()
-    registry.create_job(JobRecord(
-        id=JOB, provider="mylab", status="succeeded", created_at=now, updated_at=now,
-        endpoint=base_url, base_model="chatty-base", fine_tuned_model=TUNED,
-        training_file=str(valid), validation_file=str(valid)))
-    for step, loss in enumerate([2.5, 1.9, 1.4], 1):
-        registry.add_metrics(JOB, step, {"train_loss": loss, "valid_loss": loss + 0.2})
-    registry.close()
+    with open_registry() as registry:
+        registry.create_job(JobRecord(
+            id=JOB, provider="mylab", status="succeeded", created_at=now, updated_at=now,
+            endpoint=base_url, base_model="chatty-base", fine_tuned_model=TUNED,
+            training_file=str(valid), validation_file=str(valid)))
+        for step, loss in enumerate([2.5, 1.9, 1.4], 1):
+            registry.add_metrics(JOB, step, {"train_loss": loss, "valid_loss": loss + 0.2})
     yield server
     server.shutdown()
 

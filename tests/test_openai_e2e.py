@@ -96,14 +96,13 @@ def test_train_through_a_faulty_network_against_tunelab_serve(
     assert len(client.files.list().data) == 2  # training and validation, once each
     assert [job.id for job in client.fine_tuning.jobs.list()] == [result["id"]]
 
-    registry = open_registry()
-    record = registry.get_job(result["id"])
+    with open_registry() as registry:
+        record = registry.get_job(result["id"])
+        metrics = registry.list_metrics(result["id"])
     assert record.provider == "openai" and record.status == "succeeded"
     assert record.fine_tuned_model == result["fine_tuned_model"]
-    metrics = registry.list_metrics(result["id"])
     assert [row["step"] for row in metrics] == [1, 2, 3]
     assert all("train_loss" in row for row in metrics) and "valid_loss" in metrics[-1]
-    registry.close()
 
     secret = CANARY.encode()
     assert CANARY not in captured.out + captured.err

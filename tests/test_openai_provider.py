@@ -138,8 +138,8 @@ def test_upload_again_when_the_remote_copy_is_gone(server: int, tmp_path: Path) 
     direct(server).files.delete(first.id)
     second = provider.upload(path)
     assert not second.reused and second.id != first.id
-    registry = open_registry()
-    assert registry.files_with_sha(provider.base_url, first.sha256) == [second.id]
+    with open_registry() as registry:
+        assert registry.files_with_sha(provider.base_url, first.sha256) == [second.id]
 
 
 def test_watch_rides_out_an_outage_and_records_the_end(server: int, tmp_path: Path) -> None:
@@ -165,9 +165,9 @@ def test_watch_rides_out_an_outage_and_records_the_end(server: int, tmp_path: Pa
     outages = [update for update in updates if update.job is None]
     assert len(outages) == 4 and "connection_error" in outages[-1].problem
     assert updates[-1].job.status == "cancelled"
-    registry = open_registry()
-    assert registry.get_job(job.id).status == "cancelled"
-    messages = [event.message for event in registry.list_events(job.id)]
+    with open_registry() as registry:
+        assert registry.get_job(job.id).status == "cancelled"
+        messages = [event.message for event in registry.list_events(job.id)]
     assert any("Cancellation requested" in message for message in messages)
 
 
@@ -211,7 +211,8 @@ def test_watch_tolerates_unknown_statuses_and_shows_the_failure(
     assert code == 1 and "status: paused" in err and "status: failed" in err
     assert "[invalid_training_file] line 3 has no assistant turn" in err
     assert "tunelab data check" in err
-    assert open_registry().get_job("ftjob-elsewhere").status == "failed"
+    with open_registry() as registry:
+        assert registry.get_job("ftjob-elsewhere").status == "failed"
 
 
 def test_csv_and_json_are_sent_as_jsonl(server: int, tmp_path: Path) -> None:

@@ -406,10 +406,9 @@ def test_train_end_to_end_uploads_tunes_watches_records_and_tests(double, adc, g
     assert result["status"] == "succeeded" and result["trained_tokens"] == 61234
     assert result["fine_tuned_model"] == f"{PARENT}/endpoints/88"
     assert [s["answer"] for s in result["samples"]] == [double.reply_text] * 5
-    registry = open_registry()
-    record = registry.get_job(result["id"])
-    messages = [event.message for event in registry.list_events(result["id"])]
-    registry.close()
+    with open_registry() as registry:
+        record = registry.get_job(result["id"])
+        messages = [event.message for event in registry.list_events(result["id"])]
     assert (record.provider, record.status, record.native_status) == (
         "vertex", "succeeded", "JOB_STATE_SUCCEEDED")
     assert any("billable tokens 61,234" in message for message in messages)

@@ -35,6 +35,7 @@ from tunelab.providers.base import (
     Provider,
     ProviderSettings,
 )
+from tunelab.registry.metrics import TRAIN_LOSS, validation_loss
 from tunelab.registry.store import TERMINAL
 
 out = Console(highlight=False, soft_wrap=True)
@@ -370,7 +371,7 @@ def print_checkpoints(job_id: str, *, provider: str | None = None,
         table.add_column(column)
     for row in rows:
         table.add_row(row.name, row.kind, _cell(row.step), _cell(row.epoch),
-                      _cell(row.metrics.get("train_loss")), _cell(row.metrics.get("valid_loss")),
+                      _cell(row.metrics.get(TRAIN_LOSS)), _cell(validation_loss(row.metrics)),
                       row.model or row.path or "")
     out.print(table)
     return 0

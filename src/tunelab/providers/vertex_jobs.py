@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from enum import Enum
 from typing import Any
 
 from tunelab.providers.base import Checkpoint, Job, ProviderEvent
@@ -34,8 +35,9 @@ def _timestamp(value: dt.datetime | None) -> float | None:
     return value.timestamp() if value else None
 
 
-def _state(value: Any) -> str | None:
-    return getattr(value, "value", value)
+def _state(value: Enum | str | None) -> str | None:
+    # The SDK gives a JobState member, or the bare string for a state it does not know yet.
+    return str(value.value) if isinstance(value, Enum) else value
 
 
 def data_stats(raw: dict[str, Any]) -> dict[str, Any] | None:
