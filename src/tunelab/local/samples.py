@@ -33,7 +33,7 @@ def write_samples(config: TrainConfig, run_dir: Path, train_examples: list[dict]
     if not prompts:
         return None
     recorder.message(f"answering {len(prompts)} prompts from {path}")
-    chat = load_chat_model(str(run_dir / ("model" if config.full else "adapter")))
+    chat = load_chat_model(str(run_dir))  # the resolver finds adapter/ or, after --full, model/
     system = common_system_prompt(train_examples)
     answers = []
     for prompt in prompts:

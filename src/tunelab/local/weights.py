@@ -55,14 +55,6 @@ class Weights:
     def is_tuned(self) -> bool:
         return self.kind in (Kind.ADAPTER, Kind.MERGED, Kind.FULL)
 
-    @property
-    def label(self) -> str:
-        """A short name for logs and answers: the job id, else the folder's name."""
-        if self.job_id:
-            return self.job_id
-        inner = self.path.name in ("adapter", "model")
-        return self.path.parent.name if inner else self.path.name
-
     def model_dir(self) -> Path:
         """The folder `from_pretrained` loads (a GGUF is converted once). An adapter has
         none of its own: load its base's, then the adapter on top."""
