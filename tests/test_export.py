@@ -22,14 +22,13 @@ PROMPTS = [
 
 
 def register_job(job_id: str, *, provider: str = "local", run_dir: Path | None = None) -> str:
-    registry = open_registry()
     now = time.time()
     model = f"ft:SmolLM2-135M-Instruct:test:{job_id}"
-    registry.create_job(JobRecord(id=job_id, provider=provider, status="succeeded",
-                                  created_at=now, updated_at=now, base_model="SmolLM2",
-                                  fine_tuned_model=model,
-                                  run_dir=str(run_dir) if run_dir else None))
-    registry.close()
+    with open_registry() as registry:
+        registry.create_job(JobRecord(id=job_id, provider=provider, status="succeeded",
+                                      created_at=now, updated_at=now, base_model="SmolLM2",
+                                      fine_tuned_model=model,
+                                      run_dir=str(run_dir) if run_dir else None))
     return model
 
 
@@ -68,18 +67,16 @@ def trained_job(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) ->
                      "--json"])
         assert code == 0, out.getvalue()
         job_id = json.loads(out.getvalue().strip().splitlines()[-1])["id"]
-        registry = open_registry()
-        job = registry.get_job(job_id)
-        registry.close()
+        with open_registry() as registry:
+            job = registry.get_job(job_id)
     return job
 
 
 @pytest.fixture
 def local_job(trained_job: JobRecord) -> str:
     """The trained job, recorded in this test's own registry."""
-    registry = open_registry()
-    registry.create_job(trained_job)
-    registry.close()
+    with open_registry() as registry:
+        registry.create_job(trained_job)
     return trained_job.id
 
 
