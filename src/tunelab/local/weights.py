@@ -133,8 +133,10 @@ def _folder(name: str, path: Path) -> Weights:
         return Weights(name, Kind.ADAPTER, path, adapter_base(path), _job_id_of(path.parent))
     if (path / EXPORT_MARKER).is_file() and model_source.is_model_folder(path):
         marker = _read_json(path / EXPORT_MARKER)
-        return Weights(name, Kind(marker.get("kind", Kind.MERGED)), path,
-                       marker.get("base_model"), marker.get("job_id"))
+        kind = marker.get("kind")
+        # only exports carry the marker, and only merged or full weights are exported as models
+        kind = Kind.FULL if kind == Kind.FULL.value else Kind.MERGED
+        return Weights(name, kind, path, marker.get("base_model"), marker.get("job_id"))
     if model_source.is_model_folder(path):
         if path.name == "model" and _is_run_folder(path.parent):
             return Weights(name, Kind.FULL, path, _run_base(path.parent),
