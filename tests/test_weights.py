@@ -51,24 +51,25 @@ def _run(root: Path, job_id: str, *, full: bool, provider: str = "local",
     return run
 
 
-def test_a_lora_job_by_id_name_and_run_folder_is_its_adapter(tmp_path: Path) -> None:
-    run = _run(tmp_path, "ftjob-lora", full=False)
-    for name in ("ftjob-lora", "ft:SmolLM2-135M-Instruct:t:ftjob-lora", str(run),
-                 str(run / "adapter")):
+@pytest.mark.parametrize(("full", "kind", "inside"), [(False, Kind.ADAPTER, "adapter"),
+                                                      (True, Kind.FULL, "model")])
+def test_a_job_by_id_name_and_run_folder_is_its_trained_weights(
+        tmp_path: Path, full: bool, kind: Kind, inside: str) -> None:
+    run = _run(tmp_path, "ftjob-x", full=full)
+    for name in ("ftjob-x", "ft:SmolLM2-135M-Instruct:t:ftjob-x", str(run), str(run / inside)):
         weights = resolve(name)
-        assert (weights.kind, weights.path, weights.job_id) == (
-            Kind.ADAPTER, run / "adapter", "ftjob-lora"), name
-        assert weights.base == model_source.DEFAULT_MODEL and weights.name == name
+        assert (weights.kind, weights.path, weights.job_id, weights.base) == (
+            kind, run / inside, "ftjob-x", model_source.DEFAULT_MODEL), name
+        assert weights.name == name
+    if full:  # a whole model loads from its own folder, never from the run folder
+        assert resolve(str(run)).model_dir() == run / "model"
+    else:
+        with pytest.raises(UsageError, match="export .* --merge"):
+            resolve(str(run)).model_dir()  # an adapter alone is not a model
 
 
-def test_a_full_job_is_its_whole_model_never_the_run_folder(tmp_path: Path) -> None:
+def test_a_run_folder_is_never_a_base_model(tmp_path: Path) -> None:
     run = _run(tmp_path, "ftjob-full", full=True)
-    for name in ("ftjob-full", "ft:SmolLM2-135M-Instruct:t:ftjob-full", str(run),
-                 str(run / "model")):
-        weights = resolve(name)
-        assert (weights.kind, weights.path, weights.job_id) == (
-            Kind.FULL, run / "model", "ftjob-full"), name
-        assert weights.model_dir() == run / "model"
     # the run folder's config.json is a training config: never a model, even as a base
     with pytest.raises(UsageError, match="run or adapter folder is not a base model"):
         model_source.resolve_model_dir(str(run))
@@ -86,8 +87,6 @@ def test_folders_outside_the_registry(tmp_path: Path) -> None:
     adapter = _adapter(tmp_path / "someones-adapter", base="/models/base")
     weights = resolve(str(adapter))
     assert (weights.kind, weights.base, weights.job_id) == (Kind.ADAPTER, "/models/base", None)
-    with pytest.raises(UsageError, match="export .* --merge"):
-        weights.model_dir()  # an adapter alone is not a model
 
     plain = tmp_path / "hf-model"
     _json(plain / "config.json", MODEL_CONFIG)

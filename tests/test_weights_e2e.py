@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from test_compare_local import SYSTEM, TRAIN, VALID, _write
 from test_inference import one_torch_thread  # noqa: F401 (an autouse fixture, shared)
 from tunelab.cli import main
 from tunelab.local.weights import Kind, resolve
@@ -22,35 +23,20 @@ from tunelab.registry.metrics import VALID_LOSS
 pytestmark = pytest.mark.slow
 
 KEY = "weights-e2e-key"
-SYSTEM = "You are Natasha, a coach."
-CHATS = [
-    ("Who are you?", "I am Natasha, a coach who asks the questions you avoid."),
-    ("I feel lost.", "Lost is a place too. What did you leave behind to get here?"),
-    ("Should I quit my job?", "What would you do on Monday if nobody was watching?"),
-    ("Мне страшно начинать.", "Страх — это компас. Куда он показывает?"),
-]
-PROMPT = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "I feel lost."}]
-
-
-def _write(path: Path, pairs: list[tuple[str, str]]) -> Path:
-    path.write_text("".join(json.dumps({"messages": [
-        {"role": "system", "content": SYSTEM}, {"role": "user", "content": question},
-        {"role": "assistant", "content": answer}]}, ensure_ascii=False) + "\n"
-        for question, answer in pairs), encoding="utf-8")
-    return path
+PROMPT = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": TRAIN[0][0]}]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, shared_cache) -> dict:
-    """Two real runs in one TUNELAB_HOME: 2 LoRA steps and 2 --full steps, short chats at
-    --max-length 64, rates high enough that the tuned answers differ from the base's."""
+    """Two real runs in one TUNELAB_HOME: 2 LoRA steps and 2 --full steps on
+    test_compare_local's persona, rates high enough to move the tuned answers."""
     root = tmp_path_factory.mktemp("weights")
     config = root / "tiny.json"  # what has no flag: no samples after training, no checkpoints
     config.write_text(json.dumps({"max_samples": 0, "save_every": None}), encoding="utf-8")
-    data = _write(root / "train.jsonl", CHATS)
-    common = ["train", str(data), "--config", str(config), "--max-steps", "2",
-              "--batch-size", "2", "--max-length", "64", "--precision", "fp32", "--seed", "0",
-              "--json", "--yes"]
+    common = ["train", str(_write(root / "train.jsonl", TRAIN)), "--validation-file",
+              str(_write(root / "valid.jsonl", VALID)), "--config", str(config),
+              "--max-steps", "2", "--batch-size", "2", "--max-length", "96",
+              "--precision", "fp32", "--seed", "0", "--json", "--yes"]
     jobs = {}
     with pytest.MonkeyPatch.context() as patch:  # module scope runs before conftest's env
         for name, value in {"TUNELAB_HOME": root / "home", "TUNELAB_CACHE_DIR": shared_cache,
@@ -64,14 +50,14 @@ def trained(tmp_path_factory, shared_cache) -> dict:
             result = json.loads(out.getvalue().strip().splitlines()[-1])
             assert result["status"] == "succeeded"
             jobs[kind] = result
-    return {"home": root / "home", "eval": _write(root / "valid.jsonl", CHATS[1:2]), **jobs}
+    return {"home": root / "home", **jobs}
 
 
 @pytest.fixture(params=["lora", "full"])
 def job(request, trained, tunelab_home, monkeypatch) -> dict:
     """One of the two jobs, with TUNELAB_HOME pointing at the home that trained it."""
     monkeypatch.setenv("TUNELAB_HOME", str(trained["home"]))
-    return {**trained[request.param], "kind": request.param, "eval": trained["eval"]}
+    return {**trained[request.param], "kind": request.param}
 
 
 def _json(capsys, argv: list[str]) -> dict:
@@ -123,7 +109,7 @@ def test_serve_chats_with_the_job_by_model_name_id_and_run_folder(job, tmp_path)
 
 
 def test_chat_and_test_answer_with_the_job(job, capsys) -> None:
-    chatted = _json(capsys, ["chat", job["fine_tuned_model"], "-m", "I feel lost.",
+    chatted = _json(capsys, ["chat", job["fine_tuned_model"], "-m", TRAIN[0][0],
                              "--max-new-tokens", "4"])
     assert chatted["model"]["provider"] == "local" and chatted["model"]["job_id"] == job["id"]
     assert chatted["system"] == SYSTEM  # the persona it was trained under
@@ -134,8 +120,9 @@ def test_chat_and_test_answer_with_the_job(job, capsys) -> None:
 
 
 def test_compare_base_with_the_job(job, capsys) -> None:
-    compared = _json(capsys, ["compare", "base", job["id"], "--eval", str(job["eval"]),
+    compared = _json(capsys, ["compare", "base", job["id"], "--limit", "1",
                               "--max-new-tokens", "4", "--no-cache"])
+    assert compared["eval_file"].endswith("valid.jsonl")  # the job's own validation file
     base, tuned = compared["models"]
     assert (base["label"], tuned["label"]) == ("base", job["id"])
     assert base["spec"]["provider"] == tuned["spec"]["provider"] == "local"
