@@ -27,29 +27,29 @@ def test_migration_numbers_are_append_only():
 
 
 def test_job_events_metrics_round_trip():
-    registry = open_registry()
-    now = time.time()
-    registry.create_job(JobRecord(id="ftjob-1", provider="local", status="queued",
-                                  created_at=now, updated_at=now, config={"epochs": 1}))
-    registry.add_event("ftjob-1", "started")
-    registry.add_event("ftjob-1", "step 1", type="metrics",
-                       data={"step": 1, "train_loss": 2.0})
-    registry.add_metrics("ftjob-1", 1, {"train_loss": 2.0})
-    registry.add_metrics("ftjob-1", 1, {"valid_loss": 1.5})
-    job = registry.update_job("ftjob-1", status="succeeded", fine_tuned_model="ft:x:y:1")
-    assert job.finished_at is not None and job.config == {"epochs": 1}
-    assert [e.seq for e in registry.list_events("ftjob-1")] == [1, 2]
-    assert [e.message for e in registry.list_events("ftjob-1", after=1)] == ["step 1"]
-    assert registry.list_metrics("ftjob-1") == [{"step": 1, "train_loss": 2.0,
-                                                 "valid_loss": 1.5}]
-    assert registry.find_job_by_model("ft:x:y:1").id == "ftjob-1"
-    registry.upsert_checkpoint(Checkpoint("ftjob-1", "step-1", "latest", now, step=1))
-    assert [c.name for c in registry.list_checkpoints("ftjob-1")] == ["step-1"]
+    with open_registry() as registry:
+        now = time.time()
+        registry.create_job(JobRecord(id="ftjob-1", provider="local", status="queued",
+                                      created_at=now, updated_at=now, config={"epochs": 1}))
+        registry.add_event("ftjob-1", "started")
+        registry.add_event("ftjob-1", "step 1", type="metrics",
+                           data={"step": 1, "train_loss": 2.0})
+        registry.add_metrics("ftjob-1", 1, {"train_loss": 2.0})
+        registry.add_metrics("ftjob-1", 1, {"valid_loss": 1.5})
+        job = registry.update_job("ftjob-1", status="succeeded", fine_tuned_model="ft:x:y:1")
+        assert job.finished_at is not None and job.config == {"epochs": 1}
+        assert [e.seq for e in registry.list_events("ftjob-1")] == [1, 2]
+        assert [e.message for e in registry.list_events("ftjob-1", after=1)] == ["step 1"]
+        assert registry.list_metrics("ftjob-1") == [{"step": 1, "train_loss": 2.0,
+                                                     "valid_loss": 1.5}]
+        assert registry.find_job_by_model("ft:x:y:1").id == "ftjob-1"
+        registry.upsert_checkpoint(Checkpoint("ftjob-1", "step-1", "latest", now, step=1))
+        assert [c.name for c in registry.list_checkpoints("ftjob-1")] == ["step-1"]
 
 
 def test_unknown_job_names_the_fix():
-    with pytest.raises(NotFoundError, match="tunelab jobs list"):
-        open_registry().get_job("nope")
+    with open_registry() as registry, pytest.raises(NotFoundError, match="tunelab jobs list"):
+        registry.get_job("nope")
 
 
 def job(job_id: str, created_at: float, **fields) -> JobRecord:

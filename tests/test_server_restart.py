@@ -89,9 +89,9 @@ def test_restart_resumes_the_running_job_from_its_checkpoint(tmp_path: Path) -> 
 
         wait_for(training_started)
     # The server is down: the job paused at a checkpoint and stays `running` in the queue.
-    registry = open_registry()
-    assert registry.list_checkpoints(job.id)
-    assert registry.get_job(job.id).status == "running"
+    with open_registry() as registry:
+        assert registry.list_checkpoints(job.id)
+        assert registry.get_job(job.id).status == "running"
     with serve_in_thread(create_app(SETTINGS)) as port:
         client = client_for(port)
 
@@ -108,9 +108,9 @@ def test_restart_resumes_the_running_job_from_its_checkpoint(tmp_path: Path) -> 
         assert done.trained_tokens and done.trained_tokens > 0
         metric_events = [event.data for event in client.fine_tuning.jobs.list_events(
             job.id, limit=100) if event.type == "metrics"]
-    steps = [row["step"] for row in registry.list_metrics(job.id)]
+    with open_registry() as registry:
+        steps = [row["step"] for row in registry.list_metrics(job.id)]
+        assert registry.get_job(job.id).metrics["trained_tokens"] == done.trained_tokens
     assert steps == sorted(set(steps)) and steps[-1] == SETTINGS.max_steps
     assert metric_events and all("train_loss" in data for data in metric_events)
     assert {"step", "train_loss", "train_mean_token_accuracy"} <= set(metric_events[0])
-    assert registry.get_job(job.id).metrics["trained_tokens"] == done.trained_tokens
-    registry.close()
