@@ -79,14 +79,7 @@ def train_remote(options: TrainOptions) -> int:
         raise UsageError("FILE is missing", fix=f"tunelab train FILE --provider {cloud.provider}")
     cloud_training.require_fine_tuning(cloud.provider)
     model = flags.model or default_model(cloud.provider)
-    report = cloud_training.check_data(options.file, provider=cloud.provider, model=model,
-                                       epochs=flags.epochs)
-    if flags.validation_file:
-        cloud_training.check_data(flags.validation_file, provider=cloud.provider, model=model,
-                                  epochs=flags.epochs, role="--validation-file")
-    estimate = cloud_training.estimate_cost(report, provider=cloud.provider, model=model,
-                                            epochs=flags.epochs)
-    _show_check(report, estimate)
+    report, estimate = _check(options, options.file, model)
     if cloud.validate_only or options.dry_run:
         return _checked_only(options, report, estimate, model)
     provider = _provider(cloud)
@@ -96,7 +89,7 @@ def train_remote(options: TrainOptions) -> int:
         if options.json:
             _emit_json({"files": {role: asdict(ref) for role, ref in uploads.items()}})
         return 0
-    job = _create(provider, options, model, uploads, estimate)
+    job = _create(provider, options, options.file, model, uploads, estimate)
     if cloud.no_wait:
         err.print(f"Not waiting. Follow it with: tunelab jobs watch {job.id}")
         if options.json:
@@ -104,6 +97,19 @@ def train_remote(options: TrainOptions) -> int:
         return 0
     return follow(provider, job.id, interval=cloud.interval or 60.0, as_json=options.json,
                   prompts=str(flags.prompts) if flags.prompts else None)
+
+
+def _check(options: TrainOptions, file: Path,
+           model: str) -> tuple[Any, cloud_training.CostEstimate]:
+    """Check the training (and validation) file and estimate the cost, before any key."""
+    name, epochs = options.cloud.provider, options.flags.epochs
+    report = cloud_training.check_data(file, provider=name, model=model, epochs=epochs)
+    if options.flags.validation_file:
+        cloud_training.check_data(options.flags.validation_file, provider=name, model=model,
+                                  epochs=epochs, role="--validation-file")
+    estimate = cloud_training.estimate_cost(report, provider=name, model=model, epochs=epochs)
+    _show_check(report, estimate)
+    return report, estimate
 
 
 def _checked_only(options: TrainOptions, report: Any, estimate: cloud_training.CostEstimate,
@@ -162,13 +168,13 @@ def _upload(provider: Provider, train: Path, validation: Path | None) -> dict[st
     return refs
 
 
-def _create(provider: Provider, options: TrainOptions, model: str,
+def _create(provider: Provider, options: TrainOptions, file: Path, model: str,
             uploads: dict[str, FileRef], estimate: cloud_training.CostEstimate) -> Job:
     validation = uploads.get("validation_file")
     spec = job_spec(options, model, uploads["training_file"].id,
                     validation.id if validation else None)
     job = provider.create_job(spec)
-    local_files = {"training_file": str(Path(str(options.file)).resolve())}
+    local_files = {"training_file": str(file.resolve())}
     if options.flags.validation_file:
         local_files["validation_file"] = str(options.flags.validation_file.resolve())
     cloud_training.record_job(provider, job, local_files=local_files,
