@@ -29,15 +29,11 @@ MAX_OUTAGE_S = 3 * 3600.0  # a watch keeps retrying through network outages this
 
 def require_fine_tuning(provider_name: str) -> None:
     """Fail at once, before reading data or keys, if the provider cannot train."""
-    from tunelab.providers.profiles import find_profile
+    from tunelab.providers.profiles import find_profile, no_fine_tuning
 
     profile = find_profile(provider_name)
     if profile is not None and not profile.capabilities.fine_tuning:
-        raise UsageError(f"{provider_name} has no fine-tuning API (its endpoint offers chat "
-                         "and files only)",
-                         fix="train with --provider openai, --provider vertex or "
-                             f"--provider local; {provider_name} still works for test, chat "
-                             "and compare")
+        raise no_fine_tuning(provider_name)
 
 
 def check_data(path: Path, *, provider: str, model: str | None, epochs: int | None,

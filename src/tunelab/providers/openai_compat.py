@@ -27,7 +27,7 @@ from openai.types import FileObject
 from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
 from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 
-from tunelab.errors import NotFoundError, TransientProviderError, UsageError
+from tunelab.errors import NotFoundError, TransientProviderError
 from tunelab.home import cache_dir
 from tunelab.providers.base import (
     ChatOptions,
@@ -38,7 +38,7 @@ from tunelab.providers.base import (
     ProviderEvent,
     Reply,
 )
-from tunelab.providers.profiles import Profile, resolve_key
+from tunelab.providers.profiles import Profile, no_fine_tuning, resolve_key
 from tunelab.providers.sdk_errors import from_openai
 from tunelab.registry import open_registry
 from tunelab.registry.metrics import step_metrics
@@ -238,9 +238,7 @@ class OpenAICompatProvider:
     # jobs -------------------------------------------------------------------------------
     def _require_fine_tuning(self) -> None:
         if not self.capabilities.fine_tuning:
-            raise UsageError(f"{self.name} has no fine-tuning API",
-                             fix="train with --provider openai, vertex or local; "
-                                 f"{self.name} still works for test, chat and compare")
+            raise no_fine_tuning(self.name)
 
     def create_job(self, spec: JobSpec) -> Job:
         self._require_fine_tuning()

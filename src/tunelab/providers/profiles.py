@@ -144,6 +144,13 @@ def find_profile(name: str) -> Profile | None:
     return load_profiles().get(name)
 
 
+def no_fine_tuning(name: str) -> UsageError:
+    """The error for training on an endpoint that offers chat and files only."""
+    return UsageError(f"{name} has no fine-tuning API (its endpoint offers chat and files only)",
+                      fix="train with --provider openai, --provider vertex or --provider "
+                          f"local; {name} still works for test, chat and compare")
+
+
 def resolve_key(profile: Profile) -> str:
     """The API key for `profile`, from the environment or .env files; AuthError names the fix."""
     if not profile.key_envs:
