@@ -65,8 +65,7 @@ class JobSpec:
     batch_size: int | None = None
     seed: int | None = None
     adapter_size: int | None = None  # Vertex: LoRA adapter size
-    metadata: dict[str, str] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)  # sent as is to OpenAI-compatible APIs
+    metadata: dict[str, str] = field(default_factory=dict)  # OpenAI's job metadata
     config: TrainConfig | None = None  # local: the resolved run config (wins over the above)
 
 

@@ -246,7 +246,7 @@ class OpenAICompatProvider:
         body = job_request_body(spec, token)
         started = time.time()
         created = self._exactly_once(
-            lambda: self._once.fine_tuning.jobs.create(**body, extra_body=spec.extra or None),
+            lambda: self._once.fine_tuning.jobs.create(**body),
             lambda: self._find_job(token, spec, started))
         return _job_from_sdk(created)
 
@@ -275,7 +275,7 @@ class OpenAICompatProvider:
             described["validation_upload"] = _upload_plan(Path(spec.validation_file))
         described["request"] = {
             "method": "POST", "url": f"{self.base_url}/fine_tuning/jobs",
-            "body": {**job_request_body(sent, "<generated per job>"), **spec.extra}}
+            "body": job_request_body(sent, "<generated per job>")}
         return described
 
     def get_job(self, job_id: str) -> Job:
