@@ -10,7 +10,7 @@ tokens the same way: the non-padding tokens of the batches they trained on, over
 time of the training call (model loading and tokenization excluded; both reported apart).
 "Final loss" is each trainer's own last logged loss; the two differ in definition (TRL's
 defaults put the loss on every token, tunelab on assistant tokens only), so both final
-models are also scored by one function, `ChatModel.mean_loss` (assistant tokens, fp32), on
+models are also scored by one function, `ChatModel.validation` (assistant tokens, fp32), on
 the same examples: that is the "eval loss" column, the one to compare.
 
 Both get the same LoRA (r=16, alpha=32, dropout 0, all-linear), batch 4, max length 512,
@@ -235,7 +235,7 @@ def train_tunelab(spec: dict[str, Any], examples: list[dict]) -> dict[str, Any]:
         train_s = time.perf_counter() - began
     model = session.model
     model.eval()
-    return summary(state.tokens, train_s, setup_s, hooks.losses, model, tokenizer)
+    return summary(state.trained_tokens, train_s, setup_s, hooks.losses, model, tokenizer)
 
 
 # Variant flags that leave one kernel out (tunelab.local.kernels names them).
@@ -309,7 +309,8 @@ def eval_loss(model_and_tokenizer: tuple[Any, Any], spec: dict[str, Any],
 
     model, tokenizer = model_and_tokenizer
     model.float()
-    return ChatModel(spec["name"], model, tokenizer).mean_loss(examples[: spec["eval_examples"]])
+    return ChatModel(spec["name"], model, tokenizer).validation(
+        examples[: spec["eval_examples"]]).loss
 
 
 # interleaved: the levers on the same real batches, in one process ------------------------------

@@ -38,9 +38,16 @@ def _write(path: Path, pairs: list[tuple[str, str]]) -> Path:
     return path
 
 
+# 6 examples in batches of 2 make 3 steps an epoch: 2 steps stop the run inside the epoch,
+# and no --eval-every, so the only validation is the one every run ends with. A max length
+# of 56 tokens cuts the first validation example inside its answer (81 tokens whole): the
+# validation loss must score it whole all the same, as compare does.
+MAX_STEPS, MAX_LENGTH = 2, 56
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, shared_cache):
-    """A real 3-step LoRA run of `tunelab train` on the embedded model, in its own
+    """A real 2-step LoRA run of `tunelab train` on the embedded model, in its own
     TUNELAB_HOME (one torch thread: the autouse fixture runs first)."""
     root = tmp_path_factory.mktemp("trained")
     home = root / "home"
@@ -48,8 +55,8 @@ def trained(tmp_path_factory, shared_cache):
     config.write_text(json.dumps({"max_samples": 0, "save_every": None}), encoding="utf-8")
     argv = ["train", str(_write(root / "train.jsonl", TRAIN)), "--validation-file",
             str(_write(root / "valid.jsonl", VALID)), "--config", str(config),
-            "--max-steps", "3", "--batch-size", "2", "--max-length", "96", "--lora-r", "4",
-            "--learning-rate", "5e-3", "--eval-every", "1", "--precision", "fp32",
+            "--max-steps", str(MAX_STEPS), "--batch-size", "2", "--max-length",
+            str(MAX_LENGTH), "--lora-r", "4", "--learning-rate", "5e-3", "--precision", "fp32",
             "--seed", "0", "--json", "--yes"]
     out = io.StringIO()
     with pytest.MonkeyPatch.context() as patch:  # module scope runs before conftest's env
@@ -96,11 +103,10 @@ def test_compare_base_with_the_tuned_run_then_rerun_from_the_cache(job, capsys, 
         assert all(0 < a["completion_tokens"] <= 8 for a in model["answers"])
         assert model["metrics"]["cost_per_1k_requests"] == 0.0
         assert model["metrics"]["perplexity"] == pytest.approx(2.718281828 **
-                                                               model["metrics"]["loss"])
-    # the same examples, labelled the same way, as the trainer's last validation pass
-    assert tuned["metrics"]["loss"] == pytest.approx(job["metrics"]["last_val_loss"], rel=1e-3)
-    # three steps on the persona already lower its held-out loss
-    assert tuned["metrics"]["loss"] < base["metrics"]["loss"]
+                                                               model["metrics"]["valid_loss"])
+        assert 0 < model["metrics"]["valid_mean_token_accuracy"] < 1
+    # two steps on the persona already lower its held-out loss
+    assert tuned["metrics"]["valid_loss"] < base["metrics"]["valid_loss"]
 
     html = report.read_text(encoding="utf-8")
     assert "base" in html and job["id"] in html and VALID[0][1] in html
@@ -110,6 +116,22 @@ def test_compare_base_with_the_tuned_run_then_rerun_from_the_cache(job, capsys, 
     assert again["cache"] == {"hits": 2 * len(VALID) + 2, "misses": 0}  # answers + losses
     assert [m["answers"] for m in again["models"]] == [
         [{**a, "cached": True} for a in m["answers"]] for m in first["models"]]
+
+
+def test_train_and_compare_give_one_validation_loss_for_one_file(job, capsys):
+    """The run stopped inside its epoch still ends with a validation loss, and compare
+    measures the same adapter on the same file to the same number (within 0.1%)."""
+    assert job["metrics"]["steps"] == MAX_STEPS
+    trained_loss = job["metrics"]["valid_loss"]
+    assert trained_loss is not None and job["metrics"]["full_valid_loss"] == trained_loss
+    rows = [json.loads(line) for line in
+            (Path(job["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows if "valid_loss" in row] == [MAX_STEPS]
+    compared = _json(capsys, ["compare", job["id"], "--max-new-tokens", "1"])
+    [tuned] = compared["models"]
+    assert tuned["metrics"]["valid_loss"] == pytest.approx(trained_loss, rel=1e-3)
+    assert tuned["metrics"]["valid_mean_token_accuracy"] == pytest.approx(
+        job["metrics"]["valid_mean_token_accuracy"], abs=0.025)  # one token in ~50
 
 
 def test_test_and_chat_one_shot_with_the_tuned_run(job, capsys, tmp_path):

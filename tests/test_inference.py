@@ -122,14 +122,14 @@ def test_an_adapter_changes_answers_and_loss_but_never_its_base(adapter_run):
     from tunelab.local.inference import load_chat_model
 
     base = load_chat_model("default")
-    before, base_loss = base.generate(MESSAGES, max_new_tokens=6), base.mean_loss([EXAMPLE])
+    before, base_loss = base.generate(MESSAGES, max_new_tokens=6), base.validation([EXAMPLE]).loss
     tuned = load_chat_model(str(adapter_run))  # a run folder works as well as its adapter/
     assert tuned is load_chat_model(str(adapter_run / "adapter"))
-    assert tuned.mean_loss([EXAMPLE]) != pytest.approx(base_loss)
+    assert tuned.validation([EXAMPLE]).loss != pytest.approx(base_loss)
     assert base.generate(MESSAGES, max_new_tokens=6) == before
-    assert base.mean_loss([EXAMPLE]) == pytest.approx(base_loss)
+    assert base.validation([EXAMPLE]).loss == pytest.approx(base_loss)
     with pytest.raises(DataError, match="no assistant tokens"):
-        base.mean_loss([{"messages": MESSAGES}])
+        base.validation([{"messages": MESSAGES}])
 
 
 @pytest.mark.slow

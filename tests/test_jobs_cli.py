@@ -19,10 +19,11 @@ def make_job(job_id: str, *, status: str = "succeeded", lr: float = 5e-4,
         updated_at=now, finished_at=now if status in ("succeeded", "cancelled") else None,
         base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
         config={"learning_rate": lr, "epochs": 1, "batch_size": 2},
-        metrics={"train_loss": 1.5, "last_loss": 1.0, "tokens_per_s": 200.0},
+        metrics={"train_loss": 1.5, "last_train_loss": 1.0, "tokens_per_s": 200.0},
         run_dir=str(run_dir) if run_dir else None, **fields))
     for step, loss in enumerate(val, 1):
-        registry.add_metrics(job_id, step, {"loss": loss + 0.1, "val_loss": loss})
+        registry.add_metrics(job_id, step, {"train_loss": loss + 0.1, "valid_loss": loss,
+                                            "full_valid_loss": loss})
     registry.add_event(job_id, "job created")
     return job
 
@@ -49,8 +50,9 @@ def test_compare_shows_config_diff_losses_and_speed(capsys) -> None:
     assert main(["jobs", "compare", "ftjob-a", "ftjob-b", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["config_diff"] == {"learning_rate": [1e-4, 5e-4]}
-    assert report["results"]["best_val_loss"] == [1.5, 1.2]
-    assert report["results"]["final_val_loss"] == [1.7, 1.2]
+    assert report["results"]["best_valid_loss"] == [1.5, 1.2]
+    assert report["results"]["valid_loss"] == [1.7, 1.2]
+    assert report["results"]["last_train_loss"] == [1.0, 1.0]
     assert report["results"]["tokens_per_s"] == [200.0, 200.0]
     assert report["results"]["duration_s"][0] > 0
 
@@ -95,10 +97,11 @@ def test_checkpoints_lists_rows_and_pointers(capsys) -> None:
                              ("latest", "latest", 4)):
         registry.upsert_checkpoint(Checkpoint("ftjob-c", name, kind, time.time(), step, 1.0,
                                               f"/runs/ftjob-c/checkpoints/{name}",
-                                              {"loss": 0.5}))
+                                              {"train_loss": 0.5, "valid_loss": 0.7}))
     assert main(["checkpoints", "ftjob-c", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["checkpoints"]
     assert [(row["name"], row["kind"]) for row in rows] == [
         ("step-000002", "step"), ("epoch-001", "epoch"), ("latest", "latest")]
     assert main(["checkpoints", "ftjob-c"]) == 0
-    assert "epoch-001" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "epoch-001" in table and "0.5000" in table and "0.7000" in table

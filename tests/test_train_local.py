@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,7 @@ from tunelab.cli import main
 from tunelab.local import checkpoints
 from tunelab.local.encoding import IGNORE, encode_example
 from tunelab.registry import open_registry
+from tunelab.registry.metrics import STEP_METRICS, TRAIN_ACCURACY, VALID_ACCURACY
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +61,7 @@ def train_command(folder: Path, *extra: str) -> list[str]:
 
 def losses(run_dir: Path) -> dict[int, float]:
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return {line["step"]: line["loss"] for line in lines if "loss" in line}
+    return {line["step"]: line["train_loss"] for line in lines if "train_loss" in line}
 
 
 @pytest.fixture(scope="module")
@@ -85,14 +89,16 @@ def test_tiny_run_trains_checkpoints_and_registers(reference: dict) -> None:
     run_dir = Path(job.run_dir)
     assert job.status == "succeeded" and job.provider == "local"
     assert job.fine_tuned_model == f"ft:SmolLM2-135M-Instruct:ref:{job.id}"
-    assert set(job.metrics) >= {"train_loss", "last_loss", "best_val_loss", "tokens_per_s"}
+    assert set(job.metrics) >= {"train_loss", "last_train_loss", "best_valid_loss",
+                                "valid_loss", "trained_tokens", "tokens_per_s"}
     steps = losses(run_dir)
     assert sorted(steps) == list(range(1, STEPS + 1))
     assert steps[STEPS] < steps[1] * 0.7, steps  # the loss falls
     vals = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-            if "val_loss" in line]
+            if "valid_loss" in line]
     assert [line["step"] for line in vals] == [3, 6]
-    assert job.metrics["best_val_loss"] == min(line["val_loss"] for line in vals)
+    assert job.metrics["best_valid_loss"] == min(line["valid_loss"] for line in vals)
+    assert job.metrics["valid_loss"] == vals[-1]["valid_loss"]
     root = run_dir / "checkpoints"
     latest = checkpoints.read_pointer(root, "latest")
     assert latest.name == "epoch-001"  # 12 examples / (1 x 2 accumulated) = 6 steps: 1 epoch
@@ -115,6 +121,28 @@ def test_tiny_run_trains_checkpoints_and_registers(reference: dict) -> None:
     assert [row["prompt"] for row in samples] == ["Who are you?"] and samples[0]["answer"]
     kinds = [event.message for event in registry.list_events(job.id)]
     assert any("job succeeded" in message for message in kinds)
+
+
+def test_every_metric_the_run_wrote_uses_the_vocabulary(reference: dict) -> None:
+    registry = reference["registry"]
+    [job] = registry.list_jobs()
+    lines = [json.loads(line) for line in
+             (Path(job.run_dir) / "metrics.jsonl").read_text().splitlines()]
+    rows = registry.list_metrics(job.id)
+    written = [set(line) for line in lines + rows]
+    written += [set(row.metrics) - {"points_to"} for row in registry.list_checkpoints(job.id)]
+    written += [set(event.data) - {"checkpoint", "kind"} for event in registry.list_events(job.id)
+                if event.data]
+    assert written and all(keys <= set(STEP_METRICS) for keys in written), written
+    summary = {"best_valid_loss", "last_train_loss", "steps", "train_seconds"}
+    assert set(job.metrics) <= set(STEP_METRICS) | summary
+    assert job.metrics["trained_tokens"] == rows[-1]["trained_tokens"] > 0
+    # Accuracies are shares of assistant tokens, and training on one answer raises them.
+    train = [line[TRAIN_ACCURACY] for line in lines if TRAIN_ACCURACY in line]
+    valid = [line[VALID_ACCURACY] for line in lines if VALID_ACCURACY in line]
+    assert len(train) == STEPS and len(valid) == 2
+    assert all(0 <= value <= 1 for value in train + valid)
+    assert train[-1] > train[0]
 
 
 def test_resume_after_kill_9_repeats_every_loss(reference: dict, tmp_path: Path,
@@ -237,3 +265,77 @@ def test_full_fine_tune_saves_whole_weights_and_resumes_exactly(tmp_path: Path,
     assert sorted(resumed) == [1, 2, 3]
     for step, loss in expected.items():
         assert abs(resumed[step] - loss) < 1e-4, (step, resumed[step], loss)
+
+
+CLOUD_JOB = "ftjob-cloud0000000000000001"
+
+
+def cloud_events() -> list[dict]:
+    """What OpenAI reports for a 2-step job with a validation file, oldest first."""
+    def metrics(number: int, step: int, **values: float) -> dict:
+        return {"object": "fine_tuning.job.event", "id": f"ftevent-{number}",
+                "created_at": 1764000000 + number, "level": "info", "type": "metrics",
+                "message": f"Step {step}/2: training loss={values['train_loss']}",
+                "data": {"step": step, "total_steps": 2, **values}}
+
+    return [{"object": "fine_tuning.job.event", "id": "ftevent-1", "created_at": 1764000001,
+             "level": "info", "type": "message", "message": "Fine-tuning job started"},
+            metrics(2, 1, train_loss=2.0, valid_loss=2.1, train_mean_token_accuracy=0.4),
+            metrics(3, 2, train_loss=1.2, valid_loss=1.6, full_valid_loss=1.5,
+                    train_mean_token_accuracy=0.6, valid_mean_token_accuracy=0.55)]
+
+
+class CloudJobApi(BaseHTTPRequestHandler):
+    """OpenAI's fine-tuning API answering for one finished job (the cloud is not here)."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        path = self.path.split("?")[0]
+        if path == f"/v1/fine_tuning/jobs/{CLOUD_JOB}":
+            body = {"id": CLOUD_JOB, "object": "fine_tuning.job", "status": "succeeded",
+                    "model": "gpt-4o-mini-2024-07-18", "created_at": 1764000000,
+                    "finished_at": 1764000600, "training_file": "file-train",
+                    "validation_file": "file-valid", "trained_tokens": 5000,
+                    "fine_tuned_model": f"ft:gpt-4o-mini-2024-07-18:org::{CLOUD_JOB[6:]}",
+                    "hyperparameters": {"n_epochs": 1}, "organization_id": "org-1",
+                    "result_files": [], "seed": 1, "error": None}
+        elif path == f"/v1/fine_tuning/jobs/{CLOUD_JOB}/events":
+            body = {"object": "list", "data": cloud_events()[::-1], "has_more": False}
+        else:
+            body = {"object": "list", "data": [], "has_more": False}
+        payload = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_jobs_compare_shows_a_local_and_a_cloud_validation_loss_side_by_side(
+        reference: dict, tunelab_home: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    [local] = reference["registry"].list_jobs()
+    tunelab_home.mkdir(parents=True, exist_ok=True)
+    # sqlite's backup, not a file copy: the registry is in WAL mode, recent rows in -wal
+    with sqlite3.connect(reference["folder"] / "home" / "registry.sqlite") as source, \
+            sqlite3.connect(tunelab_home / "registry.sqlite") as target:
+        source.backup(target)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), CloudJobApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-compare")
+    try:  # the cloud job is recorded the way every cloud job is: by watching it
+        assert main(["jobs", "watch", CLOUD_JOB, "--provider", "openai", "--base-url",
+                     f"http://127.0.0.1:{server.server_port}/v1", "--json"]) == 0
+    finally:
+        server.shutdown()
+    capsys.readouterr()
+    assert main(["jobs", "compare", local.id, CLOUD_JOB, "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert results["valid_loss"] == [local.metrics["valid_loss"], 1.5]  # the whole file's
+    assert results["best_valid_loss"] == [local.metrics["best_valid_loss"], 1.5]
+    assert results["valid_mean_token_accuracy"][1] == 0.55
+    assert results["last_train_loss"][1] == 1.2
+    assert main(["jobs", "compare", local.id, CLOUD_JOB]) == 0
+    table = capsys.readouterr().out
+    assert "valid_loss" in table and "1.5000" in table

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tunelab.registry import JobRecord, open_registry
+from tunelab.registry import JobRecord, metrics, open_registry
 
 app = typer.Typer(help="List, inspect, compare, watch and cancel fine-tuning jobs.",
                   no_args_is_help=True)
@@ -105,11 +105,12 @@ def checkpoints(job_id: str = typer.Argument(..., help="Job id."),
 def compare(job_a: str = typer.Argument(..., help="First job id."),
             job_b: str = typer.Argument(..., help="Second job id."),
             json_out: JsonFlag = False) -> None:
-    """Two jobs side by side: config differences, losses, tokens/s and duration."""
-    registry = open_registry()
-    first, second = registry.get_job(job_a), registry.get_job(job_b)
-    report = compare_jobs(first, second, registry.list_metrics(job_a),
-                          registry.list_metrics(job_b))
+    """Two jobs side by side, local or cloud: config differences, validation and training
+    losses, token accuracy, tokens, tokens/s and duration."""
+    with open_registry() as registry:
+        first, second = registry.get_job(job_a), registry.get_job(job_b)
+        report = compare_jobs(first, second, registry.list_metrics(job_a),
+                              registry.list_metrics(job_b))
     if json_out:
         print(json.dumps(report, ensure_ascii=False))
         return
@@ -129,18 +130,32 @@ def compare_jobs(first: JobRecord, second: JobRecord, first_metrics: list[dict],
     diff = {key: (first.config.get(key), second.config.get(key)) for key in keys
             if first.config.get(key) != second.config.get(key)}
 
-    def results(job: JobRecord, metrics: list[dict]) -> dict[str, Any]:
-        val = [row["val_loss"] for row in metrics if "val_loss" in row]
-        return {"status": job.status, "best_val_loss": min(val) if val else None,
-                "final_val_loss": val[-1] if val else None,
-                "train_loss": job.metrics.get("train_loss"),
-                "last_loss": job.metrics.get("last_loss"),
-                "tokens_per_s": job.metrics.get("tokens_per_s"),
-                "duration_s": _seconds(job)}
-
-    left, right = results(first, first_metrics), results(second, second_metrics)
+    left, right = job_results(first, first_metrics), job_results(second, second_metrics)
     return {"a": first.id, "b": second.id, "config_diff": diff,
             "results": {key: (left[key], right[key]) for key in left}}
+
+
+def job_results(job: JobRecord, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One job's column, in the metric vocabulary. Per-step rows first (a cloud job has
+    only those), the job's summary where no row says."""
+    summary = job.metrics or {}
+    valid = [loss for loss in map(metrics.validation_loss, rows) if loss is not None]
+
+    def last(name: str) -> Any:
+        return next((row[name] for row in reversed(rows) if row.get(name) is not None),
+                    summary.get(name))
+
+    return {"status": job.status,
+            metrics.BEST_VALID_LOSS: min(valid) if valid else summary.get(metrics.BEST_VALID_LOSS),
+            metrics.VALID_LOSS: valid[-1] if valid else metrics.validation_loss(summary),
+            metrics.VALID_ACCURACY: last(metrics.VALID_ACCURACY),
+            metrics.TRAIN_LOSS: summary.get(metrics.TRAIN_LOSS),
+            metrics.LAST_TRAIN_LOSS: summary.get(metrics.LAST_TRAIN_LOSS,
+                                                 last(metrics.TRAIN_LOSS)),
+            metrics.TRAIN_ACCURACY: last(metrics.TRAIN_ACCURACY),
+            metrics.TRAINED_TOKENS: last(metrics.TRAINED_TOKENS),
+            metrics.TOKENS_PER_S: summary.get(metrics.TOKENS_PER_S),
+            "duration_s": _seconds(job)}
 
 
 @app.command("watch")
@@ -165,9 +180,9 @@ def watch(job_id: str = typer.Argument(..., help="Job id."),
             if not json_out:
                 print(f"{_when(event.created_at)} [{event.level}] {event.message}", flush=True)
         for row in registry.list_metrics(job_id):
-            if row["step"] > last_step and "loss" in row and not json_out:
-                print(f"step {row['step']} loss {row['loss']:.4f} "
-                      f"{row.get('tokens_per_s', 0):.0f} tok/s", flush=True)
+            if row["step"] > last_step and metrics.TRAIN_LOSS in row and not json_out:
+                print(f"step {row['step']} train_loss {row[metrics.TRAIN_LOSS]:.4f} "
+                      f"{row.get(metrics.TOKENS_PER_S, 0):.0f} tok/s", flush=True)
             last_step = max(last_step, row["step"])
         job = registry.get_job(job_id)
         if job.is_terminal:

@@ -8,16 +8,20 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
+from tunelab.registry.metrics import TOKENS_PER_S, TRAIN_ACCURACY, TRAIN_LOSS
+
 
 class TrainProgress:
-    """A rich progress bar fed by the trainer's events: step/total, loss, tokens/s, ETA."""
+    """A rich progress bar fed by the trainer's events: step/total, train loss and token
+    accuracy, tokens/s, ETA. Events carry the metric vocabulary's names."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
         self.progress = Progress(
             TextColumn("[bold]train[/]"), BarColumn(),
             TextColumn("step {task.completed}/{task.total}"),
-            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} tok/s"),
+            TextColumn("loss {task.fields[loss]}"), TextColumn("acc {task.fields[accuracy]}"),
+            TextColumn("{task.fields[speed]} tok/s"),
             TextColumn("ETA {task.fields[eta]}"), console=console, transient=False)
         self.task = None
 
@@ -30,8 +34,9 @@ class TrainProgress:
 
     def on_event(self, event: dict[str, Any]) -> None:
         if event["type"] == "step":
-            fields = {"loss": f"{event['loss']:.4f}", "speed": f"{event['tokens_per_s']:.0f}",
-                      "eta": _duration(event["eta_s"])}
+            fields = {"loss": f"{event[TRAIN_LOSS]:.4f}",
+                      "accuracy": f"{event[TRAIN_ACCURACY]:.3f}",
+                      "speed": f"{event[TOKENS_PER_S]:.0f}", "eta": _duration(event["eta_s"])}
             if self.task is None:
                 self.task = self.progress.add_task("train", total=event["total_steps"],
                                                    **fields)

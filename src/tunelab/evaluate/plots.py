@@ -5,25 +5,28 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from tunelab.registry import open_registry
+from tunelab.registry import metrics, open_registry
 
 
 def loss_series(rows: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
-    """Every numeric metric with "loss" in its name, as (step, value) points."""
+    """The training and validation losses, as (step, value) points.
+
+    One validation curve per job, local or cloud: the whole-file loss where a row has it,
+    else the provider's sampled valid_loss (see registry.metrics.validation_loss).
+    """
     series: dict[str, list[tuple[float, float]]] = {}
     for row in rows:
-        for name, value in row.items():
-            if "loss" in name and isinstance(value, int | float) and not isinstance(value, bool):
-                series.setdefault(name, []).append((row["step"], float(value)))
+        values = {metrics.TRAIN_LOSS: row.get(metrics.TRAIN_LOSS),
+                  metrics.VALID_LOSS: metrics.validation_loss(row)}
+        for name, value in values.items():
+            if value is not None:
+                series.setdefault(name, []).append((row[metrics.STEP], float(value)))
     return series
 
 
 def job_loss_series(job_id: str) -> dict[str, list[tuple[float, float]]]:
-    registry = open_registry()
-    try:
+    with open_registry() as registry:
         return loss_series(registry.list_metrics(job_id))
-    finally:
-        registry.close()
 
 
 def loss_curve_png(title: str, series: dict[str, list[tuple[float, float]]]) -> bytes:

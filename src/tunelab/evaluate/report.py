@@ -25,7 +25,8 @@ METRIC_COLUMNS = (
     ("latency_p50_s", "latency p50 (s)", "{:.2f}"),
     ("latency_p95_s", "latency p95 (s)", "{:.2f}"),
     ("cost_per_1k_requests", "$ / 1k requests", "{:.4f}"),
-    ("loss", "held-out loss", "{:.4f}"),
+    ("valid_loss", "validation loss", "{:.4f}"),
+    ("valid_mean_token_accuracy", "token accuracy", "{:.3f}"),
     ("perplexity", "perplexity", "{:.2f}"),
 )
 JUDGE_COLUMNS = (("persona", "judge: persona", "{:.1f}"),

@@ -16,6 +16,7 @@ from tunelab.evaluate import metrics
 from tunelab.evaluate.cache import AnswerCache, cache_key
 from tunelab.evaluate.specs import ModelSpec
 from tunelab.providers.base import ChatOptions, Provider
+from tunelab.registry.metrics import VALID_ACCURACY, VALID_LOSS
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -114,17 +115,20 @@ class Asker:
             self._providers[slot] = get_provider(spec.provider, base_url=spec.base_url)
         return self._providers[slot]
 
-    def held_out_loss(self, spec: ModelSpec, items: list[EvalItem]) -> float:
-        """Mean assistant-token loss of a local model on the eval examples (cached too)."""
+    def held_out(self, spec: ModelSpec, items: list[EvalItem]) -> dict[str, float]:
+        """A local model's validation loss and token accuracy on the eval examples, by the
+        trainer's own validation function (cached too), in the metric vocabulary."""
         examples = [item.example for item in items]
 
         def measure() -> dict[str, Any]:
             from tunelab.local.inference import load_chat_model
 
-            return {"loss": load_chat_model(spec.model).mean_loss(examples)}
+            result = load_chat_model(spec.model).validation(examples)
+            return {VALID_LOSS: result.loss, VALID_ACCURACY: result.accuracy}
 
-        value, _ = self._cached(spec, {"mean_loss": examples}, {}, measure)
-        return value["loss"]
+        # Keyed "validation": values cached as "mean_loss" were cut at 4096 tokens.
+        value, _ = self._cached(spec, {"validation": examples}, {}, measure)
+        return value
 
     def _cached(self, spec: ModelSpec, request: Any, settings: dict[str, Any],
                 compute: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
@@ -150,8 +154,8 @@ def run_models(specs: list[ModelSpec], items: list[EvalItem], settings: Settings
                 progress(spec.label, done, len(items))
         result.metrics = score(spec, result.answers, items)
         if spec.is_local:
-            loss = asker.held_out_loss(spec, items)
-            result.metrics.update(loss=loss, perplexity=metrics.perplexity(loss))
+            held_out = asker.held_out(spec, items)
+            result.metrics.update(held_out, perplexity=metrics.perplexity(held_out[VALID_LOSS]))
         results.append(result)
     return results
 

@@ -10,10 +10,20 @@ It is an nn.Module so that accelerate can wrap it (DDP hooks, autocast) like any
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
 from tunelab.local.encoding import IGNORE
+
+
+class TokenSums(NamedTuple):
+    """What one batch adds up to: exact token-weighted means need sums, not means."""
+
+    loss: torch.Tensor  # summed cross-entropy over the labelled tokens
+    correct: torch.Tensor  # labelled tokens whose argmax is the label (no gradient)
+    count: torch.Tensor  # labelled tokens
 
 
 class AssistantLoss(nn.Module):
@@ -22,20 +32,26 @@ class AssistantLoss(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        # The last forward's sums, detached: forward returns only the loss (what backward
+        # and DDP need), and the trainer reads the token accuracy from here.
+        self.last: TokenSums | None = None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 labels: torch.Tensor) -> torch.Tensor:
-        summed, count = self.loss_sum(input_ids, attention_mask, labels)
-        return summed / count.clamp(min=1)
+        sums = self.loss_sum(input_ids, attention_mask, labels)
+        self.last = TokenSums(sums.loss.detach(), sums.correct, sums.count)
+        return sums.loss / sums.count.clamp(min=1)
 
     def loss_sum(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(summed token loss, number of labelled tokens): for exact token-weighted means."""
+                 labels: torch.Tensor) -> TokenSums:
+        """Summed token loss, correct argmax count and labelled-token count."""
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask,
                             use_cache=False).logits
         targets = labels[:, 1:]
+        keep = targets != IGNORE
         # fp32 logits as transformers' own causal-LM loss upcasts them (bf16 blurs the loss).
         summed = nn.functional.cross_entropy(
             logits[:, :-1].float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
             ignore_index=IGNORE, reduction="sum")
-        return summed, (targets != IGNORE).sum()
+        correct = (logits[:, :-1].detach().argmax(dim=-1) == targets)[keep].sum()
+        return TokenSums(summed, correct, keep.sum())

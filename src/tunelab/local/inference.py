@@ -17,10 +17,8 @@ from typing import Any
 
 from tunelab.errors import DataError
 from tunelab.local import model_source
-from tunelab.local.encoding import IGNORE, encode_examples
+from tunelab.local.validation import Validation, encode_validation, loss_for, measure_validation
 from tunelab.local.weights import Kind, Weights, resolve
-
-MAX_LOSS_TOKENS = 4096  # longer held-out examples are cut here: loss is a mean, not a sum
 
 
 @dataclass(frozen=True)
@@ -65,24 +63,14 @@ class ChatModel:
         text = self.tokenizer.decode(new_ids, skip_special_tokens=True).strip()
         return Completion(text, len(prompt_ids), len(new_ids))
 
-    def mean_loss(self, examples: list[dict[str, Any]]) -> float:
-        """Mean cross-entropy over every assistant token of `examples`, labelled exactly as
-        the trainer labels them, so it compares with the run's validation loss."""
-        import torch
-
-        encoded = encode_examples(self.tokenizer, examples, MAX_LOSS_TOKENS, source="eval")
+    def validation(self, examples: list[dict[str, Any]]) -> Validation:
+        """Loss and token accuracy over every assistant token of `examples`, by the function
+        the trainer's validation uses (local/validation.py): one file, one number."""
+        encoded = encode_validation(self.tokenizer, examples, source="eval")
         if not encoded.loss_tokens:
             raise DataError("no assistant tokens to score in the evaluation examples",
                             fix="give the eval file conversations that end with an assistant turn")
-        total_loss, total_tokens, device = 0.0, 0, self.model.device
-        with torch.inference_mode():
-            for item in encoded.items:
-                scored = sum(label != IGNORE for label in item.labels[1:])
-                out = self.model(input_ids=torch.tensor([item.input_ids], device=device),
-                                 labels=torch.tensor([item.labels], device=device))
-                total_loss += float(out.loss) * scored
-                total_tokens += scored
-        return total_loss / total_tokens
+        return measure_validation(loss_for(self.model), encoded, self.tokenizer.pad_token_id)
 
     def _encode(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool) -> list[int]:
         text = self.tokenizer.apply_chat_template(

@@ -26,7 +26,7 @@ from tunelab.local import checkpoints, launch, prepare, samples, trainer
 from tunelab.local.memory import release_freed_memory
 from tunelab.local.recorder import EventHandler, RunRecorder
 from tunelab.local.state import TrainState
-from tunelab.registry import JobRecord, Registry, open_registry
+from tunelab.registry import JobRecord, Registry, metrics, open_registry
 
 PROVIDER = "local"
 
@@ -45,16 +45,21 @@ def train(config: TrainConfig, *, job_id: str | None = None,
         return launch.follow(config, stop=stop)
     job_id = job_id or new_job_id()
     run_dir = _fresh_run_dir(config, job_id)
-    registry = open_registry()
-    _register(registry, job_id, config, run_dir)
-    return _execute(registry, job_id, config, run_dir, examples, None, on_event, stop)
+    with open_registry() as registry:
+        _register(registry, job_id, config, run_dir)
+        return _execute(registry, job_id, config, run_dir, examples, None, on_event, stop)
 
 
 def resume(job_id: str, overrides: dict[str, Any] | None = None, *,
            on_event: EventHandler | None = None,
            stop: threading.Event | None = None) -> dict[str, Any]:
     """Continue a local job from its latest checkpoint; `overrides` (e.g. epochs) extend it."""
-    registry = open_registry()
+    with open_registry() as registry:
+        return _resume(registry, job_id, overrides, on_event, stop)
+
+
+def _resume(registry: Registry, job_id: str, overrides: dict[str, Any] | None,
+            on_event: EventHandler | None, stop: threading.Event | None) -> dict[str, Any]:
     job = registry.get_job(job_id)
     if job.provider != PROVIDER or not job.run_dir:
         raise UsageError(f"job {job_id} ran on {job.provider}; only local jobs resume here",
@@ -78,18 +83,18 @@ def resume(job_id: str, overrides: dict[str, Any] | None = None, *,
 def request_cancel(job_id: str) -> str:
     """Cancel a local job: "requested" (a live run stops after its step, checkpointed),
     "cancelled" (no process was running it) or "finished" (already terminal)."""
-    registry = open_registry()
-    job = registry.get_job(job_id)
-    if job.is_terminal:
-        return "finished"
-    run_dir = Path(job.run_dir or ".")
-    if _live_pid(run_dir) is not None:
-        (run_dir / trainer.CANCEL_REQUEST).write_text("cancel requested\n")
-        registry.add_event(job_id, "cancel requested")
-        return "requested"
-    registry.update_job(job_id, status="cancelled", native_status="cancelled")
-    registry.add_event(job_id, "cancelled: no process was running it", level="warning")
-    return "cancelled"
+    with open_registry() as registry:
+        job = registry.get_job(job_id)
+        if job.is_terminal:
+            return "finished"
+        run_dir = Path(job.run_dir or ".")
+        if _live_pid(run_dir) is not None:
+            (run_dir / trainer.CANCEL_REQUEST).write_text("cancel requested\n")
+            registry.add_event(job_id, "cancel requested")
+            return "requested"
+        registry.update_job(job_id, status="cancelled", native_status="cancelled")
+        registry.add_event(job_id, "cancelled: no process was running it", level="warning")
+        return "cancelled"
 
 
 def _execute(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path,
@@ -165,14 +170,20 @@ def result_object(job: JobRecord) -> dict[str, Any]:
 
 
 def _metrics(state: TrainState) -> dict[str, Any]:
+    """The job's summary, in the metric vocabulary (registry/metrics.py)."""
     def rounded(value: float | None) -> float | None:
         return None if value is None else round(value, 6)
 
-    return {"train_loss": rounded(state.train_loss), "last_loss": rounded(state.last_loss),
-            "best_val_loss": rounded(state.best_val_loss),
-            "last_val_loss": rounded(state.last_val_loss),
-            "tokens_per_s": round(state.tokens_per_s or 0.0, 1), "steps": state.step,
-            "tokens": state.tokens, "train_seconds": round(state.train_seconds, 2)}
+    return {metrics.TRAIN_LOSS: rounded(state.train_loss),
+            metrics.LAST_TRAIN_LOSS: rounded(state.last_train_loss),
+            metrics.TRAIN_ACCURACY: rounded(state.train_accuracy),
+            metrics.VALID_LOSS: rounded(state.valid_loss),
+            metrics.FULL_VALID_LOSS: rounded(state.valid_loss),  # the whole file, always
+            metrics.BEST_VALID_LOSS: rounded(state.best_valid_loss),
+            metrics.VALID_ACCURACY: rounded(state.valid_accuracy),
+            metrics.TRAINED_TOKENS: state.trained_tokens,
+            metrics.TOKENS_PER_S: round(state.tokens_per_s or 0.0, 1),
+            metrics.STEPS: state.step, metrics.TRAIN_SECONDS: round(state.train_seconds, 2)}
 
 
 def _register(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path) -> None:

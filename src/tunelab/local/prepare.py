@@ -14,6 +14,7 @@ from tunelab.config import TrainConfig, check_paths
 from tunelab.errors import ConfigError, DataError
 from tunelab.local.encoding import EncodedSet, encode_examples
 from tunelab.local.model_source import DEFAULT_MODEL, EMBEDDED_ALIASES
+from tunelab.local.validation import encode_validation
 
 
 @dataclass
@@ -50,8 +51,8 @@ def tokenize(config: TrainConfig, tokenizer: Any, examples: Examples) -> Tokeniz
                         path=config.train_file, fix="raise --max-length or check the data")
     validation = None
     if examples.validation is not None:
-        validation = encode_examples(tokenizer, examples.validation, config.max_length,
-                                     config.validation_file)
+        # Whole, not cut at max_length: validation.py says why.
+        validation = encode_validation(tokenizer, examples.validation, config.validation_file)
     return Tokenized(train, validation)
 
 

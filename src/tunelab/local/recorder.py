@@ -2,7 +2,8 @@
 
 The loop calls the Hooks methods; this class turns them into the run folder's files, the
 registry's rows (events, per-step metrics, checkpoints) and plain dict events for whoever
-shows progress (the CLI's rich bar, the server's event stream).
+shows progress (the CLI's rich bar, the server's event stream). Every metric is written
+with the vocabulary's names (registry/metrics.py), wherever it goes.
 """
 
 from __future__ import annotations
@@ -10,13 +11,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from tunelab.local import checkpoints
 from tunelab.local.state import TrainState
-from tunelab.local.trainer import Hooks
+from tunelab.local.trainer import Hooks, StepReport
+from tunelab.local.validation import Validation
 from tunelab.registry import Checkpoint, Registry
+from tunelab.registry import metrics as vocabulary
 
 EventHandler = Callable[[dict[str, Any]], None]
 
@@ -36,26 +40,23 @@ class RunRecorder(Hooks):
         self._emit({"type": "message", "level": level, "message": text})
 
     # hooks from the loop ------------------------------------------------------------
-    def on_step(self, state: TrainState, values: dict[str, Any]) -> None:
-        self._emit({"type": "step", **values})
-        if state.step % self.log_every and state.step != values["total_steps"]:
+    def on_step(self, state: TrainState, report: StepReport) -> None:
+        self._emit({"type": "step", **asdict(report)})
+        if state.step % self.log_every and state.step != report.total_steps:
             return
-        line = {key: values[key] for key in ("step", "epoch", "loss", "lr", "tokens",
-                                             "tokens_per_s")}
-        self._append_metrics(line)
-        self.registry.add_metrics(self.job_id, state.step, {k: v for k, v in line.items()
-                                                            if k != "step"})
-        self._log(f"step {state.step}/{values['total_steps']} loss {values['loss']:.4f} "
-                  f"lr {values['lr']:.2e} {values['tokens_per_s']:.0f} tok/s")
+        self._record_metrics(report.metrics())
+        self._log(f"step {report.step}/{report.total_steps} train_loss {report.train_loss:.4f} "
+                  f"accuracy {report.train_mean_token_accuracy:.3f} "
+                  f"learning_rate {report.learning_rate:.2e} {report.tokens_per_s:.0f} tok/s")
 
-    def on_validation(self, state: TrainState, val_loss: float, is_best: bool) -> None:
-        line = {"step": state.step, "epoch": state.epoch, "val_loss": round(val_loss, 6)}
-        self._append_metrics(line)
-        self.registry.add_metrics(self.job_id, state.step, {"val_loss": line["val_loss"]})
+    def on_validation(self, state: TrainState, result: Validation, is_best: bool) -> None:
+        values = validation_metrics(result)
+        self._record_metrics({vocabulary.STEP: state.step, vocabulary.EPOCH: state.epoch,
+                              **values})
         best = " (best so far)" if is_best else ""
-        self.message(f"step {state.step}: validation loss {val_loss:.4f}{best}",
-                     data={"step": state.step, "val_loss": val_loss})
-        self._emit({"type": "validation", "step": state.step, "val_loss": val_loss,
+        self.message(f"step {state.step}: validation loss {result.loss:.4f}, token accuracy "
+                     f"{result.accuracy:.3f}{best}", data={vocabulary.STEP: state.step, **values})
+        self._emit({"type": "validation", vocabulary.STEP: state.step, **values,
                     "best": is_best})
 
     def on_checkpoint(self, state: TrainState, name: str, kind: str, path: Path) -> None:
@@ -63,7 +64,7 @@ class RunRecorder(Hooks):
             self.registry.delete_checkpoint(self.job_id, name)
             self._log(f"checkpoint {name} removed (retention)")
             return
-        metrics = {"loss": state.last_loss, "val_loss": state.last_val_loss}
+        metrics = checkpoint_metrics(state)
         self.registry.upsert_checkpoint(Checkpoint(
             self.job_id, name, kind, time.time(), state.step, float(state.epoch), str(path),
             metrics))
@@ -87,9 +88,12 @@ class RunRecorder(Hooks):
                 if line.strip() and json.loads(line).get("step", 0) <= after_step]
         path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
-    def _append_metrics(self, line: dict[str, Any]) -> None:
+    def _record_metrics(self, line: dict[str, Any]) -> None:
+        """One metrics.jsonl line and the same values as the registry's row for the step."""
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
             handle.write(json.dumps(line) + "\n")
+        self.registry.add_metrics(self.job_id, line[vocabulary.STEP],
+                                  {k: v for k, v in line.items() if k != vocabulary.STEP})
 
     def _log(self, text: str, level: str = "info") -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -99,3 +103,21 @@ class RunRecorder(Hooks):
     def _emit(self, event: dict[str, Any]) -> None:
         if self.on_event is not None:
             self.on_event(event)
+
+
+def validation_metrics(result: Validation) -> dict[str, float]:
+    """A validation in the vocabulary. The local trainer scores the whole validation file,
+    so `valid_loss` and `full_valid_loss` are the same number (OpenAI's valid_loss is a
+    sampled batch; a reader wanting the whole-file loss finds it under its own name)."""
+    loss = round(result.loss, 6)
+    return {vocabulary.VALID_LOSS: loss, vocabulary.FULL_VALID_LOSS: loss,
+            vocabulary.VALID_ACCURACY: round(result.accuracy, 6)}
+
+
+def checkpoint_metrics(state: TrainState) -> dict[str, Any]:
+    """What a checkpoint row keeps: the losses and accuracies at its step."""
+    values = {vocabulary.TRAIN_LOSS: state.last_train_loss,
+              vocabulary.TRAIN_ACCURACY: state.train_accuracy,
+              vocabulary.VALID_LOSS: state.valid_loss,
+              vocabulary.VALID_ACCURACY: state.valid_accuracy}
+    return {name: value for name, value in values.items() if value is not None}

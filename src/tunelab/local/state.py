@@ -17,17 +17,23 @@ from typing import Any
 import numpy as np
 import torch
 
+from tunelab.registry.metrics import LEGACY_SUMMARY_NAMES
+
 
 @dataclass
 class TrainState:
+    """Where a run is; loss and accuracy fields are named as in registry/metrics.py."""
+
     step: int = 0  # optimizer steps done
     epoch: int = 0  # the epoch in progress (0-based)
     batches_done: int = 0  # micro-batches of this epoch already consumed, by all processes
     loss_sum: float = 0.0  # sum of every step's loss: train_loss is its mean, as HF reports
-    last_loss: float | None = None
-    best_val_loss: float | None = None
-    last_val_loss: float | None = None
-    tokens: int = 0  # real (non-padding) tokens trained on
+    last_train_loss: float | None = None  # the last step's
+    train_accuracy: float | None = None  # the last step's train_mean_token_accuracy
+    best_valid_loss: float | None = None
+    valid_loss: float | None = None  # the last validation's
+    valid_accuracy: float | None = None  # the last validation's valid_mean_token_accuracy
+    trained_tokens: int = 0  # real (non-padding) tokens trained on
     train_seconds: float = 0.0  # time spent in training steps, excluding eval and saves
 
     @property
@@ -36,7 +42,7 @@ class TrainState:
 
     @property
     def tokens_per_s(self) -> float | None:
-        return self.tokens / self.train_seconds if self.train_seconds else None
+        return self.trained_tokens / self.train_seconds if self.train_seconds else None
 
 
 def save_training_state(folder: Path, *, optimizer: Any, scheduler: Any, state: TrainState,
@@ -49,7 +55,11 @@ def save_training_state(folder: Path, *, optimizer: Any, scheduler: Any, state: 
 
 
 def load_training_state(folder: Path) -> TrainState:
-    return TrainState(**json.loads((folder / "state.json").read_text()))
+    """A checkpoint's state; one written before the metric vocabulary (last_loss, tokens...)
+    resumes too, its fields renamed."""
+    saved = json.loads((folder / "state.json").read_text())
+    return TrainState(**{LEGACY_SUMMARY_NAMES.get(key, key): value
+                         for key, value in saved.items()})
 
 
 def load_torch(folder: Path, name: str) -> Any:

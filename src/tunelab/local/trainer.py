@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from tunelab.config import TrainConfig
 from tunelab.local import checkpoints, kernels
-from tunelab.local.batching import collate, epoch_batches, eval_batches
+from tunelab.local.batching import collate, epoch_batches
 from tunelab.local.encoding import EncodedSet
 from tunelab.local.memory import keep_freed_memory
 from tunelab.local.state import (
@@ -33,8 +33,19 @@ from tunelab.local.state import (
     restore_rng,
     save_training_state,
 )
+from tunelab.local.validation import Validation, measure_validation
+from tunelab.registry.metrics import step_metrics
 
 CANCEL_REQUEST = "cancel.request"  # a file in the run folder: stop after this step
+
+
+@dataclass
+class Window:
+    """The micro-batches of the optimizer step being accumulated."""
+
+    losses: list[float] = field(default_factory=list)  # each one's mean (processes averaged)
+    correct: int = 0  # labelled tokens whose argmax was the label, every process
+    labelled: int = 0  # labelled tokens, every process
 
 
 @dataclass
@@ -53,18 +64,45 @@ class Session:
     steps_per_epoch: int
     total_steps: int
     base_ref: str  # the base model as written into adapter configs
-    window: list[float] = field(default_factory=list)  # losses of the accumulating step
+    window: Window = field(default_factory=Window)  # the step being accumulated
     saved: tuple[str, int] | None = None  # (name, step) of the last checkpoint written
     validated: int | None = None  # the step of the last validation
     kernels: str = ""  # the line kernels.apply wrote: what it applied, or why none
 
 
+@dataclass(frozen=True)
+class StepLoss:
+    """What one optimizer step measured on the batches it trained on."""
+
+    loss: float  # the mean of its micro-batches' losses, as HF reports a step
+    accuracy: float  # token-weighted over the step's micro-batches
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """One optimizer step: the metric vocabulary's names (registry/metrics.py), then progress."""
+
+    step: int
+    epoch: float
+    train_loss: float
+    train_mean_token_accuracy: float
+    learning_rate: float
+    trained_tokens: int
+    tokens_per_s: float
+    total_steps: int
+    eta_s: float
+
+    def metrics(self) -> dict[str, Any]:
+        """The row a metrics store keeps: the vocabulary's names only."""
+        return step_metrics(asdict(self))
+
+
 class Hooks:
     """What the loop reports. The API layer records these; the defaults ignore them."""
 
-    def on_step(self, state: TrainState, values: dict[str, Any]) -> None: ...
+    def on_step(self, state: TrainState, report: StepReport) -> None: ...
 
-    def on_validation(self, state: TrainState, val_loss: float, is_best: bool) -> None: ...
+    def on_validation(self, state: TrainState, result: Validation, is_best: bool) -> None: ...
 
     def on_checkpoint(self, state: TrainState, name: str, kind: str, path: Path) -> None: ...
 
@@ -175,17 +213,18 @@ def train(session: Session, state: TrainState, hooks: Hooks, run_dir: Path,
         finished_epoch = True
         for batch in epoch_loader(session, state):
             began = time.perf_counter()
-            window_loss = train_step(session, batch)
+            step_loss = train_step(session, batch)
             state.train_seconds += time.perf_counter() - began
             # Every process's tokens, so tokens/s is the whole run's under DDP too.
-            state.tokens += int(session.accelerator.reduce(batch["attention_mask"].sum(), "sum"))
+            state.trained_tokens += int(session.accelerator.reduce(
+                batch["attention_mask"].sum(), "sum"))
             state.batches_done += session.accelerator.num_processes
-            if window_loss is None:
+            if step_loss is None:
                 continue  # still accumulating gradients
             state.step += 1
-            state.loss_sum += window_loss
-            state.last_loss = window_loss
-            hooks.on_step(state, step_values(session, state, started_step, started_seconds))
+            state.loss_sum += step_loss.loss
+            state.last_train_loss, state.train_accuracy = step_loss.loss, step_loss.accuracy
+            hooks.on_step(state, step_report(session, state, started_step, started_seconds))
             if config.eval_every and state.step % config.eval_every == 0:
                 validate(session, state, hooks, run_dir)
             if stop_requested(stop, run_dir):
@@ -196,13 +235,19 @@ def train(session: Session, state: TrainState, hooks: Hooks, run_dir: Path,
             if state.step >= session.total_steps:
                 finished_epoch = state.batches_done >= len(epoch_order(session, state))
                 break
-        if finished_epoch:
-            state.epoch, state.batches_done = state.epoch + 1, 0
-            best = validate(session, state, hooks, run_dir, save=False)
-            save_checkpoint(session, state, hooks, run_dir, "epoch", best=best)
-        else:
-            save_checkpoint(session, state, hooks, run_dir, "step")
+        end_pass(session, state, hooks, run_dir, finished_epoch)
     return "succeeded"
+
+
+def end_pass(session: Session, state: TrainState, hooks: Hooks, run_dir: Path,
+             finished_epoch: bool) -> None:
+    """An epoch ended, or max_steps stopped the run inside one: either way validate (so
+    every run with a validation file ends with a validation loss) and checkpoint."""
+    if finished_epoch:
+        state.epoch, state.batches_done = state.epoch + 1, 0
+    best = validate(session, state, hooks, run_dir, save=False)
+    save_checkpoint(session, state, hooks, run_dir, "epoch" if finished_epoch else "step",
+                    best=best)
 
 
 def stop_requested(stop: threading.Event | None, run_dir: Path) -> bool:
@@ -210,11 +255,10 @@ def stop_requested(stop: threading.Event | None, run_dir: Path) -> bool:
     return (stop is not None and stop.is_set()) or (run_dir / CANCEL_REQUEST).exists()
 
 
-def train_step(session: Session, batch: dict[str, Any]) -> float | None:
+def train_step(session: Session, batch: dict[str, Any]) -> StepLoss | None:
     """One micro-batch forward/backward; the optimizer steps when accumulation is complete.
 
-    Returns the optimizer step's loss (mean over its micro-batches and processes) when one
-    happened, else None.
+    Returns the optimizer step's loss and token accuracy when one happened, else None.
     """
     accelerator = session.accelerator
     with accelerator.accumulate(session.loss_model):
@@ -225,12 +269,23 @@ def train_step(session: Session, batch: dict[str, Any]) -> float | None:
                                         session.config.max_grad_norm)
         session.optimizer.step()
         session.optimizer.zero_grad()
-    session.window.append(float(accelerator.reduce(loss.detach(), "mean")))
+    add_to_window(session, loss)
     if not accelerator.sync_gradients:
         return None
     session.scheduler.step()
-    window, session.window = session.window, []
-    return sum(window) / len(window)
+    window, session.window = session.window, Window()
+    return StepLoss(sum(window.losses) / len(window.losses),
+                    window.correct / max(1, window.labelled))
+
+
+def add_to_window(session: Session, loss: torch.Tensor) -> None:
+    """Count one micro-batch's loss and token accuracy into the step being accumulated."""
+    accelerator, window = session.accelerator, session.window
+    sums = accelerator.unwrap_model(session.loss_model).last  # what forward just summed
+    counts = accelerator.reduce(torch.stack([sums.correct, sums.count]), "sum")
+    window.losses.append(float(accelerator.reduce(loss.detach(), "mean")))
+    window.correct += int(counts[0])
+    window.labelled += int(counts[1])
 
 
 def epoch_order(session: Session, state: TrainState) -> list[list[int]]:
@@ -246,18 +301,19 @@ def epoch_loader(session: Session, state: TrainState) -> Any:
     return session.accelerator.prepare_data_loader(loader)
 
 
-def step_values(session: Session, state: TrainState, started_step: int,
-                started_seconds: float) -> dict[str, Any]:
+def step_report(session: Session, state: TrainState, started_step: int,
+                started_seconds: float) -> StepReport:
     done = state.step - started_step
     per_step = (state.train_seconds - started_seconds) / done if done else 0.0
     batches = math.ceil(len(session.train_set.items) / session.config.batch_size)
-    return {
-        "step": state.step, "total_steps": session.total_steps,
-        "epoch": round(state.epoch + state.batches_done / batches, 4),
-        "loss": round(state.last_loss, 6), "lr": session.scheduler.get_last_lr()[0],
-        "tokens": state.tokens, "tokens_per_s": round(state.tokens_per_s or 0.0, 1),
-        "eta_s": round(per_step * (session.total_steps - state.step), 1),
-    }
+    return StepReport(
+        step=state.step, epoch=round(state.epoch + state.batches_done / batches, 4),
+        train_loss=round(state.last_train_loss or 0.0, 6),
+        train_mean_token_accuracy=round(state.train_accuracy or 0.0, 6),
+        learning_rate=session.scheduler.get_last_lr()[0],
+        trained_tokens=state.trained_tokens, tokens_per_s=round(state.tokens_per_s or 0.0, 1),
+        total_steps=session.total_steps,
+        eta_s=round(per_step * (session.total_steps - state.step), 1))
 
 
 def validate(session: Session, state: TrainState, hooks: Hooks, run_dir: Path, *,
@@ -266,33 +322,23 @@ def validate(session: Session, state: TrainState, hooks: Hooks, run_dir: Path, *
     if not session.val_set or not session.val_set.items:
         return False
     if session.validated == state.step:  # eval_every already landed on this epoch end
-        return state.last_val_loss == state.best_val_loss
+        return state.valid_loss == state.best_valid_loss
     session.validated = state.step
-    val_loss = evaluate(session)
-    is_best = state.best_val_loss is None or val_loss < state.best_val_loss
-    state.last_val_loss = val_loss
+    result = evaluate(session)
+    is_best = state.best_valid_loss is None or result.loss < state.best_valid_loss
+    state.valid_loss, state.valid_accuracy = result.loss, result.accuracy
     if is_best:
-        state.best_val_loss = val_loss
-    hooks.on_validation(state, val_loss, is_best)
+        state.best_valid_loss = result.loss
+    hooks.on_validation(state, result, is_best)
     if is_best and save:
         save_checkpoint(session, state, hooks, run_dir, "step", best=True)
     return is_best
 
 
-def evaluate(session: Session) -> float:
-    """Token-weighted mean loss over the validation set."""
-    accelerator, val_set = session.accelerator, session.val_set
-    loss_model = accelerator.unwrap_model(session.loss_model)
-    total, count = 0.0, 0
-    loss_model.eval()
-    with torch.no_grad(), accelerator.autocast():
-        for indexes in eval_batches(val_set.lengths, session.config.batch_size):
-            batch = collate([val_set.items[i] for i in indexes], session.tokenizer.pad_token_id)
-            batch = {key: value.to(accelerator.device) for key, value in batch.items()}
-            summed, labelled = loss_model.loss_sum(**batch)
-            total, count = total + float(summed), count + int(labelled)
-    loss_model.train()
-    return total / max(1, count)
+def evaluate(session: Session) -> Validation:
+    """The validation loss and accuracy now: the same function `compare` measures with."""
+    loss_model = session.accelerator.unwrap_model(session.loss_model)
+    return measure_validation(loss_model, session.val_set, session.tokenizer.pad_token_id)
 
 
 # save ---------------------------------------------------------------------------------

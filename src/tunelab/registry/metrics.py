@@ -10,7 +10,9 @@ validation file (the local trainer always evaluates the whole file, so it writes
 A local run also measures `learning_rate` and `tokens_per_s`, which OpenAI does not report.
 
 A job's summary (`JobRecord.metrics`) uses the same names for its final values, plus
-`best_valid_loss`, `last_train_loss`, `steps` and `train_seconds`.
+`best_valid_loss`, `last_train_loss`, `steps` and `train_seconds`. There `train_loss` is the
+mean over every step of the run (as Hugging Face reports it) and `last_train_loss` the last
+step's; the accuracies and `valid_loss` are the last ones measured.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ STEP_METRICS = (*OPENAI_STEP_METRICS, LEARNING_RATE, TOKENS_PER_S)
 # Summary-only names of a job's final metrics.
 BEST_VALID_LOSS = "best_valid_loss"
 LAST_TRAIN_LOSS = "last_train_loss"
+STEPS = "steps"
+TRAIN_SECONDS = "train_seconds"
 
 # What rows written before the vocabulary was one called these (migration 2 renames them).
 LEGACY_STEP_NAMES = {"loss": TRAIN_LOSS, "val_loss": VALID_LOSS, "lr": LEARNING_RATE,

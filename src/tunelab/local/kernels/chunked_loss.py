@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tunelab.local.assistant_loss import AssistantLoss
+from tunelab.local.assistant_loss import AssistantLoss, TokenSums
 from tunelab.local.encoding import IGNORE
 
 # One chunk of logits. It and its temporaries stay under glibc's 32 MB mmap threshold,
@@ -48,13 +48,15 @@ class ChunkedAssistantLoss(AssistantLoss):
         return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
 
     def loss_sum(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(summed token loss, number of labelled tokens): for exact token-weighted means."""
+                 labels: torch.Tensor) -> TokenSums:
+        """Summed token loss, correct argmax count and labelled-token count."""
         picked, targets = self.labelled_hidden(input_ids, attention_mask, labels)
         weight = self.causal_lm.get_output_embeddings().weight
+        correct = torch.zeros((), dtype=torch.long, device=targets.device)
         with torch.autocast(device_type=picked.device.type, enabled=False):
-            summed = projected_cross_entropy(picked, weight, targets, self._chunk(weight))
-        return summed, torch.tensor(targets.shape[0], device=targets.device)
+            summed = projected_cross_entropy(picked, weight, targets, self._chunk(weight),
+                                             correct=correct)
+        return TokenSums(summed, correct, torch.tensor(targets.shape[0], device=targets.device))
 
     def labelled_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                         labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,20 +100,23 @@ def padding_mask(attention_mask: torch.Tensor) -> torch.Tensor | None:
 
 
 def projected_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor,
-                            targets: torch.Tensor, workspace: torch.Tensor) -> torch.Tensor:
+                            targets: torch.Tensor, workspace: torch.Tensor, *,
+                            correct: torch.Tensor | None = None) -> torch.Tensor:
     """sum(cross_entropy(hidden @ weight.T, targets)) in hidden's dtype, chunked through
     `workspace` (which must have that dtype).
 
     Equal to `F.cross_entropy(F.linear(hidden, weight), targets, reduction="sum")` and
     differentiable in `hidden` and `weight` (a full fine-tune trains the tied embeddings).
+    `correct`, a 0-d integer tensor, has the number of rows whose argmax is the target
+    added to it, read off each chunk of logits while it exists.
     """
     wanted = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
-    return _ProjectedCrossEntropy.apply(hidden, weight, targets, workspace, wanted)
+    return _ProjectedCrossEntropy.apply(hidden, weight, targets, workspace, wanted, correct)
 
 
 class _ProjectedCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, targets, workspace, wanted):  # noqa: ANN001, ANN205
+    def forward(ctx, hidden, weight, targets, workspace, wanted, correct):  # noqa: ANN001, ANN205
         weight32 = weight.to(hidden.dtype)  # fp32 from loss_sum: a no-op unless bf16
         grad_hidden = torch.empty_like(hidden) if wanted and hidden.requires_grad else None
         grad_weight = (torch.zeros_like(weight32) if wanted and weight.requires_grad
@@ -124,6 +129,8 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
             logits = torch.mm(chunk, weight32.t(), out=workspace[:chunk.shape[0]])
             log_norm = torch.logsumexp(logits, dim=1)
             total += (log_norm - logits.gather(1, target[:, None]).squeeze(1)).sum()
+            if correct is not None:  # before the in-place softmax below overwrites logits
+                correct += (logits.argmax(dim=1) == target).sum()
             if grad_hidden is None and grad_weight is None:
                 continue
             # d(loss)/d(logits) = softmax - one_hot(target), built in place in the workspace.
@@ -144,4 +151,4 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
             grad_hidden = grad_hidden * grad_output
         if grad_weight is not None:
             grad_weight = (grad_weight * grad_output).to(ctx.weight_dtype)
-        return grad_hidden, grad_weight, None, None, None
+        return grad_hidden, grad_weight, None, None, None, None
