@@ -204,14 +204,18 @@ def _follow(run: Any, json_out: bool) -> int:
         else 1
 
 
+# The run summary's values `_print_result` shows, in the metric vocabulary.
+RESULT_METRICS = ("train_loss", "last_train_loss", "valid_loss", "best_valid_loss",
+                  "valid_mean_token_accuracy", "trained_tokens", "tokens_per_s", "steps")
+
+
 def _print_result(result: dict[str, Any]) -> None:
     metrics = result.get("metrics") or {}
     console.print(f"[bold]{result['status']}[/] {result['id']}")
     if result.get("fine_tuned_model"):
         print(f"model: {result['fine_tuned_model']}")
     print(f"run folder: {result['run_dir']}")
-    shown = {key: metrics.get(key) for key in ("train_loss", "last_loss", "best_val_loss",
-                                               "tokens_per_s", "steps")}
+    shown = {key: metrics.get(key) for key in RESULT_METRICS}
     print("  ".join(f"{key} {value}" for key, value in shown.items() if value is not None))
     if result["status"] == "cancelled":
         print(f"resume with: tunelab train --resume {result['id']}")
@@ -253,10 +257,11 @@ def checkpoints(
 ) -> None:
     """List a local job's checkpoints: per step and epoch, and the latest/best pointers."""
     from tunelab.registry import open_registry
+    from tunelab.registry.metrics import TRAIN_LOSS, validation_loss
 
-    registry = open_registry()
-    registry.get_job(job_id)
-    rows = registry.list_checkpoints(job_id)
+    with open_registry() as registry:
+        registry.get_job(job_id)
+        rows = registry.list_checkpoints(job_id)
     if json_out:
         print(json.dumps({"job": job_id, "checkpoints": [row.__dict__ for row in rows]}))
         return
@@ -264,12 +269,12 @@ def checkpoints(
         print(f"{job_id} has no checkpoints")
         return
     table = Table(title=f"checkpoints of {job_id}")
-    for column in ("name", "kind", "step", "epoch", "loss", "val_loss", "path"):
+    for column in ("name", "kind", "step", "epoch", "train_loss", "valid_loss", "path"):
         table.add_column(column)
     for row in rows:
         table.add_row(row.name, row.kind, str(row.step), f"{row.epoch:g}",
-                      _number(row.metrics.get("loss")), _number(row.metrics.get("val_loss")),
-                      row.path or "")
+                      _number(row.metrics.get(TRAIN_LOSS)),
+                      _number(validation_loss(row.metrics)), row.path or "")
     Console().print(table)
 
 
