@@ -116,7 +116,8 @@ def test_chat_and_test_answer_with_the_job(job, capsys) -> None:
     assert 0 < chatted["completion_tokens"] <= 4
     tested = _json(capsys, ["test", job["run_dir"], "--system", SYSTEM,
                             "--max-new-tokens", "4"])  # a run folder names its weights
-    assert tested["model"]["job_id"] == job["id"] and tested["results"]
+    assert tested["results"] and all(row["completion_tokens"] <= 4
+                                     for row in tested["results"])
 
 
 def test_compare_base_with_the_job(job, capsys) -> None:

@@ -10,8 +10,8 @@
                                  the default's name, a cached hub id;
                                  with --provider P, that provider's model of that name
 
-What local names mean is `tunelab.local.weights`'s answer; they are resolved here, so a bad
-name fails before any model answers.
+What local names mean is `tunelab.local.weights`'s answer: a job's weights are resolved here
+(its run may have none yet), other names when they load.
 """
 
 from __future__ import annotations
@@ -143,9 +143,8 @@ def _named(token: str, provider: str | None, base_url: str | None) -> ModelSpec:
 
 
 def _local(label: str, name: str) -> ModelSpec:
-    """Local weights by any name the resolver takes; a run folder keeps its job's curves."""
-    found = weights.resolve(name)
-    return ModelSpec(label, LOCAL, name, job_id=found.job_id)
+    """Local weights by any name tunelab.local.weights takes, resolved when they load."""
+    return ModelSpec(label, LOCAL, name)
 
 
 def _is_provider(name: str) -> bool:
