@@ -12,19 +12,20 @@ from tunelab.registry import Checkpoint, JobRecord, open_registry
 
 def make_job(job_id: str, *, status: str = "succeeded", lr: float = 5e-4,
              val: list[float] = (), run_dir: Path | None = None, **fields) -> JobRecord:
-    registry = open_registry()
     now = time.time()
-    job = registry.create_job(JobRecord(
-        id=job_id, provider=fields.pop("provider", "local"), status=status, created_at=now - 60,
-        updated_at=now, finished_at=now if status in ("succeeded", "cancelled") else None,
-        base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
-        config={"learning_rate": lr, "epochs": 1, "batch_size": 2},
-        metrics={"train_loss": 1.5, "last_train_loss": 1.0, "tokens_per_s": 200.0},
-        run_dir=str(run_dir) if run_dir else None, **fields))
-    for step, loss in enumerate(val, 1):
-        registry.add_metrics(job_id, step, {"train_loss": loss + 0.1, "valid_loss": loss,
-                                            "full_valid_loss": loss})
-    registry.add_event(job_id, "job created")
+    with open_registry() as registry:
+        job = registry.create_job(JobRecord(
+            id=job_id, provider=fields.pop("provider", "local"), status=status,
+            created_at=now - 60, updated_at=now,
+            finished_at=now if status in ("succeeded", "cancelled") else None,
+            base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
+            config={"learning_rate": lr, "epochs": 1, "batch_size": 2},
+            metrics={"train_loss": 1.5, "last_train_loss": 1.0, "tokens_per_s": 200.0},
+            run_dir=str(run_dir) if run_dir else None, **fields))
+        for step, loss in enumerate(val, 1):
+            registry.add_metrics(job_id, step, {"train_loss": loss + 0.1, "valid_loss": loss,
+                                                "full_valid_loss": loss})
+        registry.add_event(job_id, "job created")
     return job
 
 
@@ -61,7 +62,8 @@ def test_cancel_a_local_job_that_no_process_runs(capsys, tmp_path: Path) -> None
     make_job("ftjob-stale", status="running", run_dir=tmp_path)
     assert main(["jobs", "cancel", "ftjob-stale", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["result"] == "cancelled"
-    assert open_registry().get_job("ftjob-stale").status == "cancelled"
+    with open_registry() as registry:
+        assert registry.get_job("ftjob-stale").status == "cancelled"
     assert main(["jobs", "cancel", "ftjob-stale", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["result"] == "finished"
 
@@ -75,7 +77,8 @@ def test_cancel_a_live_local_job_leaves_a_request_for_the_trainer(capsys,
     assert main(["jobs", "cancel", "ftjob-live", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["result"] == "requested"
     assert (tmp_path / "cancel.request").is_file()
-    assert open_registry().get_job("ftjob-live").status == "running"
+    with open_registry() as registry:
+        assert registry.get_job("ftjob-live").status == "running"
 
 
 def test_watch_a_finished_local_job_prints_its_events(capsys) -> None:
@@ -92,16 +95,19 @@ def test_unknown_job_is_one_line_exit_2(capsys) -> None:
 
 def test_checkpoints_lists_rows_and_pointers(capsys) -> None:
     make_job("ftjob-c")
-    registry = open_registry()
-    for name, kind, step in (("step-000002", "step", 2), ("epoch-001", "epoch", 4),
-                             ("latest", "latest", 4)):
-        registry.upsert_checkpoint(Checkpoint("ftjob-c", name, kind, time.time(), step, 1.0,
-                                              f"/runs/ftjob-c/checkpoints/{name}",
-                                              {"train_loss": 0.5, "valid_loss": 0.7}))
+    with open_registry() as registry:
+        for name, kind, step in (("step-000002", "step", 2), ("epoch-001", "epoch", 4),
+                                 ("latest", "latest", 4)):
+            registry.upsert_checkpoint(Checkpoint(
+                "ftjob-c", name, kind, time.time(), step, 1.0,
+                f"/runs/ftjob-c/checkpoints/{name}", {"train_loss": 0.5, "valid_loss": 0.7}))
     assert main(["checkpoints", "ftjob-c", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["checkpoints"]
     assert [(row["name"], row["kind"]) for row in rows] == [
         ("step-000002", "step"), ("epoch-001", "epoch"), ("latest", "latest")]
+    assert main(["jobs", "checkpoints", "ftjob-c", "--json"]) == 0  # the same, by the contract
+    assert json.loads(capsys.readouterr().out)["checkpoints"] == [
+        {**row, "model": None} for row in rows]
     assert main(["checkpoints", "ftjob-c"]) == 0
     table = capsys.readouterr().out
     assert "epoch-001" in table and "0.5000" in table and "0.7000" in table
