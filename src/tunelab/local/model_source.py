@@ -51,13 +51,13 @@ def locate(model: str | None) -> Path:
     path = Path(model).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
-            raise UsageError(f"--model {model}: no such GGUF file",
+            raise UsageError(f"model {model}: no such GGUF file",
                              fix="pass an existing .gguf path, a model folder or a hub id")
         return path.resolve()
     if path.is_dir():
         return path.resolve()
     if path.exists() or os.sep in model and not looks_like_hub_id(model):
-        raise UsageError(f"--model {model}: not a model folder, .gguf file or hub id",
+        raise UsageError(f"model {model}: not a model folder, .gguf file or hub id",
                          fix="pass a Hugging Face model folder, a .gguf file or a hub id")
     return hub_snapshot(model)
 
@@ -70,7 +70,7 @@ def model_dir(location: Path) -> Path:
         name = EMBEDDED_NAME if embedded else location.stem
         return _converted(location, name=name)
     if not is_model_folder(location):
-        raise UsageError(f"--model {location}: the folder has no model config.json "
+        raise UsageError(f"model {location}: the folder has no model config.json "
                          "(a tunelab run or adapter folder is not a base model)",
                          fix="pass a Hugging Face model folder (config.json + weights); "
                              "to load a tuned job, name its job id")
@@ -140,10 +140,10 @@ def hub_snapshot(model_id: str) -> Path:
         return Path(snapshot_download(model_id, local_files_only=True))
     except Exception as error:  # any miss in the offline cache means the same thing here
         raise UsageError(
-            f"--model {model_id}: not in the local Hugging Face cache, and tunelab does not "
+            f"model {model_id}: not in the local Hugging Face cache, and tunelab does not "
             f"download models at run time ({type(error).__name__})",
             fix=f"run `huggingface-cli download {model_id}` on a machine with network access "
-                "and copy the cache here, or pass a local folder or .gguf file with --model",
+                "and copy the cache here, or name a local model folder or .gguf file instead",
         ) from None
 
 
