@@ -325,7 +325,8 @@ def train_losses(folder, mode: str, full: bool) -> tuple[list[tuple[float, float
     # The steps take batches directly; the set only sizes the schedule.
     session = trainer.setup(config, None, EncodedSet(items=[None] * 9), None,
                             base_ref=str(folder))
-    return [(trainer.train_step(session, batch), None) for batch in batches], session
+    steps = [trainer.train_step(session, batch) for batch in batches]
+    return [(step.loss, step.accuracy) for step in steps], session
 
 
 def moved_from_start(model: nn.Module, folder) -> bool:
