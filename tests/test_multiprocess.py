@@ -46,9 +46,13 @@ def common_flags(config: Path) -> list[str]:
             "--json"]
 
 
-def step_losses(run_dir: str) -> list[float]:
+def step_values(run_dir: str, name: str) -> list[float]:
     lines = Path(run_dir, "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    return [json.loads(line)["loss"] for line in lines if "loss" in json.loads(line)]
+    return [json.loads(line)[name] for line in lines if name in json.loads(line)]
+
+
+def step_losses(run_dir: str) -> list[float]:
+    return step_values(run_dir, "train_loss")
 
 
 @pytest.mark.slow
@@ -67,7 +71,12 @@ def test_two_gloo_processes_match_one_process_at_the_same_global_batch(
     losses_two, losses_one = step_losses(two["run_dir"]), step_losses(one["run_dir"])
     assert len(losses_two) == len(losses_one) == STEPS
     assert losses_two == pytest.approx(losses_one, abs=TOLERANCE)
-    assert two["metrics"]["tokens"] == one["metrics"]["tokens"], "same examples seen"
+    assert two["metrics"]["trained_tokens"] == one["metrics"]["trained_tokens"], \
+        "same examples seen"
+    # each process counts its own hits: summed over both, the step's accuracy is the same
+    accuracy = "train_mean_token_accuracy"
+    assert step_values(two["run_dir"], accuracy) == pytest.approx(
+        step_values(one["run_dir"], accuracy), abs=0.02)
     registry = open_registry()
     assert sorted(job.id for job in registry.list_jobs()) == sorted([two["id"], one["id"]]), \
         "rank 1 registers no job of its own"
