@@ -121,6 +121,8 @@ class LocalProvider:
 
         result = orchestrator.train(train_config(spec), on_event=self._on_event,
                                     stop=self._stop)
+        if result["id"] is None:  # a rank other than 0 under accelerate launch: no job row
+            return Job(id="", status=result["status"], base_model=spec.base_model, raw=result)
         return replace(self.get_job(result["id"]), raw=result)
 
     def get_job(self, job_id: str) -> Job:
