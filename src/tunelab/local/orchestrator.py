@@ -191,8 +191,10 @@ def _register(registry: Registry, job_id: str, config: TrainConfig, run_dir: Pat
                   suffix=config.suffix, training_file=config.train_file,
                   validation_file=config.validation_file,
                   config=config.model_dump(mode="json"), run_dir=str(run_dir))
-    if registry.find_job(job_id) is not None:  # pre-created by the server: fill it in
-        registry.update_job(job_id, **fields)
+    if registry.find_job(job_id) is not None:
+        # Pre-created by the server: add the run, keep what its creator recorded (the
+        # client's file ids, the status its worker set).
+        registry.update_job(job_id, config=fields["config"], run_dir=fields["run_dir"])
     else:
         now = time.time()
         registry.create_job(JobRecord(id=job_id, provider=PROVIDER, created_at=now,
