@@ -44,7 +44,8 @@ def list_jobs(
 
         raise typer.Exit(print_remote_list(provider, base_url=base_url, limit=limit,
                                            as_json=json_out))
-    jobs = open_registry().list_jobs(provider=provider, limit=limit)
+    with open_registry() as registry:
+        jobs = registry.list_jobs(provider=provider, limit=limit)
     if json_out:
         print(json.dumps({"jobs": [_summary(job) for job in jobs]}, ensure_ascii=False))
         return
@@ -172,22 +173,22 @@ def watch(job_id: str = typer.Argument(..., help="Job id."),
         raise typer.Exit(watch_remote(job_id, provider=provider, base_url=base_url,
                                       interval=interval if interval > 1 else 60.0,
                                       as_json=json_out))
-    registry = open_registry()
-    seen, last_step = 0, 0
-    while True:
-        for event in registry.list_events(job_id, after=seen):
-            seen = event.seq
-            if not json_out:
-                print(f"{_when(event.created_at)} [{event.level}] {event.message}", flush=True)
-        for row in registry.list_metrics(job_id):
-            if row["step"] > last_step and metrics.TRAIN_LOSS in row and not json_out:
-                print(f"step {row['step']} train_loss {row[metrics.TRAIN_LOSS]:.4f} "
-                      f"{row.get(metrics.TOKENS_PER_S, 0):.0f} tok/s", flush=True)
-            last_step = max(last_step, row["step"])
-        job = registry.get_job(job_id)
-        if job.is_terminal:
-            break
-        time.sleep(interval)
+    with open_registry() as registry:
+        seen, last_step = 0, 0
+        while True:
+            for event in registry.list_events(job_id, after=seen):
+                seen = event.seq
+                if not json_out:
+                    print(f"{_when(event.created_at)} [{event.level}] {event.message}", flush=True)
+            for row in registry.list_metrics(job_id):
+                if row["step"] > last_step and metrics.TRAIN_LOSS in row and not json_out:
+                    print(f"step {row['step']} train_loss {row[metrics.TRAIN_LOSS]:.4f} "
+                          f"{row.get(metrics.TOKENS_PER_S, 0):.0f} tok/s", flush=True)
+                last_step = max(last_step, row["step"])
+            job = registry.get_job(job_id)
+            if job.is_terminal:
+                break
+            time.sleep(interval)
     if json_out:
         print(json.dumps(_summary(job), ensure_ascii=False))
     raise typer.Exit(0 if job.status == "succeeded" else 1)
