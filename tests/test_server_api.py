@@ -104,6 +104,14 @@ def test_bad_requests_get_openai_shaped_4xx(server: str, client: openai.OpenAI) 
                                "data": {"purpose": "mystery"}}, 400),
         ("GET", "/v1/files/../../etc/passwd", {}, 404),
         ("GET", "/v1/fine_tuning/jobs/ftjob-missing", {}, 404),
+        # ids longer than a file name may be (issue 13): a 404, never a 500
+        ("GET", "/v1/fine_tuning/jobs/ftjob-" + "x" * 300, {}, 404),
+        ("GET", "/v1/fine_tuning/jobs/ftjob-" + "x" * 300 + "/events", {}, 404),
+        ("GET", "/v1/fine_tuning/jobs/ftjob-" + "x" * 300 + "/checkpoints", {}, 404),
+        ("POST", "/v1/fine_tuning/jobs/ftjob-" + "x" * 300 + "/cancel", {}, 404),
+        ("GET", "/v1/files/file-" + "x" * 300, {}, 404),
+        ("GET", "/v1/files/file-" + "x" * 300 + "/content", {}, 404),
+        ("DELETE", "/v1/files/file-" + "x" * 300, {}, 404),
         ("GET", "/v1/nothing-here", {}, 404),
         ("DELETE", "/v1/models", {}, 405),
         ("POST", "/v1/chat/completions", {"json": {"model": MODEL, "messages": []}}, 400),
@@ -204,6 +212,13 @@ def test_non_loopback_bind_needs_a_key(capsys: pytest.CaptureFixture[str]) -> No
     assert "--api-key" in capsys.readouterr().err
     check_bind(ServeSettings(host="0.0.0.0", api_key="k"))  # a key makes it allowed
     check_bind(ServeSettings(host="::1"))  # loopback needs none
+
+
+def test_serve_help_says_a_command_line_key_shows_in_ps(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "TUNELAB_SERVE_API_KEY" in text and "ps" in text.split("command line")[1][:80]
 
 
 @pytest.mark.slow

@@ -17,7 +17,9 @@ def serve(
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port."),
     api_key: str | None = typer.Option(
         None, "--api-key", help=f"Require 'Authorization: Bearer KEY' on every route but "
-                                f"/health. Default: ${KEY_ENV}. Never logged."),
+                                f"/health. Prefer ${KEY_ENV}: a key on the command line is "
+                                "visible to every user of this machine in `ps`. Never "
+                                "logged."),
     max_upload_mb: int = typer.Option(512, "--max-upload-mb", min=1,
                                       help="Largest accepted upload, in MiB."),
     max_steps: int | None = typer.Option(None, "--max-steps", min=1,
@@ -41,6 +43,8 @@ def serve(
                              max_upload_bytes=max_upload_mb * 1024 * 1024,
                              max_steps=max_steps, max_length=max_length)
     check_bind(settings)
+    if api_key:
+        err.print(f"note: --api-key shows in `ps` to every user here; set ${KEY_ENV} instead")
     auth = "bearer key required" if settings.api_key else "no key (loopback only)"
     err.print(f"tunelab serve: http://{host}:{port}/v1 ({auth}); Ctrl-C stops, and a "
               "running job pauses at a checkpoint and resumes on the next start")
