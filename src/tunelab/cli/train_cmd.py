@@ -252,31 +252,11 @@ def presets(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) 
 
 
 def checkpoints(
-    job_id: str = typer.Argument(..., help="A local job id (see `tunelab jobs list`)."),
+    job_id: str = typer.Argument(..., help="A job id (see `tunelab jobs list`)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """List a local job's checkpoints: per step and epoch, and the latest/best pointers."""
-    from tunelab.registry import open_registry
-    from tunelab.registry.metrics import TRAIN_LOSS, validation_loss
+    """List a job's checkpoints: a local run's steps, epochs and latest/best pointers (the
+    same as `tunelab jobs checkpoints`)."""
+    from tunelab.cli.cloud_cmd import print_checkpoints
 
-    with open_registry() as registry:
-        registry.get_job(job_id)
-        rows = registry.list_checkpoints(job_id)
-    if json_out:
-        print(json.dumps({"job": job_id, "checkpoints": [row.__dict__ for row in rows]}))
-        return
-    if not rows:
-        print(f"{job_id} has no checkpoints")
-        return
-    table = Table(title=f"checkpoints of {job_id}")
-    for column in ("name", "kind", "step", "epoch", "train_loss", "valid_loss", "path"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(row.name, row.kind, str(row.step), f"{row.epoch:g}",
-                      _number(row.metrics.get(TRAIN_LOSS)),
-                      _number(validation_loss(row.metrics)), row.path or "")
-    Console().print(table)
-
-
-def _number(value: Any) -> str:
-    return "" if value is None else f"{value:.4f}"
+    raise typer.Exit(print_checkpoints(job_id, as_json=json_out))

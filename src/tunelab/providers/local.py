@@ -31,6 +31,7 @@ from tunelab.providers.base import (
     Reply,
 )
 from tunelab.registry import JobRecord, open_registry
+from tunelab.registry.metrics import TRAINED_TOKENS
 
 if TYPE_CHECKING:
     from tunelab.config import TrainConfig
@@ -45,7 +46,7 @@ def _job(record: JobRecord) -> Job:
                native_status=record.native_status, fine_tuned_model=record.fine_tuned_model,
                created_at=record.created_at, finished_at=record.finished_at,
                training_file=record.training_file, validation_file=record.validation_file,
-               suffix=record.suffix, trained_tokens=record.metrics.get("trained_tokens"),
+               suffix=record.suffix, trained_tokens=record.metrics.get(TRAINED_TOKENS),
                error=record.error, raw={"run_dir": record.run_dir, "metrics": record.metrics})
 
 
