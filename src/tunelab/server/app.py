@@ -14,17 +14,16 @@ from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from tunelab import home
-from tunelab.registry import Registry, open_registry
-from tunelab.server import auth, errors
-from tunelab.server.chat import complete, completion_object, stream_chunks
-from tunelab.server.errors import not_found
+from tunelab.registry import open_registry
+from tunelab.server import auth, chat_routes, errors
 from tunelab.server.files import UploadedFiles, file_object
-from tunelab.server.job_requests import build_config, checkpoint_objects, local_models
+from tunelab.server.job_requests import build_config
 from tunelab.server.jobs import ServerJobs, page
+from tunelab.server.models import checkpoint_objects
 from tunelab.server.settings import ServeSettings
 from tunelab.server.worker import Worker
 
@@ -41,21 +40,6 @@ class JobCreate(BaseModel):
     method: dict[str, Any] | None = None
     metadata: dict[str, str] | None = None
     integrations: list[dict[str, Any]] | None = None
-
-
-class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")  # clients send many options we can ignore
-
-    model: str
-    messages: list[dict[str, Any]]
-    max_tokens: int | None = Field(None, ge=1, le=4096)
-    max_completion_tokens: int | None = Field(None, ge=1, le=4096)
-    temperature: float = Field(1.0, ge=0, le=2)
-    top_p: float = Field(1.0, gt=0, le=1)
-    seed: int | None = None
-    n: int = Field(1, ge=1, le=1)
-    stream: bool = False
-    stream_options: dict[str, Any] | None = None
 
 
 def create_app(settings: ServeSettings | None = None) -> FastAPI:
@@ -85,7 +69,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     auth.install(app, settings)
     _file_routes(app, files)
     _job_routes(app, settings, files, jobs, worker)
-    _model_routes(app, registry)
+    chat_routes.install(app, registry)
     return app
 
 
@@ -157,28 +141,3 @@ def _job_routes(app: FastAPI, settings: ServeSettings, files: UploadedFiles,
                         limit: int = Query(10, ge=1, le=1000)) -> dict[str, Any]:
         job = jobs.get(job_id)
         return page(checkpoint_objects(jobs.registry, job), after=after, limit=limit)
-
-
-def _model_routes(app: FastAPI, registry: Registry) -> None:
-    @app.get("/v1/models")
-    def list_models() -> dict[str, Any]:
-        return {"object": "list", "data": local_models(registry)}
-
-    @app.get("/v1/models/{model_id:path}")
-    def retrieve_model(model_id: str) -> dict[str, Any]:
-        for model in local_models(registry):
-            if model["id"] == model_id:
-                return model
-        raise not_found("model", model_id, param="model")
-
-    @app.post("/v1/chat/completions", response_model=None)
-    def chat(body: ChatRequest) -> dict[str, Any] | StreamingResponse:
-        limit = body.max_completion_tokens or body.max_tokens or 256
-        completion = complete(body.model, body.messages, max_tokens=limit,
-                              temperature=body.temperature, top_p=body.top_p,
-                              seed=body.seed or 0)
-        if not body.stream:
-            return completion_object(body.model, completion)
-        usage = bool((body.stream_options or {}).get("include_usage"))
-        return StreamingResponse(stream_chunks(body.model, completion, include_usage=usage),
-                                 media_type="text/event-stream")
