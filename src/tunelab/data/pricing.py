@@ -3,13 +3,22 @@
 A row is one model on one provider: training price (None where the provider cannot
 fine-tune, e.g. Kimi), inference prices, the longest training example it accepts, and the
 date and URL the figures come from. All prices are USD per 1M tokens.
+
+A row may also carry the model's lifecycle: `fine_tuning_closes` (no new jobs from that day),
+`shutdown` (the model and its fine-tunes stop answering), `lifecycle_source` and
+`lifecycle_note`. The table's `providers` section holds what applies to a whole provider
+(the day it stops taking any fine-tuning job). A user row matched on provider+model replaces
+only the keys it names, so a negotiated price keeps the packaged shutdown date and a user can
+move a date without restating the prices; a row for a new model needs every price field.
+tunelab.data.lifecycle reads these fields; nothing here judges dates.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import date
 from importlib import resources
 
 from tunelab.errors import UsageError
@@ -24,6 +33,7 @@ DEFAULT_MODELS = {
 _VERSION_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{3,4})$")
 FIELDS = ("provider", "model", "training_per_1m", "input_per_1m", "output_per_1m",
           "max_train_tokens", "as_of", "source")
+LIFECYCLE_FIELDS = ("fine_tuning_closes", "shutdown", "lifecycle_source", "lifecycle_note")
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,10 @@ class Price:
     max_train_tokens: int
     as_of: str
     source: str
+    fine_tuning_closes: date | None = None
+    shutdown: date | None = None
+    lifecycle_source: str = ""
+    lifecycle_note: str = ""
 
     @property
     def trainable(self) -> bool:
@@ -46,15 +60,40 @@ class Price:
         return (input_tokens * self.input_per_1m + output_tokens * self.output_per_1m) / 1e6
 
 
+@dataclass(frozen=True)
+class ProviderTerms:
+    """What a provider's table says for all its models: the day it takes no new fine-tuning
+    job, and dated milestones before that (shown, not enforced: they depend on the account)."""
+
+    provider: str
+    fine_tuning_closes: date | None
+    source: str
+    note: str = ""
+    milestones: tuple[tuple[date, str], ...] = ()
+
+
 def load_pricing() -> list[Price]:
-    """Every price row: the packaged table, with the user's file replacing or adding rows."""
-    packaged = resources.files("tunelab.data").joinpath("pricing.json").read_text("utf-8")
-    rows = {(row.provider, row.model): row for row in _parse(packaged, "packaged pricing.json")}
-    override = home() / "pricing.json"
-    if override.is_file():
-        for row in _parse(override.read_text("utf-8"), str(override)):
-            rows[(row.provider, row.model)] = row
-    return list(rows.values())
+    """Every price row: the packaged table, with the user's file replacing keys or adding rows."""
+    merged: dict[tuple[str, str], tuple[dict, str]] = {}
+    for where, document in _documents():
+        for raw in _models(document, where):
+            key = (raw["provider"], raw["model"])
+            merged[key] = ({**merged.get(key, ({}, where))[0], **raw}, where)
+    return [_price(raw, where) for raw, where in merged.values()]
+
+
+def load_provider_terms() -> dict[str, ProviderTerms]:
+    """The `providers` section of the table, the user's file replacing the keys it names."""
+    merged: dict[str, tuple[dict, str]] = {}
+    for where, document in _documents():
+        section = document.get("providers", {})
+        if not isinstance(section, dict):
+            raise UsageError(f"{where}: `providers` must be an object keyed by provider name",
+                             fix='e.g. {"providers": {"openai": {"fine_tuning_closes": '
+                                 '"2027-01-06", "source": "https://..."}}}')
+        for name, raw in section.items():
+            merged[name] = ({**merged.get(name, ({}, where))[0], **raw}, where)
+    return {name: _terms(name, raw, where) for name, (raw, where) in merged.items()}
 
 
 def find_price(provider: str, model: str, prices: list[Price] | None = None) -> Price | None:
@@ -63,7 +102,7 @@ def find_price(provider: str, model: str, prices: list[Price] | None = None) -> 
     Fine-tuned names (ft:gpt-4o-mini-2024-07-18:org:suffix:id) are priced as their base.
     """
     prices = load_pricing() if prices is None else prices
-    name = _base_model(model)
+    name = base_model(model)
     candidates = [row for row in prices if row.provider == provider]
     for row in candidates:
         if row.model == name:
@@ -85,7 +124,9 @@ def default_model(provider: str) -> str:
     return DEFAULT_MODELS.get(provider) or DEFAULT_MODELS["openai"]
 
 
-def _base_model(model: str) -> str:
+def base_model(model: str) -> str:
+    """The base a fine-tuned or checkpoint name was built on: ft:BASE:org:suffix:id[:ckpt-step-N]
+    -> BASE; any other name is its own base."""
     if model.startswith("ft:"):
         return model.split(":")[1]
     return model
@@ -96,10 +137,71 @@ def _undated(model: str) -> str:
     return _VERSION_SUFFIX.sub("", model)
 
 
-def _parse(text: str, source: str) -> list[Price]:
-    fix = "each row needs " + ", ".join(FIELDS)
+def parse_day(value: object, where: str, key: str) -> date | None:
+    """A YYYY-MM-DD string (or null) from the table; anything else names the file and key."""
+    if value is None:
+        return None
     try:
-        rows = json.loads(text)["models"]
-        return [Price(**{field: row[field] for field in FIELDS}) for row in rows]
-    except (ValueError, KeyError, TypeError) as error:
-        raise UsageError(f"{source}: not a valid price table ({error})", fix=fix) from None
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise UsageError(f"{where}: {key} {value!r} is not a date",
+                         fix="write it as YYYY-MM-DD, or null") from None
+
+
+def _documents() -> list[tuple[str, dict]]:
+    """(where, parsed table): the packaged one, then the user's override when there is one."""
+    packaged = resources.files("tunelab.data").joinpath("pricing.json").read_text("utf-8")
+    documents = [("packaged pricing.json", _load(packaged, "packaged pricing.json"))]
+    override = home() / "pricing.json"
+    if override.is_file():
+        documents.append((str(override), _load(override.read_text("utf-8"), str(override))))
+    return documents
+
+
+def _invalid(where: str, error: object) -> UsageError:
+    return UsageError(f"{where}: not a valid price table ({error})",
+                      fix="each row needs " + ", ".join(FIELDS))
+
+
+def _load(text: str, where: str) -> dict:
+    try:
+        document = json.loads(text)
+    except ValueError as error:
+        raise _invalid(where, error) from None
+    if not isinstance(document, dict):
+        raise _invalid(where, "not a JSON object")
+    return document
+
+
+def _models(document: dict, where: str) -> list[dict]:
+    rows = document.get("models", [])
+    if not isinstance(rows, list) or not all(
+            isinstance(row, dict) and "provider" in row and "model" in row for row in rows):
+        raise _invalid(where, "`models` must be a list of rows, each with provider and model")
+    return rows
+
+
+def _price(raw: dict, where: str) -> Price:
+    try:
+        price = Price(**{field: raw[field] for field in FIELDS})
+    except (KeyError, TypeError) as error:
+        raise _invalid(where, f"{raw.get('provider')}/{raw.get('model')}: {error!r}") from None
+    key = f"{price.provider}/{price.model}"
+    return replace(price,
+                   fine_tuning_closes=parse_day(raw.get("fine_tuning_closes"), where,
+                                                f"{key} fine_tuning_closes"),
+                   shutdown=parse_day(raw.get("shutdown"), where, f"{key} shutdown"),
+                   lifecycle_source=str(raw.get("lifecycle_source") or ""),
+                   lifecycle_note=str(raw.get("lifecycle_note") or ""))
+
+
+def _terms(name: str, raw: dict, where: str) -> ProviderTerms:
+    milestones = []
+    for item in raw.get("milestones", []):
+        day = parse_day(item.get("date"), where, f"{name} milestone date")
+        if day is not None:
+            milestones.append((day, str(item.get("what", ""))))
+    return ProviderTerms(name, parse_day(raw.get("fine_tuning_closes"), where,
+                                         f"{name} fine_tuning_closes"),
+                         str(raw.get("source") or ""), str(raw.get("note") or ""),
+                         tuple(milestones))

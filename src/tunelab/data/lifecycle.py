@@ -1,0 +1,99 @@
+"""Model lifecycle as data: when a model stops taking fine-tuning jobs and when it shuts down.
+
+The dates live beside the prices in pricing.json (each row with its source URL, overridable by
+TUNELAB_HOME/pricing.json like a price); this module only reads them and counts days. A live
+`shutdown_date` from the provider's model list (GET /v1/models) wins over the table, since the
+provider knows its own calendar better than a packaged file.
+
+The clock is `today()`: TUNELAB_TODAY=YYYY-MM-DD sets it, so tests and demos can stand on any
+day without touching the system clock.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+
+from tunelab.data import pricing
+from tunelab.errors import UsageError
+
+TODAY_ENV = "TUNELAB_TODAY"
+LIVE_SOURCE = "GET /v1/models shutdown_date"
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    provider: str
+    model: str
+    fine_tuning_closes: date | None  # no new fine-tuning job from this day on
+    shutdown: date | None  # the model and every fine-tune built on it stop answering
+    source: str  # where the dates come from (a URL, or the live model list)
+    note: str = ""
+
+    def is_shut_down(self, now: date | None = None) -> bool:
+        return self.shutdown is not None and (now or today()) >= self.shutdown
+
+    def fine_tuning_closed(self, now: date | None = None) -> bool:
+        return self.fine_tuning_closes is not None and (now or today()) >= self.fine_tuning_closes
+
+
+def today() -> date:
+    """The day tunelab believes it is: TUNELAB_TODAY when set, else the system's date."""
+    value = os.environ.get(TODAY_ENV, "").strip()
+    if not value:
+        return date.today()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"{TODAY_ENV}={value!r} is not a date",
+                         fix=f"set {TODAY_ENV} as YYYY-MM-DD, or unset it") from None
+
+
+def days_left(day: date | None, *, now: date | None = None) -> int | None:
+    """Days from `now` (default today()) until `day`: 0 on the day, negative once past."""
+    if day is None:
+        return None
+    return (day - (now or today())).days
+
+
+def provider_terms(provider: str) -> pricing.ProviderTerms | None:
+    """The provider-wide terms (closing day, source, milestones), or None when it has none."""
+    return pricing.load_provider_terms().get(provider.strip().lower())
+
+
+def provider_closes(provider: str) -> date | None:
+    """The day `provider` stops taking any new fine-tuning job (OpenAI: 2027-01-06)."""
+    terms = provider_terms(provider)
+    return terms.fine_tuning_closes if terms else None
+
+
+def lifecycle(provider: str, model: str, *, live_shutdown: date | None = None) -> Lifecycle | None:
+    """The lifecycle of `model` (a base, fine-tuned or checkpoint name) on `provider`.
+
+    None when nothing is known: no dated row, no provider closing day, no live date.
+    """
+    provider = provider.strip().lower()
+    return of_price(pricing.find_price(provider, model), provider, model,
+                    terms=provider_terms(provider), live_shutdown=live_shutdown)
+
+
+def of_price(price: pricing.Price | None, provider: str, model: str, *,
+             terms: pricing.ProviderTerms | None,
+             live_shutdown: date | None = None) -> Lifecycle | None:
+    """The lifecycle from an already loaded price row and provider terms (no file reads)."""
+    shutdown = live_shutdown or (price.shutdown if price else None)
+    row_closes = price.fine_tuning_closes if price else None
+    provider_day = terms.fine_tuning_closes if terms else None
+    # No job can start after the provider closes or after the model is gone: the earliest wins.
+    closes = min((day for day in (row_closes, provider_day, shutdown) if day), default=None)
+    if closes is None and shutdown is None:
+        return None
+    source = (price.lifecycle_source if price and price.lifecycle_source else "") or (
+        terms.source if terms else "")
+    note = price.lifecycle_note if price else ""
+    if live_shutdown is not None:
+        source = source or LIVE_SOURCE
+        note = "; ".join(part for part in (f"shutdown {live_shutdown} from the provider's "
+                                           "model list", note) if part)
+    return Lifecycle(provider, model, closes, shutdown, source, note)
