@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
 from tunelab.data.check import CheckReport
 from tunelab.data.cost import CostRow
+from tunelab.data.lifecycle import days_left, today
 
 SHOWN = 10  # errors listed before "... and N more"
 
@@ -38,22 +40,58 @@ def summary_table(report: CheckReport) -> Table:
     return table
 
 
-def cost_table(rows: list[CostRow]) -> Table:
+def cost_table(rows: list[CostRow]) -> Group:
+    """The price table, then one marked line per shut-down model and per closing deadline."""
     table = Table(title="Cost in USD", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                  collapse_padding=True,
                   caption="inference: 1,000 requests shaped like your examples; "
-                          "— : no fine-tuning API", caption_justify="left")
-    for name in ("provider", "model", "ep", "train tokens", "train $", "infer $/1k"):
+                          "— : no fine-tuning API; days left: until fine-tuning closes / "
+                          "until the model shuts down; ✗ : shut down, not offered",
+                  caption_justify="left")
+    for name in ("provider", "model", "ep", "tokens", "train $", "infer $/1k",
+                 "days left"):
         left = name in ("provider", "model")
         table.add_column(name, justify="left" if left else "right", no_wrap=True)
     for row in rows:
+        if row.status == "shut_down":
+            continue  # not a target: listed under the table instead of priced
         model = row.model.rsplit("/", 1)[-1]
         inference = f"${row.inference_per_1k:,.4f}"
         if row.training_tokens is None:
-            table.add_row(row.provider, model, "—", "—", "—", inference)
+            table.add_row(row.provider, model, "—", "—", "—", inference, _days_left(row))
         else:
             table.add_row(row.provider, model, str(row.epochs), f"{row.training_tokens:,}",
-                          f"${row.training_cost:,.4f}", inference)
-    return table
+                          f"${row.training_cost:,.4f}", inference, _days_left(row))
+    return Group(table, *(Text(line) for line in lifecycle_lines(rows)))
+
+
+def lifecycle_lines(rows: list[CostRow]) -> list[str]:
+    """Plain lines under the table: each shut-down model, each provider's closing day, and
+    where the dates come from."""
+    lines = [f"✗ {row.model} ({row.provider}): shut down {row.shutdown} with its fine-tunes"
+             for row in rows if row.status == "shut_down"]
+    dated = [row for row in rows if row.fine_tuning_closes is not None]
+    for provider in dict.fromkeys(row.provider for row in dated):
+        first = min((row.fine_tuning_closes for row in dated if row.provider == provider
+                     and row.status != "shut_down"), default=None)
+        if first is not None:
+            left = days_left(first, now=today())
+            when = f"since {first}" if left <= 0 else f"from {first} ({left} days left)"
+            lines.append(f"! {provider}: no new fine-tuning jobs {when}")
+    sources = dict.fromkeys(row.lifecycle_source for row in dated if row.lifecycle_source)
+    lines += [f"  dates: {source}" for source in sources]
+    return lines
+
+
+def _days_left(row: CostRow) -> str:
+    if row.days_to_close is None and row.days_to_shutdown is None:
+        return ""
+    jobs = "closed" if row.status == "closed" else _count(row.days_to_close)
+    return f"{jobs} / {_count(row.days_to_shutdown)}"
+
+
+def _count(days: int | None) -> str:
+    return "—" if days is None else f"{days:,}"
 
 
 def show_warnings(console: Console, report: CheckReport) -> None:

@@ -3,14 +3,20 @@
 The epochs rule is the one OpenAI documents (and the cookbook restates): 3 epochs, raised so
 examples x epochs reaches 100 (at most 25 epochs), lowered so it stays under 25,000 (at
 least 1).
+
+Each row also carries the model's lifecycle (tunelab.data.lifecycle): a model whose
+fine-tuning has closed is not priced for training, and a shut-down one is not priced at all,
+so the table never offers a target that cannot be used.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from datetime import date
 
-from tunelab.data.pricing import Price
+from tunelab.data import lifecycle as lifecycles
+from tunelab.data.pricing import Price, ProviderTerms, load_provider_terms
 
 TARGET_EPOCHS = 3
 MIN_TARGET_EXAMPLES = 100
@@ -42,34 +48,68 @@ class CostRow:
     epochs: int | None
     training_tokens: int | None  # billed tokens x epochs; None where training is impossible
     training_cost: float | None
-    inference_per_1k: float  # dollars per 1,000 requests shaped like the dataset's turns
+    inference_per_1k: float | None  # dollars per 1,000 requests shaped like the dataset's
+    # turns; None once the model is shut down
     as_of: str
     source: str
+    status: str = "open"  # open | inference_only | closed (no new jobs) | shut_down
+    fine_tuning_closes: date | None = None
+    shutdown: date | None = None
+    days_to_close: int | None = None  # negative once past
+    days_to_shutdown: int | None = None
+    lifecycle_source: str = ""
 
     def as_dict(self) -> dict:
         row = asdict(self)
         for key in ("training_cost", "inference_per_1k"):
             row[key] = None if row[key] is None else round(row[key], 6)
+        for key in ("fine_tuning_closes", "shutdown"):
+            row[key] = None if row[key] is None else row[key].isoformat()
         return row
 
 
 def cost_table(per_example: Sequence[int], epochs: int, prices: Sequence[Price], *,
-               mean_input: float, mean_output: float) -> list[CostRow]:
+               mean_input: float, mean_output: float, now: date | None = None,
+               terms: dict[str, ProviderTerms] | None = None) -> list[CostRow]:
     """One row per priced model. Token counts come from the target's tokenizer for all rows,
-    so rows of other tokenizer families are estimates."""
+    so rows of other tokenizer families are estimates. `now` (default: lifecycle.today())
+    decides which models are closed or shut down."""
+    now = now or lifecycles.today()
+    terms = load_provider_terms() if terms is None else terms
     rows = []
     billed = _billing_by_limit(per_example, {price.max_train_tokens for price in prices})
     for price in prices:
+        life = lifecycles.of_price(price, price.provider, price.model,
+                                   terms=terms.get(price.provider))
+        dates = {"status": "open", **_dates(life, now)}
+        if dates["status"] == "open" and not price.trainable:
+            dates["status"] = "inference_only"
         inference = 1000 * price.inference_cost(mean_input, mean_output)
-        if not price.trainable:
+        if dates["status"] == "shut_down":
+            rows.append(CostRow(price.provider, price.model, None, None, None, None,
+                                price.as_of, price.source, **dates))
+        elif dates["status"] != "open":
             rows.append(CostRow(price.provider, price.model, None, None, None, inference,
-                                price.as_of, price.source))
-            continue
-        tokens = billed[price.max_train_tokens] * epochs
-        rows.append(CostRow(price.provider, price.model, epochs, tokens,
-                            tokens * price.training_per_1m / 1e6, inference,  # type: ignore[operator]
-                            price.as_of, price.source))
+                                price.as_of, price.source, **dates))
+        else:
+            tokens = billed[price.max_train_tokens] * epochs
+            rows.append(CostRow(price.provider, price.model, epochs, tokens,
+                                tokens * price.training_per_1m / 1e6,  # type: ignore[operator]
+                                inference, price.as_of, price.source, **dates))
     return rows
+
+
+def _dates(life: lifecycles.Lifecycle | None, now: date) -> dict:
+    """The lifecycle columns of a cost row: status, the two days and the days left to each."""
+    if life is None:
+        return {}
+    status = ("shut_down" if life.is_shut_down(now) else
+              "closed" if life.fine_tuning_closed(now) else "open")
+    return {"status": status, "fine_tuning_closes": life.fine_tuning_closes,
+            "shutdown": life.shutdown,
+            "days_to_close": lifecycles.days_left(life.fine_tuning_closes, now=now),
+            "days_to_shutdown": lifecycles.days_left(life.shutdown, now=now),
+            "lifecycle_source": life.source}
 
 
 def _billing_by_limit(per_example: Sequence[int], limits: Iterable[int]) -> dict[int, int]:
