@@ -13,7 +13,7 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
-from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,6 +25,7 @@ from tunelab.server.job_requests import build_config
 from tunelab.server.jobs import ServerJobs, page
 from tunelab.server.models import checkpoint_objects
 from tunelab.server.settings import ServeSettings
+from tunelab.server.upload import receive_upload
 from tunelab.server.worker import Worker
 
 
@@ -79,8 +80,9 @@ def _file_routes(app: FastAPI, files: UploadedFiles) -> None:
         return {"status": "ok"}
 
     @app.post("/v1/files")
-    def upload(file: UploadFile = File(...), purpose: str = Form(...)) -> dict[str, Any]:
-        return file_object(files.save(file.file, filename=file.filename, purpose=purpose))
+    async def upload(request: Request) -> dict[str, Any]:
+        # Read off the stream, not through UploadFile: see server/upload.py.
+        return file_object(await receive_upload(request, files))
 
     @app.get("/v1/files")
     def list_files(purpose: str | None = None, after: str | None = None,

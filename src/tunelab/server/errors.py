@@ -26,16 +26,25 @@ _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permi
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str, *, code: str | None = None,
-                 param: str | None = None) -> None:
+                 param: str | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.code, self.param = status, message, code, param
+        self.headers = dict(headers or {})
+
+    def closing(self) -> ApiError:
+        """This error, answered with `Connection: close`: the server stops there and never
+        reads the rest of the request body (which the client may still be sending)."""
+        self.headers["Connection"] = "close"
+        return self
 
 
 def error_response(status: int, message: str, *, code: str | None = None,
-                   param: str | None = None) -> JSONResponse:
+                   param: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
     body = {"message": message, "type": _TYPES.get(status, "server_error"),
             "param": param, "code": code}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
@@ -53,7 +62,8 @@ def _validation_message(error: RequestValidationError) -> tuple[str, str | None]
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api(_: Request, error: ApiError) -> JSONResponse:
-        return error_response(error.status, error.message, code=error.code, param=error.param)
+        return error_response(error.status, error.message, code=error.code, param=error.param,
+                              headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:

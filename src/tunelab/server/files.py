@@ -16,7 +16,6 @@ from tunelab.registry import SERVER, FileRecord, Registry
 from tunelab.server.errors import ApiError, not_found
 
 PURPOSES = frozenset({"fine-tune", "assistants", "batch", "user_data", "vision", "evals"})
-_CHUNK = 1 << 20
 
 
 def _display_name(name: str | None) -> str:
@@ -33,6 +32,50 @@ def file_object(record: FileRecord) -> dict[str, Any]:
             "expires_at": None}
 
 
+class PartialUpload:
+    """One upload's bytes on their way to disk: counted and hashed as they come, and cut
+    off (the partial file deleted) as soon as they pass the limit."""
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self.path, self.max_bytes = path, max_bytes
+        self.size, self._digest = 0, hashlib.sha256()
+        self._out: BinaryIO | None = path.open("wb")
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.max_bytes:
+            self.discard()
+            raise too_large(self.max_bytes)
+        self._digest.update(chunk)
+        assert self._out is not None, "write after discard"
+        self._out.write(chunk)
+
+    def discard(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+        self.path.unlink(missing_ok=True)
+
+    def finish(self, target: Path) -> tuple[int, str]:
+        assert self._out is not None, "finish after discard"
+        self._out.close()
+        self._out = None
+        self.path.replace(target)
+        return self.size, self._digest.hexdigest()
+
+
+def too_large(max_bytes: int) -> ApiError:
+    return ApiError(413, f"file is over the {max_bytes} byte limit", code="file_too_large",
+                    param="file")
+
+
+def check_purpose(purpose: str | None) -> str:
+    if purpose not in PURPOSES:
+        raise ApiError(400, f"purpose {purpose!r} is not one of {sorted(PURPOSES)}",
+                       code="invalid_purpose", param="purpose")
+    return purpose
+
+
 class UploadedFiles:
     def __init__(self, registry: Registry, root: Path, *, max_bytes: int) -> None:
         self.registry, self.root, self.max_bytes = registry, root, max_bytes
@@ -41,32 +84,19 @@ class UploadedFiles:
     def data_path(self, file_id: str) -> Path:
         return self.root / f"{file_id}.jsonl"
 
-    def save(self, source: BinaryIO, *, filename: str | None, purpose: str) -> FileRecord:
-        if purpose not in PURPOSES:
-            raise ApiError(400, f"purpose {purpose!r} is not one of {sorted(PURPOSES)}",
-                           code="invalid_purpose", param="purpose")
+    def begin(self) -> tuple[str, PartialUpload]:
+        """A new file id and the partial file its bytes stream into."""
         file_id = "file-" + secrets.token_hex(12)
-        size, sha = self._copy_limited(source, self.data_path(file_id))
+        return file_id, PartialUpload(self.data_path(file_id).with_suffix(".part"),
+                                      self.max_bytes)
+
+    def commit(self, file_id: str, partial: PartialUpload, *, filename: str | None,
+               purpose: str) -> FileRecord:
+        size, sha = partial.finish(self.data_path(file_id))
         # The bytes are in place before the row exists, so a listed file always has them.
         return self.registry.record_file(file_id=file_id, provider="local", endpoint=SERVER,
                                          sha256=sha, filename=_display_name(filename),
                                          size=size, purpose=purpose)
-
-    def _copy_limited(self, source: BinaryIO, target: Path) -> tuple[int, str]:
-        partial = target.with_suffix(".part")
-        size, digest = 0, hashlib.sha256()
-        with partial.open("wb") as out:
-            while chunk := source.read(_CHUNK):
-                size += len(chunk)
-                if size > self.max_bytes:
-                    out.close()
-                    partial.unlink()
-                    raise ApiError(413, f"file is over the {self.max_bytes} byte limit",
-                                   code="file_too_large", param="file")
-                digest.update(chunk)
-                out.write(chunk)
-        partial.replace(target)
-        return size, digest.hexdigest()
 
     def get(self, file_id: str) -> FileRecord:
         record = self.registry.find_file(SERVER, file_id) if _looks_like_id(file_id) else None
