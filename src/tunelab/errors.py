@@ -3,7 +3,8 @@
     TunelabError                    exit 1 unless a subclass says otherwise
     ├── DataError                   exit 1: the user's data breaks a rule (line number and fix)
     ├── UsageError                  exit 2: bad flags, bad config, unreadable input
-    │   └── ConfigError             exit 2: a config that fails validation (every problem at once)
+    │   ├── ConfigError             exit 2: a config that fails validation (every problem at once)
+    │   └── RegistryError           exit 2: registry.sqlite is damaged, read-only, newer or a folder
     ├── ProviderError               exit 1: a provider (OpenAI, Vertex, ...) refused or failed
     │   ├── TransientProviderError  exit 1: worth retrying (network down, 408/409/429, 5xx)
     │   └── AuthError               exit 2: a key or credential is missing or refused
@@ -61,6 +62,11 @@ class ConfigError(UsageError):
         self.problems = problems
         super().__init__(f"invalid {source}: " + "; ".join(problems),
                          fix="fix the keys/flags named above (see `tunelab train --help`)")
+
+
+class RegistryError(UsageError):
+    """The registry (TUNELAB_HOME/registry.sqlite) cannot be used as it is; the fix says how
+    to get going again (move it aside, restore a backup, make it writable, upgrade)."""
 
 
 class ProviderError(TunelabError):
