@@ -11,10 +11,11 @@ from collections.abc import Sequence
 
 import click
 import typer
-from rich.console import Console
 from typer.exceptions import TyperException
 
 from tunelab import __version__
+from tunelab.cli.console import err as err_console
+from tunelab.cli.console import styled
 from tunelab.errors import TunelabError
 
 # typer >= 0.24 vendors its own click; plain click may still raise from older plugins.
@@ -30,9 +31,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
-# emoji=False: "file:100:" must not turn into a 💯 emoji.
-err_console = Console(stderr=True, emoji=False)
-
 
 def _version(value: bool) -> None:
     if value:
@@ -70,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Outside standalone mode click hands back `typer.Exit(code)` as a return value.
         result = app(args=args, prog_name="tunelab", standalone_mode=False)
     except TunelabError as error:
-        err_console.print(f"[bold red]error:[/] {error.render()}", highlight=False, soft_wrap=True)
+        err_console.print(styled(("error:", "bold red"), " ", error.render()))
         return error.exit_code
     except _EXITS as done:
         return done.exit_code

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
+from tunelab.cli.console import err as err_console
+from tunelab.cli.console import out as console
 from tunelab.errors import DataError, UsageError
 
 app = typer.Typer(help="Check, price, convert and split a dataset.", no_args_is_help=True)
-console = Console(emoji=False)  # ":100:" in "file:100:" must stay text
-err_console = Console(stderr=True, emoji=False)
 
 PROVIDER_HELP = ("Who will train: openai, vertex, kimi, local, or an endpoint from "
                  "providers.yaml. Decides the tokenizer, the length limit and the price.")
@@ -121,8 +120,7 @@ def cost(
 
         console.print(cost_table(report.cost))
         console.print(f"{report.valid_examples:,} examples, {report.billing_tokens:,} billing "
-                      f"tokens per epoch ({report.tokenizer}), {report.epochs} epochs",
-                      highlight=False)
+                      f"tokens per epoch ({report.tokenizer}), {report.epochs} epochs")
     if not report.ok:
         raise _data_errors(report.errors.total, file, priced=True)
 
@@ -153,7 +151,7 @@ def convert(
         _print_json(result)
     else:
         console.print(f"✅ Converted {result['examples']:,} examples: {result['from']} → "
-                      f"{result['to']} in {result['out']}", highlight=False)
+                      f"{result['to']} in {result['out']}")
 
 
 @app.command("split")
@@ -178,5 +176,4 @@ def split(
         _print_json(result)
     else:
         console.print(f"✅ Split {result['examples']:,} examples: {result['train']:,} → "
-                      f"{result['train_file']}, {result['val']:,} → {result['val_file']}",
-                      highlight=False)
+                      f"{result['train_file']}, {result['val']:,} → {result['val_file']}")

@@ -14,15 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from tunelab.cli.console import err as err_console
+from tunelab.cli.console import out as console
+from tunelab.cli.console import plain, styled
 from tunelab.errors import TunelabError
-
-console = Console()
-err_console = Console(stderr=True)
 
 MODEL_HELP = ("ftjob-... / ft:... from the registry, local:<model> or a local path (run, "
               "adapter or model folder, .gguf), <provider>:<model> (openai:, kimi:, vertex:, "
@@ -59,8 +57,9 @@ def _print_json(payload: dict[str, Any]) -> None:
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    console=err_console, transient=True)
+    # markup=False: a description names a model, and a model path may hold "[/x]".
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                    MofNCompleteColumn(), console=err_console, transient=True)
 
 
 def _asker(use_cache: bool = False):
@@ -107,9 +106,9 @@ def test(
         _print_json({"model": spec.to_dict(), "settings": settings.to_dict(), "results": rows})
         return
     for number, row in enumerate(rows, 1):
-        console.print(f"[bold]Test {number}:[/] {escape(row['prompt'])}", highlight=False)
-        console.print(f"[green]Response[/] ({row['latency_s']:.2f} s): {escape(row['text'])}\n",
-                      highlight=False)
+        console.print(styled((f"Test {number}:", "bold"), " ", row["prompt"]))
+        console.print(styled(("Response", "green"), f" ({row['latency_s']:.2f} s): ",
+                             row["text"], "\n"))
 
 
 # chat -----------------------------------------------------------------------------------
@@ -149,12 +148,12 @@ def chat(
 
 def _repl(spec: Any, start: list[dict[str, str]], settings: Any, asker: Any) -> None:
     persona = " under a system prompt" if start else ""
-    err_console.print(f"chatting with {escape(spec.label)} ({spec.provider}){persona}; "
-                      "/reset clears the history, /exit (or Ctrl-D) leaves", highlight=False)
+    err_console.print(f"chatting with {spec.label} ({spec.provider}){persona}; "
+                      "/reset clears the history, /exit (or Ctrl-D) leaves")
     history = list(start)
     while True:
         try:
-            text = console.input("[bold cyan]you>[/] ").strip()
+            text = console.input(styled(("you>", "bold cyan"), " ")).strip()
         except EOFError:
             break
         if text == "/exit":
@@ -166,15 +165,14 @@ def _repl(spec: Any, start: list[dict[str, str]], settings: Any, asker: Any) -> 
         if not text:
             continue
         try:
-            with err_console.status("thinking"):
+            with err_console.status(plain("thinking")):
                 answer = asker.ask(spec, [*history, {"role": "user", "content": text}], settings)
         except TunelabError as error:  # a refused request ends the turn, not the chat
-            err_console.print(f"[bold red]error:[/] {escape(error.render())}", highlight=False)
+            err_console.print(styled(("error:", "bold red"), " ", error.render()))
             continue
         history += [{"role": "user", "content": text},
                     {"role": "assistant", "content": answer.text}]
-        console.print(f"[bold green]{escape(spec.label)}>[/] {escape(answer.text)}",
-                      highlight=False)
+        console.print(styled((f"{spec.label}>", "bold green"), " ", answer.text))
 
 
 # compare --------------------------------------------------------------------------------
@@ -230,21 +228,21 @@ def compare(
     _show_answers(comparison)
     _show_metrics(comparison)
     console.print(f"answer cache: {comparison.cache_hits} hits, {comparison.cache_misses} "
-                  "misses", highlight=False)
+                  "misses")
     if written:
-        console.print(f"report: {escape(written)}", highlight=False)
+        console.print(f"report: {written}")
 
 
 def _show_answers(comparison: Any) -> None:
     for index, item in enumerate(comparison.items):
-        table = Table(title=f"{index + 1}. {escape(item.question)}", show_lines=True,
+        table = Table(title=f"{index + 1}. {item.question}", show_lines=True,
                       title_justify="left")
         table.add_column("reference", ratio=1)
         for result in comparison.results:
             cached = " (cached)" if result.answers[index].cached else ""
-            table.add_column(escape(result.spec.label) + cached, ratio=1)
-        table.add_row(escape(item.reference),
-                      *(escape(r.answers[index].text) for r in comparison.results))
+            table.add_column(result.spec.label + cached, ratio=1)
+        table.add_row(plain(item.reference),
+                      *(plain(r.answers[index].text) for r in comparison.results))
         console.print(table)
 
 
@@ -253,12 +251,12 @@ def _show_metrics(comparison: Any) -> None:
     from tunelab.evaluate.report import JUDGE_COLUMNS, METRIC_COLUMNS, fmt
 
     columns = METRIC_COLUMNS + (JUDGE_COLUMNS if comparison.judge else ())
-    table = Table(title=f"{len(comparison.items)} examples from {escape(comparison.eval_file)}",
+    table = Table(title=f"{len(comparison.items)} examples from {comparison.eval_file}",
                   title_justify="left")
     table.add_column("metric", no_wrap=True)
     values = []
     for result in comparison.results:
-        table.add_column(escape(result.spec.label), justify="right", overflow="fold")
+        table.add_column(result.spec.label, justify="right", overflow="fold")
         values.append({**result.metrics, **(result.judge or {})})
     for key, title, pattern in columns:
         if any(value.get(key) is not None for value in values):

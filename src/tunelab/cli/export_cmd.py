@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
+
+from tunelab.cli.console import err, plain
 
 
 def export(
@@ -28,8 +29,7 @@ def export(
     """
     from tunelab.local.export import export_job
 
-    err = Console(stderr=True)
-    with err.status(f"exporting {job}" + (" (merging the adapter)" if merge else "")):
+    with err.status(plain(f"exporting {job}" + (" (merging the adapter)" if merge else ""))):
         result = export_job(job, output, merge=merge)
     if as_json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
+from tunelab.cli.console import out, styled
 from tunelab.registry.metrics import TOKENS_PER_S, TRAIN_ACCURACY, TRAIN_LOSS
 
 
@@ -18,7 +19,7 @@ class TrainProgress:
     def __init__(self, console: Console) -> None:
         self.console = console
         self.progress = Progress(
-            TextColumn("[bold]train[/]"), BarColumn(),
+            TextColumn("train", style="bold", markup=False), BarColumn(),
             TextColumn("step {task.completed}/{task.total}"),
             TextColumn("loss {task.fields[loss]}"), TextColumn("acc {task.fields[accuracy]}"),
             TextColumn("{task.fields[speed]} tok/s"),
@@ -44,11 +45,11 @@ class TrainProgress:
                                  total=event["total_steps"], **fields)
         elif event["type"] == "message":
             style = {"warning": "yellow", "error": "red"}.get(event["level"], "dim")
-            self.progress.console.print(f"[{style}]{event['message']}[/]", highlight=False)
+            self.progress.console.print(event["message"], style=style, markup=False,
+                                        highlight=False)
 
 
 def render_dry_run(report: dict[str, Any]) -> None:
-    out = Console()
     config = Table(title="resolved config", show_header=False)
     for key, value in report["config"].items():
         if value is not None:
@@ -59,22 +60,23 @@ def render_dry_run(report: dict[str, Any]) -> None:
             out.print("data warnings: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
             continue
         tokens = stats["tokens"]
-        out.print(f"[bold]{role} data[/]: {stats['examples']} examples, {stats['trained_on']} "
-                  f"trained on, {stats['truncated']} truncated, tokens per example min "
-                  f"{tokens['min']} mean {tokens['mean']} p95 {tokens['p95']} max "
-                  f"{tokens['max']}, {stats['loss_tokens']} tokens carry loss")
+        out.print(styled((f"{role} data", "bold"), f": {stats['examples']} examples, "
+                         f"{stats['trained_on']} trained on, {stats['truncated']} truncated, "
+                         f"tokens per example min {tokens['min']} mean {tokens['mean']} p95 "
+                         f"{tokens['p95']} max {tokens['max']}, {stats['loss_tokens']} tokens "
+                         "carry loss"))
         if stats["dropped_no_loss_tokens"]:
             out.print(f"  dropped (no assistant token left): examples "
                       f"{stats['dropped_no_loss_tokens']}")
     plan = report["plan"]
-    out.print(f"[bold]plan[/]: {plan['steps_per_epoch']} steps/epoch, {plan['total_steps']} "
-              f"steps in all ({plan['epochs']} epochs, {plan['examples_per_step']} examples "
-              "per step)")
+    out.print(styled(("plan", "bold"), f": {plan['steps_per_epoch']} steps/epoch, "
+                     f"{plan['total_steps']} steps in all ({plan['epochs']} epochs, "
+                     f"{plan['examples_per_step']} examples per step)"))
     estimate = report.get("estimate")
     if estimate:
-        out.print(f"[bold]estimate[/]: about {_duration(estimate['wall_s'])} at "
-                  f"{estimate['tokens_per_s']} tokens/s, peak memory about "
-                  f"{estimate['peak_memory_mb']:.0f} MB")
+        out.print(styled(("estimate", "bold"), f": about {_duration(estimate['wall_s'])} at "
+                         f"{estimate['tokens_per_s']} tokens/s, peak memory about "
+                         f"{estimate['peak_memory_mb']:.0f} MB"))
         out.print(f"  measured: {estimate['method']}")
     out.print("dry run: nothing trained, nothing registered")
 
