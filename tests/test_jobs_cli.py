@@ -93,14 +93,16 @@ def test_unknown_job_is_one_line_exit_2(capsys) -> None:
     assert "no job 'ftjob-nope'" in err and "Traceback" not in err
 
 
-def test_checkpoints_lists_rows_and_pointers(capsys) -> None:
+def test_checkpoints_lists_rows_and_pointers(capsys, tunelab_home: Path) -> None:
     make_job("ftjob-c")
     with open_registry() as registry:
         for name, kind, step in (("step-000002", "step", 2), ("epoch-001", "epoch", 4),
                                  ("latest", "latest", 4)):
+            folder = tunelab_home / "runs" / "ftjob-c" / "checkpoints" / name
+            folder.mkdir(parents=True)  # listed only while the folder is there
             registry.upsert_checkpoint(Checkpoint(
                 "ftjob-c", name, kind, time.time(), step, 1.0,
-                f"/runs/ftjob-c/checkpoints/{name}", {"train_loss": 0.5, "valid_loss": 0.7}))
+                str(folder), {"train_loss": 0.5, "valid_loss": 0.7}))
     assert main(["checkpoints", "ftjob-c", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["checkpoints"]
     assert [(row["name"], row["kind"]) for row in rows] == [

@@ -1,43 +1,84 @@
 """Where tunelab keeps its state: TUNELAB_HOME (default ~/.tunelab).
 
-Tests always point TUNELAB_HOME at a temp dir. Nothing here creates anything until asked.
+Tests always point TUNELAB_HOME at a temp dir. Nothing here creates anything until a caller
+needs to write: `home()` only names the folder, so commands that never write state (`data
+check`) work even when it cannot be created. Where a folder is needed and cannot be made,
+the error is one line naming the path and the fix.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import tempfile
+from functools import cache
 from pathlib import Path
+
+from tunelab.errors import UsageError
+
+log = logging.getLogger("tunelab.home")
 
 
 def home() -> Path:
-    """The state folder, created on first use."""
-    root = Path(os.environ.get("TUNELAB_HOME") or Path.home() / ".tunelab").expanduser()
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    """The state folder's path; not created here (see `folder`)."""
+    return Path(os.environ.get("TUNELAB_HOME") or Path.home() / ".tunelab").expanduser()
+
+
+def folder(path: Path, *, what: str = "TUNELAB_HOME") -> Path:
+    """`path`, created if needed; UsageError (exit 2) naming it when it cannot be."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise UsageError(f"cannot create {path} ({what}): {reason}",
+                         fix="set TUNELAB_HOME to a folder you can write to") from None
+    return path
 
 
 def runs_dir() -> Path:
-    path = home() / "runs"
-    path.mkdir(exist_ok=True)
-    return path
+    return folder(home() / "runs")
 
 
 def cache_dir() -> Path:
-    """Converted models and tokenizer tables. TUNELAB_CACHE_DIR may move it (tests share one)."""
+    """Converted models and tokenizer tables. TUNELAB_CACHE_DIR may move it (tests share one).
+
+    Everything in it can be rebuilt, so when TUNELAB_HOME cannot be created the cache falls
+    back to a per-user temp folder instead of failing a command that needs no state.
+    """
     override = os.environ.get("TUNELAB_CACHE_DIR")
-    path = Path(override).expanduser() if override else home() / "cache"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    if override:
+        return folder(Path(override).expanduser(), what="TUNELAB_CACHE_DIR")
+    try:
+        return folder(home() / "cache")
+    except UsageError as error:
+        return _fallback_cache(error.render())
+
+
+@cache
+def _fallback_cache(problem: str) -> Path:
+    path = Path(tempfile.gettempdir()) / f"tunelab-cache-{os.getuid()}"
+    log.warning("%s; caching in %s instead", problem, path)
+    return folder(path, what="temp cache")
 
 
 def registry_path() -> Path:
     return home() / "registry.sqlite"
 
 
+def home_file(name: str) -> Path | None:
+    """TUNELAB_HOME/name if it is a file this process can see, else None (no home yet, a
+    file in the way, a folder it may not enter: all mean there is no such file)."""
+    candidate = home() / name
+    try:
+        return candidate if candidate.is_file() else None
+    except OSError:
+        return None
+
+
 def load_dotenv_files() -> None:
     """Read keys from ./.env and TUNELAB_HOME/.env without overriding the real environment."""
     from dotenv import load_dotenv
 
-    for candidate in (Path.cwd() / ".env", home() / ".env"):
-        if candidate.is_file():
+    for candidate in (Path.cwd() / ".env", home_file(".env")):
+        if candidate is not None and candidate.is_file():
             load_dotenv(candidate, override=False)

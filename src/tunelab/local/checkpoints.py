@@ -60,6 +60,16 @@ def read_pointer(root: Path, pointer: str) -> Path | None:
     return folder if name and folder.is_dir() else None
 
 
+def candidates(root: Path) -> list[Path]:
+    """The checkpoint folders a resume may start from, in the order to try them: the one
+    `latest` names, then every other, newest first (a damaged latest falls back to these)."""
+    latest = read_pointer(root, "latest")
+    folders = [path for prefix in ("step", "epoch") for path in root.glob(f"{prefix}-*")
+               if path.is_dir() and path != latest]
+    folders.sort(key=lambda path: path.stat().st_mtime_ns, reverse=True)
+    return ([latest] if latest else []) + folders
+
+
 def prune(root: Path, prefix: str, keep: int) -> list[str]:
     """Delete all but the newest `keep` folders named prefix-*, sparing pointed-at ones."""
     protected = {path.name for path in (read_pointer(root, p) for p in POINTERS) if path}

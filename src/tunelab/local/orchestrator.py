@@ -4,7 +4,12 @@ Both run a job to its end in the calling thread and return the result object. Th
 registered (queued) before the model loads, so its id is never lost; it then moves to
 running and ends succeeded, failed or cancelled. `stop` (a threading.Event) cancels
 cleanly: the loop finishes its step, saves a checkpoint and returns; Ctrl-C in the main
-thread sets it. A cancelled or killed job resumes from its `latest` checkpoint.
+thread sets it. A cancelled or killed job resumes from its `latest` checkpoint, or, when
+that one does not read back, from the newest older one that does (a warning event says so).
+
+A finished job's status is final (the registry enforces it), with one exception: resume
+reopens it. A resume that fails puts a finished job back exactly as it was, so a succeeded
+job never turns failed because an attempt to train it further broke.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from tunelab.errors import NotFoundError, TunelabError, UsageError
 from tunelab.local import checkpoints, launch, prepare, samples, trainer
 from tunelab.local.memory import release_freed_memory
 from tunelab.local.recorder import EventHandler, RunRecorder
-from tunelab.local.state import TrainState
+from tunelab.local.state import TrainState, checkpoint_problem
 from tunelab.registry import JobRecord, Registry, metrics, open_registry
 
 PROVIDER = "local"
@@ -47,7 +52,8 @@ def train(config: TrainConfig, *, job_id: str | None = None,
     run_dir = _fresh_run_dir(config, job_id)
     with open_registry() as registry:
         _register(registry, job_id, config, run_dir)
-        return _execute(registry, job_id, config, run_dir, examples, None, on_event, stop)
+        return _execute(registry, job_id, config, run_dir, examples, None, on_event, stop,
+                        before=None)
 
 
 def resume(job_id: str, overrides: dict[str, Any] | None = None, *,
@@ -64,20 +70,57 @@ def _resume(registry: Registry, job_id: str, overrides: dict[str, Any] | None,
     if job.provider != PROVIDER or not job.run_dir:
         raise UsageError(f"job {job_id} ran on {job.provider}; only local jobs resume here",
                          fix="start a new run with `tunelab train`")
-    run_dir = Path(job.run_dir)
-    latest = checkpoints.read_pointer(run_dir / "checkpoints", "latest")
-    if latest is None:
+    if job.status == "succeeded" and not overrides:
+        raise UsageError(f"job {job_id} already succeeded; resuming it as it is would train "
+                         "nothing more",
+                         fix=f"to train it further: tunelab train --resume {job_id} --epochs N "
+                             "(or --max-steps N)")
+    root = Path(job.run_dir) / "checkpoints"
+    if not checkpoints.candidates(root):
         raise NotFoundError(f"job {job_id} has no checkpoint to resume from",
                             fix="start it again with `tunelab train`")
     config = resolve_config(base=job.config, flags=dict(overrides or {}))
     prepare.check_config(config)
+    resume_from, skipped = _usable_checkpoint(job_id, root, config.full)
     if not launch.is_main_rank():  # under accelerate launch: rank 0 alone keeps the books
-        return launch.follow(config, latest, stop)
+        return launch.follow(config, resume_from, stop)
+    run_dir = Path(job.run_dir)
     _refuse_if_alive(run_dir, job_id)
     examples = prepare.read_examples(config)
-    registry.update_job(job_id, status="queued", config=config.model_dump(mode="json"),
-                        error=None, finished_at=None)
-    return _execute(registry, job_id, config, run_dir, examples, latest, on_event, stop)
+    _note_skipped(registry, job_id, skipped, resume_from, on_event)
+    # Checked and ready: only now may a finished job leave its status.
+    registry.reopen(job_id, status="queued", config=config.model_dump(mode="json"),
+                    error=None, finished_at=None)
+    return _execute(registry, job_id, config, run_dir, examples, resume_from, on_event, stop,
+                    before=job if job.is_terminal else None)
+
+
+def _usable_checkpoint(job_id: str, root: Path,
+                       full: bool) -> tuple[Path, list[tuple[str, str]]]:
+    """The newest checkpoint that reads back, and (name, problem) for each newer one passed
+    over. UsageError when none does: the job is left as it is."""
+    skipped = []
+    for folder in checkpoints.candidates(root):
+        problem = checkpoint_problem(folder, full=full)
+        if problem is None:
+            return folder, skipped
+        skipped.append((folder.name, problem))
+    listed = "; ".join(f"{name}: {problem}" for name, problem in skipped)
+    raise UsageError(f"job {job_id} has no checkpoint that can be resumed from ({listed})",
+                     fix="start it again with `tunelab train`; the job keeps its status")
+
+
+def _note_skipped(registry: Registry, job_id: str, skipped: list[tuple[str, str]],
+                  chosen: Path, on_event: EventHandler | None) -> None:
+    """Say which damaged checkpoints were passed over, and point `latest` at the one used,
+    so a crash before the next save does not try the damaged one again."""
+    for name, problem in skipped:
+        text = f"checkpoint {name} cannot be resumed from ({problem}); using {chosen.name}"
+        registry.add_event(job_id, text, level="warning")
+        if on_event is not None:
+            on_event({"type": "message", "level": "warning", "message": text})
+    if skipped:
+        checkpoints.set_pointer(chosen.parent, "latest", chosen.name)
 
 
 def request_cancel(job_id: str) -> str:
@@ -99,7 +142,10 @@ def request_cancel(job_id: str) -> str:
 
 def _execute(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path,
              examples: prepare.Examples, resume_from: Path | None,
-             on_event: EventHandler | None, stop: threading.Event | None) -> dict[str, Any]:
+             on_event: EventHandler | None, stop: threading.Event | None, *,
+             before: JobRecord | None) -> dict[str, Any]:
+    """Run the job; `before` is its row when a resume reopened a finished job: a failure
+    then restores that row instead of marking the job failed."""
     recorder = RunRecorder(registry, job_id, run_dir, config.log_every, on_event)
     stop = stop or threading.Event()
     (run_dir / "config.json").write_text(config.model_dump_json(indent=2), encoding="utf-8")
@@ -109,14 +155,15 @@ def _execute(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path
         with _interrupt_sets(stop):
             return _run(registry, job_id, config, run_dir, examples, resume_from, recorder, stop)
     except TunelabError as error:
-        _fail(registry, recorder, job_id, error.render(), type(error).__name__)
+        _fail(registry, recorder, job_id, error.render(), type(error).__name__, before)
         raise
     except KeyboardInterrupt:  # a second Ctrl-C: no time for a checkpoint, latest still holds
         registry.update_job(job_id, status="cancelled", native_status="interrupted")
         recorder.message("interrupted; resume from the latest checkpoint", level="warning")
         raise
     except Exception as error:
-        _fail(registry, recorder, job_id, f"{type(error).__name__}: {error}", "internal_error")
+        _fail(registry, recorder, job_id, f"{type(error).__name__}: {error}", "internal_error",
+              before)
         raise
     finally:
         (run_dir / "train.pid").unlink(missing_ok=True)
@@ -145,6 +192,11 @@ def _run(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path,
     recorder.message(f"training {verb}: {len(data.train.items)} examples, "
                      f"{session.steps_per_epoch} steps/epoch, {session.total_steps} steps")
     outcome = trainer.train(session, state, recorder, run_dir, stop)
+    # The numbers stand whatever the status; a job a client cancelled while its last step
+    # ran is finished already, and that word is final: no weights, no samples, no model.
+    current = registry.update_job(job_id, metrics=_metrics(state))
+    if current.is_terminal:
+        outcome = current.status
     fine_tuned = None
     if outcome == "succeeded":
         trainer.save_weights(session, run_dir)
@@ -152,12 +204,11 @@ def _run(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path,
             tokenizer.save_pretrained(run_dir / "adapter")
         fine_tuned = f"ft:{prepare.base_model_name(config.model)}:{config.suffix or ''}:{job_id}"
         samples.write_samples(config, run_dir, examples.train, recorder)
-    metrics = _metrics(state)
-    registry.update_job(job_id, status=outcome, native_status=outcome, metrics=metrics,
-                        fine_tuned_model=fine_tuned)
-    recorder.message(f"job {outcome}" + (": resumable with `tunelab train --resume "
-                                         f"{job_id}`" if outcome == "cancelled" else ""))
-    return result_object(registry.get_job(job_id))
+    job = registry.update_job(job_id, status=outcome, native_status=outcome,
+                              fine_tuned_model=fine_tuned)
+    recorder.message(f"job {job.status}" + (": resumable with `tunelab train --resume "
+                                            f"{job_id}`" if job.status == "cancelled" else ""))
+    return result_object(job)
 
 
 def result_object(job: JobRecord) -> dict[str, Any]:
@@ -229,11 +280,21 @@ def _live_pid(run_dir: Path) -> int | None:
     return pid
 
 
-def _fail(registry: Registry, recorder: RunRecorder, job_id: str, message: str,
-          code: str) -> None:
-    registry.update_job(job_id, status="failed", native_status="failed",
-                        error={"code": code, "message": message})
-    recorder.message(f"failed: {message}", level="error")
+def _fail(registry: Registry, recorder: RunRecorder, job_id: str, message: str, code: str,
+          before: JobRecord | None) -> None:
+    """Record a failure: the job fails, unless it had finished before this resume, when it
+    goes back to exactly what it was (a finished job's outcome is not the attempt's)."""
+    if before is None:
+        registry.update_job(job_id, status="failed", native_status="failed",
+                            error={"code": code, "message": message})
+        recorder.message(f"failed: {message}", level="error")
+        return
+    registry.update_job(job_id, status=before.status, native_status=before.native_status,
+                        error=before.error, fine_tuned_model=before.fine_tuned_model,
+                        metrics=before.metrics, config=before.config,
+                        finished_at=before.finished_at)
+    recorder.message(f"resume failed: {message}; the job stays {before.status}",
+                     level="error")
 
 
 @contextlib.contextmanager

@@ -4,12 +4,16 @@ A checkpoint folder: `adapter/` (LoRA, loadable with peft) or `model/` (full fin
 loadable with transformers), `optimizer.pt`, `scheduler.pt`, `rng.pt` (python, numpy and
 torch generators), `state.json` (step, epoch and the exact data position) and
 `hparams.json` (the resolved config, as litgpt saves next to every checkpoint).
+
+`checkpoint_problem` says whether a folder can be resumed from before anything loads it, so
+a damaged checkpoint is passed over for an older one instead of failing the job halfway.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +64,60 @@ def load_training_state(folder: Path) -> TrainState:
     saved = json.loads((folder / "state.json").read_text())
     return TrainState(**{LEGACY_SUMMARY_NAMES.get(key, key): value
                          for key, value in saved.items()})
+
+
+# The files besides the weights that resume reads (trainer.setup, trainer.restore_position).
+TRAINING_FILES = ("optimizer.pt", "scheduler.pt", "rng.pt")
+
+
+def checkpoint_problem(folder: Path, *, full: bool) -> str | None:
+    """Why resume cannot start from `folder`, or None when every file it reads is present
+    and reads back: state.json parses, each torch archive's checksums match (read, not
+    unpickled: an optimizer can be gigabytes), and the weights' safetensors headers cover
+    their files (a truncated copy fails here)."""
+    try:
+        load_training_state(folder)
+    except FileNotFoundError:
+        return "state.json is missing"
+    except (OSError, ValueError, TypeError) as error:
+        return f"state.json does not read back ({type(error).__name__})"
+    for name in TRAINING_FILES:
+        problem = _archive_problem(folder / name)
+        if problem:
+            return f"{name} {problem}"
+    return _weights_problem(folder, full)
+
+
+def _archive_problem(path: Path) -> str | None:
+    if not path.is_file():
+        return "is missing"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError):
+        return "is not a complete torch file"
+    return f"is damaged (bad checksum in {bad})" if bad else None
+
+
+def _weights_problem(folder: Path, full: bool) -> str | None:
+    from safetensors import SafetensorError, safe_open
+
+    if full:  # a whole HF model folder (trainer.build_model loads it with transformers)
+        weights = folder / "model"
+        if not (weights / "config.json").is_file():
+            return "model/config.json is missing"
+        files = sorted(weights.glob("*.safetensors"))
+    else:
+        files = [folder / "adapter" / "adapter_model.safetensors"]
+    if not files or not all(path.is_file() for path in files):
+        return f"{'model' if full else 'adapter'} weights are missing"
+    for path in files:
+        try:
+            with safe_open(str(path), "pt"):
+                pass
+        except (OSError, SafetensorError) as error:
+            return f"{path.relative_to(folder)} does not read back ({error})"
+    return None
 
 
 def load_torch(folder: Path, name: str) -> Any:

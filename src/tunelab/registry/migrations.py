@@ -7,6 +7,9 @@
        seq (creation order); files gain status; the job and file documents `tunelab serve`
        kept under TUNELAB_HOME/server are imported (registry/server_documents.py)
 
+A registry whose version is above the last number here was written by a newer tunelab: it
+is refused (RegistryError naming both versions), never used half-understood.
+
 A step is SQL text, or a Python function of the connection and the home folder (the folder
 holding the database) for what SQL cannot do, such as reading files. Either runs in one
 transaction with its version bump.
@@ -18,7 +21,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from tunelab.registry import server_documents
+from tunelab.registry import damage, server_documents
 from tunelab.registry.metrics import LEGACY_STEP_NAMES, LEGACY_SUMMARY_NAMES, VALID_LOSS
 
 PythonStep = Callable[[sqlite3.Connection, Path | None], None]
@@ -135,12 +138,18 @@ def current_version(conn: sqlite3.Connection) -> int:
     return conn.execute("PRAGMA user_version").fetchone()[0]
 
 
-def _home_of(conn: sqlite3.Connection) -> Path | None:
-    """The folder holding the main database file; None for an in-memory database."""
+def _file_of(conn: sqlite3.Connection) -> Path | None:
+    """The main database file; None for an in-memory database."""
     for _, name, file in conn.execute("PRAGMA database_list").fetchall():
         if name == "main" and file:
-            return Path(file).parent
+            return Path(file)
     return None
+
+
+def _home_of(conn: sqlite3.Connection) -> Path | None:
+    """The folder holding the main database file; None for an in-memory database."""
+    file = _file_of(conn)
+    return file.parent if file else None
 
 
 def _run_python_step(conn: sqlite3.Connection, number: int, step: PythonStep) -> None:
@@ -161,7 +170,9 @@ def _run_python_step(conn: sqlite3.Connection, number: int, step: PythonStep) ->
 
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema up to the newest migration; returns the version reached."""
-    version = current_version(conn)
+    version, known = current_version(conn), MIGRATIONS[-1][0]
+    if version > known:
+        raise damage.newer(_file_of(conn) or Path(":memory:"), version, known)
     for number, step in MIGRATIONS:
         if number <= version:
             continue

@@ -2,21 +2,36 @@
 
 Every write is its own short transaction so a training process, a server worker and a
 `jobs watch` in another terminal can share the file. Rows are plain dataclasses.
+
+Two promises hold here, for every caller:
+- A terminal status (succeeded, failed, cancelled) never changes: a status write to a
+  finished job is ignored in the UPDATE itself, so a worker finishing its last step cannot
+  overwrite a client's cancel. `reopen` is the one door back, for a resume.
+- A registry that cannot be used (damaged, read-only, a folder, newer) is a RegistryError,
+  one line with its fix (registry/damage.py), whichever statement finds out; one row that
+  does not parse is skipped from lists with a warning naming it, never hides the others.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tunelab import home
-from tunelab.errors import NotFoundError
+from tunelab.errors import NotFoundError, RegistryError
+from tunelab.registry import damage
 from tunelab.registry.migrations import migrate
+
+log = logging.getLogger("tunelab.registry")
+Row = TypeVar("Row")
 
 # OpenAI's vocabulary, shared by every provider.
 STATUSES = ("validating_files", "queued", "running", "succeeded", "failed", "cancelled")
@@ -109,18 +124,48 @@ def _job_from_row(row: sqlite3.Row) -> JobRecord:
     return JobRecord(**data)
 
 
+def _checkpoint_from_row(row: sqlite3.Row) -> Checkpoint:
+    return Checkpoint(row["job_id"], row["name"], row["kind"], row["created_at"], row["step"],
+                      row["epoch"], row["path"], json.loads(row["metrics_json"]))
+
+
+def _event_from_row(row: sqlite3.Row) -> Event:
+    return Event(row["job_id"], row["seq"], row["created_at"], row["message"], row["level"],
+                 row["type"], json.loads(row["data_json"]) if row["data_json"] else None)
+
+
+def _metrics_from_row(row: sqlite3.Row) -> dict[str, Any]:
+    return {"step": row["step"], **json.loads(row["data_json"])}
+
+
+# TERMINAL as SQL, for the UPDATE that must leave a finished job alone.
+_TERMINAL_SQL = ", ".join(f"'{status}'" for status in sorted(TERMINAL))
+
+
 class Registry:
     """A handle on registry.sqlite. Safe to share between threads of one process."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(path, timeout=30, check_same_thread=False,
-                                     isolation_level=None)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA busy_timeout=30000")
-        migrate(self._conn)
+        if path.is_dir():
+            raise damage.explain(path, sqlite3.OperationalError("is a folder"))
+        home.folder(path.parent)
+        try:
+            self._conn = sqlite3.connect(path, timeout=30, check_same_thread=False,
+                                         isolation_level=None)
+        except sqlite3.Error as error:
+            raise damage.explain(path, error) from error
+        try:
+            with self._db() as conn:
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA busy_timeout=30000")
+                damage.check(conn, path)
+                migrate(conn)
+        except BaseException:
+            self._conn.close()
+            raise
 
     def close(self) -> None:
         self._conn.close()
@@ -131,13 +176,45 @@ class Registry:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def _write(self, sql: str, params: tuple | dict = ()) -> sqlite3.Cursor:
+    @contextlib.contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """The connection, under the lock; sqlite's word for a bad file becomes RegistryError."""
         with self._lock:
-            return self._conn.execute(sql, params)
+            try:
+                yield self._conn
+            except damage.FILE_ERRORS as error:
+                if type(error) not in damage.FILE_ERRORS:  # IntegrityError & co: our bug
+                    raise
+                raise damage.explain(self.path, error) from error
+
+    def _write(self, sql: str, params: tuple | dict = ()) -> sqlite3.Cursor:
+        with self._db() as conn:
+            return conn.execute(sql, params)
 
     def _read(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+        with self._db() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def _parse(self, row: sqlite3.Row, build: Callable[[sqlite3.Row], Row], what: str) -> Row:
+        """`build(row)`, or RegistryError naming the row when its stored JSON is damaged."""
+        try:
+            return build(row)
+        except (ValueError, TypeError) as error:
+            raise RegistryError(
+                f"{what} in {self.path} is damaged ({type(error).__name__}: {error})",
+                fix="the rest of the registry is unaffected; restore it from a backup to "
+                    "recover this record") from error
+
+    def _parse_all(self, rows: list[sqlite3.Row], build: Callable[[sqlite3.Row], Row],
+                   what: Callable[[sqlite3.Row], str]) -> list[Row]:
+        """Every row that parses; each one that does not is skipped with a warning."""
+        parsed = []
+        for row in rows:
+            try:
+                parsed.append(self._parse(row, build, what(row)))
+            except RegistryError as error:
+                log.warning("skipped: %s", error.message)
+        return parsed
 
     # jobs -----------------------------------------------------------------------------
     def create_job(self, job: JobRecord) -> JobRecord:
@@ -150,33 +227,41 @@ class Registry:
         columns = ", ".join([*row, "seq"])
         marks = ", ".join([*(f":{name}" for name in row),
                            "(SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs)"])
-        with self._lock:
-            self._conn.execute(f"INSERT INTO jobs ({columns}) VALUES ({marks})", row)
-            job.seq = self._conn.execute("SELECT seq FROM jobs WHERE id = ?",
-                                         (job.id,)).fetchone()[0]
+        with self._db() as conn:
+            conn.execute(f"INSERT INTO jobs ({columns}) VALUES ({marks})", row)
+            job.seq = conn.execute("SELECT seq FROM jobs WHERE id = ?", (job.id,)).fetchone()[0]
         return job
 
     def update_job(self, job_id: str, **changes: Any) -> JobRecord:
-        """Change some fields of a job; status moves to a terminal one stamp finished_at."""
-        if self._update(job_id, None, changes) == 0:
-            raise NotFoundError(f"no job {job_id!r} in the registry",
-                                fix="run `tunelab jobs list` to see job ids")
+        """Change some fields of a job and return the row as it now is; a status moving to a
+        terminal one stamps finished_at. A finished job keeps its status: a write that would
+        change it changes nothing (the row comes back as it was)."""
+        self._update(job_id, None, changes)
         return self.get_job(job_id)
 
     def transition(self, job_id: str, from_statuses: tuple[str, ...],
                    **changes: Any) -> JobRecord | None:
         """Change a job only while its status is one of `from_statuses`, in one statement,
         so two threads (a worker claiming a job, a client cancelling it) cannot both win.
-        None when the job was not in one of those statuses (or does not exist)."""
+        None when the job was not in one of those statuses (or does not exist). A finished
+        job never moves here: see `reopen`."""
         if self._update(job_id, from_statuses, changes) == 0:
             return None
         return self.get_job(job_id)
 
+    def reopen(self, job_id: str, from_statuses: tuple[str, ...] | None = None,
+               **changes: Any) -> JobRecord | None:
+        """The one way out of a terminal status: a resume continuing a finished job, or the
+        server pausing one it stopped itself. Like `transition` otherwise."""
+        if self._update(job_id, from_statuses, changes, reopen=True) == 0:
+            return None
+        return self.get_job(job_id)
+
     def _update(self, job_id: str, from_statuses: tuple[str, ...] | None,
-                changes: dict[str, Any]) -> int:
+                changes: dict[str, Any], *, reopen: bool = False) -> int:
         changes["updated_at"] = time.time()
-        if changes.get("status") in TERMINAL and "finished_at" not in changes:
-            changes["finished_at"] = changes["updated_at"]
+        # A job finishing now is stamped; one already finished keeps its time.
+        stamp = changes.get("status") in TERMINAL and "finished_at" not in changes
         sets, params = [], {"id": job_id}
         for name, value in changes.items():
             column = _JSON_COLUMNS.get(name, name)
@@ -184,16 +269,21 @@ class Registry:
                 value = json.dumps(value)
             sets.append(f"{column} = :{name}")
             params[name] = value
+        if stamp:
+            sets.append("finished_at = COALESCE(finished_at, :updated_at)")
         where = "id = :id"
         if from_statuses is not None:
             names = [f"from_{index}" for index in range(len(from_statuses))]
             params.update(zip(names, from_statuses, strict=True))
             where += f" AND status IN ({', '.join(':' + name for name in names)})"
+        if "status" in changes and not reopen:
+            # The invariant, in the statement itself: no read-then-write race can break it.
+            where += f" AND (status NOT IN ({_TERMINAL_SQL}) OR status = :status)"
         return self._write(f"UPDATE jobs SET {', '.join(sets)} WHERE {where}", params).rowcount
 
     def find_job(self, job_id: str) -> JobRecord | None:
         rows = self._read("SELECT * FROM jobs WHERE id = ?", (job_id,))
-        return _job_from_row(rows[0]) if rows else None
+        return self._parse(rows[0], _job_from_row, f"job {job_id}") if rows else None
 
     def get_job(self, job_id: str) -> JobRecord:
         job = self.find_job(job_id)
@@ -205,7 +295,7 @@ class Registry:
     def find_job_by_model(self, model: str) -> JobRecord | None:
         rows = self._read("SELECT * FROM jobs WHERE fine_tuned_model = ? "
                           "ORDER BY created_at DESC LIMIT 1", (model,))
-        return _job_from_row(rows[0]) if rows else None
+        return self._parse(rows[0], _job_from_row, f"job {rows[0]['id']}") if rows else None
 
     def list_jobs(self, provider: str | None = None, limit: int = 100) -> list[JobRecord]:
         """Newest first (a provider's own creation time for imported cloud jobs)."""
@@ -215,7 +305,7 @@ class Registry:
         else:
             rows = self._read("SELECT * FROM jobs ORDER BY created_at DESC, seq DESC LIMIT ?",
                               (limit,))
-        return [_job_from_row(row) for row in rows]
+        return self._parse_all(rows, _job_from_row, lambda row: f"job {row['id']}")
 
     def job_ids(self, *, origin: str, statuses: tuple[str, ...] | None = None) -> list[str]:
         """Ids of the jobs `origin` created, in creation order (seq), optionally only those in
@@ -230,38 +320,39 @@ class Registry:
     def add_event(self, job_id: str, message: str, *, level: str = "info",
                   type: str = "message", data: dict[str, Any] | None = None,
                   created_at: float | None = None) -> Event:
-        with self._lock:
-            seq = self._conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM events "
-                                     "WHERE job_id = ?", (job_id,)).fetchone()[0]
+        with self._db() as conn:
+            seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM events "
+                               "WHERE job_id = ?", (job_id,)).fetchone()[0]
             event = Event(job_id, seq, created_at or time.time(), message, level, type, data)
-            self._conn.execute(
-                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (job_id, seq, event.created_at, level, type, message,
-                 json.dumps(data) if data is not None else None))
+            conn.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (job_id, seq, event.created_at, level, type, message,
+                          json.dumps(data) if data is not None else None))
         return event
 
     def list_events(self, job_id: str, after: int = 0, limit: int = 10_000) -> list[Event]:
         rows = self._read("SELECT * FROM events WHERE job_id = ? AND seq > ? "
                           "ORDER BY seq LIMIT ?", (job_id, after, limit))
-        return [Event(row["job_id"], row["seq"], row["created_at"], row["message"],
-                      row["level"], row["type"],
-                      json.loads(row["data_json"]) if row["data_json"] else None)
-                for row in rows]
+        return self._parse_all(rows, _event_from_row,
+                               lambda row: f"event {row['seq']} of job {job_id}")
 
     # metrics --------------------------------------------------------------------------
     def add_metrics(self, job_id: str, step: int, values: dict[str, Any]) -> None:
         """Record one step's metrics; a later write for the same step merges into it."""
-        with self._lock:
-            rows = self._conn.execute("SELECT data_json FROM metrics WHERE job_id = ? AND "
-                                      "step = ?", (job_id, step)).fetchall()
-            merged = {**(json.loads(rows[0][0]) if rows else {}), **values}
-            self._conn.execute("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?)",
-                               (job_id, step, json.dumps(merged)))
+        with self._db() as conn:
+            rows = conn.execute("SELECT data_json FROM metrics WHERE job_id = ? AND step = ?",
+                                (job_id, step)).fetchall()
+            try:
+                earlier = json.loads(rows[0][0]) if rows else {}
+            except ValueError:  # a damaged row: this write replaces it
+                earlier = {}
+            conn.execute("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?)",
+                         (job_id, step, json.dumps({**earlier, **values})))
 
     def list_metrics(self, job_id: str) -> list[dict[str, Any]]:
         rows = self._read("SELECT step, data_json FROM metrics WHERE job_id = ? ORDER BY step",
                           (job_id,))
-        return [{"step": row["step"], **json.loads(row["data_json"])} for row in rows]
+        return self._parse_all(rows, _metrics_from_row,
+                               lambda row: f"metrics of step {row['step']} of job {job_id}")
 
     # files ----------------------------------------------------------------------------
     def record_file(self, *, file_id: str, provider: str, endpoint: str, sha256: str,
@@ -310,11 +401,20 @@ class Registry:
         self._write("DELETE FROM checkpoints WHERE job_id = ? AND name = ?", (job_id, name))
 
     def list_checkpoints(self, job_id: str) -> list[Checkpoint]:
+        """The job's checkpoints whose folders still exist (a provider's, with no path on
+        this machine, always count). Rows whose folder was deleted are left out, with a
+        warning saying how many: every reader (the CLI, the server's model list, the
+        worker deciding to resume) sees only what can be loaded."""
         rows = self._read("SELECT * FROM checkpoints WHERE job_id = ? ORDER BY step, name",
                           (job_id,))
-        return [Checkpoint(row["job_id"], row["name"], row["kind"], row["created_at"],
-                           row["step"], row["epoch"], row["path"],
-                           json.loads(row["metrics_json"])) for row in rows]
+        listed = self._parse_all(rows, _checkpoint_from_row,
+                                 lambda row: f"checkpoint {row['name']} of job {job_id}")
+        present = [row for row in listed if row.path is None or Path(row.path).is_dir()]
+        if len(present) < len(listed):
+            gone = sorted({row.name for row in listed} - {row.name for row in present})
+            log.warning("%s: %d checkpoint(s) not listed, their folders were deleted: %s",
+                        job_id, len(gone), ", ".join(gone))
+        return present
 
 
 def open_registry(path: Path | None = None) -> Registry:

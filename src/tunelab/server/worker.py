@@ -7,7 +7,8 @@ the server down stops the running job at a checkpoint and leaves it `running`, f
 that reason; only a client's cancel makes it `cancelled`.
 
 One bad record (an unreadable row, a config that no longer validates, a deleted training
-file) fails that job only: nothing a job does can stop the worker thread.
+file) fails that job only: nothing a job does can stop the worker thread. A job the client
+cancelled stays cancelled even when its last step finishes after the cancel.
 """
 
 from __future__ import annotations
@@ -168,15 +169,18 @@ class Worker:
         if status == "cancelled" and self._closing.is_set() \
                 and job.id not in self._cancelled_by_client:
             # Stopped by our own shutdown, not by the client: resume it on the next start.
-            self.registry.update_job(job.id, status="running", finished_at=None)
+            self.registry.reopen(job.id, ("cancelled",), status="running", finished_at=None)
             self.registry.add_event(job.id, "Server stopping: job paused at a checkpoint")
             return
+        # The trainer records its own outcome (status, model, error). This write only covers
+        # a job still active, which failed before the trainer had it (a config that no longer
+        # validates, a deleted file); a finished job keeps its status, so a client's cancel
+        # during the last step stands. The event tells what the row says.
         changes: dict[str, Any] = {"status": status}
         if result.get("error"):
             changes["error"] = result["error"]
-        if status == "succeeded":
-            changes["fine_tuned_model"] = result.get("fine_tuned_model")
-        self.registry.update_job(job.id, **changes)
+        final = (self.registry.transition(job.id, ("running", *RUNNABLE), **changes)
+                 or self.registry.get_job(job.id)).status
         message = {"succeeded": "The job has successfully completed",
-                   "cancelled": "The job was cancelled"}.get(status, "The job failed")
-        self.registry.add_event(job.id, message, level="error" if status == "failed" else "info")
+                   "cancelled": "The job was cancelled"}.get(final, "The job failed")
+        self.registry.add_event(job.id, message, level="error" if final == "failed" else "info")
