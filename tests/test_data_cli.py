@@ -110,6 +110,7 @@ def test_pricing_file_in_home_overrides_and_extends(tmp_path: Path,
            "input_per_1m": 1.0, "output_per_1m": 1.0, "max_train_tokens": 65536,
            "as_of": "2030-01-01", "source": "https://example.com/negotiated"}
     extra = {**row, "provider": "acme", "model": "acme-1", "training_per_1m": None}
+    home().mkdir(parents=True, exist_ok=True)  # home() names the folder, creates nothing
     (home() / "pricing.json").write_text(json.dumps({"models": [row, extra]}))
     assert find_price("openai", "gpt-4o-mini").training_per_1m == 1000.0
     assert inference_cost_per_1k("acme", "acme-1", 1000, 1000) == pytest.approx(2.0)
@@ -122,6 +123,7 @@ def test_pricing_file_in_home_overrides_and_extends(tmp_path: Path,
 
 def test_broken_pricing_file_is_a_usage_error(tmp_path: Path,
                                               capsys: pytest.CaptureFixture) -> None:
+    home().mkdir(parents=True, exist_ok=True)
     (home() / "pricing.json").write_text('{"models": [{"provider": "openai"}]}')
     assert main(["data", "cost", str(write_dataset(tmp_path / "t.jsonl"))]) == 2
     assert "pricing.json: not a valid price table" in capsys.readouterr().err

@@ -8,7 +8,10 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
+from faultproxy import serve_in_thread
 from test_data_cli import write_dataset
 from tunelab.cli import main
 from tunelab.data.lifecycle import days_left, lifecycle, provider_closes, today
@@ -16,6 +19,13 @@ from tunelab.errors import UsageError
 from tunelab.home import home
 
 DEPRECATIONS = "https://developers.openai.com/api/docs/deprecations"
+KEY = "sk-canary-lifecycle-5151515151"
+
+
+def home_pricing(document: dict) -> None:
+    """Write the user's TUNELAB_HOME/pricing.json override."""
+    home().mkdir(parents=True, exist_ok=True)
+    (home() / "pricing.json").write_text(json.dumps(document))
 
 
 def cost_rows(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch,
@@ -56,10 +66,10 @@ def test_a_live_shutdown_date_wins_over_the_table() -> None:
 
 
 def test_the_home_pricing_file_overrides_dates_like_prices() -> None:
-    (home() / "pricing.json").write_text(json.dumps({
+    home_pricing({
         "models": [{"provider": "openai", "model": "gpt-4o-mini-2024-07-18",
                     "shutdown": "2027-06-30", "lifecycle_source": "https://example.com/deal"}],
-        "providers": {"openai": {"fine_tuning_closes": "2027-03-01"}}}))
+        "providers": {"openai": {"fine_tuning_closes": "2027-03-01"}}})
     mini = lifecycle("openai", "gpt-4o-mini")
     assert mini.shutdown == date(2027, 6, 30) and mini.source == "https://example.com/deal"
     assert mini.fine_tuning_closes == date(2027, 1, 6)  # the row's own day still stands
@@ -71,8 +81,8 @@ def test_the_home_pricing_file_overrides_dates_like_prices() -> None:
 
 def test_a_bad_date_in_the_home_file_names_the_file_and_key(
         capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
-    (home() / "pricing.json").write_text(json.dumps({"models": [
-        {"provider": "openai", "model": "gpt-4o-mini-2024-07-18", "shutdown": "soon"}]}))
+    home_pricing({"models": [
+        {"provider": "openai", "model": "gpt-4o-mini-2024-07-18", "shutdown": "soon"}]})
     assert main(["data", "cost", str(write_dataset(tmp_path / "t.jsonl"))]) == 2
     err = capsys.readouterr().err
     assert "pricing.json" in err and "gpt-4o-mini-2024-07-18 shutdown 'soon'" in err
@@ -135,3 +145,135 @@ def test_after_the_cut_off_openai_training_is_not_priced(
     assert "no new fine-tuning jobs since 2027-01-06" in out
     assert next(line for line in out.splitlines()
                 if "gpt-4o-mini-2024" in line).rstrip().endswith("closed / 8")
+
+
+# --- train --provider openai ------------------------------------------------------------
+
+class StandIn:
+    """A local stand-in for api.openai.com: lists models (with `shutdown_date` where given),
+    accepts uploads, and logs every request it gets."""
+
+    def __init__(self, shutdown_dates: dict[str, str] | None = None, *,
+                 lists_models: bool = True) -> None:
+        self.requests: list[str] = []
+        self.app = FastAPI()
+
+        @self.app.middleware("http")
+        async def log(request: Request, call_next):  # noqa: ANN001, ANN202
+            self.requests.append(f"{request.method} {request.url.path}")
+            return await call_next(request)
+
+        if lists_models:
+            @self.app.get("/v1/models")
+            def models() -> dict:
+                return {"object": "list", "data": [
+                    {"id": name, "object": "model", "created": 0, "owned_by": "system",
+                     "shutdown_date": day} for name, day in (shutdown_dates or {}).items()]}
+
+        @self.app.post("/v1/files")
+        async def upload(request: Request) -> JSONResponse:
+            size = len(await request.body())
+            return JSONResponse({"id": "file-standin", "object": "file", "bytes": size,
+                                 "created_at": 0, "filename": "train.jsonl",
+                                 "purpose": "fine-tune", "status": "processed"})
+
+
+@pytest.fixture
+def openai_at(monkeypatch: pytest.MonkeyPatch):
+    """Start a stand-in and declare its URL one of OpenAI's endpoints (as a user would for a
+    proxy in front of OpenAI); yields a function that starts it and returns (stand-in, url)."""
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    with __import__("contextlib").ExitStack() as stack:
+        def start(stand_in: StandIn, *, declared: bool = True) -> tuple[StandIn, str]:
+            url = f"http://127.0.0.1:{stack.enter_context(serve_in_thread(stand_in.app))}/v1"
+            if declared:
+                home_pricing({"providers": {"openai": {
+                    "endpoints": ["https://api.openai.com/v1", url]}}})
+            return stand_in, url
+        yield start
+
+
+def train(capsys: pytest.CaptureFixture, tmp_path: Path, *flags: str) -> tuple[int, str]:
+    path = write_dataset(tmp_path / "train.jsonl")
+    code = main(["train", str(path), "--provider", "openai", "--yes", *flags])
+    captured = capsys.readouterr()
+    assert KEY not in captured.out + captured.err
+    return code, captured.err
+
+
+@pytest.mark.parametrize(("day", "model"), [("2027-01-06", "gpt-4o-mini"),
+                                            ("2027-01-13", "gpt-4.1-mini-2025-04-14"),
+                                            ("2027-03-01", "a-base-the-table-never-heard-of")])
+def test_train_is_refused_once_openai_fine_tuning_closes(
+        day: str, model: str, openai_at, tmp_path: Path, capsys: pytest.CaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUNELAB_TODAY", day)
+    stand_in, url = openai_at(StandIn())
+    code, err = train(capsys, tmp_path, "--base-url", url, "--model", model)
+    assert code == 2 and "Traceback" not in err
+    [line] = err.strip().splitlines()
+    assert "no new fine-tuning jobs" in line and "since 2027-01-06" in line
+    assert "--provider vertex, --provider local, or --provider NAME" in line
+    assert not any(request.startswith("POST") for request in stand_in.requests)
+    # the real endpoint: refused the same way before any key is needed or anything is read
+    monkeypatch.delenv("OPENAI_API_KEY")
+    code, err = train(capsys, tmp_path, "--model", model)
+    assert code == 2 and "since 2027-01-06" in err and "OPENAI_API_KEY" not in err
+
+
+def test_a_shut_down_base_model_is_refused_before_any_upload(
+        openai_at, tmp_path: Path, capsys: pytest.CaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUNELAB_TODAY", "2026-12-02")
+    stand_in, url = openai_at(StandIn())
+    for model in ("gpt-3.5-turbo-0125", "ft:gpt-4.1-nano-2025-04-14:acme:natasha:abc123"):
+        code, err = train(capsys, tmp_path, "--base-url", url, "--model", model)
+        assert code == 2 and len(err.strip().splitlines()) == 1
+        assert f"{model} was shut down on 2026-10-23" in err and "--provider local" in err
+    assert "POST /v1/files" not in stand_in.requests
+
+
+def test_fewer_than_30_days_left_warns_and_goes_on(
+        openai_at, tmp_path: Path, capsys: pytest.CaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUNELAB_TODAY", "2026-12-10")
+    stand_in, url = openai_at(StandIn({"gpt-4o-mini-2024-07-18": "2027-01-14"}))
+    code, err = train(capsys, tmp_path, "--base-url", url, "--model", "gpt-4o-mini",
+                      "--upload-only")
+    assert code == 0 and "POST /v1/files" in stand_in.requests
+    warnings = [line for line in err.splitlines() if "closes in" in line]
+    assert len(warnings) == 1  # the live date agrees with the table: said once
+    assert "fine-tuning on openai closes in 27 days (2027-01-06)" in warnings[0]
+    assert "shut down in 35 days (2027-01-14)" in warnings[0]
+    monkeypatch.setenv("TUNELAB_TODAY", "2026-12-02")  # 35 days before closing: quiet
+    code, err = train(capsys, tmp_path, "--base-url", url, "--model", "gpt-4o-mini",
+                      "--upload-only")
+    assert code == 0 and "closes in" not in err
+
+
+def test_the_live_shutdown_date_wins_and_a_missing_list_is_harmless(
+        openai_at, tmp_path: Path, capsys: pytest.CaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUNELAB_TODAY", "2026-12-06")
+    stand_in, url = openai_at(StandIn({"gpt-4o-mini-2024-07-18": "2026-12-05"}))
+    code, err = train(capsys, tmp_path, "--base-url", url, "--model", "gpt-4o-mini-2024-07-18")
+    assert code == 2 and "was shut down on 2026-12-05" in err
+    assert stand_in.requests == ["GET /v1/models"]
+    bare, url = openai_at(StandIn(lists_models=False))
+    code, err = train(capsys, tmp_path, "--base-url", url, "--model", "gpt-4o-mini",
+                      "--upload-only")
+    assert code == 0 and bare.requests == ["GET /v1/models", "POST /v1/files"]
+
+
+def test_other_endpoints_and_providers_are_not_held_to_openai_dates(
+        openai_at, tmp_path: Path, capsys: pytest.CaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUNELAB_TODAY", "2027-03-01")
+    server, url = openai_at(StandIn(), declared=False)  # e.g. `tunelab serve`
+    code, err = train(capsys, tmp_path, "--base-url", url, "--model", "gpt-4o-mini",
+                      "--upload-only")
+    assert code == 0 and server.requests == ["POST /v1/files"]  # not even a model lookup
+    path = write_dataset(tmp_path / "train.jsonl")
+    assert main(["train", str(path), "--provider", "vertex", "--validate-only"]) == 0
+    assert main(["train", str(path), "--provider", "local", "--save-config",
+                 str(tmp_path / "run.yaml")]) == 0

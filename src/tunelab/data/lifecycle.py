@@ -5,6 +5,10 @@ TUNELAB_HOME/pricing.json like a price); this module only reads them and counts 
 `shutdown_date` from the provider's model list (GET /v1/models) wins over the table, since the
 provider knows its own calendar better than a packaged file.
 
+A calendar binds the endpoints the table names (OpenAI's: api.openai.com), whatever profile
+reaches them; `calendar_for(base_url)` says which calendar, if any, an endpoint keeps, so
+`tunelab serve` or another OpenAI-compatible server is never held to OpenAI's dates.
+
 The clock is `today()`: TUNELAB_TODAY=YYYY-MM-DD sets it, so tests and demos can stand on any
 day without touching the system clock.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import date
+from urllib.parse import urlsplit
 
 from tunelab.data import pricing
 from tunelab.errors import UsageError
@@ -66,6 +71,24 @@ def provider_closes(provider: str) -> date | None:
     """The day `provider` stops taking any new fine-tuning job (OpenAI: 2027-01-06)."""
     terms = provider_terms(provider)
     return terms.fine_tuning_closes if terms else None
+
+
+def calendar_for(base_url: str | None) -> str | None:
+    """The provider whose calendar the endpoint at `base_url` keeps (matched on host and
+    port against each provider's `endpoints`), or None for any other endpoint."""
+    if not base_url:
+        return None
+    host = _host(base_url)
+    for name, terms in pricing.load_provider_terms().items():
+        if any(_host(endpoint) == host for endpoint in terms.endpoints):
+            return name
+    return None
+
+
+def _host(url: str) -> str:
+    parts = urlsplit(url.strip())
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{(parts.hostname or '').lower()}:{port}"
 
 
 def lifecycle(provider: str, model: str, *, live_shutdown: date | None = None) -> Lifecycle | None:

@@ -63,13 +63,15 @@ class Price:
 @dataclass(frozen=True)
 class ProviderTerms:
     """What a provider's table says for all its models: the day it takes no new fine-tuning
-    job, and dated milestones before that (shown, not enforced: they depend on the account)."""
+    job, dated milestones before that (shown, not enforced: they depend on the account), and
+    the endpoints (base URLs) that keep this calendar."""
 
     provider: str
     fine_tuning_closes: date | None
     source: str
     note: str = ""
     milestones: tuple[tuple[date, str], ...] = ()
+    endpoints: tuple[str, ...] = ()
 
 
 def load_pricing() -> list[Price]:
@@ -201,7 +203,11 @@ def _terms(name: str, raw: dict, where: str) -> ProviderTerms:
         day = parse_day(item.get("date"), where, f"{name} milestone date")
         if day is not None:
             milestones.append((day, str(item.get("what", ""))))
+    endpoints = raw.get("endpoints", [])
+    if not isinstance(endpoints, list):
+        raise UsageError(f"{where}: {name} endpoints must be a list of base URLs",
+                         fix='e.g. "endpoints": ["https://api.openai.com/v1"]')
     return ProviderTerms(name, parse_day(raw.get("fine_tuning_closes"), where,
                                          f"{name} fine_tuning_closes"),
                          str(raw.get("source") or ""), str(raw.get("note") or ""),
-                         tuple(milestones))
+                         tuple(milestones), tuple(str(url) for url in endpoints))

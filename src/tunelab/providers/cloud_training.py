@@ -1,7 +1,7 @@
 """The cloud training path, the same for every provider:
 
-    check data -> estimate cost -> (confirm) -> upload, deduped -> create, idempotent
-    -> record in the registry at once -> watch until a terminal status
+    lifecycle gate -> check data -> estimate cost -> (confirm) -> upload, deduped
+    -> create, idempotent -> record in the registry at once -> watch until a terminal status
 
 Each step is a function the CLI calls in order and renders; nothing here prints or prompts.
 The CLI builds the typed JobSpec once; these functions take it, never a dict of options.
@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,9 @@ from tunelab.registry.metrics import STEP, step_metrics
 from tunelab.registry.store import TERMINAL
 
 MAX_OUTAGE_S = 3 * 3600.0  # a watch keeps retrying through network outages this long
+WARN_DAYS = 30  # fewer days than this before closing or shutdown: say so, and go on
+WAYS_ON = ("train elsewhere: --provider vertex, --provider local, or --provider NAME "
+           "(an endpoint in providers.yaml)")
 
 
 def require_fine_tuning(provider_name: str) -> None:
@@ -34,6 +38,64 @@ def require_fine_tuning(provider_name: str) -> None:
     profile = find_profile(provider_name)
     if profile is not None and not profile.capabilities.fine_tuning:
         raise no_fine_tuning(provider_name)
+
+
+def lifecycle_gate(provider_name: str, base_url: str | None, model: str, *,
+                   live_shutdown: date | None = None) -> str | None:
+    """Refuse a job the endpoint's calendar no longer allows; else the warning to show when
+    fewer than WARN_DAYS days are left, or None.
+
+    Only endpoints a calendar names are held to it (OpenAI's: api.openai.com, see
+    tunelab.data.lifecycle.calendar_for); `tunelab serve` and other OpenAI-compatible servers
+    are not. Runs before any data is read or sent, so a refused job uploads nothing.
+    """
+    from tunelab.data import lifecycle as lifecycles
+
+    calendar = lifecycles.calendar_for(_endpoint(provider_name, base_url))
+    life = calendar and lifecycles.lifecycle(calendar, model, live_shutdown=live_shutdown)
+    if not life:
+        return None
+    now = lifecycles.today()
+    if life.is_shut_down(now):
+        raise UsageError(f"{model} was shut down on {life.shutdown}, with every fine-tune built "
+                         f"on it (source: {life.source})", fix=WAYS_ON)
+    if life.fine_tuning_closed(now):
+        raise UsageError(f"{calendar} takes no new fine-tuning jobs for {model} since "
+                         f"{life.fine_tuning_closes} (source: {life.source})", fix=WAYS_ON)
+    close = lifecycles.days_left(life.fine_tuning_closes, now=now)
+    end = lifecycles.days_left(life.shutdown, now=now)
+    left = [day for day in (close, end) if day is not None]
+    if not left or min(left) >= WARN_DAYS:
+        return None
+    parts = [f"fine-tuning on {calendar} closes in {close} days ({life.fine_tuning_closes})"
+             if close is not None else "",
+             f"{model} and its fine-tunes shut down in {end} days ({life.shutdown})"
+             if end is not None else ""]
+    return "; ".join(part for part in parts if part) + f" (source: {life.source})"
+
+
+def live_shutdown(provider_name: str, base_url: str | None, model: str) -> date | None:
+    """The endpoint's own shutdown_date for `model` (or its base), when its calendar binds it
+    and a key is present; None otherwise. One cheap GET that never fails the command."""
+    from tunelab.data import lifecycle as lifecycles
+    from tunelab.data.pricing import base_model
+    from tunelab.providers.openai_models import shutdown_dates
+    from tunelab.providers.profiles import find_profile
+
+    profile = find_profile(provider_name)
+    endpoint = _endpoint(provider_name, base_url)
+    if profile is None or lifecycles.calendar_for(endpoint) is None:
+        return None
+    dates = shutdown_dates(profile, endpoint)
+    return dates.get(model) or dates.get(base_model(model))
+
+
+def _endpoint(provider_name: str, base_url: str | None) -> str | None:
+    """The base URL a provider name and --base-url reach (None for vertex and local)."""
+    from tunelab.providers.profiles import find_profile
+
+    profile = find_profile(provider_name)
+    return (base_url or profile.base_url) if profile is not None else None
 
 
 def check_data(path: Path, *, provider: str, model: str | None, epochs: int | None,
