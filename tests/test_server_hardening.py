@@ -6,14 +6,18 @@ queued) and talks to it over HTTP, as a client would.
 
 from __future__ import annotations
 
+import json
 import tempfile
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from faultproxy import serve_in_thread
+from faultproxy import dialogues, serve_in_thread
+from tunelab.data.stream_check import count_examples
+from tunelab.errors import DataError
 from tunelab.server import ServeSettings, create_app
 
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -101,3 +105,148 @@ def test_an_upload_with_a_bad_purpose_leaves_nothing(server: str, tunelab_home: 
     response = post_chunked(server, multipart_stream(1000, purpose="mystery"))
     assert response.status_code == 400 and response.json()["error"]["param"] == "purpose"
     assert list((tunelab_home / "server" / "files").iterdir()) == []
+
+
+# job creation --------------------------------------------------------------------------
+def upload(server: str, content: bytes, name: str = "t.jsonl") -> str:
+    response = httpx.post(server + "/v1/files", files={"file": (name, content)},
+                          data={"purpose": "fine-tune"})
+    assert response.status_code == 200, response.text
+    return response.json()["id"]
+
+
+@pytest.fixture
+def training(server: str, tmp_path: Path) -> str:
+    return upload(server, dialogues(tmp_path / "t.jsonl").read_bytes())
+
+
+def create_job(server: str, **body: object) -> httpx.Response:
+    return httpx.post(server + "/v1/fine_tuning/jobs", json={"model": MODEL, **body},
+                      timeout=60)
+
+
+def refused(response: httpx.Response, status: int = 400) -> dict:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["message"]
+    return error
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"model": "m" * 5000}, "model"),
+    ({"hyperparameters": {"learning_rate_multiplier": "abc"}},
+     "hyperparameters.learning_rate_multiplier"),
+    ({"hyperparameters": {"learning_rate_multiplier": [1]}},
+     "hyperparameters.learning_rate_multiplier"),
+    ({"hyperparameters": {"learning_rate_multiplier": 0}},
+     "hyperparameters.learning_rate_multiplier"),
+    ({"hyperparameters": {"n_epochs": True}}, "hyperparameters.n_epochs"),
+    ({"hyperparameters": {"n_epochs": 0}}, "hyperparameters.n_epochs"),
+    ({"hyperparameters": {"batch_size": "many"}}, "hyperparameters.batch_size"),
+    ({"hyperparameters": {"warmup": 3}}, "hyperparameters.warmup"),
+    ({"hyperparameters": "fast"}, "hyperparameters"),
+    ({"method": {"type": "supervised", "supervised": "yes"}}, "method.supervised"),
+    ({"method": {"type": "dpo"}}, "method.type"),
+    ({"method": {"supervised": {"hyperparameters": {"n_epochs": "abc"}}}},
+     "method.supervised.hyperparameters.n_epochs"),
+    ({"seed": 2**70}, "seed"),
+    ({"seed": -1}, "seed"),
+    ({"seed": "7"}, "seed"),
+    ({"metadata": {"k": ["not", "a", "string"]}}, "metadata.k"),
+])
+def test_a_bad_job_value_is_a_400_naming_it(server: str, training: str, body: dict,
+                                             param: str) -> None:
+    error = refused(create_job(server, training_file=training, **body))
+    assert error["param"] == param
+    assert error["message"].startswith(param + ": ")
+    assert httpx.get(server + "/v1/fine_tuning/jobs").json()["data"] == []
+
+
+def test_the_suffix_error_shows_its_pattern_as_written(server: str, training: str) -> None:
+    error = refused(create_job(server, training_file=training, suffix="no spaces!"))
+    assert error["param"] == "suffix" and "[A-Za-z0-9_.-]" in error["message"]
+
+
+def test_a_good_job_echoes_what_it_was_given(server: str, training: str) -> None:
+    response = create_job(server, training_file=training, seed=2**32 - 1,
+                          hyperparameters={"n_epochs": "auto",
+                                           "learning_rate_multiplier": 2})
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert job["seed"] == 2**32 - 1 and job["status"] == "queued"
+    assert job["hyperparameters"]["learning_rate_multiplier"] == 2
+
+
+def test_cheap_checks_come_before_the_file_is_read(server: str, tmp_path: Path) -> None:
+    broken = upload(server, b"{broken\n" * 1000)
+    error = refused(create_job(server, training_file=broken, model="/no/such/model"))
+    assert error["param"] == "model"
+    error = refused(create_job(server, training_file=broken, seed=2**70))
+    assert error["param"] == "seed"
+    error = refused(create_job(server, training_file=broken))  # then the file, by line
+    assert error["param"] == "training_file" and "line 1" in error["message"]
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n  \n"])
+def test_an_empty_training_file_is_refused_at_creation(server: str, content: bytes) -> None:
+    error = refused(create_job(server, training_file=upload(server, content)))
+    assert error["param"] == "training_file" and "no examples" in error["message"]
+    assert httpx.get(server + "/v1/fine_tuning/jobs").json()["data"] == []
+
+
+def test_an_empty_validation_file_is_refused_too(server: str, training: str) -> None:
+    error = refused(create_job(server, training_file=training,
+                               validation_file=upload(server, b"")))
+    assert error["param"] == "validation_file"
+
+
+def test_file_checks_are_capped(tmp_path: Path) -> None:
+    app = create_app(ServeSettings(run_worker=False))
+    slots = app.state.file_checks.slots
+    with serve_in_thread(app) as port:
+        server = f"http://127.0.0.1:{port}"
+        file_id = upload(server, dialogues(tmp_path / "t.jsonl").read_bytes())
+        held = 0
+        while slots.acquire(blocking=False):  # every check slot busy, as under a flood
+            held += 1
+        busy = create_job(server, training_file=file_id)
+        for _ in range(held):
+            slots.release()
+        assert busy.status_code == 503 and busy.headers["retry-after"].isdigit()
+        assert busy.json()["error"]["code"] == "server_busy"
+        assert create_job(server, training_file=file_id).status_code == 200
+
+
+def test_the_file_check_holds_one_line_at_a_time(tmp_path: Path) -> None:
+    path = tmp_path / "big.jsonl"
+    dialogues(path, count=20_000)  # about 4 MB of examples
+    tracemalloc.start()
+    try:
+        assert count_examples(path) == 20_000
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < path.stat().st_size / 8
+
+
+def test_a_line_over_the_cap_is_refused_by_number(tmp_path: Path) -> None:
+    path = dialogues(tmp_path / "t.jsonl", count=3)
+    long_line = json.dumps({"messages": [{"role": "user", "content": "x" * 5000},
+                                         {"role": "assistant", "content": "ok"}]})
+    path.write_text(path.read_text() + long_line + "\n")
+    with pytest.raises(DataError) as caught:
+        count_examples(path, max_line_bytes=4096)
+    assert caught.value.line == 4 and "line_too_long" in caught.value.message
+
+
+# error shapes ---------------------------------------------------------------------------
+def test_a_json_syntax_error_names_no_field(server: str) -> None:
+    response = httpx.post(server + "/v1/fine_tuning/jobs", content=b'{"model": 1,, }',
+                          headers={"Content-Type": "application/json"})
+    error = refused(response)
+    assert error["param"] is None and "not valid JSON" in error["message"]
+
+
+def test_a_missing_field_is_named(server: str) -> None:
+    error = refused(create_job(server))
+    assert error["param"] == "training_file"

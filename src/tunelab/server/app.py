@@ -15,32 +15,17 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from tunelab import home
 from tunelab.registry import open_registry
 from tunelab.server import auth, chat_routes, errors
 from tunelab.server.files import UploadedFiles, file_object
-from tunelab.server.job_requests import build_config
+from tunelab.server.job_requests import FileChecks, JobCreate, build_config
 from tunelab.server.jobs import ServerJobs, page
 from tunelab.server.models import checkpoint_objects
 from tunelab.server.settings import ServeSettings
 from tunelab.server.upload import receive_upload
 from tunelab.server.worker import Worker
-
-
-class JobCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    model: str
-    training_file: str
-    validation_file: str | None = None
-    suffix: str | None = Field(None, max_length=64)
-    seed: int | None = None
-    hyperparameters: dict[str, Any] | None = None
-    method: dict[str, Any] | None = None
-    metadata: dict[str, str] | None = None
-    integrations: list[dict[str, Any]] | None = None
 
 
 def create_app(settings: ServeSettings | None = None) -> FastAPI:
@@ -65,11 +50,11 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app = FastAPI(title="tunelab", version="1", lifespan=lifespan, docs_url=None,
                   redoc_url=None, openapi_url=None)
     app.state.settings, app.state.files, app.state.jobs = settings, files, jobs
-    app.state.worker = worker
+    app.state.worker, app.state.file_checks = worker, FileChecks(files)
     errors.install(app)
     auth.install(app, settings)
     _file_routes(app, files)
-    _job_routes(app, settings, files, jobs, worker)
+    _job_routes(app, settings, app.state.file_checks, jobs, worker)
     chat_routes.install(app, registry)
     return app
 
@@ -105,11 +90,11 @@ def _file_routes(app: FastAPI, files: UploadedFiles) -> None:
         return files.delete(file_id)
 
 
-def _job_routes(app: FastAPI, settings: ServeSettings, files: UploadedFiles,
+def _job_routes(app: FastAPI, settings: ServeSettings, checks: FileChecks,
                 jobs: ServerJobs, worker: Worker) -> None:
     @app.post("/v1/fine_tuning/jobs")
     def create_job(body: JobCreate) -> dict[str, Any]:
-        config, hyper = build_config(body, files, settings)
+        config, hyper = build_config(body, checks, settings)
         job = jobs.create(body, config, hyper)
         worker.notify()
         return jobs.job_object(job)

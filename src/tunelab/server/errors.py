@@ -9,6 +9,7 @@ HTTP errors (unknown route, wrong method) are translated here, in one place.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -53,10 +54,42 @@ def not_found(kind: str, ident: str, param: str | None = None) -> ApiError:
 
 
 def _validation_message(error: RequestValidationError) -> tuple[str, str | None]:
-    first = error.errors()[0] if error.errors() else {}
-    where = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
-    param = ".".join(where) or None
-    return f"{param or 'request'}: {first.get('msg', 'invalid request')}", param
+    """One line for the first thing wrong, and `param`: where it is in the client's JSON."""
+    found = error.errors()
+    if not found:
+        return "invalid request", None
+    first = found[0]
+    if first.get("type") == "json_invalid":  # its loc holds a character offset, not a field
+        detail = (first.get("ctx") or {}).get("error") or "JSON decode error"
+        return f"the request body is not valid JSON: {detail} (at character " \
+               f"{first['loc'][-1]})", None
+    param = _client_path(first, error.body)
+    # A value a union refused has one error per member ("auto", an int): say them as one.
+    said = [item["msg"] for item in found if _client_path(item, error.body) == param]
+    said = [said[0], *(msg.removeprefix("Input should be ") for msg in said[1:])]
+    return f"{param or 'request'}: {' or '.join(dict.fromkeys(said))}", param
+
+
+def _client_path(item: dict[str, Any], body: Any) -> str | None:
+    """The dotted path (e.g. "messages.0.content") of the value `item` is about, as the
+    client wrote it. pydantic's loc also holds the names of union members ("int",
+    "literal['auto']"), which are not in the client's JSON: walking the body drops them."""
+    source, *rest = item.get("loc") or ("body",)
+    if source != "body":  # a query or path parameter: its name
+        return ".".join(map(str, rest)) or None
+    path, node = [], body
+    for index, part in enumerate(rest):
+        if _holds(node, part):
+            node = node[part]
+        elif not (item.get("type") == "missing" and index == len(rest) - 1):
+            continue
+        path.append(str(part))
+    return ".".join(path) or None
+
+
+def _holds(node: Any, part: str | int) -> bool:
+    return isinstance(node, dict) and part in node or isinstance(node, list) \
+        and type(part) is int and 0 <= part < len(node)
 
 
 def install(app: FastAPI) -> None:
