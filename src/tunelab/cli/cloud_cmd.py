@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from tunelab.providers.base import (
     Provider,
     ProviderSettings,
 )
+from tunelab.providers.retry import RetryNotice, RetryPolicy
 from tunelab.registry.metrics import TRAIN_LOSS, validation_loss
 from tunelab.registry.store import TERMINAL
 
@@ -55,7 +56,19 @@ def _interactive() -> bool:
 def _provider(options: CloudOptions) -> Provider:
     from tunelab.providers import get_provider
 
-    return get_provider(options.provider, options.settings)
+    return get_provider(options.provider, with_retries(options.settings, options.timeout))
+
+
+def _show_retry(notice: RetryNotice) -> None:
+    err.print(f"↻ {notice.render()}", markup=False)
+
+
+def with_retries(settings: ProviderSettings, timeout: float | None) -> ProviderSettings:
+    """`settings` with --timeout, and each retry shown on stderr as it happens."""
+    if timeout is not None and not timeout > 0:
+        raise UsageError(f"--timeout {timeout:g} must be more than 0 seconds",
+                         fix="pass e.g. --timeout 60")
+    return replace(settings, retry=RetryPolicy(timeout=timeout, on_retry=_show_retry))
 
 
 def job_spec(options: TrainOptions, model: str, training_file: str,
@@ -96,7 +109,8 @@ def train_remote(options: TrainOptions) -> int:
             _emit_json(_job_summary(provider, job))
         return 0
     return follow(provider, job.id, interval=cloud.interval or 60.0, as_json=options.json,
-                  prompts=str(flags.prompts) if flags.prompts else None)
+                  prompts=str(flags.prompts) if flags.prompts else None,
+                  timeout=cloud.timeout)
 
 
 def _check(options: TrainOptions, file: Path,
@@ -228,15 +242,18 @@ class _Progress:
 
 
 def follow(provider: Provider, job_id: str, *, interval: float, as_json: bool,
-           prompts: str | None = None) -> int:
-    """Watch until done; Ctrl-C detaches. Exit 0 on success, 1 on failure or cancel."""
+           prompts: str | None = None, timeout: float | None = None) -> int:
+    """Watch until done; Ctrl-C detaches. Exit 0 on success, 1 on failure or cancel.
+    A --timeout also bounds how long an outage is ridden out."""
     progress = _Progress(job_id)
     err.print(f"⏳ Monitoring {job_id} every {interval:g}s (Ctrl-C detaches; the job "
               "keeps running)")
     last: Job | None = None
     try:
         with Live(progress, console=err, refresh_per_second=4, transient=False):
-            for update in cloud_training.watch(provider, job_id, interval=interval):
+            for update in cloud_training.watch(
+                    provider, job_id, interval=interval,
+                    max_outage_s=timeout or cloud_training.MAX_OUTAGE_S):
                 if update.job is not None and (last is None or last.status != update.job.status):
                     err.print(f"  status: {update.job.status}", markup=False)
                 for event in update.events:
@@ -288,7 +305,8 @@ def _auto_test(provider: Provider, model: str, prompts: str | None) -> list[dict
 
 
 # jobs ... for a job on any provider ------------------------------------------------------
-def provider_for_job(job_id: str, provider: str | None, base_url: str | None) -> Provider:
+def provider_for_job(job_id: str, provider: str | None, base_url: str | None,
+                     timeout: float | None = None) -> Provider:
     """The provider a job lives on: from the flags, else from the registry."""
     from tunelab.providers import get_provider
     from tunelab.registry import open_registry
@@ -297,8 +315,8 @@ def provider_for_job(job_id: str, provider: str | None, base_url: str | None) ->
         record = registry.find_job(job_id)
         # Without --provider the job must be known: NotFoundError names `tunelab jobs list`.
         name = provider or registry.get_job(job_id).provider
-    return get_provider(name, ProviderSettings(
-        base_url=base_url or (record.endpoint if record else None)))
+    return get_provider(name, with_retries(ProviderSettings(
+        base_url=base_url or (record.endpoint if record else None)), timeout))
 
 
 def refresh(provider: Provider, job_id: str) -> Job:
@@ -312,11 +330,12 @@ def refresh(provider: Provider, job_id: str) -> Job:
 
 def watch_remote(job_id: str, *, provider: str | None = None, base_url: str | None = None,
                  interval: float = 60.0, as_json: bool = False,
-                 prompts: str | None = None) -> int:
+                 prompts: str | None = None, timeout: float | None = None) -> int:
     """`tunelab jobs watch JOB` for a cloud job (the seed's --monitor)."""
-    remote = provider_for_job(job_id, provider, base_url)
+    remote = provider_for_job(job_id, provider, base_url, timeout)
     refresh(remote, job_id)
-    return follow(remote, job_id, interval=interval, as_json=as_json, prompts=prompts)
+    return follow(remote, job_id, interval=interval, as_json=as_json, prompts=prompts,
+                  timeout=timeout)
 
 
 CANCEL_OUTCOMES = {
@@ -327,10 +346,10 @@ CANCEL_OUTCOMES = {
 
 
 def cancel_job(job_id: str, *, provider: str | None = None, base_url: str | None = None,
-               as_json: bool = False) -> int:
+               as_json: bool = False, timeout: float | None = None) -> int:
     """`tunelab jobs cancel JOB` on any provider. "result" says what happened: requested (it
     stops after its step), cancelled, or finished (it had ended already; nothing sent)."""
-    remote = provider_for_job(job_id, provider, base_url)
+    remote = provider_for_job(job_id, provider, base_url, timeout)
     job = refresh(remote, job_id)
     outcome = "finished"
     if job.status not in TERMINAL:
@@ -350,9 +369,9 @@ def _when(stamp: float | None) -> str:
 
 
 def print_events(job_id: str, *, provider: str | None = None, base_url: str | None = None,
-                 as_json: bool = False) -> int:
+                 as_json: bool = False, timeout: float | None = None) -> int:
     """`tunelab jobs events JOB` on any provider, oldest first."""
-    events = provider_for_job(job_id, provider, base_url).list_events(job_id)
+    events = provider_for_job(job_id, provider, base_url, timeout).list_events(job_id)
     if as_json:
         _emit_json({"id": job_id, "events": [asdict(event) for event in events]})
         return 0
@@ -362,10 +381,11 @@ def print_events(job_id: str, *, provider: str | None = None, base_url: str | No
 
 
 def print_checkpoints(job_id: str, *, provider: str | None = None,
-                      base_url: str | None = None, as_json: bool = False) -> int:
+                      base_url: str | None = None, as_json: bool = False,
+                      timeout: float | None = None) -> int:
     """A job's checkpoints on any provider: a local run's steps, epochs and latest/best
     pointers, OpenAI's per-epoch checkpoints, Vertex's intermediate ones."""
-    rows = provider_for_job(job_id, provider, base_url).list_checkpoints(job_id)
+    rows = provider_for_job(job_id, provider, base_url, timeout).list_checkpoints(job_id)
     if as_json:
         _emit_json({"job": job_id, "checkpoints": [asdict(row) for row in rows]})
         return 0
@@ -391,7 +411,8 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def list_remote(provider: str, *, base_url: str | None = None, limit: int = 20) -> list[dict]:
+def list_remote(provider: str, *, base_url: str | None = None, limit: int = 20,
+                timeout: float | None = None) -> list[dict]:
     """The provider's jobs merged with the registry's: one row per job id, newest first.
 
     Provider rows are fresher; registry-only rows (older than the provider's page, or on
@@ -400,7 +421,7 @@ def list_remote(provider: str, *, base_url: str | None = None, limit: int = 20) 
     from tunelab.providers import get_provider
     from tunelab.registry import open_registry
 
-    remote = get_provider(provider, base_url=base_url)
+    remote = get_provider(provider, with_retries(ProviderSettings(base_url=base_url), timeout))
     rows = {job.id: {**_job_summary(remote, job), "created_at": job.created_at,
                      "source": "provider"} for job in remote.list_jobs(limit=limit)}
     with open_registry() as registry:
@@ -422,9 +443,9 @@ def list_remote(provider: str, *, base_url: str | None = None, limit: int = 20) 
 
 
 def print_remote_list(provider: str, *, base_url: str | None = None, limit: int = 20,
-                      as_json: bool = False) -> int:
+                      as_json: bool = False, timeout: float | None = None) -> int:
     """`tunelab jobs list --provider P`: the merged list as a table or one JSON object."""
-    rows = list_remote(provider, base_url=base_url, limit=limit)
+    rows = list_remote(provider, base_url=base_url, limit=limit, timeout=timeout)
     if as_json:
         _emit_json({"jobs": rows})
         return 0

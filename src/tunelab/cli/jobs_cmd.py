@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tunelab.cli.train_options import TIMEOUT_HELP
 from tunelab.registry import JobRecord, metrics, open_registry
 
 app = typer.Typer(help="List, inspect, compare, watch and cancel fine-tuning jobs.",
@@ -27,6 +28,7 @@ CLOUD_PROVIDER_HELP = "Cloud: the job's provider, for a job not in the registry 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 CloudProvider = Annotated[str | None, typer.Option("--provider", help=CLOUD_PROVIDER_HELP)]
 CloudBaseUrl = Annotated[str | None, typer.Option("--base-url", help="Cloud: API base URL.")]
+CloudTimeout = Annotated[float | None, typer.Option("--timeout", help=TIMEOUT_HELP)]
 
 
 @app.command("list")
@@ -36,6 +38,7 @@ def list_jobs(
     json_out: JsonFlag = False,
     base_url: str | None = typer.Option(None, "--base-url",
                                         help="Cloud: the provider's API base URL."),
+    timeout: CloudTimeout = None,
 ) -> None:
     """Every job in the registry, newest first; with a cloud --provider, merged with the
     provider's own list (the seed's --list-jobs)."""
@@ -43,7 +46,7 @@ def list_jobs(
         from tunelab.cli.cloud_cmd import print_remote_list
 
         raise typer.Exit(print_remote_list(provider, base_url=base_url, limit=limit,
-                                           as_json=json_out))
+                                           as_json=json_out, timeout=timeout))
     with open_registry() as registry:
         jobs = registry.list_jobs(provider=provider, limit=limit)
     if json_out:
@@ -61,9 +64,9 @@ def list_jobs(
 
 @app.command("show")
 def show(job_id: str = typer.Argument(..., help="Job id."),
-         json_out: JsonFlag = False) -> None:
+         json_out: JsonFlag = False, timeout: CloudTimeout = None) -> None:
     """One job: status, model, metrics, config and error."""
-    job = _refreshed(job_id)
+    job = _refreshed(job_id, timeout)
     if json_out:
         print(json.dumps(job.to_dict(), ensure_ascii=False, default=str))
         return
@@ -79,27 +82,29 @@ def show(job_id: str = typer.Argument(..., help="Job id."),
 def events(job_id: str = typer.Argument(..., help="Job id."),
            json_out: JsonFlag = False,
            provider: CloudProvider = None,
-           base_url: CloudBaseUrl = None
+           base_url: CloudBaseUrl = None,
+           timeout: CloudTimeout = None
            ) -> None:
     """A job's events, oldest first."""
     from tunelab.cli.cloud_cmd import print_events
 
     raise typer.Exit(print_events(job_id, provider=provider, base_url=base_url,
-                                  as_json=json_out))
+                                  as_json=json_out, timeout=timeout))
 
 
 @app.command("checkpoints")
 def checkpoints(job_id: str = typer.Argument(..., help="Job id."),
                 json_out: JsonFlag = False,
                 provider: CloudProvider = None,
-                base_url: CloudBaseUrl = None
+                base_url: CloudBaseUrl = None,
+                timeout: CloudTimeout = None
                 ) -> None:
     """A job's checkpoints, on any provider: a local run's steps, epochs and latest/best
     pointers; OpenAI's per-epoch checkpoints (each a model `tunelab test` can ask)."""
     from tunelab.cli.cloud_cmd import print_checkpoints
 
     raise typer.Exit(print_checkpoints(job_id, provider=provider, base_url=base_url,
-                                       as_json=json_out))
+                                       as_json=json_out, timeout=timeout))
 
 
 @app.command("compare")
@@ -164,7 +169,8 @@ def watch(job_id: str = typer.Argument(..., help="Job id."),
           interval: float = typer.Option(1.0, "--interval", help="Seconds between polls."),
           json_out: bool = typer.Option(False, "--json", help="Print the final job as JSON."),
           provider: CloudProvider = None,
-          base_url: CloudBaseUrl = None
+          base_url: CloudBaseUrl = None,
+          timeout: CloudTimeout = None
           ) -> None:
     """Follow a job's events and metrics live until it ends."""
     if _is_remote(job_id, provider):
@@ -172,7 +178,7 @@ def watch(job_id: str = typer.Argument(..., help="Job id."),
 
         raise typer.Exit(watch_remote(job_id, provider=provider, base_url=base_url,
                                       interval=interval if interval > 1 else 60.0,
-                                      as_json=json_out))
+                                      as_json=json_out, timeout=timeout))
     with open_registry() as registry:
         seen, last_step = 0, 0
         while True:
@@ -198,13 +204,14 @@ def watch(job_id: str = typer.Argument(..., help="Job id."),
 def cancel(job_id: str = typer.Argument(..., help="Job id."),
            json_out: JsonFlag = False,
            provider: CloudProvider = None,
-           base_url: CloudBaseUrl = None
+           base_url: CloudBaseUrl = None,
+           timeout: CloudTimeout = None
            ) -> None:
     """Cancel a job. A live local run checkpoints and stops after its current step."""
     from tunelab.cli.cloud_cmd import cancel_job
 
     raise typer.Exit(cancel_job(job_id, provider=provider, base_url=base_url,
-                                as_json=json_out))
+                                as_json=json_out, timeout=timeout))
 
 
 def _is_remote(job_id: str, provider: str | None) -> bool:
@@ -216,7 +223,7 @@ def _is_remote(job_id: str, provider: str | None) -> bool:
         return registry.get_job(job_id).provider != LOCAL
 
 
-def _refreshed(job_id: str) -> JobRecord:
+def _refreshed(job_id: str, timeout: float | None = None) -> JobRecord:
     """The registry row, refreshed first from its provider while the job is still going."""
     with open_registry() as registry:
         job = registry.get_job(job_id)
@@ -224,7 +231,7 @@ def _refreshed(job_id: str) -> JobRecord:
         return job
     from tunelab.cli.cloud_cmd import provider_for_job, refresh
 
-    refresh(provider_for_job(job_id, None, None), job_id)
+    refresh(provider_for_job(job_id, None, None, timeout), job_id)
     with open_registry() as registry:
         return registry.get_job(job_id)
 

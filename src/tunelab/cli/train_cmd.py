@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tunelab.cli.train_options import CloudOptions, ConfigFlags, TrainOptions
+from tunelab.cli.train_options import TIMEOUT_HELP, CloudOptions, ConfigFlags, TrainOptions
 from tunelab.errors import UsageError
 from tunelab.providers.base import ProviderSettings
 
@@ -88,6 +88,7 @@ def train(
     upload_only: bool = typer.Option(False, "--upload-only", help="Cloud: upload, no job."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Cloud: don't follow the job."),
     interval: float | None = typer.Option(None, "--interval", help="Cloud: poll seconds."),
+    timeout: float | None = typer.Option(None, "--timeout", help=TIMEOUT_HELP),
     prompts: Path | None = typer.Option(None, "--prompts", help="Prompts answered after "
                                         "training (default examples/natasha_prompts.txt)."),
     nproc: int = typer.Option(1, "--nproc", help="Train in N processes under accelerate "
@@ -114,7 +115,7 @@ def train(
                 base_url=base_url, project_id=project_id, bucket=bucket, location=location),
             adapter_size=adapter_size, learning_rate_multiplier=learning_rate_multiplier,
             max_cost=max_cost, validate_only=validate_only, upload_only=upload_only,
-            no_wait=no_wait, interval=interval, yes=yes))
+            no_wait=no_wait, interval=interval, timeout=timeout, yes=yes))
     raise typer.Exit(run_train(options))
 
 

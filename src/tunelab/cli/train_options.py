@@ -14,6 +14,11 @@ from typing import Any
 
 from tunelab.providers.base import ProviderSettings
 
+# --timeout, on `train` and on the `jobs` commands that ask a cloud provider.
+TIMEOUT_HELP = ("Cloud: give up on the provider after this many seconds of trying, retries "
+                "included (also each request's timeout). Default: 6 tries per call, 8 per "
+                "upload or create; a watch rides out 3 hours of outage.")
+
 
 @dataclass(frozen=True)
 class ConfigFlags:
@@ -58,6 +63,7 @@ class CloudOptions:
     upload_only: bool = False
     no_wait: bool = False
     interval: float | None = None
+    timeout: float | None = None  # seconds a provider call may take, retries included
     yes: bool = False
 
 

@@ -25,7 +25,7 @@ def _openai_compatible(name: str) -> Factory:
         profile = find_profile(name)
         if profile is None:  # removed from providers.yaml after this dict was built
             raise UsageError(f"unknown provider {name!r}", fix="see TUNELAB_HOME/providers.yaml")
-        return OpenAICompatProvider(profile, base_url=settings.base_url)
+        return OpenAICompatProvider(profile, base_url=settings.base_url, retry=settings.retry)
 
     return build
 

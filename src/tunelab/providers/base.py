@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from tunelab.providers.retry import RetryPolicy
+
 if TYPE_CHECKING:
     from tunelab.config import TrainConfig
 
@@ -30,13 +32,15 @@ class Capabilities:
 
 @dataclass(frozen=True)
 class ProviderSettings:
-    """Where a provider points: --base-url, and Vertex's --project-id, --bucket, --location.
+    """Where a provider points: --base-url, and Vertex's --project-id, --bucket, --location;
+    and how long it keeps trying (--timeout) and whom it tells of each retry.
     A factory ignores the settings that do not apply to it."""
 
     base_url: str | None = None
     project_id: str | None = None
     bucket: str | None = None
     location: str | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
 @dataclass

@@ -6,9 +6,13 @@ the provider's code and message, with the key scrubbed out.
 
 Two calls create something and must happen exactly once: the upload and the job create. The
 SDK would retry them blindly after a timeout or a dropped answer, leaving two files or two
-jobs; so they are sent without SDK retries, and after an ambiguous failure we first look for
-what the lost call may have created (a file by its name, which carries the content hash; a
-job by the client token in its metadata) before sending again.
+jobs; so the SDK's retries are off (for every call: ours, in tunelab.providers.retry, report
+each retry and keep to --timeout), and after an ambiguous failure we first look for what the
+lost call may have created (a file by its name, which carries the content hash; a job by the
+client token in its metadata) before sending again.
+
+Everything the SDK hands back becomes tunelab's Job, ProviderEvent or Checkpoint in the
+`_*_from_sdk` functions, which scrub every string of the key first.
 """
 
 from __future__ import annotations
@@ -39,11 +43,13 @@ from tunelab.providers.base import (
     Reply,
 )
 from tunelab.providers.profiles import Profile, no_fine_tuning, resolve_key
-from tunelab.providers.sdk_errors import from_openai
+from tunelab.providers.retry import DEFAULT_ATTEMPTS, Attempts, RetryPolicy
+from tunelab.providers.sdk_errors import from_openai, scrub, scrub_json
 from tunelab.registry import open_registry
 from tunelab.registry.metrics import step_metrics
 
 TOKEN_KEY = "tunelab_token"  # metadata key that makes a job create idempotent
+REQUEST_TIMEOUT_S = 120.0  # one request, when no --timeout is given
 T = TypeVar("T")
 
 
@@ -55,12 +61,11 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _backoff(attempt: int) -> float:
-    return min(30.0, 0.5 * 2 ** attempt)
-
-
-def _job_from_sdk(job: FineTuningJob) -> Job:
-    raw = job.model_dump(mode="json")
+# The SDK objects below become tunelab's here, and only here: every string in them is
+# scrubbed of the key (and of anything shaped like one) on the way in, so the registry and
+# the CLI only ever hold scrubbed text.
+def _job_from_sdk(job: FineTuningJob, key: str | None) -> Job:
+    raw = scrub_json(job.model_dump(mode="json"), key)
     status = raw.get("status") or "unknown"
     return Job(id=raw["id"], status=status, native_status=status,
                base_model=raw.get("model") or "", fine_tuned_model=raw.get("fine_tuned_model"),
@@ -76,20 +81,19 @@ def _suffix_of(raw: dict[str, Any]) -> str | None:
     return raw.get("suffix") or (raw.get("metadata") or {}).get("tunelab_suffix")
 
 
-def _event_from_sdk(event: FineTuningJobEvent) -> ProviderEvent:
-    raw = event.model_dump(mode="json")
+def _event_from_sdk(event: FineTuningJobEvent, key: str | None) -> ProviderEvent:
+    raw = scrub_json(event.model_dump(mode="json"), key)
     return ProviderEvent(id=raw["id"], created_at=float(raw.get("created_at") or 0),
                          message=raw.get("message") or "", level=raw.get("level") or "info",
                          type=raw.get("type") or "message", data=raw.get("data"))
 
 
-def _checkpoint_from_sdk(
-        checkpoint: FineTuningJobCheckpoint) -> Checkpoint:
-    metrics = checkpoint.metrics.model_dump(mode="json", exclude_none=True)
-    return Checkpoint(job_id=checkpoint.fine_tuning_job_id, name=checkpoint.id, kind="step",
-                      created_at=float(checkpoint.created_at), step=checkpoint.step_number,
-                      metrics=step_metrics(metrics),
-                      model=checkpoint.fine_tuned_model_checkpoint)
+def _checkpoint_from_sdk(checkpoint: FineTuningJobCheckpoint, key: str | None) -> Checkpoint:
+    raw = scrub_json(checkpoint.model_dump(mode="json", exclude_none=True), key)
+    return Checkpoint(job_id=raw["fine_tuning_job_id"], name=raw["id"], kind="step",
+                      created_at=float(raw["created_at"]), step=raw.get("step_number"),
+                      metrics=step_metrics(raw.get("metrics") or {}),
+                      model=raw.get("fine_tuned_model_checkpoint"))
 
 
 def hyperparameters(spec: JobSpec) -> dict[str, Any]:
@@ -143,18 +147,21 @@ class OpenAICompatProvider:
     """An OpenAI-compatible endpoint. `base_url` overrides the profile's."""
 
     def __init__(self, profile: Profile, *, base_url: str | None = None,
-                 max_retries: int = 5, timeout: float = 120.0,
+                 max_retries: int = DEFAULT_ATTEMPTS - 1, retry: RetryPolicy = RetryPolicy(),
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.profile = profile
         self.name = profile.name
         self.capabilities = profile.capabilities
         self.base_url = (base_url or profile.base_url).rstrip("/")
         self._key = resolve_key(profile)
-        self._client = openai.OpenAI(api_key=self._key, base_url=self.base_url,
-                                     max_retries=max_retries, timeout=timeout)
-        # Calls that create something: no blind SDK retries (see the module docstring).
-        self._once = self._client.with_options(max_retries=0)
+        # No SDK retries: they are silent, and blind for creates (see the module docstring).
+        # Ours (tunelab.providers.retry) report each one and keep to --timeout, which also
+        # bounds each request.
+        self._client = openai.OpenAI(api_key=self._key, base_url=self.base_url, max_retries=0,
+                                     timeout=retry.timeout or REQUEST_TIMEOUT_S)
+        self._retry = retry
         self._sleep = sleep
+        self.attempts = max_retries + 1  # for calls safe to repeat
         self.create_attempts = 8
 
     def __repr__(self) -> str:  # never show the client (it holds the key)
@@ -167,31 +174,37 @@ class OpenAICompatProvider:
         except openai.APIError as error:
             raise from_openai(error, provider=self.name, key=self._key) from None
 
-    def _exactly_once(self, send: Callable[[], T], find: Callable[[], T | None]) -> T:
-        """Send a create; after an ambiguous failure, adopt what it made instead of resending."""
-        for attempt in range(self.create_attempts):
+    def _attempts(self, what: str, limit: int) -> Attempts:
+        return Attempts(self._retry, provider=self.name, what=what, attempts=limit,
+                        sleep=self._sleep)
+
+    def _retrying(self, what: str, send: Callable[[], T]) -> T:
+        """A call that is safe to repeat (a read, a cancel, a chat), retried while it fails
+        transiently."""
+        attempts = self._attempts(what, self.attempts)
+        while True:
             try:
                 return self._call(send)
             except TransientProviderError as error:
-                if attempt == self.create_attempts - 1:
-                    raise
-                wait = error.retry_after
-            found = self._find_patiently(find)
-            if found is not None:
-                return found
-            self._sleep(wait if wait is not None else _backoff(attempt))
-        raise AssertionError("unreachable")
+                attempts.failed(error)
 
-    def _find_patiently(self, find: Callable[[], T | None]) -> T | None:
-        """Run a lookup until it answers: resending before we know would risk a duplicate."""
-        for attempt in range(self.create_attempts):
+    def _exactly_once(self, what: str, send: Callable[[], T],
+                      find: Callable[[], T | None]) -> T:
+        """Send a create; after a failure, first look for what it may have made (the answer
+        may be what was lost), and adopt that instead of resending. A lookup that fails is
+        retried like the send: resending before we know would risk a duplicate."""
+        attempts = self._attempts(what, self.create_attempts)
+        tried = False
+        while True:
             try:
-                return self._call(find)
-            except TransientProviderError:
-                if attempt == self.create_attempts - 1:
-                    raise
-            self._sleep(_backoff(attempt))
-        raise AssertionError("unreachable")
+                if tried:
+                    found = self._call(find)
+                    if found is not None:
+                        return found
+                tried = True
+                return self._call(send)
+            except TransientProviderError as error:
+                attempts.failed(error)
 
     # files ------------------------------------------------------------------------------
     def upload(self, path: Path) -> FileRef:
@@ -207,9 +220,11 @@ class OpenAICompatProvider:
 
         def send() -> FileObject:
             with path.open("rb") as handle:
-                return self._once.files.create(file=(remote_name, handle), purpose="fine-tune")
+                return self._client.files.create(file=(remote_name, handle),
+                                                 purpose="fine-tune")
 
-        created = self._exactly_once(send, lambda: self._find_file(remote_name, size))
+        created = self._exactly_once(f"uploading {path.name}", send,
+                                     lambda: self._find_file(remote_name, size))
         with open_registry() as registry:
             registry.record_file(file_id=created.id, provider=self.name, endpoint=self.base_url,
                                  sha256=sha, filename=path.name, size=size, purpose="fine-tune")
@@ -219,13 +234,15 @@ class OpenAICompatProvider:
         with open_registry() as registry:
             for file_id in registry.files_with_sha(self.base_url, sha):
                 try:
-                    remote = self._call(lambda fid=file_id: self._client.files.retrieve(fid))
+                    remote = self._retrying(f"checking the earlier upload {file_id}",
+                                            lambda fid=file_id: self._client.files.retrieve(fid))
                 except NotFoundError:
                     registry.forget_file(self.base_url, file_id)
                     continue
                 if remote.status in ("error", "deleted"):
                     continue
-                return FileRef(id=remote.id, filename=remote.filename, bytes=remote.bytes,
+                return FileRef(id=remote.id, filename=scrub(remote.filename, self._key),
+                               bytes=remote.bytes,
                                sha256=sha, reused=True)
         return None
 
@@ -246,9 +263,9 @@ class OpenAICompatProvider:
         body = job_request_body(spec, token)
         started = time.time()
         created = self._exactly_once(
-            lambda: self._once.fine_tuning.jobs.create(**body),
+            "creating the fine-tuning job", lambda: self._client.fine_tuning.jobs.create(**body),
             lambda: self._find_job(token, spec, started))
-        return _job_from_sdk(created)
+        return _job_from_sdk(created, self._key)
 
     def _find_job(self, token: str, spec: JobSpec,
                   started: float) -> FineTuningJob | None:
@@ -279,11 +296,14 @@ class OpenAICompatProvider:
         return described
 
     def get_job(self, job_id: str) -> Job:
-        return _job_from_sdk(self._call(lambda: self._client.fine_tuning.jobs.retrieve(job_id)))
+        return _job_from_sdk(self._retrying(
+            f"reading job {job_id}", lambda: self._client.fine_tuning.jobs.retrieve(job_id)),
+            self._key)
 
     def list_jobs(self, limit: int = 20) -> list[Job]:
-        page = self._call(lambda: self._client.fine_tuning.jobs.list(limit=limit))
-        return [_job_from_sdk(job) for job in page.data]
+        page = self._retrying("listing jobs",
+                              lambda: self._client.fine_tuning.jobs.list(limit=limit))
+        return [_job_from_sdk(job, self._key) for job in page.data]
 
     def list_events(self, job_id: str, after: str | None = None) -> list[ProviderEvent]:
         """Events newer than the event id `after`, oldest first."""
@@ -296,16 +316,21 @@ class OpenAICompatProvider:
                 found.append(event)
             return found
 
-        return [_event_from_sdk(event) for event in reversed(self._call(newest_first))]
+        return [_event_from_sdk(event, self._key)
+                for event in reversed(self._retrying(f"reading the events of {job_id}",
+                                                     newest_first))]
 
     def list_checkpoints(self, job_id: str) -> list[Checkpoint]:
         """OpenAI keeps the last three epochs' checkpoints, each a model chat can use."""
-        page = self._call(lambda: self._client.fine_tuning.jobs.checkpoints.list(job_id))
-        return sorted((_checkpoint_from_sdk(checkpoint) for checkpoint in page.data),
+        page = self._retrying(f"reading the checkpoints of {job_id}",
+                              lambda: self._client.fine_tuning.jobs.checkpoints.list(job_id))
+        return sorted((_checkpoint_from_sdk(checkpoint, self._key) for checkpoint in page.data),
                       key=lambda checkpoint: checkpoint.step or 0)
 
     def cancel(self, job_id: str) -> Job:
-        return _job_from_sdk(self._call(lambda: self._client.fine_tuning.jobs.cancel(job_id)))
+        return _job_from_sdk(self._retrying(
+            f"cancelling {job_id}", lambda: self._client.fine_tuning.jobs.cancel(job_id)),
+            self._key)
 
     # chat -------------------------------------------------------------------------------
     def chat(self, model: str, messages: list[dict[str, Any]],
@@ -314,7 +339,7 @@ class OpenAICompatProvider:
             ("max_tokens", options.max_tokens), ("temperature", options.temperature),
             ("top_p", options.top_p), ("seed", options.seed)) if value is not None}
         started = time.perf_counter()
-        answer = self._call(lambda: self._client.chat.completions.create(
+        answer = self._retrying(f"asking {model}", lambda: self._client.chat.completions.create(
             model=model, messages=messages, **settings))
         usage = answer.usage
         return Reply(text=answer.choices[0].message.content or "", model=answer.model or model,

@@ -12,9 +12,10 @@
       408, 409, 429, 5xx, transport errors          -> TransientProviderError
       any other API error                           -> ProviderError(code, message)
 
-Every message keeps the provider's code and the first line of its message, with keys and
-tokens scrubbed out: the SDKs echo them back (OpenAI shows a masked key; a Google error can
-quote an Authorization header).
+Every message keeps the provider's code, param and the first line of its message, with keys
+and tokens scrubbed out of each: the SDKs echo them back (OpenAI shows a masked key; a Google
+error can quote an Authorization header). `scrub_json` does the same for whole objects (jobs,
+events, checkpoints) where the provider adapters turn them into tunelab's.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import importlib
 import re
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import openai
 
@@ -41,7 +43,7 @@ ADC_FIX = ("run `gcloud auth application-default login` (or set GOOGLE_APPLICATI
 # Key and token shapes an answer may echo: OpenAI keys (also masked, "sk-ab***yz"), Google
 # API keys, OAuth access tokens, and any bearer credential.
 _SECRETS = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{4,}|\bAIza[0-9A-Za-z_\-]{20,}"
-                      r"|\bya29\.[0-9A-Za-z_\-.]+|(?i:bearer)\s+[^\s\"',]+")
+                      r"|\bya29\.[0-9A-Za-z_\-.]+|(?i:bearer)\s+[^\s\"',;)\]}]+")
 
 
 def scrub(text: str, key: str | None = None) -> str:
@@ -49,6 +51,19 @@ def scrub(text: str, key: str | None = None) -> str:
     if key and len(key) >= 4:
         text = text.replace(key, "***")
     return _SECRETS.sub("***", text)
+
+
+def scrub_json(value: Any, key: str | None = None) -> Any:
+    """A JSON-like value (what a provider sent: a job, an event, an error object) with every
+    string in it scrubbed, dict keys included. Providers pass what they receive through this
+    once, where it becomes a tunelab object, so nothing downstream sees a key."""
+    if isinstance(value, str):
+        return scrub(value, key)
+    if isinstance(value, dict):
+        return {scrub_json(name, key): scrub_json(item, key) for name, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub_json(item, key) for item in value]
+    return value
 
 
 def first_line(value: object, key: str | None = None) -> str:
@@ -62,8 +77,12 @@ def retryable_status(status: int | None) -> bool:
 # openai ----------------------------------------------------------------------------------------
 def from_openai(error: openai.APIError, *, provider: str, key: str | None) -> TunelabError:
     """The openai SDK's error as a tunelab error holding only code and message."""
-    code, message = _openai_code_and_message(error)
+    code, message, param = _openai_code_and_message(error)
+    # The code and param are the provider's text too: an echoed key can hide in them.
+    code = first_line(code, key) if code else None
     message = first_line(message, key) or "no message"
+    if param:
+        message += f" (param: {first_line(param, key)})"
     if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
         return AuthError(f"{provider} refused the key: {message}", code=code,
                          fix="check the API key variable for this provider and its permissions")
@@ -85,13 +104,16 @@ def from_openai(error: openai.APIError, *, provider: str, key: str | None) -> Tu
                          fix="see the provider's message; fix the request and retry")
 
 
-def _openai_code_and_message(error: openai.APIError) -> tuple[str | None, str]:
+def _openai_code_and_message(error: openai.APIError) -> tuple[str | None, str, str | None]:
+    """The error's code (else its HTTP status), message and param, unscrubbed."""
     body = error.body if isinstance(error.body, dict) else {}
     inner = body.get("error") if isinstance(body.get("error"), dict) else body
     message = inner.get("message") or error.message
     code = inner.get("code") or error.code
+    param = inner.get("param") or error.param
     status = error.status_code if isinstance(error, openai.APIStatusError) else None
-    return (str(code) if code else (str(status) if status else None)), str(message)
+    return ((str(code) if code else (str(status) if status else None)), str(message),
+            str(param) if param else None)
 
 
 def _retry_after(error: openai.APIStatusError) -> float | None:

@@ -75,17 +75,19 @@ class VertexOptions:
     bucket: str | None = None
     location: str = DEFAULT_LOCATION
     base_url: str | None = None  # a local stand-in for Vertex (tests, proxies)
+    timeout: float | None = None  # --timeout: seconds for one request (default TIMEOUT_MS)
 
     @classmethod
     def resolve(cls, *, project_id: str | None = None, bucket: str | None = None,
-                location: str | None = None, base_url: str | None = None) -> VertexOptions:
+                location: str | None = None, base_url: str | None = None,
+                timeout: float | None = None) -> VertexOptions:
         if base_url and _DEFAULT_HOST.match(base_url):
             base_url = None  # the real service: let the SDK pick the regional host
         return cls(project_id=project_id or os.environ.get("GOOGLE_CLOUD_PROJECT") or None,
                    bucket=(bucket or "").removeprefix("gs://").strip("/") or None,
                    location=location or os.environ.get("GOOGLE_CLOUD_LOCATION")
                    or DEFAULT_LOCATION,
-                   base_url=base_url)
+                   base_url=base_url, timeout=timeout)
 
     def require_project(self) -> str:
         if not self.project_id:
@@ -256,7 +258,8 @@ class VertexProvider:
             (self._project(), self.options.location)
         key = (project, location)
         if key not in self._clients:
-            options = types.HttpOptions(base_url=self.options.base_url, timeout=TIMEOUT_MS)
+            timeout = int(self.options.timeout * 1000) if self.options.timeout else TIMEOUT_MS
+            options = types.HttpOptions(base_url=self.options.base_url, timeout=timeout)
             self._clients[key] = genai.Client(vertexai=True, project=project, location=location,
                                               credentials=self._adc(), http_options=options)
         return self._clients[key]
@@ -413,13 +416,16 @@ def _job_name(job_id: str) -> str:
 
 
 def create(*, base_url: str | None = None, project_id: str | None = None,
-           bucket: str | None = None, location: str | None = None) -> VertexProvider:
+           bucket: str | None = None, location: str | None = None,
+           timeout: float | None = None) -> VertexProvider:
     """A Vertex provider from its flags (tests and callers that hold no settings object)."""
     return VertexProvider(VertexOptions.resolve(project_id=project_id, bucket=bucket,
-                                                location=location, base_url=base_url))
+                                                location=location, base_url=base_url,
+                                                timeout=timeout))
 
 
 def build(settings: ProviderSettings) -> VertexProvider:
     """The factory tunelab.providers.PROVIDERS holds for "vertex"."""
     return create(base_url=settings.base_url, project_id=settings.project_id,
-                  bucket=settings.bucket, location=settings.location)
+                  bucket=settings.bucket, location=settings.location,
+                  timeout=settings.retry.timeout)

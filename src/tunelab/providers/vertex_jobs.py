@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from enum import Enum
 from typing import Any
 
 from tunelab.providers.base import Checkpoint, Job, ProviderEvent
+from tunelab.providers.sdk_errors import scrub_json
 
 # Vertex JobState -> tunelab status. Anything else is kept as the native state and shown.
 STATUSES = {
@@ -35,11 +35,6 @@ def _timestamp(value: dt.datetime | None) -> float | None:
     return value.timestamp() if value else None
 
 
-def _state(value: Enum | str | None) -> str | None:
-    # The SDK gives a JobState member, or the bare string for a state it does not know yet.
-    return str(value.value) if isinstance(value, Enum) else value
-
-
 def data_stats(raw: dict[str, Any]) -> dict[str, Any] | None:
     """Vertex's supervised tuningDataStats, reduced to what a user acts on; None if absent."""
     stats = (raw.get("tuning_data_stats") or {}).get("supervised_tuning_data_stats")
@@ -54,20 +49,24 @@ def data_stats(raw: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def job_from_sdk(tuning_job: Any) -> Job:
-    raw = tuning_job.model_dump(mode="json", exclude_none=True, exclude={"sdk_http_response"})
-    state = _state(tuning_job.state)
+    """The SDK's TuningJob as tunelab's Job: the one place Vertex's job text enters tunelab,
+    so every string in it is scrubbed of tokens here (events and checkpoints derive from it)."""
+    raw = scrub_json(tuning_job.model_dump(mode="json", exclude_none=True,
+                                           exclude={"sdk_http_response"}))
+    # A JobState member dumps as its value; a state the SDK does not know yet, as itself.
+    state = raw.get("state")
     spec = raw.get("supervised_tuning_spec") or {}
     stats = data_stats(raw)
     if stats:
         raw["tunelab_data_stats"] = stats
     tuned = raw.get("tuned_model") or {}
-    return Job(id=tuning_job.name, status=map_status(state), native_status=state,
-               base_model=tuning_job.base_model or "", fine_tuned_model=tuned.get("endpoint"),
+    return Job(id=raw.get("name") or "", status=map_status(state), native_status=state,
+               base_model=raw.get("base_model") or "", fine_tuned_model=tuned.get("endpoint"),
                created_at=_timestamp(tuning_job.create_time),
                finished_at=_timestamp(tuning_job.end_time),
                training_file=spec.get("training_dataset_uri"),
                validation_file=spec.get("validation_dataset_uri"),
-               suffix=tuning_job.tuned_model_display_name,
+               suffix=raw.get("tuned_model_display_name"),
                trained_tokens=(stats or {}).get("billable_tokens"),
                error=raw.get("error"), raw=raw)
 
