@@ -22,10 +22,11 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import openai
 from openai.types import FileObject
 from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
@@ -141,6 +142,16 @@ def _upload_plan(path: Path) -> dict[str, Any]:
     sent = as_jsonl(path)
     return {"file": str(path), "bytes": sent.stat().st_size, "sha256": file_sha256(sent),
             "purpose": "fine-tune"}
+
+
+@dataclass(frozen=True)
+class RemoteModel:
+    """A model the key reaches (GET /v1/models), with the shutdown day the endpoint
+    announces (YYYY-MM-DD), if any."""
+
+    id: str
+    owned_by: str | None = None
+    shutdown_date: str | None = None
 
 
 class OpenAICompatProvider:
@@ -331,6 +342,34 @@ class OpenAICompatProvider:
         return _job_from_sdk(self._retrying(
             f"cancelling {job_id}", lambda: self._client.fine_tuning.jobs.cancel(job_id)),
             self._key)
+
+    # the account (tunelab migrate) -----------------------------------------------------
+    def all_jobs(self) -> list[Job]:
+        """Every fine-tuning job of the account, newest first, following every page."""
+        return self._retrying("listing every job", lambda: [
+            _job_from_sdk(job, self._key)
+            for job in self._client.fine_tuning.jobs.list(limit=100)])
+
+    def list_models(self) -> list[RemoteModel]:
+        """Every model the key reaches, each with its announced shutdown day."""
+        found = self._retrying("listing models", lambda: list(self._client.models.list()))
+        return [RemoteModel(model.id, model.owned_by,
+                            str(getattr(model, "shutdown_date", None) or "")[:10] or None)
+                for model in found]
+
+    def download_file(self, file_id: str, target: Path) -> None:
+        """Write a file's content to `target`, whole (each retry starts the file over)."""
+
+        def send() -> None:
+            try:
+                with self._client.files.with_streaming_response.content(file_id) as answer, \
+                        target.open("wb") as handle:
+                    for chunk in answer.iter_bytes(1 << 20):
+                        handle.write(chunk)
+            except httpx.TransportError as error:  # the stream broke off: the network's fault
+                raise openai.APIConnectionError(request=error.request) from None
+
+        self._retrying(f"downloading {file_id}", send)
 
     # chat -------------------------------------------------------------------------------
     def chat(self, model: str, messages: list[dict[str, Any]],

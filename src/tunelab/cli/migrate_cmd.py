@@ -1,0 +1,283 @@
+"""`tunelab migrate ...`: leave a provider that is closing, in five steps.
+
+    tunelab migrate inventory                 what the account holds, and its days left
+    tunelab migrate pull MODEL                its data and metrics, kept here by hash
+    tunelab migrate record MODEL              its answers, as a golden set
+    tunelab migrate retrain MODEL --to local  a replacement, from the pulled data
+    tunelab compare recorded:MODEL NEW_JOB    can we switch?
+    tunelab migrate status                    where each model stands, and what to run next
+
+Thin: the work is in tunelab.migrate; this module renders it and asks the cost question.
+Progress goes to stderr, so with --json stdout holds one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from tunelab.cli.console import err, out
+from tunelab.errors import TransientProviderError, UsageError
+
+app = typer.Typer(help="Leave a closing provider: inventory, pull, record, retrain, status.",
+                  no_args_is_help=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+ModelArg = Annotated[str, typer.Argument(help="A fine-tuned model (ft:...) or its job id, "
+                                              "as `tunelab migrate inventory` lists them.")]
+YesFlag = Annotated[bool, typer.Option("--yes", "-y", help="Don't ask about the cost.")]
+
+
+def _emit(payload: Any) -> None:
+    print(json.dumps(payload, ensure_ascii=False, default=str))
+
+
+def _days(value: int | None) -> str:
+    if value is None:
+        return "-"
+    return "shut down" if value <= 0 else f"{value} days"
+
+
+# inventory --------------------------------------------------------------------------------
+@app.command("inventory")
+def inventory(
+    provider: Annotated[str, typer.Option("--provider", help="openai, or an OpenAI-compatible "
+                                          "endpoint from providers.yaml.")] = "openai",
+    base_url: Annotated[str | None, typer.Option("--base-url", help="API base URL.")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Every fine-tuned model and job of the account: base model, shutdown date and days
+    left, suffix, hyperparameters, file ids, checkpoints. Imports each job into the registry
+    (`tunelab jobs list/show`); a second run adds nothing twice."""
+    from tunelab.migrate.account import open_account
+    from tunelab.migrate.inventory import take_inventory
+
+    account = open_account(provider, base_url)
+    with err.status(f"reading the {account.name} account"):
+        entries = take_inventory(account)
+    if json_out:
+        _emit({"provider": account.name, "models": [entry.to_dict() for entry in entries]})
+        return
+    table = Table(title=f"{account.name}: fine-tuned models and jobs")
+    for column in ("model / job", "base model", "shutdown", "left", "suffix",
+                   "hyperparameters", "files", "checkpoints"):
+        table.add_column(column)
+    for entry in entries:
+        hyper = ", ".join(f"{k} {v}" for k, v in entry.hyperparameters.items())
+        files = "\n".join(f for f in (entry.training_file, entry.validation_file, *
+                                      entry.result_files) if f)
+        table.add_row(f"{entry.fine_tuned_model or '(no model)'}\n"
+                      f"{entry.job_id or '(no job visible)'} {entry.status or ''}",
+                      entry.base_model, entry.shutdown or "-", _days(entry.days_left),
+                      entry.suffix or "", hyper, files,
+                      "\n".join(str(c["step"]) for c in entry.checkpoints))
+    out.print(table)
+    new = sum(entry.imported == "new" for entry in entries)
+    known = sum(entry.imported == "updated" for entry in entries)
+    out.print(f"registry: {new} job(s) imported, {known} refreshed. "
+              "Next: tunelab migrate pull MODEL (see tunelab migrate status)")
+
+
+# pull -------------------------------------------------------------------------------------
+@app.command("pull")
+def pull(model: ModelArg, json_out: JsonFlag = False) -> None:
+    """Download the job's training, validation and result files into TUNELAB_HOME/blobs (by
+    content hash), check the data with the data doctor, and load the metrics into the
+    registry. Run again, it fetches only what is missing."""
+    from tunelab.migrate.pull import pull as run_pull
+
+    with err.status(f"pulling {model}"):
+        try:
+            report = run_pull(model)
+        except TransientProviderError as error:
+            raise TransientProviderError(error.message, code=error.code,
+                                         fix=f"run `tunelab migrate pull {model}` again: it "
+                                             "keeps the files already whole") from None
+    if json_out:
+        _emit(report.to_dict())
+        return
+    for item in report.files:
+        verb = "downloaded" if item.fetched else "already here"
+        out.print(f"{item.role:16} {item.file_id}: {verb}, {item.blob['bytes']:,} bytes -> "
+                  f"{item.blob['path']}")
+        if item.check:
+            verdict = "ok" if item.check["ok"] else f"{item.check['errors']} error(s): " \
+                                                    f"{item.check['first_error']}"
+            out.print(f"{'':16} data doctor: {item.check['examples']} examples, {verdict}, "
+                      f"{item.check['warnings']} warning(s)")
+    out.print(f"metrics: {report.metric_steps} steps in the registry "
+              f"(tunelab jobs show {report.job_id})")
+    if report.held_out:
+        out.print(f"no validation file: held out {report.held_out['val']} of "
+                  f"{report.held_out['examples']} examples for record and retrain")
+    out.print(f"Next: tunelab migrate record {report.model or report.job_id}")
+
+
+# record -----------------------------------------------------------------------------------
+def _interactive() -> bool:
+    # As `tunelab train` decides whether it may ask: a terminal, and not CI.
+    return sys.stdin.isatty() and not os.environ.get("CI")
+
+
+def _confirm_cost(plan: Any, yes: bool) -> None:
+    shown = "unknown (no price for this model)" if plan.dollars is None \
+        else f"at most ${plan.dollars:,.4f}"
+    err.print(f"{len(plan.todo)} answer(s) to ask of {plan.model} ({plan.done} already "
+              f"recorded): {plan.prompt_tokens:,} prompt tokens, up to "
+              f"{plan.header.max_tokens} tokens per answer; cost {shown}")
+    if yes or not plan.todo:
+        return
+    if not _interactive():
+        raise UsageError(f"recording costs {shown}, and this is not an interactive terminal",
+                         fix="pass --yes to accept it")
+    if not typer.confirm("Record these answers?", err=True):
+        raise UsageError("nothing recorded", fix="lower --samples, or pass --yes")
+
+
+@app.command("record")
+def record(
+    model: ModelArg,
+    prompts: Annotated[Path | None, typer.Option(
+        "--prompts", "--eval", help="More prompts: a .txt file (one a line) or dialogues, "
+                                    "besides the job's held-out ones.")] = None,
+    samples: Annotated[int, typer.Option("--samples", min=0, help="Sampled answers per "
+                                         "prompt, besides the greedy one.")] = 0,
+    temperature: Annotated[float, typer.Option("--temperature",
+                                               help="Of the sampled answers.")] = 1.0,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1,
+                                            help="Longest answer.")] = 512,
+    yes: YesFlag = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Record MODEL's answers as a golden set before it shuts down: one greedy answer per
+    held-out prompt plus --samples N at --temperature, saved as OpenAI chat JSONL under
+    TUNELAB_HOME/golden. An interrupted run resumes without paying twice."""
+    from tunelab.migrate import record as recording
+
+    plan = recording.plan(model, extra=prompts, samples=samples, temperature=temperature,
+                          max_tokens=max_tokens)
+    _confirm_cost(plan, yes)
+    with Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                  MofNCompleteColumn(), console=err, transient=True) as progress:
+        task = progress.add_task(f"recording {plan.model}", total=plan.total,
+                                 completed=plan.done)
+        try:
+            result = recording.run(plan, lambda done, _: progress.update(task, completed=done))
+        except TransientProviderError as error:
+            raise TransientProviderError(error.message, code=error.code,
+                                         fix=f"run `tunelab migrate record {model}` again: "
+                                             "it asks only what is not recorded") from None
+    if json_out:
+        _emit(result)
+        return
+    out.print(f"recorded {result['answers']} answer(s) to {result['prompts']} prompt(s) "
+              f"({result['asked']} asked now) -> {result['golden']}")
+    out.print(f"Next: tunelab migrate retrain {plan.model} --to local")
+
+
+# retrain ----------------------------------------------------------------------------------
+@app.command("retrain")
+def retrain(
+    model: ModelArg,
+    to: Annotated[str, typer.Option("--to", help="local, vertex, or any provider name.")],
+    base_model: Annotated[str | None, typer.Option(
+        "--base-model", help="Base model on the target (local default: the embedded "
+                             "SmolLM2).")] = None,
+    preset: Annotated[str | None, typer.Option("--preset", help="Local preset.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Local config file.")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Instead of the job's "
+                                               "n_epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Instead of the "
+                                                   "job's batch_size.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(
+        "--learning-rate", help="Instead of the mapped rate (cloud: a multiplier).")] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after N "
+                                                  "steps.")] = None,
+    max_length: Annotated[int | None, typer.Option("--max-length")] = None,
+    lora_r: Annotated[int | None, typer.Option("--lora-r")] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    suffix: Annotated[str | None, typer.Option("--suffix", help="Default: the old "
+                                               "suffix.")] = None,
+    output_dir: Annotated[Path | None, typer.Option("--output-dir")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url")] = None,
+    project_id: Annotated[str | None, typer.Option("--project-id")] = None,
+    bucket: Annotated[str | None, typer.Option("--bucket")] = None,
+    location: Annotated[str | None, typer.Option("--location")] = None,
+    max_cost: Annotated[float | None, typer.Option("--max-cost")] = None,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Cloud: don't follow.")] = False,
+    yes: YesFlag = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Train a replacement for MODEL from its pulled data, here (--to local) or on another
+    provider, through `tunelab train`'s own path. OpenAI's n_epochs, batch_size and
+    learning_rate_multiplier map to the target's; the new job is linked to the old one
+    (metadata retrain_of, replaces), so `tunelab serve` answers under the old name."""
+    from tunelab.cli.train_cmd import run_train
+    from tunelab.cli.train_options import CloudOptions, ConfigFlags, TrainOptions
+    from tunelab.config import resolve_config
+    from tunelab.migrate import retrain as retraining
+    from tunelab.providers.base import ProviderSettings
+
+    base_rate = resolve_config(preset=preset, config_file=config).learning_rate
+    plan = retraining.plan(model, to, base_learning_rate=base_rate)
+    local = to == retraining.LOCAL
+    options = TrainOptions(
+        file=plan.training_file, preset=preset, config_file=config, json=json_out,
+        flags=ConfigFlags(
+            model=base_model, epochs=epochs or plan.epochs,
+            batch_size=batch_size or plan.batch_size,
+            learning_rate=learning_rate or (plan.learning_rate if local else None),
+            max_length=max_length, lora_r=lora_r, seed=seed,
+            validation_file=plan.validation_file,
+            suffix=suffix or plan.job.suffix, output_dir=output_dir, max_steps=max_steps),
+        cloud=CloudOptions(
+            provider=to, settings=ProviderSettings(base_url=base_url, project_id=project_id,
+                                                   bucket=bucket, location=location),
+            learning_rate_multiplier=None if local else (learning_rate or
+                                                         plan.learning_rate_multiplier),
+            max_cost=max_cost, no_wait=no_wait, yes=yes))
+    err.print(f"retraining {plan.job.fine_tuned_model} ({plan.job.id}) on {to} from "
+              f"{plan.training_file}" + (f"; mapped: {', '.join(plan.mapping.values())}"
+                                         if plan.mapping else ""))
+    started = time.time()
+    code = run_train(options)
+    linked = retraining.link(plan, started)
+    if linked is not None:
+        err.print(f"{linked.id} is linked to {plan.job.id} (replaces "
+                  f"{plan.job.fine_tuned_model}). Next: tunelab compare "
+                  f"recorded:{plan.job.fine_tuned_model} {linked.id} --report compare.html")
+    raise typer.Exit(code)
+
+
+# status -----------------------------------------------------------------------------------
+@app.command("status")
+def status(json_out: JsonFlag = False) -> None:
+    """Each inventoried model's step (inventoried, pulled, recorded, retrained, compared),
+    its days left, and the next command to run."""
+    from tunelab.migrate.status import STEPS
+    from tunelab.migrate.status import status as read_status
+
+    rows = read_status()
+    if json_out:
+        _emit({"steps": list(STEPS), "models": [row.to_dict() for row in rows]})
+        return
+    if not rows:
+        out.print("nothing inventoried yet. Start with: tunelab migrate inventory")
+        return
+    table = Table(title="tunelab migrate status")
+    for column in ("model / job", "step", "shutdown", "left", "replacement", "next"):
+        table.add_column(column)
+    for row in rows:
+        done = STEPS.index(row.step) + 1
+        table.add_row(f"{row.model or '(no model)'}\n{row.job_id} {row.status}",
+                      f"{row.step} ({done}/{len(STEPS)})", row.shutdown or "-",
+                      _days(row.days_left), row.replacement or "", row.next)
+    out.print(table)

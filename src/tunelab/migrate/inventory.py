@@ -1,0 +1,160 @@
+"""`tunelab migrate inventory`: every fine-tuned model and job of the account, with its days.
+
+Each job is imported into the registry (so `tunelab jobs list/show` show it) under its own
+id: a second run refreshes the rows, it never adds one twice. Models with no job behind them
+(made by another project of the organisation, or a deleted job) are listed but not imported.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from typing import Any
+
+from tunelab.data.lifecycle import days_left, lifecycle
+from tunelab.migrate.state import KEY, migrate_state, save_state
+from tunelab.providers.base import Checkpoint, Job
+from tunelab.providers.openai_compat import OpenAICompatProvider, RemoteModel
+from tunelab.registry import Checkpoint as CheckpointRow
+from tunelab.registry import JobRecord, Registry, open_registry
+from tunelab.registry.metrics import TRAINED_TOKENS
+
+
+@dataclass
+class Entry:
+    """One fine-tuned model (or a job that made none yet) and what the inventory knows."""
+
+    job_id: str | None
+    status: str | None
+    base_model: str
+    fine_tuned_model: str | None
+    suffix: str | None
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    training_file: str | None = None
+    validation_file: str | None = None
+    result_files: list[str] = field(default_factory=list)
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    shutdown: str | None = None
+    days_left: int | None = None
+    lifecycle_source: str | None = None
+    imported: str | None = None  # "new", "updated", or None (no job to import)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def suffix_of(model: str | None) -> str | None:
+    """The suffix inside a fine-tuned name: ft:BASE:ORG:SUFFIX:ID (OpenAI keeps no field)."""
+    parts = (model or "").split(":")
+    return parts[3] or None if len(parts) == 5 and parts[0] == "ft" else None
+
+
+def base_of(model: str) -> str:
+    parts = model.split(":")
+    return parts[1] if parts[0] == "ft" and len(parts) > 1 else model
+
+
+def hyperparameters_of(job: Job) -> dict[str, Any]:
+    """What the job trained with: the method's hyperparameters (newer jobs) or the legacy
+    top-level ones; values OpenAI left at "auto" are kept as such."""
+    method = (job.raw.get("method") or {})
+    nested = ((method.get(method.get("type") or "supervised") or {})
+              .get("hyperparameters") or {})
+    legacy = job.raw.get("hyperparameters") or {}
+    return {key: value for key, value in {**legacy, **nested}.items() if value is not None}
+
+
+def take_inventory(account: OpenAICompatProvider) -> list[Entry]:
+    """Read the account, import its jobs, and return one entry per job and per orphan model."""
+    models = {model.id: model for model in account.list_models()}
+    jobs = account.all_jobs()
+    entries = []
+    with open_registry() as registry:
+        for job in jobs:
+            checkpoints = account.list_checkpoints(job.id) if job.status == "succeeded" else []
+            entry = _entry(account.name, job, checkpoints, models)
+            entry.imported = _import(registry, account, job, checkpoints, entry)
+            entries.append(entry)
+    made = {job.fine_tuned_model for job in jobs}
+    for model in models.values():
+        if model.id.startswith("ft:") and model.id not in made and ":ckpt-" not in model.id:
+            entries.append(_orphan(account.name, model))
+    return entries
+
+
+def _live_shutdown(models: dict[str, RemoteModel], *names: str | None) -> date | None:
+    for name in names:
+        model = models.get(name or "")
+        if model is not None and model.shutdown_date:
+            return date.fromisoformat(model.shutdown_date)
+    return None
+
+
+def _dates(entry: Entry, provider: str, model: str, live: date | None) -> None:
+    found = lifecycle(provider, model, live_shutdown=live)
+    if found is not None and found.shutdown is not None:
+        entry.shutdown = found.shutdown.isoformat()
+        entry.days_left = days_left(found.shutdown)
+        entry.lifecycle_source = found.source
+
+
+def _entry(provider: str, job: Job, checkpoints: list[Checkpoint],
+           models: dict[str, RemoteModel]) -> Entry:
+    entry = Entry(job_id=job.id, status=job.status, base_model=job.base_model,
+                  fine_tuned_model=job.fine_tuned_model,
+                  suffix=job.suffix or suffix_of(job.fine_tuned_model),
+                  hyperparameters=hyperparameters_of(job), training_file=job.training_file,
+                  validation_file=job.validation_file,
+                  result_files=list(job.raw.get("result_files") or []),
+                  checkpoints=[{"id": c.name, "step": c.step, "model": c.model,
+                                "metrics": c.metrics} for c in checkpoints])
+    _dates(entry, provider, job.fine_tuned_model or job.base_model,
+           _live_shutdown(models, job.fine_tuned_model, job.base_model))
+    return entry
+
+
+def _orphan(provider: str, model: RemoteModel) -> Entry:
+    entry = Entry(job_id=None, status=None, base_model=base_of(model.id),
+                  fine_tuned_model=model.id, suffix=suffix_of(model.id))
+    _dates(entry, provider, model.id, _live_shutdown({model.id: model}, model.id))
+    return entry
+
+
+def _import(registry: Registry, account: OpenAICompatProvider, job: Job,
+            checkpoints: list[Checkpoint], entry: Entry) -> str:
+    """Create or refresh the job's registry row; "new" or "updated"."""
+    found = {"inventoried_at": time.time(), "shutdown": entry.shutdown,
+             "days_left_source": entry.lifecycle_source, "result_files": entry.result_files,
+             "checkpoints": [{k: c[k] for k in ("id", "step", "model")}
+                             for c in entry.checkpoints]}
+    record = registry.find_job(job.id)
+    summary = dict(record.metrics) if record else {}
+    if job.trained_tokens is not None:
+        summary[TRAINED_TOKENS] = job.trained_tokens
+    outcome = "updated"
+    if record is None:
+        now = time.time()
+        record = registry.create_job(JobRecord(
+            id=job.id, provider=account.name, endpoint=account.base_url, status=job.status,
+            native_status=job.native_status, created_at=job.created_at or now,
+            updated_at=now, finished_at=job.finished_at, base_model=job.base_model,
+            fine_tuned_model=job.fine_tuned_model, suffix=entry.suffix,
+            training_file=job.training_file, validation_file=job.validation_file,
+            config={KEY: {}}, metrics=summary, error=job.error,
+            hyperparameters=entry.hyperparameters,
+            metadata=dict(job.raw.get("metadata") or {}) or None))
+        registry.add_event(job.id, f"imported from {account.name} by `tunelab migrate "
+                                   "inventory`")
+        outcome = "new"
+    else:
+        record = registry.update_job(job.id, status=job.status, native_status=job.native_status,
+                                     fine_tuned_model=job.fine_tuned_model, error=job.error,
+                                     hyperparameters=entry.hyperparameters, metrics=summary)
+    save_state(registry, record, **{**migrate_state(record), **found})
+    for checkpoint in checkpoints:
+        registry.upsert_checkpoint(CheckpointRow(
+            job_id=job.id, name=checkpoint.name, kind=checkpoint.kind,
+            created_at=checkpoint.created_at, step=checkpoint.step,
+            metrics=dict(checkpoint.metrics)))
+    return outcome

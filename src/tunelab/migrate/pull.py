@@ -1,0 +1,155 @@
+"""`tunelab migrate pull JOB|MODEL`: the job's data and metrics, safe on this machine.
+
+Training, validation and result files are downloaded into the blob store (by content hash),
+one at a time; each is recorded on the job's row the moment it is whole, so an interrupted
+pull resumes with the next file and a finished one fetches nothing. The data files go
+through the data doctor; the result file's per-step metrics go into the registry in the one
+vocabulary (so `tunelab jobs show/compare` draw the curves). A job trained without a
+validation file gets a deterministic held-out slice of its training data instead
+(`tunelab data split`, seed 0): the prompts `migrate record` asks, and the validation data
+of `migrate retrain`, which then trains on the rest.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunelab import home
+from tunelab.errors import TunelabError
+from tunelab.migrate import blobs, results
+from tunelab.migrate.account import account_of
+from tunelab.migrate.state import LOCAL_FILES, find_old_job, migrate_state, save_state
+from tunelab.registry import JobRecord, open_registry
+
+TRAINING, VALIDATION, RESULT = "training_file", "validation_file", "result_file"
+SUFFIX = {TRAINING: ".jsonl", VALIDATION: ".jsonl", RESULT: ".csv"}
+HELD_OUT = 0.1  # the share of training data held out when the job had no validation file
+
+
+@dataclass
+class Pulled:
+    role: str
+    file_id: str
+    blob: dict[str, Any]
+    fetched: bool  # False: it was already here
+    check: dict[str, Any] | None = None
+
+
+@dataclass
+class PullReport:
+    job_id: str
+    model: str | None
+    files: list[Pulled] = field(default_factory=list)
+    metric_steps: int = 0
+    held_out: dict[str, Any] | None = None  # the split made when there was no validation file
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def wanted(job: JobRecord) -> list[tuple[str, str]]:
+    """(role, remote file id) of every file worth keeping, in download order."""
+    files = [(TRAINING, job.training_file), (VALIDATION, job.validation_file)]
+    files += [(RESULT, file_id) for file_id in migrate_state(job).get("result_files") or []]
+    return [(role, file_id) for role, file_id in files if file_id]
+
+
+def pull(token: str) -> PullReport:
+    with open_registry() as registry:
+        job = find_old_job(registry, token)
+    account = account_of(job)
+    report = PullReport(job.id, job.fine_tuned_model)
+    for role, file_id in wanted(job):
+        known = (migrate_state(job).get("pulled") or {}).get(file_id)
+        fetched = not blobs.is_whole(known)
+        if fetched:
+            blob = blobs.download(file_id, SUFFIX[role],
+                                  lambda path, fid=file_id: account.download_file(fid, path))
+            known = {"role": role, **blob.to_dict()}
+            job = _remember(job.id, file_id, known)
+        report.files.append(Pulled(role, file_id, known, fetched))
+    job = _checked(job, report)
+    report.metric_steps = _load_metrics(job, report)
+    report.held_out = _held_out(job)
+    with open_registry() as registry:
+        job = registry.get_job(job.id)
+        save_state(registry, job, pulled_at=time.time())
+    return report
+
+
+def _remember(job_id: str, file_id: str, blob: dict[str, Any]) -> JobRecord:
+    """Record one whole file on the job's row at once (what a resumed pull skips)."""
+    with open_registry() as registry:
+        job = registry.get_job(job_id)
+        pulled = {**(migrate_state(job).get("pulled") or {}), file_id: blob}
+        job = save_state(registry, job, pulled=pulled)
+        if blob["role"] in (TRAINING, VALIDATION):
+            config = {**job.config, LOCAL_FILES: {**(job.config.get(LOCAL_FILES) or {}),
+                                                  blob["role"]: blob["path"]}}
+            job = registry.update_job(job_id, config=config)
+    return job
+
+
+def _checked(job: JobRecord, report: PullReport) -> JobRecord:
+    """The data doctor's verdict on each data file (kept with it; bad data is reported, not
+    refused: it is what the old model was trained on)."""
+    from tunelab.data.check import check_file
+
+    for item in report.files:
+        if item.role == RESULT:
+            continue
+        try:
+            found = check_file(item.blob["path"], provider=job.provider, model=job.base_model)
+            first = sorted(found.errors.listed, key=lambda p: p.line or 0)[:1]
+            item.check = {"ok": found.ok, "examples": found.examples,
+                          "errors": found.errors.total, "warnings": found.warnings.total,
+                          "first_error": f"line {first[0].line}: {first[0].code}: "
+                                         f"{first[0].message}" if first else None}
+        except TunelabError as error:
+            item.check = {"ok": False, "examples": 0, "errors": 1, "warnings": 0,
+                          "first_error": error.render()}
+    with open_registry() as registry:
+        job = registry.get_job(job.id)
+        checks = {item.file_id: item.check for item in report.files if item.check}
+        return save_state(registry, job, checks=checks)
+
+
+def _load_metrics(job: JobRecord, report: PullReport) -> int:
+    """Per-step metrics into the registry (merged by step, so a rerun writes the same rows),
+    and the job's summary from them."""
+    rows: list[dict[str, Any]] = []
+    for item in report.files:
+        if item.role == RESULT:
+            rows += results.parse(Path(item.blob["path"]).read_bytes(), item.blob["path"])
+    if not rows:
+        return 0
+    with open_registry() as registry:
+        for row in rows:
+            values = dict(row)
+            registry.add_metrics(job.id, int(values.pop("step")), values)
+        current = registry.get_job(job.id)
+        registry.update_job(job.id, metrics={**current.metrics, **results.summary(rows)})
+    return len(rows)
+
+
+def _held_out(job: JobRecord) -> dict[str, Any] | None:
+    """Without a validation file: split the training data once, deterministically."""
+    from tunelab.data.split import split
+
+    if job.validation_file:
+        return None
+    training = (job.config.get(LOCAL_FILES) or {}).get(TRAINING)
+    if not training:
+        return None
+    state = migrate_state(job).get("held_out")
+    if state and Path(state["train_file"]).is_file() and Path(state["val_file"]).is_file():
+        return state
+    folder = home.home() / "migrate" / job.id
+    folder.mkdir(parents=True, exist_ok=True)
+    made = split(training, val=HELD_OUT, seed=0, out_dir=folder, force=True)
+    with open_registry() as registry:
+        save_state(registry, registry.get_job(job.id), held_out=made)
+    return made

@@ -1,0 +1,124 @@
+"""`tunelab migrate retrain MODEL --to local|vertex|NAME`: a replacement from the pulled data.
+
+This module plans the run and links it; the training itself goes through `tunelab train`'s
+own path (the CLI hands the plan to it as TrainOptions), so presets, checks, the cost
+question and progress are the same. OpenAI's hyperparameters map to the target's:
+
+    n_epochs                  -> epochs (the same passes over the data)
+    batch_size                -> batch size (examples per optimizer step)
+    learning_rate_multiplier  -> cloud targets: the same multiplier; local: the multiplier
+                                 times the preset's (or default) learning rate, since
+                                 OpenAI's multiplier scales a base rate it does not publish
+
+A flag the user gives wins over the mapped value. Values OpenAI left at "auto" map to
+nothing, so the target's own default applies. The new job's metadata links it back:
+`retrain_of` = the old job id, `replaces` = the old model name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunelab.errors import NotFoundError
+from tunelab.migrate.pull import TRAINING, VALIDATION
+from tunelab.migrate.state import (
+    LOCAL_FILES,
+    REPLACES,
+    RETRAIN_OF,
+    find_old_job,
+    migrate_state,
+)
+from tunelab.registry import JobRecord, open_registry
+
+LOCAL = "local"
+
+
+@dataclass
+class RetrainPlan:
+    job: JobRecord
+    target: str
+    training_file: Path
+    validation_file: Path | None
+    epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None  # local: an absolute rate
+    learning_rate_multiplier: float | None = None  # cloud: OpenAI's multiplier, passed on
+    mapping: dict[str, str] = field(default_factory=dict)  # how each value was chosen
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job": self.job.id, "model": self.job.fine_tuned_model, "target": self.target,
+                "training_file": str(self.training_file),
+                "validation_file": str(self.validation_file) if self.validation_file else None,
+                "epochs": self.epochs, "batch_size": self.batch_size,
+                "learning_rate": self.learning_rate,
+                "learning_rate_multiplier": self.learning_rate_multiplier,
+                "mapping": self.mapping}
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else None
+
+
+def data_files(job: JobRecord) -> tuple[Path, Path | None]:
+    """Train on the pulled data; without a validation file, on all but the held-out slice
+    (that slice is what `migrate record` asked, so compare measures unseen prompts)."""
+    files = job.config.get(LOCAL_FILES) or {}
+    held_out = migrate_state(job).get("held_out")
+    if held_out and not files.get(VALIDATION):
+        return Path(held_out["train_file"]), Path(held_out["val_file"])
+    if not files.get(TRAINING) or not Path(files[TRAINING]).is_file():
+        raise NotFoundError(f"the training data of {job.id} is not pulled yet",
+                            fix=f"pull it first: `tunelab migrate pull {job.id}`")
+    validation = files.get(VALIDATION)
+    return Path(files[TRAINING]), Path(validation) if validation else None
+
+
+def plan(token: str, target: str, *, base_learning_rate: float) -> RetrainPlan:
+    """The mapped run. `base_learning_rate`: the local rate before the flags (the preset's
+    or the default), which OpenAI's multiplier scales."""
+    with open_registry() as registry:
+        job = find_old_job(registry, token)
+    training, validation = data_files(job)
+    found = RetrainPlan(job, target, training, validation)
+    hyper = job.hyperparameters or {}
+    epochs, batch, multiplier = (_number(hyper.get(name)) for name in (
+        "n_epochs", "batch_size", "learning_rate_multiplier"))
+    if epochs:
+        found.epochs = int(epochs)
+        found.mapping["epochs"] = f"n_epochs {int(epochs)}"
+    if batch:
+        found.batch_size = int(batch)
+        found.mapping["batch_size"] = f"batch_size {int(batch)}"
+    if multiplier:
+        if target == LOCAL:
+            found.learning_rate = base_learning_rate * multiplier
+            found.mapping["learning_rate"] = (f"learning_rate_multiplier {multiplier:g} x "
+                                              f"base {base_learning_rate:g}")
+        else:
+            found.learning_rate_multiplier = multiplier
+            found.mapping["learning_rate_multiplier"] = f"learning_rate_multiplier {multiplier:g}"
+    return found
+
+
+def link(found: RetrainPlan, started: float) -> JobRecord | None:
+    """Mark the job the run made as the old one's replacement; None if it made none (a dry
+    run, a refused cost). Found by its training file and start time: the train path
+    registers the job before it runs, so it is there even after Ctrl-C."""
+    path = found.training_file.resolve()
+    with open_registry() as registry:
+        for job in registry.list_jobs(provider=found.target, limit=50):
+            names = (job.training_file, (job.config.get(LOCAL_FILES) or {}).get(TRAINING))
+            used = {Path(name).resolve() for name in names if name}
+            if job.created_at < started - 1 or path not in used:
+                continue
+            if (job.metadata or {}).get(RETRAIN_OF):
+                continue
+            metadata = {**(job.metadata or {}), RETRAIN_OF: found.job.id,
+                        REPLACES: found.job.fine_tuned_model or ""}
+            registry.add_event(job.id, f"trained by `tunelab migrate retrain` to replace "
+                                       f"{found.job.fine_tuned_model} ({found.job.id})")
+            return registry.update_job(job.id, metadata=metadata)
+    return None

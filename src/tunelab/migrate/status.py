@@ -1,0 +1,85 @@
+"""`tunelab migrate status`: each inventoried model's step, its days left, the next command.
+
+The steps, in order: inventoried, pulled, recorded, retrained, compared. Each is read from
+what the step left behind (the old job's registry row, the golden set, a replacement job,
+the last comparison), so status is true whichever process or machine ran the steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import date
+from typing import Any
+
+from tunelab.data.lifecycle import days_left
+from tunelab.evaluate import golden
+from tunelab.migrate.state import inventoried_jobs, migrate_state, replacements
+from tunelab.registry import JobRecord, open_registry
+
+STEPS = ("inventoried", "pulled", "recorded", "retrained", "compared")
+
+
+@dataclass
+class Row:
+    job_id: str
+    model: str | None
+    status: str
+    step: str  # the last step done
+    shutdown: str | None
+    days_left: int | None
+    replacement: str | None  # the newest replacement job
+    next: str  # the command to run next
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _recorded(model: str | None) -> bool:
+    if not model:
+        return False
+    header = golden.read_header(model)
+    if header is None:
+        return False
+    greedy = {a.key for a in golden.read_log(model) if a.kind == golden.GREEDY}
+    return len(greedy) >= header.prompts > 0
+
+
+def _row(job: JobRecord, newest: JobRecord | None) -> Row:
+    state = migrate_state(job)
+    model = job.fine_tuned_model
+    shutdown = state.get("shutdown")
+    left = days_left(date.fromisoformat(shutdown)) if shutdown else None
+    compared = golden.last_comparison(model) if model else None
+    done = ["inventoried"]
+    name = model or job.id
+    if state.get("pulled_at"):
+        done.append("pulled")
+        if _recorded(model):
+            done.append("recorded")
+            if newest is not None:
+                done.append("retrained")
+                if compared and newest.id in (compared.get("candidates") or []):
+                    done.append("compared")
+    nexts = {
+        "inventoried": f"tunelab migrate pull {job.id}",
+        "pulled": f"tunelab migrate record {name}" if model else "nothing more: no model",
+        "recorded": f"tunelab migrate retrain {name} --to local",
+        "retrained": (f"tunelab compare recorded:{name} {newest.id} --report compare.html"
+                      if newest is not None and newest.status == "succeeded" else
+                      f"tunelab jobs watch {newest.id}" if newest is not None else ""),
+        "compared": f"tunelab serve (answers as {name} with {newest.id})" if newest else "",
+    }
+    if newest is not None and newest.status in ("failed", "cancelled") and \
+            done[-1] == "retrained":
+        nexts["retrained"] = f"tunelab migrate retrain {name} --to {newest.provider}"
+    return Row(job.id, model, job.status, done[-1], shutdown, left,
+               newest.id if newest else None, nexts[done[-1]])
+
+
+def status() -> list[Row]:
+    """Every inventoried job, the one closest to shutting down first."""
+    with open_registry() as registry:
+        jobs = inventoried_jobs(registry)
+        newest = {job.id: next(iter(replacements(registry, job.id)), None) for job in jobs}
+    rows = [_row(job, newest[job.id]) for job in jobs]
+    return sorted(rows, key=lambda row: (row.days_left is None, row.days_left or 0, row.job_id))
