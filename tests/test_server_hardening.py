@@ -250,3 +250,13 @@ def test_a_json_syntax_error_names_no_field(server: str) -> None:
 def test_a_missing_field_is_named(server: str) -> None:
     error = refused(create_job(server))
     assert error["param"] == "training_file"
+
+
+def test_a_declared_length_over_the_limit_is_refused_unread(server: str) -> None:
+    body = b"".join(multipart_stream(16 * LIMIT))
+    response = httpx.post(server + "/v1/files", content=body, timeout=60,
+                          headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+    assert response.request.headers["content-length"] == str(len(body))
+    # Refused on its declared length; closing the connection is what stops the server from
+    # reading (and dropping) the rest of the body before it answers.
+    assert response.status_code == 413 and response.headers["connection"] == "close"

@@ -33,6 +33,8 @@ def install(app: FastAPI, settings: ServeSettings) -> None:
         length = request.headers.get("content-length")
         if length and length.isdigit() \
                 and int(length) > settings.max_upload_bytes + MULTIPART_SLACK:
+            # Connection: close, or the server would read (and drop) the whole body first.
             return error_response(413, f"Request body is over the {settings.max_upload_bytes} "
-                                  "byte limit", code="file_too_large")
+                                  "byte limit", code="file_too_large",
+                                  headers={"Connection": "close"})
         return await call_next(request)
