@@ -7,7 +7,9 @@ queued) and talks to it over HTTP, as a client would.
 from __future__ import annotations
 
 import json
+import socket
 import tempfile
+import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -260,3 +262,26 @@ def test_a_declared_length_over_the_limit_is_refused_unread(server: str) -> None
     # Refused on its declared length; closing the connection is what stops the server from
     # reading (and dropping) the rest of the body before it answers.
     assert response.status_code == 413 and response.headers["connection"] == "close"
+
+
+def test_a_client_that_hangs_up_mid_upload_leaves_nothing(server: str, body_seen: list[int],
+                                                          tunelab_home: Path) -> None:
+    host, port = server.removeprefix("http://").split(":")
+    head = b"".join(multipart_stream(0))[:-len(f"\r\n--{BOUNDARY}--\r\n")]
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"POST /v1/files HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                     b"Content-Type: multipart/form-data; boundary=" + BOUNDARY.encode()
+                     + b"\r\n\r\n")
+        part = head + b"x" * 100_000
+        sock.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+        folder = tunelab_home / "server" / "files"
+        wait_until(lambda: sum(body_seen) >= len(part))  # the server is mid-file now
+        assert [p.suffix for p in folder.iterdir()] == [".part"]
+    wait_until(lambda: not list(folder.iterdir()))  # gone once the client is
+
+
+def wait_until(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)

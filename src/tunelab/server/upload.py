@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import Request
 from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from tunelab.registry import FileRecord
 from tunelab.server.errors import ApiError
@@ -140,7 +141,10 @@ async def receive_upload(request: Request, files: UploadedFiles) -> FileRecord:
         if not form.ended:  # unread body left: close rather than read (and drop) the rest
             error.closing()
         raise
-    except BaseException:  # the client hung up, or the server is stopping
+    except ClientDisconnect:  # nobody is left to answer: drop the bytes, log nothing
+        form.discard()
+        raise ApiError(400, "the client closed the connection mid-upload").closing() from None
+    except BaseException:  # the server is stopping, or a bug: still no partial file stays
         form.discard()
         raise
     assert form.file_id is not None
