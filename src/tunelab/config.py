@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tunelab.errors import ConfigError, UsageError
+from tunelab.errors import ConfigError, UsageError, decode_utf8
 
 PresetName = Literal["quick", "standard", "extended", "precision"]
 # auto: the speed kernels (local/kernels/) on the architectures they were tested on, plain
@@ -129,11 +129,22 @@ ALIASES = {"lr": "learning_rate", "n_epochs": "epochs", "num_epochs": "epochs",
            "training_file": "train_file", "model_name": "model"}
 
 
+def read_utf8(path: Path, name: str) -> str:
+    """A text file the user named (a config, a prompts file), or one UsageError naming it as
+    `name`: unreadable, or not UTF-8 (EncodingError says which encoding it looks like)."""
+    try:
+        raw = path.expanduser().read_bytes()
+    except OSError as error:
+        raise UsageError(f"{name}: cannot read it ({error.strerror})",
+                         fix="check the path and the file's permissions") from None
+    return decode_utf8(raw, name)
+
+
 def load_config_file(path: Path) -> dict[str, Any]:
     """Read a JSON or YAML config file into a dict, or raise UsageError naming the file."""
     if not path.is_file():
         raise UsageError(f"config file {path} does not exist", fix="check the --config path")
-    text = path.read_text(encoding="utf-8")
+    text = read_utf8(path, f"config file {path}")
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml
@@ -203,13 +214,19 @@ def validate_config(values: dict[str, Any], sources: dict[str, str] | None = Non
 
 
 def check_paths(config: TrainConfig) -> list[str]:
-    """Files the config names that do not exist (checked before any model loads)."""
+    """Files the config names that do not exist, and a prompts file that is not UTF-8 text:
+    checked before any model loads, so that nothing fails after training (the samples)."""
     problems = []
     for key in ("train_file", "validation_file", "prompts"):
         value = getattr(config, key)
         if value and not Path(value).expanduser().is_file():
             label = "FILE" if key == "train_file" else FLAG_NAMES[key]
             problems.append(f"{label}: {value} does not exist")
+        elif value and key == "prompts":  # the data files are read in full before training
+            try:
+                read_utf8(Path(value), f"--prompts {value}")
+            except UsageError as error:
+                problems.append(error.render())
     return problems
 
 

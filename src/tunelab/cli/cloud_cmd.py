@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from tunelab.cli.train_options import CloudOptions, TrainOptions
+from tunelab.cli.console import err, out, plain
+from tunelab.cli.train_options import CloudOptions, TrainOptions, known_provider
 from tunelab.errors import UsageError
 from tunelab.providers import cloud_training
 from tunelab.providers.base import (
@@ -39,8 +39,6 @@ from tunelab.providers.retry import RetryNotice, RetryPolicy
 from tunelab.registry.metrics import TRAIN_LOSS, validation_loss
 from tunelab.registry.store import TERMINAL
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 AUTO_TEST_PROMPTS = 5
 AUTO_TEST_MAX_TOKENS = 96  # as the local trainer's samples.json: enough to judge the style
 
@@ -88,6 +86,11 @@ def train_remote(options: TrainOptions) -> int:
     from tunelab.data.pricing import default_model
 
     cloud, flags = options.cloud, options.flags
+    known_provider(cloud.provider)  # before the data is read and priced
+    if flags.prompts:  # asked only after the job succeeds: a bad file must fail now
+        from tunelab.evaluate.prompts import load_prompts
+
+        load_prompts(flags.prompts)
     if options.file is None:
         raise UsageError("FILE is missing", fix=f"tunelab train FILE --provider {cloud.provider}")
     cloud_training.require_fine_tuning(cloud.provider)
@@ -174,7 +177,7 @@ def _upload(provider: Provider, train: Path, validation: Path | None) -> dict[st
     for role, path in (("training_file", train), ("validation_file", validation)):
         if path is None:
             continue
-        with err.status(f"Uploading {path.name} to {provider.name}..."):
+        with err.status(plain(f"Uploading {path.name} to {provider.name}...")):
             ref = provider.upload(path)
         verb = "already uploaded, reusing" if ref.reused else "uploaded"
         err.print(f"✅ {path.name} {verb}: File ID {ref.id}")

@@ -9,7 +9,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 
 from tunelab.cli.console import err as err_console
 from tunelab.cli.console import out as console
-from tunelab.errors import DataError, UsageError
+from tunelab.errors import DataError
 
 app = typer.Typer(help="Check, price, convert and split a dataset.", no_args_is_help=True)
 
@@ -21,16 +21,12 @@ EPOCHS_HELP = "Epochs to price (default: OpenAI's rule, 3 adjusted toward 100..2
 
 
 def _known_provider(provider: str) -> str:
+    from tunelab.cli.train_options import known_provider
     from tunelab.data import pricing
-    from tunelab.providers import provider_names
 
-    name = provider.strip().lower()
-    known = set(pricing.DEFAULT_MODELS) | {row.provider for row in pricing.load_pricing()}
-    known |= set(provider_names())
-    if name not in known:
-        raise UsageError(f"--provider {provider!r} is not known",
-                         fix=f"use one of {', '.join(sorted(known))}")
-    return name
+    # Pricing rows (TUNELAB_HOME/pricing.json may add some) can be priced, if not trained.
+    priced = set(pricing.DEFAULT_MODELS) | {row.provider for row in pricing.load_pricing()}
+    return known_provider(provider.strip().lower(), also=priced)
 
 
 def _check(file: str, provider: str, model: str | None, epochs: int | None):

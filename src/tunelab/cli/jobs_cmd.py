@@ -13,15 +13,14 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from tunelab.cli.console import out
 from tunelab.cli.train_options import TIMEOUT_HELP
 from tunelab.registry import JobRecord, metrics, open_registry
 
 app = typer.Typer(help="List, inspect, compare, watch and cancel fine-tuning jobs.",
                   no_args_is_help=True)
-out = Console()
 LOCAL = "local"
 CLOUD_PROVIDER_HELP = "Cloud: the job's provider, for a job not in the registry yet."
 # Options shared by several subcommands, declared once.

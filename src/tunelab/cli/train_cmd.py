@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from tunelab.cli.console import err as console
+from tunelab.cli.console import out, plain, styled
 from tunelab.cli.train_options import TIMEOUT_HELP, CloudOptions, ConfigFlags, TrainOptions
 from tunelab.errors import UsageError
 from tunelab.providers.base import ProviderSettings
@@ -24,8 +25,6 @@ from tunelab.providers.base import ProviderSettings
 if TYPE_CHECKING:
     from tunelab.config import TrainConfig
     from tunelab.local.recorder import EventHandler
-
-console = Console(stderr=True)
 
 
 def train(
@@ -212,7 +211,7 @@ RESULT_METRICS = ("train_loss", "last_train_loss", "valid_loss", "best_valid_los
 
 def _print_result(result: dict[str, Any]) -> None:
     metrics = result.get("metrics") or {}
-    console.print(f"[bold]{result['status']}[/] {result['id']}")
+    console.print(styled((result["status"], "bold"), " ", result["id"]))
     if result.get("fine_tuned_model"):
         print(f"model: {result['fine_tuned_model']}")
     print(f"run folder: {result['run_dir']}")
@@ -226,7 +225,7 @@ def _dry_run(config: Any, json_out: bool) -> None:
     from tunelab.cli.train_view import render_dry_run
     from tunelab.local.dryrun import dry_run
 
-    with console.status("dry run: tokenizing and timing a few real steps..."):
+    with console.status(plain("dry run: tokenizing and timing a few real steps...")):
         report = dry_run(config)
     if json_out:
         print(json.dumps(report, ensure_ascii=False))
@@ -248,7 +247,7 @@ def presets(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) 
         values = preset["values"]
         table.add_row(name, preset["purpose"], str(values["batch_size"]), str(values["epochs"]),
                       f"{values['learning_rate']:g}", preset.get("measured") or "not measured")
-    Console().print(table)
+    out.print(table)
     print(PRESET_NOTE)
 
 

@@ -8,10 +8,12 @@ learning rate, batch size, seed, suffix, validation file, prompts) from `flags` 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunelab.errors import UsageError
 from tunelab.providers.base import ProviderSettings
 
 # --timeout, on `train` and on the `jobs` commands that ask a cloud provider.
@@ -83,6 +85,24 @@ class TrainOptions:
     nproc: int = 1
     json: bool = False
 
+    def __post_init__(self) -> None:
+        # Checked here, once, so a --dry-run refuses exactly what a real run would.
+        if self.nproc < 1:
+            raise UsageError(f"--nproc {self.nproc}: needs at least 1 process",
+                             fix="use --nproc 2 or more, or leave it out")
+
     @property
     def provider(self) -> str:
         return self.cloud.provider
+
+
+def known_provider(name: str, *, also: Iterable[str] = ()) -> str:
+    """`name` if --provider accepts it (a built-in, an endpoint in providers.yaml, or one of
+    `also`), else one UsageError listing them. Called before any data is read or priced."""
+    from tunelab.providers import provider_names
+
+    known = set(provider_names()) | set(also)
+    if name not in known:
+        raise UsageError(f"--provider {name!r} is not known",
+                         fix=f"use one of {', '.join(sorted(known))}")
+    return name

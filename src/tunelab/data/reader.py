@@ -4,6 +4,12 @@ Nothing here holds a whole file: .jsonl is read line by line in binary (so a bad
 BOM or CRLF spoils only its own line), a .json array is decoded element by element from
 1 MiB chunks, and .csv rows become {system?, user, assistant} examples. Each record
 carries the file's real 1-based line number (for .json, the line where the element starts).
+
+Before any record, the file's start is sniffed: UTF-16/UTF-32 (with or without a
+byte-order mark) and CR-only line endings are refused in one line naming the fix, instead
+of surfacing as mojibake or as one giant unparseable line. No format caps a record's
+length: a JSONL line and a CSV field are each read whole, bounded only by memory (the csv
+module's own 128 KiB field cap is lifted to match).
 """
 
 from __future__ import annotations
@@ -12,18 +18,29 @@ import codecs
 import csv
 import json
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 from tunelab.data.problems import Problem
 from tunelab.data.rules import ERRORS, example_errors
-from tunelab.errors import DataError, UsageError
+from tunelab.errors import (
+    EIGHT_BIT,
+    SNIFF_BYTES,
+    DataError,
+    EncodingError,
+    UsageError,
+    wide_encoding,
+)
 
 FORMATS = (".jsonl", ".json", ".csv")
 CHUNK = 1 << 20
 BOM = b"\xef\xbb\xbf"
 CSV_COLUMNS = ("question", "answer", "system")
+LINE_SNIFF = 1 << 16  # bytes read to tell CR-only line endings from one long first line
+CSV_FIELD_LIMIT = min(sys.maxsize, 2**31 - 1)  # as unbounded as a JSONL line (csv takes a C long)
+JSON_ARRAY_HINT = "a .json file holds one array of examples: [{\"messages\": [...]}, ...]"
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _SCANNER = json.JSONDecoder().scan_once  # the C scanner behind json.loads
 
@@ -56,6 +73,9 @@ def load_examples(path: str | Path) -> list[dict]:
         if problem is None:
             broken = example_errors(record.example)
             problem = Problem(record.line, *broken[0]) if broken else None
+        if problem is not None and problem.code == "invalid_utf8":
+            raise EncodingError(str(path), where=f" (line {problem.line})",
+                                looks_like=EIGHT_BIT)
         if problem is not None:
             raise DataError(f"{problem.code}: {problem.message}", path=str(path),
                             line=problem.line, fix=f"run `tunelab data check {path}` to see all")
@@ -73,11 +93,18 @@ def _check_readable(path: Path) -> str:
         raise UsageError(f"{path}: unknown extension {suffix or '(none)'!r}",
                          fix="use .jsonl (OpenAI chat), .json (an array) or .csv")
     try:
-        with path.open("rb"):
-            pass
+        with path.open("rb") as handle:
+            head = handle.read(LINE_SNIFF)
     except OSError as error:
         raise UsageError(f"{path}: cannot open ({error.strerror})",
                          fix="check the file's permissions") from None
+    wide = wide_encoding(head[:SNIFF_BYTES])
+    if wide:
+        raise EncodingError(str(path), looks_like=wide)
+    if suffix != ".json" and b"\r" in head and b"\n" not in head:
+        raise UsageError(f"{path}: its lines end in CR alone (old Mac line endings), so it "
+                         "reads as one line", fix="re-save it with LF or CRLF line endings "
+                         "(e.g. `tr '\\r' '\\n' < IN > OUT`)")
     return suffix
 
 
@@ -98,9 +125,12 @@ def parse_line(number: int, raw: bytes, bom: bool = True) -> Record | None:
     try:
         return Record(number, example=json.loads(text), source=raw)
     except json.JSONDecodeError as error:
+        # A bare CR inside a line: the file's breaks are CR-only past the sniffed start.
+        hint = ("; the line holds a bare CR: re-save the file with LF line endings"
+                if "\r" in text else "")
         return Record(number, error=Problem(number, "invalid_json",
                                             f"{error.msg} at column {error.colno}; "
-                                            + ERRORS["invalid_json"]))
+                                            + ERRORS["invalid_json"] + hint))
     except RecursionError:
         return Record(number, error=Problem(number, "invalid_json",
                                             "nested too deeply to be a chat example"))
@@ -196,6 +226,9 @@ class _JsonArrayStream:
             char = self._next_char()
             if char == "]":
                 return
+            if char == "":
+                yield self._fail(_truncated("before the array's closing ']'"))
+                return
             if expect_comma:
                 if char != ",":
                     yield self._fail("expected ',' or ']' between examples")
@@ -203,7 +236,7 @@ class _JsonArrayStream:
                 self.pos += 1
                 char = self._next_char()
             if char == "":
-                yield self._fail("the array is not closed with ']'")
+                yield self._fail(_truncated("after a ',', before the next example or ']'"))
                 return
             record = self._element(decoder_json)
             yield record
@@ -219,8 +252,11 @@ class _JsonArrayStream:
                 if not self.eof and self._maybe_truncated(error):
                     self._read()
                     continue
+                if self.eof and self._runs_off_the_end(error):
+                    return self._fail(_truncated("inside the example that starts here"))
                 line = self.line + self.buffer.count("\n", self.pos, error.pos)
-                return self._fail(f"{error.msg} at line {line}; " + ERRORS["invalid_json"])
+                return self._fail(f"{error.msg} at line {line}; not valid JSON; "
+                                  + JSON_ARRAY_HINT)
             except RecursionError:
                 return self._fail("nested too deeply to be a chat example")
             record = Record(self.line, example=value, source=self.buffer[self.pos:end])
@@ -231,6 +267,11 @@ class _JsonArrayStream:
         # A chunk boundary shows up as an error at the buffer's very end, or a string that
         # runs off it; anything earlier is a real syntax error and reading on cannot fix it.
         return error.pos >= len(self.buffer) - 6 or error.msg.startswith("Unterminated string")
+
+    def _runs_off_the_end(self, error: json.JSONDecodeError) -> bool:
+        """Whether the decoder wanted more text than the file has (not a wrong character)."""
+        return (error.pos >= len(self.buffer.rstrip())
+                or error.msg.startswith("Unterminated string"))
 
     def _next_char(self) -> str:
         """Skip whitespace (reading more as needed) and return the next char, '' at EOF."""
@@ -258,33 +299,50 @@ class _JsonArrayStream:
         return Record(self.line, error=Problem(self.line, code, message))
 
 
+def _truncated(where: str) -> str:
+    return f"truncated JSON: the file ends {where}; restore or re-export the whole file"
+
+
 def _csv_records(path: Path) -> Iterator[Record]:
     """Rows of question,answer[,system] become chat examples; the header names the columns."""
     bad_lines: set[int] = set()
+    csv.field_size_limit(CSV_FIELD_LIMIT)
     with path.open("rb") as handle:
-        rows = csv.reader(_decoded_lines(handle, bad_lines))
-        header = [name.strip().lower() for name in next(rows, [])]
+        # strict: a quote left open runs to the end of the file; without it csv would
+        # swallow every later row into one field and report nothing.
+        rows = csv.reader(_decoded_lines(handle, bad_lines), strict=True)
+        parsed = _csv_rows(path, rows)
+        header = [name.strip().lower() for name in next(parsed, (0, []))[1]]
         missing = [name for name in CSV_COLUMNS[:2] if name not in header]
         if missing:
             raise UsageError(f"{path}: CSV header {header} lacks {', '.join(missing)}",
                              fix="name the columns question,answer[,system]")
         columns = {name: header.index(name) for name in CSV_COLUMNS if name in header}
-        start = rows.line_num + 1
-        for row in _csv_rows(path, rows):
-            line, start = start, rows.line_num + 1
+        for line, row in parsed:
+            end = rows.line_num + 1
             if not any(cell.strip() for cell in row):
                 continue
-            if bad_lines & set(range(line, start)):
+            if bad_lines & set(range(line, end)):
                 yield Record(line, error=Problem(line, "invalid_utf8", ERRORS["invalid_utf8"]))
                 continue
             yield Record(line, example=_row_example(row, columns), source="\x00".join(row))
 
 
-def _csv_rows(path: Path, rows) -> Iterator[list[str]]:
-    """The csv module's rows; its parse errors become one line naming the file and line."""
+def _csv_rows(path: Path, rows) -> Iterator[tuple[int, list[str]]]:
+    """(first line, cells) of each row. The csv module's errors become one line naming the
+    file and the line: for a quote never closed, the line its row starts on."""
+    start = rows.line_num + 1
     try:
-        yield from rows
+        for row in rows:
+            yield start, row
+            start = rows.line_num + 1
     except csv.Error as error:
+        if "unexpected end of data" in str(error):
+            raise UsageError(f"{path}:{start}: unterminated quote: a quoted field in the row "
+                             "that starts on this line is never closed, so the rest of the "
+                             "file would be read into it",
+                             fix='close the quote; a quote inside a field is written twice ("")'
+                             ) from None
         raise UsageError(f"{path}:{rows.line_num}: unreadable CSV ({error})",
                          fix="quote fields that hold line breaks, commas or quotes") from None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tunelab.config import read_utf8
 from tunelab.errors import UsageError
 
 # The seed's auto-test asked five prompts after training; the first two are its own.
@@ -31,7 +32,7 @@ def load_prompts(path: Path | None, system: str | None = None,
     if path is None:
         conversations = [[{"role": "user", "content": text}] for text in DEFAULT_PROMPTS]
     elif path.suffix.lower() == ".txt":
-        lines = [line.strip() for line in _read_text(path).splitlines()]
+        lines = [line.strip() for line in read_utf8(path, f"--prompts {path}").splitlines()]
         conversations = [[{"role": "user", "content": line}] for line in lines
                          if line and not line.startswith("#")]  # as the trainer's samples
     else:
@@ -53,11 +54,3 @@ def with_system(messages: Messages, system: str) -> Messages:
     """`messages` with `system` as their system prompt (replacing one they had)."""
     rest = [message for message in messages if message.get("role") != "system"]
     return [{"role": "system", "content": system}, *rest]
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise UsageError(f"--prompts {path}: cannot read it ({type(error).__name__})",
-                         fix="pass a UTF-8 text file with one prompt per line") from None

@@ -44,10 +44,8 @@ def launch_command(nproc: int, cli_args: list[str], *, gpus: int | None = None,
                    cpu_count: int | None = None, port: int | None = None) -> tuple[list[str],
                                                                                   dict[str, str]]:
     """The `accelerate launch` command line (and environment) that runs `tunelab CLI_ARGS`
-    in `nproc` processes. `gpus` defaults to the CUDA devices visible here."""
-    if nproc < 1:
-        raise UsageError(f"{NPROC_FLAG} {nproc}: needs at least 1 process",
-                         fix=f"use {NPROC_FLAG} 2 or more, or leave it out")
+    in `nproc` processes (at least 1: cli TrainOptions checks it, for --dry-run too).
+    `gpus` defaults to the CUDA devices visible here."""
     gpus = visible_gpus() if gpus is None else gpus
     if gpus and nproc > gpus:
         raise UsageError(f"{NPROC_FLAG} {nproc}: only {gpus} GPU(s) are visible",
