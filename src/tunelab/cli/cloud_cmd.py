@@ -95,10 +95,13 @@ def train_remote(options: TrainOptions) -> int:
         raise UsageError("FILE is missing", fix=f"tunelab train FILE --provider {cloud.provider}")
     cloud_training.require_fine_tuning(cloud.provider)
     model = flags.model or default_model(cloud.provider)
+    warning = cloud_training.lifecycle_gate(cloud.provider, cloud.settings.base_url, model)
+    _warn(warning)
     report, estimate = _check(options, options.file, model)
     if cloud.validate_only or options.dry_run:
         return _checked_only(options, report, estimate, model)
     provider = _provider(cloud)
+    _check_live_lifecycle(cloud, model, warning)
     _confirm_cost(estimate, cloud)
     uploads = _upload(provider, options.file, flags.validation_file)
     if cloud.upload_only:
@@ -114,6 +117,21 @@ def train_remote(options: TrainOptions) -> int:
     return follow(provider, job.id, interval=cloud.interval or 60.0, as_json=options.json,
                   prompts=str(flags.prompts) if flags.prompts else None,
                   timeout=cloud.timeout)
+
+
+def _warn(warning: str | None) -> None:
+    if warning:
+        err.print(f"⚠️  {warning}", markup=False)
+
+
+def _check_live_lifecycle(cloud: CloudOptions, model: str, shown: str | None) -> None:
+    """Where a key is present, the endpoint's own shutdown date wins over the table: refuse
+    on it, and warn again only when it changes what was already said."""
+    live = cloud_training.live_shutdown(cloud.provider, cloud.settings.base_url, model)
+    if live is not None:
+        warning = cloud_training.lifecycle_gate(cloud.provider, cloud.settings.base_url, model,
+                                                live_shutdown=live)
+        _warn(warning if warning != shown else None)
 
 
 def _check(options: TrainOptions, file: Path,
