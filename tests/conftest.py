@@ -29,3 +29,24 @@ def tunelab_home(tmp_path: Path, shared_cache: Path, monkeypatch: pytest.MonkeyP
     for key in ("OPENAI_API_KEY", "MOONSHOT_API_KEY", "KIMI_API_KEY"):
         monkeypatch.delenv(key, raising=False)
     return home
+
+
+@pytest.fixture(scope="session")
+def random_lora(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> Path:
+    """A LoRA adapter folder on the embedded model with random weights: it answers differently
+    from its base, without the cost of training."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from tunelab.local import model_source
+
+    torch.manual_seed(0)
+    with pytest.MonkeyPatch.context() as patch:  # runs before the per-test environment
+        patch.setenv("TUNELAB_CACHE_DIR", str(shared_cache))
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        base = model_source.load_model(None)
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=64, init_lora_weights=False,
+                                            target_modules=["q_proj", "v_proj"]))
+    folder = tmp_path_factory.mktemp("lora") / "adapter"
+    model.save_pretrained(folder)
+    return folder

@@ -6,6 +6,7 @@ the answer (the ambiguous failure: the server acted, the client never hears). It
 connection after one response, so a kept-alive connection cannot carry a request past it.
 
 `serve_in_thread`: run an ASGI app under uvicorn on a free loopback port.
+`serve_process`: run the real `tunelab serve` command in a subprocess.
 `dialogues`: a tiny valid training file for the provider and server tests.
 """
 
@@ -15,8 +16,12 @@ import asyncio
 import contextlib
 import json
 import random
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -170,6 +175,37 @@ def serve_in_thread(app: object) -> Iterator[int]:
         server.should_exit = True
         thread.join(180)  # the worker stops its job at a checkpoint first
         sock.close()
+
+
+@contextlib.contextmanager
+def serve_process(args: list[str], *, base_url: str, env: dict[str, str],
+                  log: Path) -> Iterator[subprocess.Popen]:
+    """`tunelab serve ARGS` in a subprocess logging to `log`; yields once base_url/health
+    answers, and stops it with Ctrl-C (SIGINT) afterwards, as a user would."""
+    import httpx
+
+    with log.open("wb") as sink:
+        process = subprocess.Popen([sys.executable, "-m", "tunelab", "serve", *args], env=env,
+                                   stdout=sink, stderr=sink)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(base_url + "/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("tunelab serve did not start: "
+                                     + log.read_text(errors="replace"))
+            time.sleep(0.2)
+        yield process
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def dialogues(path: Path, count: int = 12) -> Path:

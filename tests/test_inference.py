@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -82,23 +83,12 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="module")
-def adapter_run(tmp_path_factory, shared_cache):
+def adapter_run(tmp_path_factory, random_lora):
     """A run folder in the trainer's layout holding a LoRA whose weights are random, so it
     answers differently from its base without the cost of training."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    from tunelab.local import model_source
-
-    torch.manual_seed(0)
-    with pytest.MonkeyPatch.context() as patch:  # runs before the per-test environment
-        patch.setenv("TUNELAB_CACHE_DIR", str(shared_cache))
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        base = model_source.load_model(None)
-    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=64, init_lora_weights=False,
-                                            target_modules=["q_proj", "v_proj"]))
     run_dir = tmp_path_factory.mktemp("runs") / "ftjob-perturbed"
-    model.save_pretrained(run_dir / "adapter")
+    run_dir.mkdir()
+    shutil.copytree(random_lora, run_dir / "adapter")
     return run_dir
 
 

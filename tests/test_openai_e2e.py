@@ -8,17 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import openai
 import pytest
 
-from faultproxy import FaultPlan, FaultProxy, dialogues, free_socket
+from faultproxy import FaultPlan, FaultProxy, dialogues, free_socket, serve_process
 from tunelab.cli import main
 from tunelab.registry import open_registry
 
@@ -37,27 +32,9 @@ def served(tmp_path: Path, shared_cache: Path):
     env = {**os.environ, "TUNELAB_HOME": str(home), "TUNELAB_CACHE_DIR": str(shared_cache),
            "TUNELAB_SERVE_API_KEY": CANARY}
     env.pop("OPENAI_API_KEY", None)
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tunelab", "serve", "--port", str(port),
-             "--max-steps", "3", "--max-length", "64"], env=env, stdout=sink, stderr=sink)
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("tunelab serve did not start: " + log.read_text(errors="replace"))
+    with serve_process(["--port", str(port), "--max-steps", "3", "--max-length", "64"],
+                       base_url=f"http://127.0.0.1:{port}", env=env, log=log):
         yield port, home, log
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def files_containing(root: Path, needle: bytes) -> list[Path]:

@@ -26,27 +26,45 @@ def serve(
                                          help="Cap every job at this many optimizer steps."),
     max_length: int | None = typer.Option(None, "--max-length", min=16,
                                           help="Cap every job's sequence length (tokens)."),
+    alias: list[str] = typer.Option(
+        [], "--alias", help="OLD=JOB: answer chat under the old model name OLD (e.g. a "
+                            "retired OpenAI ft: name) with the weights of JOB (a job id or a "
+                            "model GET /v1/models lists). Repeatable."),
+    # None: ServeSettings' defaults (not imported here: `tunelab --help` stays fast).
+    chat_queue: int | None = typer.Option(
+        None, "--chat-queue", min=0, help="Chat requests that may wait while one generates "
+                                          "(default 8); more get 503 with Retry-After."),
+    chat_wait: float | None = typer.Option(
+        None, "--chat-wait", min=0.001, help="Seconds a chat request waits for its turn "
+                                             "before a 503 (default 120)."),
 ) -> None:
     """Serve OpenAI's files, fine-tuning, models and chat APIs over local training.
 
     Point any OpenAI client at http://HOST:PORT/v1: upload a JSONL file, create a job, poll
     it, then chat with its fine_tuned_model. Jobs run one at a time, in order, and survive a
-    restart (a running job resumes from its latest checkpoint).
+    restart (a running job resumes from its latest checkpoint). Chat names only what GET
+    /v1/models lists: the embedded model, succeeded local fine-tunes, their checkpoints and
+    aliases (--alias, or a job that `replaces` an old model).
     """
     import uvicorn
 
     from tunelab.server import ServeSettings, create_app
-    from tunelab.server.settings import check_bind
+    from tunelab.server.settings import bind_host, check_bind, parse_aliases, url_host
 
+    host = bind_host(host)
+    limits = {"chat_queue": chat_queue, "chat_wait_s": chat_wait}  # unset: the defaults
     settings = ServeSettings(host=host, port=port,
                              api_key=api_key or os.environ.get(KEY_ENV) or None,
                              max_upload_bytes=max_upload_mb * 1024 * 1024,
-                             max_steps=max_steps, max_length=max_length)
+                             max_steps=max_steps, max_length=max_length,
+                             aliases=parse_aliases(alias),
+                             **{name: value for name, value in limits.items() if value is not None})
     check_bind(settings)
+    app = create_app(settings)  # a bad --alias stops here, before anything listens
     if api_key:
         err.print(f"note: --api-key shows in `ps` to every user here; set ${KEY_ENV} instead")
     auth = "bearer key required" if settings.api_key else "no key (loopback only)"
-    err.print(f"tunelab serve: http://{host}:{port}/v1 ({auth}); Ctrl-C stops, and a "
-              "running job pauses at a checkpoint and resumes on the next start")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
-                server_header=False)
+    err.print(f"tunelab serve: http://{url_host(host)}:{port}/v1 ({auth}); Ctrl-C stops, "
+              "and a running job pauses at a checkpoint and resumes on the next start",
+              markup=False)
+    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)

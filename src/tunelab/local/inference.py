@@ -11,7 +11,7 @@ answers, and `chat` for many turns.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,23 @@ from tunelab.local import model_source
 from tunelab.local.validation import Validation, encode_validation, loss_for, measure_validation
 from tunelab.local.weights import Kind, Weights, resolve
 
+# Tokenizers without a length limit report this placeholder (transformers' 1e30) or similar.
+UNSET_LIMIT = 10**12
+
 
 @dataclass(frozen=True)
 class Completion:
     text: str
     prompt_tokens: int
     completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A chat rendered by the model's template and tokenized, ready to generate from."""
+
+    ids: list[int]
+    whole: bool = True  # False: the text was surely over the limit; only a prefix was counted
 
 
 class ChatModel:
@@ -45,9 +56,15 @@ class ChatModel:
     def complete(self, messages: list[dict[str, Any]], *, max_new_tokens: int = 256,
                  temperature: float = 0.0, top_p: float = 1.0, seed: int = 0) -> Completion:
         """Like `generate`, with the token counts a provider reports."""
+        return self.complete_prompt(self.prompt(messages).ids, max_new_tokens=max_new_tokens,
+                                    temperature=temperature, top_p=top_p, seed=seed)
+
+    def complete_prompt(self, prompt_ids: list[int], *, max_new_tokens: int = 256,
+                        temperature: float = 0.0, top_p: float = 1.0,
+                        seed: int = 0) -> Completion:
+        """`complete` for a prompt already tokenized (see `prompt`)."""
         import torch
 
-        prompt_ids = self._encode(messages, add_generation_prompt=True)
         sampling = {"do_sample": False}
         if temperature > 0:
             sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p}
@@ -63,6 +80,34 @@ class ChatModel:
         text = self.tokenizer.decode(new_ids, skip_special_tokens=True).strip()
         return Completion(text, len(prompt_ids), len(new_ids))
 
+    @cached_property
+    def context_length(self) -> int | None:
+        """The longest sequence, prompt and answer together, the model was built for: its
+        config's max_position_embeddings or its tokenizer's model_max_length, the smaller of
+        those that are set. None when neither is."""
+        limits = (getattr(self.model.config, "max_position_embeddings", None),
+                  getattr(self.tokenizer, "model_max_length", None))
+        real = [limit for limit in limits if isinstance(limit, int) and 0 < limit < UNSET_LIMIT]
+        return min(real, default=None)
+
+    def prompt(self, messages: list[dict[str, Any]], *, limit: int | None = None) -> Prompt:
+        """The chat as the prompt `complete_prompt` takes. With `limit`, a text so long that
+        it must be over `limit` tokens is counted only up to there: a huge prompt costs no
+        more than a full one to refuse."""
+        text = self._render(messages)
+        if limit is not None:
+            cut = limit * self._longest_token + 1  # no text this long fits in `limit` tokens
+            if len(text) > cut:
+                ids = self._tokenize(text[:cut])
+                if len(ids) > limit:
+                    return Prompt(ids, whole=False)
+        return Prompt(self._tokenize(text))
+
+    @cached_property
+    def _longest_token(self) -> int:
+        """Characters in the vocabulary's longest token: one token covers no more text."""
+        return max((len(token) for token in self.tokenizer.get_vocab()), default=1)
+
     def validation(self, examples: list[dict[str, Any]]) -> Validation:
         """Loss and token accuracy over every assistant token of `examples`, by the function
         the trainer's validation uses (local/validation.py): one file, one number."""
@@ -72,9 +117,11 @@ class ChatModel:
                             fix="give the eval file conversations that end with an assistant turn")
         return measure_validation(loss_for(self.model), encoded, self.tokenizer.pad_token_id)
 
-    def _encode(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool) -> list[int]:
-        text = self.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    def _render(self, messages: list[dict[str, Any]]) -> str:
+        return self.tokenizer.apply_chat_template(messages, tokenize=False,
+                                                  add_generation_prompt=True)
+
+    def _tokenize(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
