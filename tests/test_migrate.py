@@ -11,6 +11,7 @@ import pytest
 
 from faultproxy import FaultPlan, FaultProxy, serve_in_thread
 from openai_double import COACH, NATASHA, ORPHAN, Account, create_app, natasha_account
+from test_inference import one_torch_thread  # noqa: F401 (an autouse fixture, shared)
 from tunelab.cli import main
 from tunelab.evaluate import golden
 from tunelab.registry import open_registry
@@ -234,3 +235,48 @@ def test_status_walks_each_model_to_its_next_command(
     for path in tunelab_home.rglob("*"):  # the key went nowhere near the home
         if path.is_file():
             assert KEY.encode() not in path.read_bytes(), path
+
+
+# retrain and compare (one tiny real run on the embedded model) ------------------------------
+@pytest.mark.slow
+def test_retrain_here_then_compare_against_the_record(
+        capsys: pytest.CaptureFixture[str], account: Account, url: str,
+        tmp_path: Path) -> None:
+    inventory(capsys, url)
+    pulled = as_json(capsys, "migrate", "pull", NATASHA)
+    as_json(capsys, "migrate", "record", NATASHA, "--yes")
+    tiny = tmp_path / "tiny.json"  # no samples after training, no checkpoints
+    tiny.write_text(json.dumps({"max_samples": 0, "save_every": None}))
+    code, out, err = tunelab(capsys, "migrate", "retrain", NATASHA, "--to", "local",
+                             "--config", str(tiny), "--max-steps", "2", "--max-length", "48",
+                             "--lora-r", "4", "--json")
+    assert code == 0, err
+    new = json.loads(out)["id"]
+    with open_registry() as registry:
+        job = registry.get_job(new)
+    assert job.status == "succeeded"
+    assert job.metadata == {"retrain_of": "ftjob-natasha", "replaces": NATASHA}
+    # OpenAI's n_epochs 3, batch_size 1 and multiplier 1.8 (x the default 5e-4) carried over
+    assert (job.config["epochs"], job.config["batch_size"]) == (3, 1)
+    assert job.config["learning_rate"] == pytest.approx(9e-4)
+    blobs = {item["role"]: item["blob"]["path"] for item in pulled["files"]}
+    assert (job.training_file, job.validation_file) == (
+        blobs["training_file"], blobs["validation_file"])
+
+    report = tmp_path / "switch.html"
+    compared = as_json(capsys, "compare", f"recorded:{NATASHA}", new, "--max-new-tokens", "8",
+                       "--report", str(report))
+    recorded, tuned = compared["models"]
+    assert compared["eval_file"].endswith("golden.jsonl") and compared["examples"] == 4
+    assert recorded["answers"][0]["text"].startswith("Darling")  # known, not asked again
+    assert account.calls[f"chat {NATASHA}"] == 4
+    assert recorded["metrics"]["cost_per_1k_requests"] > 0  # priced as gpt-4o-mini on openai
+    assert tuned["metrics"]["valid_loss"] > 0 and tuned["metrics"]["cost_per_1k_requests"] == 0
+    [verdict] = compared["switch"]
+    assert verdict["candidate"] == new and verdict["switch"] is False
+    assert 0 <= verdict["chrf"] < 50
+    html = report.read_text()
+    assert "Can we switch?" in html and "Not yet" in html
+    rows = {row["job_id"]: row for row in as_json(capsys, "migrate", "status")["models"]}
+    assert rows["ftjob-natasha"]["step"] == "compared"
+    assert rows["ftjob-natasha"]["replacement"] == new

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.errors import DataError
+from tunelab.evaluate import switch
 from tunelab.evaluate.cache import AnswerCache, NoCache
 from tunelab.evaluate.job_files import default_eval_file
 from tunelab.evaluate.judge import Verdict, judge_results
@@ -20,6 +21,7 @@ from tunelab.evaluate.runner import (
     run_models,
 )
 from tunelab.evaluate.specs import ModelSpec, resolve_spec, resolve_specs
+from tunelab.evaluate.switch import SwitchVerdict
 
 
 @dataclass
@@ -32,6 +34,7 @@ class Comparison:
     verdicts: list[list[Verdict]] = field(default_factory=list)
     cache_hits: int = 0
     cache_misses: int = 0
+    switch: list[SwitchVerdict] = field(default_factory=list)  # beside a recorded model
 
     def item_verdicts(self, index: int) -> list[Verdict]:
         return self.verdicts[index] if self.verdicts else []
@@ -42,6 +45,7 @@ class Comparison:
             "examples": len(self.items),
             "settings": self.settings.to_dict(),
             "cache": {"hits": self.cache_hits, "misses": self.cache_misses},
+            "switch": [verdict.to_dict() for verdict in self.switch],
             "judge": self.judge.to_dict() if self.judge else None,
             "models": [{"label": r.spec.label, "spec": r.spec.to_dict(), "metrics": r.metrics,
                         "judge": r.judge, "answers": [a.to_dict() for a in r.answers]}
@@ -75,6 +79,8 @@ def compare(models: list[str], *, eval_file: Path | None = None, limit: int | No
                     if judge_spec else [])
     finally:
         cache.close()
+    found = switch.verdicts(results)
+    switch.remember(found)
     return Comparison(str(source), settings, items, results, judge_spec, verdicts,
-                      cache.hits, cache.misses)
+                      cache.hits, cache.misses, found)
 

@@ -10,14 +10,19 @@ from pathlib import Path
 
 from tunelab import home
 from tunelab.errors import TunelabError, UsageError
+from tunelab.evaluate import golden
 from tunelab.evaluate.specs import ModelSpec
 from tunelab.registry import JobRecord, open_registry
 
 
 def default_eval_file(specs: list[ModelSpec]) -> Path:
-    """The validation file of a tuned job among the models, when one was recorded."""
+    """A recorded model's golden set, else the validation file of a tuned job among the
+    models, when one was recorded."""
+    for spec in specs:
+        if spec.is_recorded:
+            return golden.load(spec.model).eval_file
     for job in _jobs(specs):
-        found = local_file(job.validation_file)
+        found = job_file(job, "validation_file")
         if found:
             return found
     raise UsageError("no --eval file given, and no job among the models has a validation file",
@@ -30,13 +35,21 @@ def training_system_prompt(spec: ModelSpec) -> str | None:
     from tunelab.local.prepare import common_system_prompt
 
     for job in _jobs([spec]):
-        found = local_file(job.training_file)
+        found = job_file(job, "training_file")
         if found:
             try:
                 return common_system_prompt(load_examples(found))
             except TunelabError:  # the data changed since training: no default, no failure
                 return None
     return None
+
+
+def job_file(job: JobRecord, role: str) -> Path | None:
+    """A job's training_file or validation_file as a readable path: the copy kept here
+    (`config["local_files"]`: a cloud run's source, a pulled file), else as recorded."""
+    kept = local_file((job.config.get("local_files") or {}).get(role))
+    recorded = job.training_file if role == "training_file" else job.validation_file
+    return kept or local_file(recorded)
 
 
 def local_file(name: str | None) -> Path | None:

@@ -103,6 +103,22 @@ def _summary(label: str, verdicts: list[list[Verdict]]) -> dict[str, Any]:
     scored = [verdict.scores[label] for verdict in flat if label in verdict.scores]
     summary: dict[str, Any] = {c: (mean([s[c] for s in scored]) if scored else None)
                                for c in CRITERIA}
+    summary["win_rate"] = win_rate(label, flat)
     summary["judged"] = len(scored)
     summary["unparsed"] = sum(verdict.error is not None for verdict in flat)
     return summary
+
+
+def win_rate(label: str, verdicts: list[Verdict]) -> float | None:
+    """The share of verdicts in which `label` scored highest (criteria summed); a tie for
+    the top shares the win. None when no verdict scored it."""
+    wins, judged = 0.0, 0
+    for verdict in verdicts:
+        if label not in verdict.scores:
+            continue
+        totals = {name: sum(scores.values()) for name, scores in verdict.scores.items()}
+        best = max(totals.values())
+        judged += 1
+        if totals[label] == best:
+            wins += 1 / sum(total == best for total in totals.values())
+    return wins / judged if judged else None

@@ -12,6 +12,7 @@ from html import escape
 from pathlib import Path
 
 from tunelab import __version__
+from tunelab.evaluate import switch
 from tunelab.evaluate.compare import Comparison
 from tunelab.evaluate.metrics import chrf
 from tunelab.evaluate.plots import job_loss_series, loss_curve_png
@@ -30,7 +31,8 @@ METRIC_COLUMNS = (
     ("perplexity", "perplexity", "{:.2f}"),
 )
 JUDGE_COLUMNS = (("persona", "judge: persona", "{:.1f}"),
-                 ("helpfulness", "judge: helpfulness", "{:.1f}"))
+                 ("helpfulness", "judge: helpfulness", "{:.1f}"),
+                 ("win_rate", "judge: win rate", "{:.0%}"))
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
@@ -52,7 +54,8 @@ def render_html(comparison: Comparison) -> str:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         "<title>tunelab compare</title>", f"<style>{_STYLE}</style></head><body>",
-        "<h1>Model comparison</h1>", _summary(comparison), _metrics_table(comparison),
+        "<h1>Model comparison</h1>", _summary(comparison), _can_we_switch(comparison),
+        _metrics_table(comparison),
         _loss_curves(comparison), _answers(comparison), "</body></html>",
     ]
     return "\n".join(part for part in parts if part)
@@ -73,6 +76,29 @@ def _summary(comparison: Comparison) -> str:
             f"{len(comparison.items)} examples. Settings: <code>{escape(settings)}</code>. "
             f"Judge: {judge}. Answer cache: {comparison.cache_hits} hits, "
             f"{comparison.cache_misses} misses.</p>")
+
+
+def _can_we_switch(comparison: Comparison) -> str:
+    """The answer first, when a recorded model is in the comparison: may each candidate
+    replace it, and the numbers that decided (evaluate/switch.py states the rule)."""
+    if not comparison.switch:
+        return ""
+    rows = []
+    for verdict in comparison.switch:
+        answer = "Yes" if verdict.switch else "Not yet"
+        latency = (f"{fmt(verdict.latency_p50_s, '{:.2f}')} s against "
+                   f"{fmt(verdict.recorded_latency_p50_s, '{:.2f}')} s")
+        reasons = "".join(f"<li>{escape(reason)}</li>" for reason in verdict.reasons)
+        rows.append(f"<h3>{answer}: {escape(verdict.candidate)} "
+                    f"{'can' if verdict.switch else 'cannot yet'} replace "
+                    f"<code>{escape(verdict.recorded)}</code></h3><ul>{reasons}"
+                    f"<li>chrF {verdict.chrf:.1f}, ROUGE-L {verdict.rouge_l:.3f} against the "
+                    f"recorded answers; latency p50 {latency}</li></ul>")
+    return ("<h2>Can we switch?</h2>" + "".join(rows) +
+            f"<p class='muted'>The bar: with a judge, a win rate of at least "
+            f"{switch.WIN_BAR:.0%} (50% is parity); without one, chrF at least "
+            f"{switch.CHRF_BAR:g} and ROUGE-L at least {switch.ROUGE_BAR:.2f} against the "
+            "recorded answers. Read the answers below before you switch.</p>")
 
 
 def _metrics_table(comparison: Comparison) -> str:

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tunelab.errors import DataError
-from tunelab.evaluate import metrics
+from tunelab.errors import DataError, NotFoundError
+from tunelab.evaluate import golden, metrics
 from tunelab.evaluate.cache import AnswerCache, cache_key
 from tunelab.evaluate.specs import ModelSpec
 from tunelab.providers.base import ChatOptions, Provider
@@ -96,9 +96,12 @@ class Asker:
     def __init__(self, cache: AnswerCache) -> None:
         self.cache = cache
         self._providers: dict[tuple[str, str | None], Provider] = {}
+        self._golden: dict[str, golden.GoldenSet] = {}
 
     def ask(self, spec: ModelSpec, messages: list[dict[str, Any]],
             settings: Settings) -> Answer:
+        if spec.is_recorded:
+            return self.recorded(spec, messages)
         def send() -> dict[str, Any]:
             reply = self.provider(spec).chat(spec.model, messages, settings.chat_options())
             return Answer(reply.text, reply.latency_s, reply.prompt_tokens,
@@ -106,6 +109,21 @@ class Asker:
 
         value, hit = self._cached(spec, messages, settings.to_dict(), send)
         return Answer(**{**value, "cached": hit})
+
+    def recorded(self, spec: ModelSpec, messages: list[dict[str, Any]]) -> Answer:
+        """A recorded model's greedy answer to `messages`, as it was given (with its
+        latency and tokens); nothing is asked."""
+        if spec.model not in self._golden:
+            self._golden[spec.model] = golden.load(spec.model)
+        found = self._golden[spec.model].greedy(messages)
+        if found is None:
+            asked = next((m.get("content") for m in reversed(messages)
+                          if m.get("role") == "user"), "")
+            raise NotFoundError(f"{spec.model} was not recorded answering {str(asked)[:60]!r}",
+                                fix="compare on its golden set (drop --eval), or record it: "
+                                    f"`tunelab migrate record {spec.model} --prompts FILE`")
+        return Answer(found.answer, found.latency_s, found.prompt_tokens,
+                      found.completion_tokens)
 
     def provider(self, spec: ModelSpec) -> Provider:
         from tunelab.providers import get_provider
@@ -186,6 +204,6 @@ def cost_per_1k(spec: ModelSpec, answers: list[Answer]) -> float | None:
         return None
     from tunelab.data.pricing import inference_cost_per_1k
 
-    return inference_cost_per_1k(spec.provider, spec.model, metrics.mean(prompt),
-                                 metrics.mean(completion))
+    return inference_cost_per_1k(spec.priced_as or spec.provider, spec.model,
+                                 metrics.mean(prompt), metrics.mean(completion))
 

@@ -6,6 +6,8 @@
     local:<model>                a local base model (anything --model takes)
     <provider>:<model>           openai:gpt-4o-mini, kimi:moonshot-v1-8k, vertex:<endpoint>,
                                  or any endpoint declared in TUNELAB_HOME/providers.yaml
+    recorded:<model>             the golden set `tunelab migrate record` kept of a model:
+                                 a model whose answers are known (evaluate/golden.py)
     anything else                local weights: a run, adapter or model folder, a .gguf,
                                  the default's name, a cached hub id;
                                  with --provider P, that provider's model of that name
@@ -20,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tunelab.errors import NotFoundError, UsageError
+from tunelab.evaluate import golden
 from tunelab.local import weights
 from tunelab.registry import JobRecord, open_registry
 
@@ -35,10 +38,15 @@ class ModelSpec:
     model: str  # the provider's model name; for local, a ref load_chat_model takes
     base_url: str | None = None
     job_id: str | None = None  # the tuned job behind it, for loss curves
+    priced_as: str | None = None  # a recorded model: the provider whose prices it had
 
     @property
     def is_local(self) -> bool:
         return self.provider == LOCAL
+
+    @property
+    def is_recorded(self) -> bool:
+        return self.provider == golden.RECORDED
 
     @property
     def identity(self) -> str:
@@ -66,7 +74,9 @@ def resolve_specs(tokens: list[str], *, provider: str | None = None,
     jobs = [_find_job(token) for token in tokens]
     specs = []
     for index, token in enumerate(tokens):
-        if token == BASE:
+        if token.startswith(f"{golden.RECORDED}:"):
+            specs.append(_recorded(token))
+        elif token == BASE:
             specs.append(_base_of(_job_beside(tokens, jobs, index)))
         elif jobs[index] is not None:
             specs.append(_tuned(token, jobs[index]))
@@ -81,8 +91,16 @@ def resolve_spec(token: str, *, provider: str | None = None,
     return resolve_specs([token], provider=provider, base_url=base_url)[0]
 
 
+def _recorded(token: str) -> ModelSpec:
+    """A golden set as a model; NotFoundError names `tunelab migrate record` if none."""
+    model = token.partition(":")[2]
+    header = golden.load(model).header
+    return ModelSpec(token, golden.RECORDED, model, job_id=header.job_id,
+                     priced_as=header.provider)
+
+
 def _find_job(token: str) -> JobRecord | None:
-    if token == BASE:
+    if token == BASE or token.startswith(f"{golden.RECORDED}:"):
         return None
     with open_registry() as registry:
         return registry.find_job(token) or registry.find_job_by_model(token)
