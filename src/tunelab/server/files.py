@@ -45,7 +45,7 @@ class PartialUpload:
         self.size += len(chunk)
         if self.size > self.max_bytes:
             self.discard()
-            raise too_large(self.max_bytes)
+            raise _too_large(self.max_bytes)
         self._digest.update(chunk)
         assert self._out is not None, "write after discard"
         self._out.write(chunk)
@@ -64,12 +64,12 @@ class PartialUpload:
         return self.size, self._digest.hexdigest()
 
 
-def too_large(max_bytes: int) -> ApiError:
+def _too_large(max_bytes: int) -> ApiError:
     return ApiError(413, f"file is over the {max_bytes} byte limit", code="file_too_large",
                     param="file")
 
 
-def check_purpose(purpose: str | None) -> str:
+def check_purpose(purpose: str) -> str:
     if purpose not in PURPOSES:
         raise ApiError(400, f"purpose {purpose!r} is not one of {sorted(PURPOSES)}",
                        code="invalid_purpose", param="purpose")
