@@ -26,6 +26,9 @@ def tunelab_home(tmp_path: Path, shared_cache: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("TUNELAB_CACHE_DIR", str(shared_cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    # Lifecycle dates (OpenAI's wind-down) are compared with today: pin the clock so a test
+    # means the same after 2027-01-06 as today. Tests about other days set their own.
+    monkeypatch.setenv("TUNELAB_TODAY", "2026-12-02")
     for key in ("OPENAI_API_KEY", "MOONSHOT_API_KEY", "KIMI_API_KEY"):
         monkeypatch.delenv(key, raising=False)
     return home
