@@ -30,7 +30,7 @@ WRITABLE_FIX = "make it writable, or set TUNELAB_HOME to a folder you can write 
 def explain(path: Path, error: sqlite3.Error) -> RegistryError:
     """What `error` means for the registry at `path`, and what to do about it."""
     text = str(error)
-    if path.is_dir():
+    if is_folder(path):
         return RegistryError(f"the registry {path} is a folder, not a database file",
                              fix=f"move it aside (mv {path} {path}.old); tunelab then starts "
                                  "a new, empty registry")
@@ -72,6 +72,13 @@ def newer(path: Path, found: int, known: int) -> RegistryError:
         f"the registry {path} was written by a newer tunelab (schema version {found}; this "
         f"tunelab knows up to {known})",
         fix="upgrade tunelab (pip install -U tunelab), or set TUNELAB_HOME to another folder")
+
+
+def is_folder(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a folder above it we may not enter: sqlite says so itself
+        return False
 
 
 def _writable(folder: Path) -> bool:

@@ -148,9 +148,9 @@ class Registry:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.RLock()
-        if path.is_dir():
-            raise damage.explain(path, sqlite3.OperationalError("is a folder"))
         home.folder(path.parent)
+        if damage.is_folder(path):
+            raise damage.explain(path, sqlite3.OperationalError("is a folder"))
         try:
             self._conn = sqlite3.connect(path, timeout=30, check_same_thread=False,
                                          isolation_level=None)
