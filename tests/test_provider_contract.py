@@ -56,6 +56,7 @@ def local_job(job_id: str, tmp_path: Path, *, status: str = "succeeded",
                                       metrics={"trained_tokens": 1234}))
         registry.add_event(job_id, "job created")
         for name, kind, step in (("step-000002", "step", 2), ("latest", "latest", 4)):
+            (tmp_path / job_id / name).mkdir(parents=True)  # listed while it is on disk
             registry.upsert_checkpoint(CheckpointRow(
                 job_id, name, kind, now, step, 1.0, str(tmp_path / job_id / name),
                 {"train_loss": 0.5, "valid_loss": 0.75}))
