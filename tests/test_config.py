@@ -136,3 +136,21 @@ def test_presets_command_lists_every_preset(capsys) -> None:
     shown = json.loads(capsys.readouterr().out)["presets"]
     assert set(shown) == set(PRESETS)
     assert all({"purpose", "values", "measured"} <= set(row) for row in shown.values())
+
+
+def test_a_seed_numpy_cannot_take_is_refused_with_the_settings() -> None:
+    """A seed over 2**32-1 used to pass the checks and the dry run, then fail the run after
+    the model had loaded (numpy's seeds are 32-bit)."""
+    from tunelab.config import validate_config
+
+    with pytest.raises(ConfigError, match="seed"):
+        validate_config({"train_file": "x.jsonl", "seed": 2**70})
+    assert validate_config({"train_file": "x.jsonl", "seed": 2**32 - 1}).seed == 2**32 - 1
+
+
+def test_a_pattern_in_a_config_error_keeps_its_case() -> None:
+    from tunelab.config import validate_config
+
+    with pytest.raises(ConfigError) as caught:
+        validate_config({"train_file": "x.jsonl", "suffix": "bad suffix!"})
+    assert "A-Za-z" in " ".join(caught.value.problems)

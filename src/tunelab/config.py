@@ -21,6 +21,11 @@ PresetName = Literal["quick", "standard", "extended", "precision"]
 KernelMode = Literal["auto", "off"]
 
 
+# accelerate's set_seed seeds numpy too, whose seeds are 32-bit: a larger seed would fail
+# the run after loading, so it is refused with the other settings.
+SEED_MAX = 2**32 - 1
+
+
 class TrainConfig(BaseModel):
     """Everything a local training run needs, resolved. Saved as config.json in the run dir."""
 
@@ -54,7 +59,7 @@ class TrainConfig(BaseModel):
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     kernels: KernelMode = "auto"
     # run
-    seed: int = Field(42, ge=0)
+    seed: int = Field(42, ge=0, le=SEED_MAX)
     suffix: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,40}$")
     output_dir: str | None = None
     log_every: int = Field(1, ge=1)
@@ -254,7 +259,8 @@ def _describe(item: dict[str, Any], sources: dict[str, str]) -> str:
         hint = f" (did you mean {near[0]!r}?)" if near else ""
         return f"{sources.get(key, repr(key))}: unknown key{hint}"
     where = sources.get(key) or f"{key} ({FLAG_NAMES.get(key, key)})"
-    return f"{where}: {item['msg'].lower()}, got {item.get('input')!r}"
+    message = item["msg"][:1].lower() + item["msg"][1:]  # a pattern in it keeps its case
+    return f"{where}: {message}, got {item.get('input')!r}"
 
 
 def _cross_field_problems(values: dict[str, Any], sources: dict[str, str]) -> list[str]:

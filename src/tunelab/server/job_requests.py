@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tunelab.config import TrainConfig, validate_config
+from tunelab.config import SEED_MAX, TrainConfig, validate_config
 from tunelab.data.stream_check import count_examples
 from tunelab.errors import ConfigError, DataError, UsageError
 from tunelab.server.errors import ApiError
@@ -27,8 +27,6 @@ from tunelab.server.settings import ServeSettings
 EVAL_EVERY = 10  # steps between validation losses when the job has a validation file
 MAX_FILE_CHECKS = 2  # training files read at once; each is a core's worth of JSON parsing
 RETRY_AFTER_S = 2
-# accelerate's set_seed seeds numpy too, whose seeds are 32-bit: a larger seed fails the job
-SEED_MAX = 2**32 - 1
 _FIELDS = TrainConfig.model_fields
 # The most learning_rate_multiplier may be: TrainConfig's cap on the rate over its default.
 MAX_MULTIPLIER = next(rule.le for rule in _FIELDS["learning_rate"].metadata
