@@ -93,7 +93,7 @@ def test_merged_export_loads_with_transformers_and_answers_like_the_adapter(
     from tunelab.local.inference import ChatModel, load_chat_model
 
     out = tmp_path / "merged"
-    assert main(["export", local_job, "--merge", "-o", str(out), "--json"]) == 0
+    assert main(["export", local_job, "-o", str(out), "--json"]) == 0  # --format hf: merged
     result = json.loads(capsys.readouterr().out)
     assert result["merged"] is True and Path(result["output_dir"]) == out
     assert not list(out.glob("adapter_*")), "a merged model carries no adapter files"
@@ -110,11 +110,12 @@ def test_merged_export_loads_with_transformers_and_answers_like_the_adapter(
 
 
 @pytest.mark.slow
-def test_export_without_merge_copies_the_adapter_and_finds_jobs_by_model_name(
+def test_export_format_adapter_copies_the_adapter_and_finds_jobs_by_model_name(
         local_job: str, trained_job: JobRecord, trained_adapter: Path, tmp_path: Path,
         capsys) -> None:
     out = tmp_path / "adapter-copy"
-    assert main(["export", trained_job.fine_tuned_model, "-o", str(out)]) == 0
+    assert main(["export", trained_job.fine_tuned_model, "--format", "adapter",
+                 "-o", str(out)]) == 0
     assert f"exported adapter of {local_job}" in capsys.readouterr().out
     copied = sorted(path.name for path in out.iterdir())
     assert copied == sorted(path.name for path in trained_adapter.iterdir())

@@ -1,23 +1,65 @@
-"""Export a local job's model: the adapter as is, or merged into its base as a plain HF model.
+"""Export a local job's model, in the format the place it goes to runs:
 
-A merged export is what people ship: `AutoModelForCausalLM.from_pretrained(DIR)` and
-`AutoTokenizer.from_pretrained(DIR)` load it with no peft and no tunelab, the chat template
-included, and its greedy answers equal those of the adapter on its base.
+    hf        (default) merged into its base: `AutoModelForCausalLM.from_pretrained(DIR)`
+              loads it with no peft and no tunelab, chat template included; a --full job's
+              model as it is
+    adapter   the PEFT adapter folder alone, for users who keep the base
+    gguf      DIR/<name>.gguf (merged weights, tokenizer, special tokens, chat template) for
+              llama.cpp and LM Studio, DIR/Modelfile for Ollama, DIR/README.md with the
+              commands; written by tunelab.local.gguf, no converter script, no network
 
-Exports are written into a staging folder beside the target and renamed into place, so a
-crash never leaves a half-written model that looks complete.
+`checkpoint` picks a kept checkpoint (best, latest or a step) instead of the final weights.
+
+Everything is written into a staging folder beside the target and renamed into place, so a
+crash, a full disk or a refused template never leaves a half-written export, and an
+existing folder is replaced (with force) only once the new one is complete.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import re
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-from tunelab.errors import UsageError
-from tunelab.local.weights import Kind, Weights, resolve, write_export_marker
-from tunelab.registry import open_registry
+from tunelab.errors import NotFoundError, UsageError
+from tunelab.local import checkpoints
+from tunelab.local.weights import LOCAL_PROVIDER, Kind, Weights, resolve, write_export_marker
+from tunelab.registry import JobRecord, open_registry
+
+FORMATS = ("hf", "adapter", "gguf")
+POINTERS = checkpoints.POINTERS  # best, latest
+
+# (what is happening, done, total): "writing tensors" counts bytes; other stages are 0/0
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """What `tunelab export` was asked, checked at once and never re-read from flags."""
+
+    job: str  # a local job id, its ft: name, or a run folder
+    output_dir: Path
+    format: str = "hf"
+    quantize: str = "f16"  # gguf only
+    checkpoint: str | None = None  # best, latest or a step number; None: the final weights
+    force: bool = False  # replace a non-empty output folder
+    modelfile: bool = True  # gguf: write the Ollama Modelfile (needs a chat template)
+    system: str | None = None  # gguf: the Modelfile's SYSTEM, the training data's prompt
+    sampling: dict[str, float | int] = field(default_factory=dict)  # gguf: Modelfile PARAMETERs
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    path: str  # relative to the output folder
+    bytes: int
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -25,45 +67,121 @@ class ExportResult:
     job_id: str | None
     fine_tuned_model: str | None
     output_dir: str
-    merged: bool
+    format: str
+    kind: str  # what was exported: adapter, merged or full (see weights.Kind)
     base_model: str
-    files: list[str]
+    checkpoint: str | None  # the checkpoint folder exported, when one was asked for
+    quantize: str | None
+    files: list[WrittenFile]
     bytes: int
-    kind: str  # what the folder holds: adapter, merged or full (see weights.Kind)
+    seconds: float
+
+    @property
+    def merged(self) -> bool:
+        return self.kind == Kind.MERGED.value
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "merged": self.merged}
 
 
-def export_job(job_ref: str, output_dir: Path, *, merge: bool) -> ExportResult:
-    """Write the tuned weights `job_ref` names (a local job id, its `ft:` name or a run
-    folder) into `output_dir`, which must be absent or empty."""
-    target = _checked_target(output_dir)
-    weights = _tuned(job_ref)
-    merged = merge and weights.kind is Kind.ADAPTER
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+def export_job(request: ExportRequest, progress: Progress | None = None) -> ExportResult:
+    """Write what `request` asks into its output folder; see the module docstring."""
+    started = time.perf_counter()
+    _check_request(request)
+    target = _checked_target(request.output_dir, force=request.force)
+    staging = _staging_beside(target, request.output_dir)  # an unwritable DIR fails first
     try:
-        if merged:
-            _write_merged(weights, staging)
-        else:  # an adapter without --merge, or whole weights: a plain copy
-            shutil.copytree(weights.path, staging, dirs_exist_ok=True)
-        if merged or weights.kind is not Kind.ADAPTER:  # an adapter says what it is itself
-            write_export_marker(staging, Kind.MERGED if merged else weights.kind,
-                                base=weights.base, job_id=weights.job_id)
+        weights = _tuned(request.job, request.checkpoint)
+        kind = _exported_kind(weights, request.format)
+        _write(request, weights, staging, progress or _silent)
+        files = _inventory(staging)
         _move_into_place(staging, target)
+    except OSError as error:
+        raise _write_error(request.output_dir, error) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    fine_tuned = _record_event(weights.job_id, target, merged=merged)
-    files = sorted(str(path.relative_to(target)) for path in target.rglob("*") if path.is_file())
-    size = sum((target / name).stat().st_size for name in files)
-    kind = Kind.MERGED if merged else weights.kind
-    return ExportResult(weights.job_id, fine_tuned, str(target), merged, weights.base or "",
-                        files, size, kind.value)
+    fine_tuned = _record_event(weights.job_id, target, request.format)
+    return ExportResult(weights.job_id, fine_tuned, str(target), request.format, kind.value,
+                        weights.base or "", str(weights.path.parent)
+                        if request.checkpoint else None,
+                        request.quantize if request.format == "gguf" else None, files,
+                        sum(item.bytes for item in files),
+                        round(time.perf_counter() - started, 2))
 
 
-def _tuned(job_ref: str) -> Weights:
-    weights = resolve(job_ref)
+def _check_request(request: ExportRequest) -> None:
+    from tunelab.local.gguf.writer import check_quantization
+
+    if request.format not in FORMATS:
+        raise UsageError(f"--format {request.format}: not an export format",
+                         fix=f"use one of {', '.join(FORMATS)}")
+    if request.format == "gguf":
+        check_quantization(request.quantize)
+
+
+def _exported_kind(weights: Weights, fmt: str) -> Kind:
+    if fmt == "adapter":
+        if weights.kind is not Kind.ADAPTER:
+            raise UsageError(f"{weights.name} is a {weights.kind.value} model: it has no "
+                             "LoRA adapter to export alone",
+                             fix="use --format hf or --format gguf")
+        return Kind.ADAPTER
+    return Kind.MERGED if weights.kind is Kind.ADAPTER else weights.kind
+
+
+def _write(request: ExportRequest, weights: Weights, out: Path, progress: Progress) -> None:
+    if request.format == "adapter":
+        shutil.copytree(weights.path, out, dirs_exist_ok=True)
+    elif request.format == "hf":
+        progress("merging the adapter" if weights.kind is Kind.ADAPTER else "copying", 0, 0)
+        if weights.kind is Kind.ADAPTER:
+            model, tokenizer = merged_model(weights)
+            model.save_pretrained(out, safe_serialization=True)
+            tokenizer.save_pretrained(out)
+        else:
+            shutil.copytree(weights.path, out, dirs_exist_ok=True)
+        write_export_marker(out, _exported_kind(weights, "hf"), base=weights.base,
+                            job_id=weights.job_id)
+    else:
+        _write_gguf(request, weights, out, progress)
+
+
+def _write_gguf(request: ExportRequest, weights: Weights, out: Path,
+                progress: Progress) -> None:
+    from transformers import AutoConfig
+
+    from tunelab.local.gguf import bundle
+
+    # The architecture is refused before any weight is loaded or merged.
+    source = resolve(weights.base).model_dir() if weights.kind is Kind.ADAPTER \
+        else weights.model_dir()
+    bundle.check_model(AutoConfig.from_pretrained(source))
+    label = weights.job_id or weights.path.parent.name
+    about = {"job": label, "base model": weights.base or "?"}
+    if request.checkpoint:
+        about["checkpoint"] = weights.path.parent.name
+    spec = bundle.Bundle(bundle.file_name(label, request.quantize), request.quantize,
+                         modelfile=request.modelfile, system=request.system,
+                         sampling=request.sampling, base_pre=_base_pre(weights), about=about)
+    progress("merging the adapter" if weights.kind is Kind.ADAPTER else "loading", 0, 0)
+    model, tokenizer = merged_model(weights)
+    bundle.write_bundle(out, model, tokenizer, spec, progress)
+
+
+def _base_pre(weights: Weights) -> str | None:
+    """The pre-tokenizer name of the base model's GGUF, when the base came as one."""
+    from tunelab.local.gguf.bundle import base_pre_tokenizer
+
+    if not weights.base:
+        return None
+    base = resolve(weights.base)
+    return base_pre_tokenizer(base.path) if base.kind is Kind.GGUF else None
+
+
+# what to export ---------------------------------------------------------------------------
+def _tuned(job_ref: str, checkpoint: str | None) -> Weights:
+    weights = resolve(str(_checkpoint_folder(job_ref, checkpoint))) if checkpoint \
+        else resolve(job_ref)
     if not weights.is_tuned:
         raise UsageError(f"{job_ref} is a {weights.kind.value} model, not tuned weights: "
                          "there is nothing of yours to export",
@@ -71,50 +189,155 @@ def _tuned(job_ref: str) -> Weights:
     return weights
 
 
-def _checked_target(output_dir: Path) -> Path:
-    target = output_dir.expanduser().resolve()
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise UsageError(f"-o {output_dir}: already exists and is not an empty folder",
-                         fix="pick a new folder, or remove this one first")
-    return target
+def _checkpoint_folder(job_ref: str, which: str) -> Path:
+    """The kept checkpoint `which` (best, latest or a step) of a job or run folder."""
+    run = _run_folder(job_ref)
+    root = run / "checkpoints"
+    kept = sorted(path.name for path in root.glob("*") if path.is_dir()
+                  and not path.name.startswith(checkpoints.TEMP_PREFIX)) if root.is_dir() else []
+    found = None
+    if which in POINTERS:
+        found = checkpoints.read_pointer(root, which)
+    elif which.isdigit():
+        found = next((root / name for name in kept if _checkpoint_step(root / name) ==
+                      int(which)), None)
+    else:
+        raise UsageError(f"--checkpoint {which}: not best, latest or a step number",
+                         fix="e.g. --checkpoint best, --checkpoint latest or --checkpoint 200")
+    if found is None:
+        have = ", ".join(kept) or "none"
+        raise NotFoundError(f"{job_ref} has no checkpoint {which!r} (kept: {have})",
+                            fix=f"see `tunelab checkpoints {job_ref}`")
+    return found
 
 
-def _write_merged(adapter: Weights, out: Path) -> None:
-    from peft import PeftModel
+def _checkpoint_step(folder: Path) -> int | None:
+    import json
 
+    try:
+        return int(json.loads((folder / "state.json").read_text(encoding="utf-8"))["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        match = re.fullmatch(r"step-(\d+)", folder.name)
+        return int(match.group(1)) if match else None
+
+
+def _run_folder(job_ref: str) -> Path:
+    with open_registry() as registry:
+        job = registry.find_job(job_ref) or registry.find_job_by_model(job_ref)
+    if job is not None:
+        return _local_run(job, job_ref)
+    path = Path(job_ref).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    raise NotFoundError(f"no job or model {job_ref!r} in the registry",
+                        fix="run `tunelab jobs list` to see job ids and model names")
+
+
+def _local_run(job: JobRecord, name: str) -> Path:
+    if job.provider != LOCAL_PROVIDER:
+        resolve(name)  # the resolver's one line for a cloud job
+    if not job.run_dir:
+        raise NotFoundError(f"job {job.id} has no run folder in the registry",
+                            fix="train it again with `tunelab train`")
+    return Path(job.run_dir)
+
+
+def merged_model(weights: Weights) -> tuple[Any, Any]:
+    """The whole model `weights` mean, LoRA merged, in fp32, with the tokenizer training used."""
     from tunelab.local import model_source
 
-    base_dir = resolve(adapter.base).model_dir()
-    model = PeftModel.from_pretrained(model_source.load_model(str(base_dir)), str(adapter.path))
-    merged = model.merge_and_unload()
-    merged.save_pretrained(out, safe_serialization=True)
-    _tokenizer_for(adapter.path, base_dir).save_pretrained(out)
+    if weights.kind is Kind.ADAPTER:
+        from peft import PeftModel
+
+        base_dir = resolve(weights.base).model_dir()
+        model = PeftModel.from_pretrained(model_source.load_model(str(base_dir)),
+                                          str(weights.path)).merge_and_unload()
+        return model.eval(), _tokenizer_for(weights.path, base_dir)
+    model_dir = weights.model_dir()
+    base_dir = resolve(weights.base).model_dir() if weights.base else model_dir
+    return model_source.load_model(str(model_dir)).eval(), _tokenizer_for(model_dir, base_dir)
 
 
-def _tokenizer_for(adapter: Path, base_dir: Path):
+def _tokenizer_for(folder: Path, base_dir: Path):
     """The tokenizer saved with the run (what training used), else the base model's."""
     from transformers import AutoTokenizer
 
     from tunelab.local import model_source
 
-    if (adapter / "tokenizer_config.json").is_file():
-        return AutoTokenizer.from_pretrained(adapter)
+    if (folder / "tokenizer_config.json").is_file():
+        return AutoTokenizer.from_pretrained(folder)
     return model_source.load_tokenizer(str(base_dir))
 
 
+# where it goes ----------------------------------------------------------------------------
+def _checked_target(output_dir: Path, *, force: bool) -> Path:
+    target = output_dir.expanduser().resolve()
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"-o {output_dir}: is a file, not a folder",
+                         fix="pick a folder path that does not exist yet")
+    if target.exists() and any(target.iterdir()) and not force:
+        raise UsageError(f"-o {output_dir}: already exists and is not an empty folder",
+                         fix="pick a new folder, or add --force to replace it")
+    return target
+
+
+def _staging_beside(target: Path, shown: Path) -> Path:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    except OSError as error:
+        raise _write_error(shown, error) from None
+
+
+def _write_error(shown: Path, error: OSError) -> UsageError:
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return UsageError(f"-o {shown}: the disk is full; nothing was written",
+                          fix="free some space or pick a folder on another disk")
+    reason = error.strerror or type(error).__name__
+    return UsageError(f"-o {shown}: can't write there ({reason}); nothing was written",
+                      fix="pick a folder you can write to")
+
+
+def _inventory(folder: Path) -> list[WrittenFile]:
+    return [WrittenFile(str(path.relative_to(folder)), path.stat().st_size, _sha256(path))
+            for path in sorted(folder.rglob("*")) if path.is_file()]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _move_into_place(staging: Path, target: Path) -> None:
-    if target.exists():  # an empty folder the user made: rename cannot replace it
-        target.rmdir()
-    staging.rename(target)
+    """Rename the finished export in; an old folder (empty, or replaced with force) leaves
+    only after the new one is complete beside it."""
+    retired = None
+    if target.exists():
+        retired = target.with_name(f".{target.name}-replaced-{staging.name[-8:]}")
+        target.rename(retired)
+    try:
+        staging.rename(target)
+    except OSError:
+        if retired is not None:
+            retired.rename(target)
+        raise
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)
 
 
-def _record_event(job_id: str | None, target: Path, *, merged: bool) -> str | None:
+def _record_event(job_id: str | None, target: Path, fmt: str) -> str | None:
     """Note the export in the job's events; the job's tuned model name, if it has one."""
     if job_id is None:  # a run folder the registry does not know
         return None
     with open_registry() as registry:
-        kind = "merged model" if merged else "weights"
-        registry.add_event(job_id, f"exported {kind} to {target}", type="export",
-                           data={"output_dir": str(target), "merged": merged})
+        registry.add_event(job_id, f"exported {fmt} to {target}", type="export",
+                           data={"output_dir": str(target), "format": fmt})
         job = registry.find_job(job_id)
     return job.fine_tuned_model if job else None
+
+
+def _silent(_what: str, _done: int, _total: int) -> None:
+    return None
