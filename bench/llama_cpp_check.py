@@ -1,30 +1,43 @@
 """Run a `tunelab export --format gguf` file in real llama.cpp and compare it with tunelab.
 
-llama.cpp comes from the package registry, not from tunelab: the `llama-cpp-py-sync` wheel
-ships a prebuilt CPU libllama (no compiler, no network at run time). Install it beside the
-project, e.g. into a folder of its own:
+llama.cpp is built from the source in the `llama-cpp-python` sdist on the package registry
+(it vendors llama.cpp), not from tunelab's code; nothing is downloaded at run time:
 
-    pip install --no-deps --target /tmp/llama-cpp llama-cpp-py-sync   # needs cffi, numpy
-    PYTHONPATH=/tmp/llama-cpp .venv/bin/python bench/llama_cpp_check.py JOB [--quantize q8_0]
+    pip download --no-deps --no-binary :all: llama-cpp-python -d /tmp/lcp
+    tar xzf /tmp/lcp/llama_cpp_python-*.tar.gz -C /tmp/lcp
+    cmake -S /tmp/lcp/llama_cpp_python-*/vendor/llama.cpp -B /tmp/lcp/build \
+        -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=OFF
+    cmake --build /tmp/lcp/build -j2 --target llama-completion llama-tokenize  # ~25 min, 2 cores
+    .venv/bin/python bench/llama_cpp_check.py JOB --bin /tmp/lcp/build/bin [--quantize q8_0]
 
-JOB is a local job id (or `--gguf FILE` for an export made already, with `--job JOB` for
-tunelab's side). For each prompt (English and Russian, with the job's system prompt) it shows:
-- whether llama.cpp tokenizes tunelab's rendered prompt to the same ids as the HF tokenizer;
-- whether llama.cpp's own chat-template code renders the same prompt text;
-- how many leading tokens of the greedy answer llama.cpp and tunelab share;
-- whether llama.cpp stopped at an end-of-generation token, and which.
-Prints one JSON object (--json) or a table; exits 1 if a check fails.
+(The prebuilt `llama-cpp-py-sync` wheel needs glibc 2.38; Debian 12 has 2.36.)
+
+JOB is a local job id; `--gguf FILE` reuses an export made already. For each prompt (English
+and Russian, with the job's system prompt, rendered by tunelab's chat template) it reports:
+- whether `llama-tokenize` gives the same ids as the HF tokenizer tunelab uses;
+- how many leading tokens of `llama-completion`'s greedy answer equal tunelab's greedy one;
+- whether llama.cpp stopped at an end-of-generation token where tunelab stopped.
+
+`--no-repack`: this llama.cpp snapshot crashes (SIGSEGV) in its CPU weight repacking on
+a multi-token prompt with quantized weights, the embedded SmolLM2 Q4_1 GGUF included.
+Prints one JSON object; exits 1 if a check fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+END_OF_TEXT = "[end of text]"
 PROMPTS = [
     "Who are you?",
     "Мне кажется, я потерялась. Что делать?",
@@ -34,47 +47,41 @@ PROMPTS = [
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("job", nargs="?", help="local job id to export and compare")
+    parser.add_argument("job", help="local job id to export and compare")
+    parser.add_argument("--bin", type=Path, required=True,
+                        help="folder with llama-completion and llama-tokenize")
     parser.add_argument("--gguf", type=Path, help="an exported .gguf (skips the export)")
-    parser.add_argument("--job", dest="job_opt", help="the job behind --gguf")
     parser.add_argument("--quantize", default="f16")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    job = args.job or args.job_opt
-    if not job:
-        parser.error("name a job")
-    try:
-        import llama_cpp_py_sync  # noqa: F401
-    except ImportError:
-        print("llama.cpp is not installed: pip install --no-deps --target DIR "
-              "llama-cpp-py-sync, then PYTHONPATH=DIR", file=sys.stderr)
-        return 2
     with tempfile.TemporaryDirectory() as scratch:
-        gguf = args.gguf or _export(job, Path(scratch) / "export", args.quantize)
-        report = compare(job, gguf, args.max_new_tokens, args.threads)
-    print(json.dumps(report, ensure_ascii=False, indent=None if args.json else 2))
+        started = time.perf_counter()
+        gguf = args.gguf or _export(args.job, Path(scratch) / "export", args.quantize)
+        export_s = None if args.gguf else round(time.perf_counter() - started, 1)
+        report = compare(args.job, gguf, _LlamaCpp(gguf, args.bin, args.threads),
+                         args.max_new_tokens)
+    print(json.dumps({"export_s": export_s, **report}, ensure_ascii=False, indent=2))
     return 0 if report["ok"] else 1
 
 
 def _export(job: str, out: Path, quantize: str) -> Path:
     from tunelab.cli import main as tunelab
 
-    code = tunelab(["export", job, "--format", "gguf", "--quantize", quantize, "-o", str(out),
-                    "--json"])
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = tunelab(["export", job, "--format", "gguf", "--quantize", quantize, "-o",
+                        str(out), "--json"])
     if code:
         raise SystemExit(f"tunelab export failed ({code})")
     return next(out.glob("*.gguf"))
 
 
-def compare(job: str, gguf: Path, max_new_tokens: int, threads: int) -> dict:
+def compare(job: str, gguf: Path, llama: _LlamaCpp, max_new_tokens: int) -> dict:
     from tunelab.evaluate.job_files import training_system_prompt
     from tunelab.evaluate.specs import resolve_spec
 
     system = training_system_prompt(resolve_spec(job))
     tuned = _tunelab_model(job)
-    llama = _LlamaCpp(gguf, threads)
     rows = []
     for prompt in PROMPTS:
         messages = ([{"role": "system", "content": system}] if system else []) + [
@@ -82,26 +89,35 @@ def compare(job: str, gguf: Path, max_new_tokens: int, threads: int) -> dict:
         text, ids, answer = _tunelab_greedy(tuned, messages, max_new_tokens)
         started = time.perf_counter()
         cpp_ids = llama.tokenize(text)
-        cpp_answer, stop = llama.greedy(cpp_ids, max_new_tokens)
+        cpp_text, stopped = llama.greedy(text, max_new_tokens)
         seconds = time.perf_counter() - started
-        shared = next((i for i, (a, b) in enumerate(zip(answer, cpp_answer, strict=False))
-                       if a != b), min(len(answer), len(cpp_answer)))
+        shared = _shared_leading_tokens(tuned.tokenizer, answer, cpp_text)
         rows.append({
             "prompt": prompt,
             "prompt_ids_equal": cpp_ids == ids,
-            "template_text_equal": llama.render(messages) == text,
-            "tunelab_tokens": len(answer), "llama_cpp_tokens": len(cpp_answer),
-            "shared_leading_tokens": shared,
-            "llama_cpp_stopped_at": stop,
+            "tunelab_tokens": len(answer), "shared_leading_tokens": shared,
+            "tunelab_stopped_at_end_of_turn": len(answer) < max_new_tokens,
+            "llama_cpp_stopped_at_end_of_turn": stopped,
             "tunelab_answer": tuned.tokenizer.decode(answer, skip_special_tokens=True),
-            "llama_cpp_answer": llama.detokenize(cpp_answer),
+            "llama_cpp_answer": cpp_text,
             "llama_cpp_s": round(seconds, 2),
         })
     ok = all(row["prompt_ids_equal"] and row["shared_leading_tokens"] >= min(
-        8, row["tunelab_tokens"]) and (row["llama_cpp_stopped_at"] or
-                                       row["llama_cpp_tokens"] == max_new_tokens)
+        8, row["tunelab_tokens"]) and row["llama_cpp_stopped_at_end_of_turn"]
+             == row["tunelab_stopped_at_end_of_turn"]
              for row in rows)
     return {"gguf": str(gguf), "bytes": gguf.stat().st_size, "ok": ok, "rows": rows}
+
+
+def _shared_leading_tokens(tokenizer, answer: list[int], text: str) -> int:
+    """How many of tunelab's answer tokens llama.cpp's answer text starts with."""
+    count = 0
+    for end in range(1, len(answer) + 1):
+        # a token may end inside a multi-byte letter: compare up to the last whole one
+        if not text.startswith(tokenizer.decode(answer[:end]).rstrip("\ufffd")):
+            break
+        count = end
+    return count
 
 
 def _tunelab_model(job: str):
@@ -130,55 +146,34 @@ def _tunelab_greedy(tuned, messages: list[dict], max_new_tokens: int):
 
 
 class _LlamaCpp:
-    """Greedy decoding through llama.cpp's C API (the wheel's CFFI bindings)."""
+    """llama.cpp's own programs: llama-tokenize for ids, llama-completion for greedy
+    answers (--temp 0), which stop at the vocabulary's end-of-generation tokens."""
 
-    def __init__(self, gguf: Path, threads: int) -> None:
-        import llama_cpp_py_sync as llama_cpp
-
-        self.llm = llama_cpp.Llama(str(gguf), n_ctx=1024, n_threads=threads, verbose=False)
-        self.lib, self.ffi = self.llm._lib, self.llm._ffi
-        self.n_vocab = self.llm.n_vocab
+    def __init__(self, gguf: Path, bin_dir: Path, threads: int) -> None:
+        self.gguf, self.bin, self.threads = gguf, bin_dir, threads
 
     def tokenize(self, text: str) -> list[int]:
-        # add_special: llama.cpp adds BOS only if the GGUF's add_bos_token says so
-        return self.llm.tokenize(text, add_special=True, parse_special=True)
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8") as prompt:
+            prompt.write(text)
+            prompt.flush()
+            out = self._run("llama-tokenize", "-m", str(self.gguf), "-f", prompt.name,
+                            "--ids", "--log-disable", "--no-escape")  # parses special tokens
+        return json.loads(out.stdout.strip().splitlines()[-1])
 
-    def detokenize(self, ids: list[int]) -> str:
-        return self.llm.detokenize(ids, remove_special=True, unparse_special=False).strip()
+    def greedy(self, text: str, max_new_tokens: int) -> tuple[str, bool]:
+        """llama.cpp's greedy answer text, and whether it stopped at an end-of-generation
+        token (llama-completion then prints "[end of text]")."""
+        out = self._run("llama-completion", "-m", str(self.gguf), "-p", text, "-n",
+                        str(max_new_tokens), "--temp", "0", "-no-cnv", "--no-display-prompt",
+                        "--no-warmup", "-t", str(self.threads), "--no-repack")
+        answer = out.stdout.rstrip("\n")
+        stopped = answer.endswith(END_OF_TEXT)
+        return answer.removesuffix(END_OF_TEXT).rstrip(" "), stopped
 
-    def render(self, messages: list[dict]) -> str:
-        """The prompt as llama.cpp's own template code renders it from the GGUF's template."""
-        lib, ffi = self.lib, self.ffi
-        template = lib.llama_model_chat_template(self.llm._model, ffi.NULL)
-        keep = [(m["role"].encode(), m["content"].encode()) for m in messages]
-        chat = ffi.new(f"struct llama_chat_message[{len(keep)}]")
-        for index, (role, content) in enumerate(keep):
-            chat[index].role, chat[index].content = ffi.from_buffer(role + b"\0"), \
-                ffi.from_buffer(content + b"\0")
-        size = 8192
-        buffer = ffi.new(f"char[{size}]")
-        count = lib.llama_chat_apply_template(template, chat, len(keep), True, buffer, size)
-        return ffi.string(buffer, count).decode("utf-8") if count > 0 else ""
-
-    def greedy(self, prompt: list[int], max_new_tokens: int) -> tuple[list[int], str | None]:
-        import numpy as np
-
-        lib, ffi = self.lib, self.ffi
-        lib.llama_memory_clear(lib.llama_get_memory(self.llm._ctx), True)
-        answer: list[int] = []
-        batch_ids = list(prompt)
-        for _ in range(max_new_tokens):
-            tokens = ffi.new(f"llama_token[{len(batch_ids)}]", batch_ids)
-            if lib.llama_decode(self.llm._ctx, lib.llama_batch_get_one(tokens, len(batch_ids))):
-                raise RuntimeError("llama_decode failed")
-            logits = lib.llama_get_logits_ith(self.llm._ctx, -1)
-            row = np.frombuffer(ffi.buffer(logits, self.n_vocab * 4), dtype=np.float32)
-            token = int(row.argmax())
-            if lib.llama_vocab_is_eog(self.llm._vocab, token):
-                return answer, self.llm.token_to_piece(token)
-            answer.append(token)
-            batch_ids = [token]
-        return answer, None
+    def _run(self, program: str, *args: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads)}
+        return subprocess.run([str(self.bin / program), *args], capture_output=True,
+                              text=True, check=True, env=env, timeout=600)
 
 
 if __name__ == "__main__":

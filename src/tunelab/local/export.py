@@ -23,6 +23,7 @@ import re
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -250,8 +251,10 @@ def merged_model(weights: Weights) -> tuple[Any, Any]:
         from peft import PeftModel
 
         base_dir = resolve(weights.base).model_dir()
-        model = PeftModel.from_pretrained(model_source.load_model(str(base_dir)),
-                                          str(weights.path)).merge_and_unload()
+        with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5
+            warnings.simplefilter("ignore", FutureWarning)
+            model = PeftModel.from_pretrained(model_source.load_model(str(base_dir)),
+                                              str(weights.path)).merge_and_unload()
         return model.eval(), _tokenizer_for(weights.path, base_dir)
     model_dir = weights.model_dir()
     base_dir = resolve(weights.base).model_dir() if weights.base else model_dir
