@@ -339,3 +339,23 @@ def test_jobs_compare_shows_a_local_and_a_cloud_validation_loss_side_by_side(
     assert main(["jobs", "compare", local.id, CLOUD_JOB]) == 0
     table = capsys.readouterr().out
     assert "valid_loss" in table and "1.5000" in table
+
+
+def test_a_sample_step_that_breaks_leaves_the_job_succeeded(tmp_path: Path) -> None:
+    """The weights are saved before the sample answers: a prompts file that went bad after
+    the up-front check (here: re-saved as Latin-1) is a warning, not a failed job."""
+    from tunelab.config import validate_config
+    from tunelab.local import orchestrator
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_bytes("Привет?\n".encode("cp1251"))
+    config = validate_config({"train_file": str(tmp_path / "t.jsonl"), "prompts": str(prompts)})
+    messages: list[tuple[str, str]] = []
+
+    class Recorder:
+        def message(self, text: str, level: str = "info") -> None:
+            messages.append((level, text))
+
+    orchestrator._write_samples(config, tmp_path, [], Recorder())
+    assert [level for level, _ in messages] == ["warning"]
+    assert "sample answers skipped" in messages[0][1]

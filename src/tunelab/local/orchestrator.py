@@ -155,7 +155,8 @@ def _execute(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path
         with _interrupt_sets(stop):
             return _run(registry, job_id, config, run_dir, examples, resume_from, recorder, stop)
     except TunelabError as error:
-        _fail(registry, recorder, job_id, error.render(), type(error).__name__, before)
+        # OpenAI's code for a job that failed on its data or settings; the message says which.
+        _fail(registry, recorder, job_id, error.render(), "training_failed", before)
         raise
     except KeyboardInterrupt:  # a second Ctrl-C: no time for a checkpoint, latest still holds
         registry.update_job(job_id, status="cancelled", native_status="interrupted")
@@ -203,12 +204,23 @@ def _run(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path,
         if not config.full:
             tokenizer.save_pretrained(run_dir / "adapter")
         fine_tuned = f"ft:{prepare.base_model_name(config.model)}:{config.suffix or ''}:{job_id}"
-        samples.write_samples(config, run_dir, examples.train, recorder)
+        _write_samples(config, run_dir, examples.train, recorder)
     job = registry.update_job(job_id, status=outcome, native_status=outcome,
                               fine_tuned_model=fine_tuned)
     recorder.message(f"job {job.status}" + (": resumable with `tunelab train --resume "
                                             f"{job_id}`" if job.status == "cancelled" else ""))
     return result_object(job)
+
+
+def _write_samples(config: TrainConfig, run_dir: Path, train: Any,
+                   recorder: RunRecorder) -> None:
+    """The after-training answers are a courtesy: the weights are saved by now, so a failure
+    here is a warning on a succeeded job, never a failed one."""
+    try:
+        samples.write_samples(config, run_dir, train, recorder)
+    except Exception as error:  # noqa: BLE001 - whatever broke, the job still succeeded
+        recorder.message(f"sample answers skipped: {type(error).__name__}: {error}",
+                         level="warning")
 
 
 def result_object(job: JobRecord) -> dict[str, Any]:
