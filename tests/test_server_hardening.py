@@ -285,3 +285,19 @@ def wait_until(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-unt
     while not predicate():
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.02)
+
+
+def test_a_job_model_is_a_listed_base_model_never_a_path(server: str, training: str,
+                                                          tmp_path: Path) -> None:
+    """Job creation used to accept server folders, .gguf paths and cached hub ids, and
+    answered "/etc" with "folder has no model config.json": a probe of the filesystem."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    messages = set()
+    for name in ("/etc", "/nonexist/x", str(folder), "../..", "gpt2"):
+        error = refused(create_job(server, model=name, training_file=training))
+        assert error["param"] == "model" and error["code"] == "model_not_available"
+        messages.add(error["message"].replace(repr(name[:80]), "NAME"))
+    assert len(messages) == 1 and "config" not in messages.pop()
+    assert create_job(server, model=MODEL, training_file=training).status_code == 200

@@ -137,17 +137,21 @@ def _check_file(path: str, file_id: str, param: str) -> None:
 
 
 def _check_model(model: str) -> None:
-    """The model names a base model here: found, not loaded or converted (the job does
-    that)."""
+    """The model is a base model GET /v1/models lists, and its files are here: found, not
+    loaded or converted (the job does that). Any other name gets the same 400, so a client
+    learns nothing about the server's filesystem."""
     from tunelab.local.model_source import locate, model_dir
+    from tunelab.server.models import base_models
 
     try:
+        if model not in base_models():
+            raise UsageError("not a base model this server lists")
         location = locate(model)
         if location.suffix != ".gguf":
             model_dir(location)
-    except (UsageError, OSError) as error:
-        reason = error.message if isinstance(error, UsageError) else "not a usable name"
-        raise ApiError(400, f"model {model!r} is not available on this server: {reason}",
+    except (UsageError, OSError):
+        raise ApiError(400, f"model {model[:80]!r} is not available on this server: GET "
+                       "/v1/models lists the base models you can fine-tune here",
                        code="model_not_available", param="model") from None
 
 

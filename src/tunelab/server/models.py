@@ -53,6 +53,14 @@ class Served:
         return resolve(DEFAULT_MODEL)
 
 
+def base_models() -> tuple[str, ...]:
+    """The base models a client may fine-tune or chat with: the embedded one. A job's
+    `model` over HTTP is one of these names, never a path or hub id (issue 13)."""
+    from tunelab.local.model_source import DEFAULT_MODEL
+
+    return (DEFAULT_MODEL,)
+
+
 def tuned_name(job: JobRecord) -> str:
     """A job's model name; before it has one, the name its checkpoints are listed under."""
     return job.fine_tuned_model or f"ft:{job.base_model}:{job.suffix or ''}:{job.id}"
@@ -79,9 +87,7 @@ def checkpoint_model(job: JobRecord, checkpoint: Checkpoint) -> str:
 
 def catalogue(registry: Registry, aliases: tuple[tuple[str, str], ...] = ()) -> dict[str, Served]:
     """Every name a client may chat with, in listing order (see the module docstring)."""
-    from tunelab.local.model_source import DEFAULT_MODEL
-
-    found = {DEFAULT_MODEL: Served(DEFAULT_MODEL, 0)}
+    found = {name: Served(name, 0) for name in base_models()}
     by_job_id, replaced = {}, []
     for job in _tuned_jobs(registry):
         served = Served(tuned_name(job), int(job.created_at), job)
