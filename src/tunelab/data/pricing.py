@@ -22,7 +22,7 @@ from datetime import date
 from importlib import resources
 
 from tunelab.errors import UsageError
-from tunelab.home import home
+from tunelab.home import home_file
 
 DEFAULT_MODELS = {
     "openai": "gpt-4o-mini-2024-07-18",
@@ -154,8 +154,8 @@ def _documents() -> list[tuple[str, dict]]:
     """(where, parsed table): the packaged one, then the user's override when there is one."""
     packaged = resources.files("tunelab.data").joinpath("pricing.json").read_text("utf-8")
     documents = [("packaged pricing.json", _load(packaged, "packaged pricing.json"))]
-    override = home() / "pricing.json"
-    if override.is_file():
+    override = home_file("pricing.json")
+    if override is not None:
         documents.append((str(override), _load(override.read_text("utf-8"), str(override))))
     return documents
 

@@ -26,9 +26,7 @@ CREATE TABLE IF NOT EXISTS answers (
 
 
 def cache_path() -> Path:
-    folder = home.home() / "cache"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / "answers.sqlite"
+    return home.folder(home.home() / "cache") / "answers.sqlite"
 
 
 def cache_key(model: str, request: Any, settings: dict[str, Any]) -> str:

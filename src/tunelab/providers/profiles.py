@@ -63,8 +63,8 @@ BUILTIN: dict[str, Profile] = {
 def config_path() -> Path | None:
     """The user's endpoints file in TUNELAB_HOME, if there is one."""
     for name in CONFIG_NAMES:
-        candidate = home.home() / name
-        if candidate.is_file():
+        candidate = home.home_file(name)
+        if candidate is not None:
             return candidate
     return None
 
