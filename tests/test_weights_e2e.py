@@ -80,7 +80,11 @@ def test_the_resolver_tells_the_two_jobs_apart(job) -> None:
         weights.kind, weights.path, weights.job_id)
 
 
-def test_serve_chats_with_the_job_by_model_name_id_and_run_folder(job, tmp_path) -> None:
+def test_serve_chats_with_the_job_by_its_model_name_only(job, tmp_path) -> None:
+    """Over HTTP a job answers to the name GET /v1/models lists, after --full too (its run
+    folder's config.json is a training config: loading that once answered 500). The job id
+    and the run folder are the CLI's names for it (test_resolve_* above); a client naming
+    them, or any folder, gets the one 404 a name the server does not list gets."""
     from fastapi.testclient import TestClient
 
     from tunelab.server import ServeSettings, create_app
@@ -89,23 +93,19 @@ def test_serve_chats_with_the_job_by_model_name_id_and_run_folder(job, tmp_path)
     with TestClient(app, headers={"Authorization": f"Bearer {KEY}"}) as client:
         listed = client.get("/v1/models").json()["data"]
         assert job["fine_tuned_model"] in [model["id"] for model in listed]
-        texts = []
-        # the run folder means its trained weights, never the folder itself (whose
-        # config.json is a training config: loading it once answered 500 after --full)
-        for name in (job["fine_tuned_model"], job["id"], job["run_dir"]):
-            reply = client.post("/v1/chat/completions", json={
-                "model": name, "messages": PROMPT, "max_tokens": 4, "temperature": 0})
-            assert reply.status_code == 200, reply.text
-            body = reply.json()
-            assert body["model"] == name and 0 < body["usage"]["completion_tokens"] <= 4
-            texts.append(body["choices"][0]["message"]["content"])
-        assert texts[0] == texts[1] == texts[2]  # three names, one model
-        # a folder holding no model is a client's mistake: 404 with the reason, never a 500
-        (tmp_path / "config.json").write_text("{}")
         reply = client.post("/v1/chat/completions", json={
-            "model": str(tmp_path), "messages": PROMPT, "max_tokens": 4})
-        assert reply.status_code == 404, reply.text
-        assert "not a model folder" in reply.json()["error"]["message"]
+            "model": job["fine_tuned_model"], "messages": PROMPT, "max_tokens": 4,
+            "temperature": 0})
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        assert body["model"] == job["fine_tuned_model"]
+        assert 0 < body["usage"]["completion_tokens"] <= 4
+        (tmp_path / "config.json").write_text("{}")
+        for name in (job["id"], job["run_dir"], str(tmp_path)):
+            reply = client.post("/v1/chat/completions", json={
+                "model": name, "messages": PROMPT, "max_tokens": 4})
+            assert reply.status_code == 404, reply.text
+            assert reply.json()["error"]["code"] == "model_not_found"
 
 
 def test_chat_and_test_answer_with_the_job(job, capsys) -> None:
