@@ -508,3 +508,18 @@ class GoTemplate:
     def _field(value: dict, name: str):
         """Go's .Role on a message dict {"role": ...}; .Messages on the root."""
         return value[name] if name in value else value[name.lower()]
+
+
+def test_the_modelfile_system_is_a_prompt_every_example_shares() -> None:
+    """`tunelab test` puts first the system prompt most examples share; a Modelfile's SYSTEM
+    applies to every chat, so it is only a prompt all examples were trained with."""
+    from tunelab.local.prepare import common_system_prompt
+
+    def example(system: str | None) -> dict:
+        turns = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+        return {"messages": ([{"role": "system", "content": system}] if system else []) + turns}
+
+    most = [example("Ты Наташа."), example("Ты Наташа."), example(None)]
+    assert common_system_prompt(most) == "Ты Наташа."
+    assert common_system_prompt(most, share=1.0) is None
+    assert common_system_prompt(most[:2], share=1.0) == "Ты Наташа."

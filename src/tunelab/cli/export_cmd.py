@@ -76,7 +76,9 @@ def _modelfile_defaults(job: str) -> tuple[str | None, dict[str, float | int]]:
         record = registry.find_job(job) or registry.find_job_by_model(job)
     system = None
     if record is not None:
-        system = training_system_prompt(ModelSpec(job, record.provider, job, job_id=record.id))
+        # Ollama bakes SYSTEM into every chat: only a prompt every example was trained with.
+        system = training_system_prompt(ModelSpec(job, record.provider, job, job_id=record.id),
+                                        share=1.0)
     settings = Settings()
     return system, sampling_parameters(temperature=settings.temperature, top_p=settings.top_p,
                                        seed=settings.seed)

@@ -29,8 +29,9 @@ def default_eval_file(specs: list[ModelSpec]) -> Path:
                      fix="pass --eval FILE (held-out dialogues, e.g. from `tunelab data split`)")
 
 
-def training_system_prompt(spec: ModelSpec) -> str | None:
-    """The system prompt most of the job's training examples start with, if readable."""
+def training_system_prompt(spec: ModelSpec, share: float = 0.5) -> str | None:
+    """The system prompt at least `share` of the job's training examples start with, if
+    readable."""
     from tunelab.data.reader import load_examples
     from tunelab.local.prepare import common_system_prompt
 
@@ -38,7 +39,7 @@ def training_system_prompt(spec: ModelSpec) -> str | None:
         found = job_file(job, "training_file")
         if found:
             try:
-                return common_system_prompt(load_examples(found))
+                return common_system_prompt(load_examples(found), share)
             except TunelabError:  # the data changed since training: no default, no failure
                 return None
     return None

@@ -72,11 +72,12 @@ def base_model_ref(model: str | None) -> str:
     return str(path.resolve()) if path.exists() else model
 
 
-def common_system_prompt(examples: list[dict]) -> str | None:
-    """The system message most training examples start with, if any: samples use it too."""
+def common_system_prompt(examples: list[dict], share: float = 0.5) -> str | None:
+    """The system message at least `share` of the training examples start with, if any:
+    samples use the one most share; an Ollama Modelfile bakes in only one all share."""
     systems = Counter(example["messages"][0].get("content") for example in examples
                       if example["messages"] and example["messages"][0].get("role") == "system")
     if not systems:
         return None
     content, count = systems.most_common(1)[0]
-    return content if count * 2 >= len(examples) else None
+    return content if count >= share * len(examples) else None
