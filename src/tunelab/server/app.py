@@ -3,7 +3,7 @@
 Routes are thin: parse, call the registry (through server/jobs.py and server/files.py), the
 worker or the chat module, return OpenAI's shapes. Every failure becomes an OpenAI-shaped
 error (server/errors.py); every route but /health needs the bearer key when one is set
-(server/auth.py).
+(server/auth.py). The web dashboard (server/dashboard/) is served at `/`.
 
 The app keeps the TUNELAB_HOME it was created under: its registry and its uploads' bytes.
 """
@@ -19,6 +19,7 @@ from fastapi.responses import FileResponse
 from tunelab import home
 from tunelab.registry import open_registry
 from tunelab.server import auth, chat_routes, errors
+from tunelab.server.dashboard import Dashboard
 from tunelab.server.files import UploadedFiles, file_object
 from tunelab.server.job_requests import FileChecks, JobCreate, build_config
 from tunelab.server.jobs import ServerJobs, page
@@ -52,10 +53,12 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app.state.settings, app.state.files, app.state.jobs = settings, files, jobs
     app.state.worker, app.state.file_checks = worker, FileChecks(files)
     errors.install(app)
-    auth.install(app, settings)
+    dashboard = Dashboard(registry, jobs, worker, files, settings)  # the web pages at /
+    auth.install(app, settings, dashboard.gate)
     _file_routes(app, files)
     _job_routes(app, settings, app.state.file_checks, jobs, worker)
     chat_routes.install(app, registry)
+    dashboard.install(app)
     return app
 
 

@@ -7,6 +7,7 @@ about it.
 from __future__ import annotations
 
 import hmac
+from typing import Any
 
 from fastapi import FastAPI, Request
 
@@ -23,11 +24,16 @@ def bearer_ok(header: str | None, key: str) -> bool:
                                                               key.encode())
 
 
-def install(app: FastAPI, settings: ServeSettings) -> None:
+def install(app: FastAPI, settings: ServeSettings, browser: Any = None) -> None:
+    """`browser` (the dashboard's gate) may admit a request without the bearer key (its login
+    form, a valid session cookie) and answers the ones it refuses (a page: to the login)."""
     @app.middleware("http")
     async def gate(request: Request, call_next):  # type: ignore[no-untyped-def]
         if settings.api_key and request.url.path not in OPEN_PATHS \
-                and not bearer_ok(request.headers.get("authorization"), settings.api_key):
+                and not bearer_ok(request.headers.get("authorization"), settings.api_key) \
+                and not (browser is not None and browser.admits(request)):
+            if browser is not None:
+                return browser.refusal(request)
             return error_response(401, "Missing or incorrect API key: send "
                                   "'Authorization: Bearer <key>'", code="invalid_api_key")
         length = request.headers.get("content-length")

@@ -1,0 +1,333 @@
+"""The dashboard's routes: pages (server-rendered with Jinja, autoescaped), their data
+(JSON and server-sent events) and the POST forms behind the buttons.
+
+Every POST checks the session's CSRF token and the Origin (security.check_post) before it
+reads or changes anything; every page carries the headers in security.HEADERS.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, Undefined, select_autoescape
+
+from tunelab.errors import NotFoundError, TunelabError
+from tunelab.registry import JobRecord, Registry
+from tunelab.server.dashboard import comparisons, security, stream, views
+from tunelab.server.dashboard.actions import (
+    EXPORT_FORMATS,
+    OVERRIDES,
+    Actions,
+    RunRequest,
+    read_overrides,
+)
+from tunelab.server.errors import error_response
+from tunelab.server.files import UploadedFiles
+from tunelab.server.jobs import ServerJobs
+from tunelab.server.settings import ServeSettings
+from tunelab.server.upload import receive_upload
+from tunelab.server.worker import Worker
+
+HERE = Path(__file__).parent
+NOTES = {"cancel": "Cancel requested.", "resume": "Resume queued: it continues from the "
+         "latest checkpoint.", "export": "Export started: the events say when it is written.",
+         "start": "Run queued: the server's worker trains it next."}
+
+
+class Dashboard:
+    """The dashboard over one server's registry, jobs, worker and uploads."""
+
+    def __init__(self, registry: Registry, jobs: ServerJobs, worker: Worker,
+                 files: UploadedFiles, settings: ServeSettings) -> None:
+        self.registry, self.files, self.settings = registry, files, settings
+        self.sessions = security.Sessions(settings)
+        self.gate = security.BrowserGate(self.sessions)
+        self.actions = Actions(jobs, worker, settings)
+        self.checks = views.DataChecks()
+        self.comparisons = comparisons.Comparisons()
+        self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
+                                     autoescape=select_autoescape(default=True))
+        self.templates.filters["num"] = _num
+
+    # rendering ----------------------------------------------------------------------
+    def page(self, request: Request, template: str, status: int = 200,
+             **context: Any) -> HTMLResponse:
+        """The template with the session's CSRF token; a browser without a session gets an
+        anonymous one when no key is set (with a key, only the login form gives one)."""
+        nonce, cookie = self.sessions.session(request), None
+        if nonce is None and not self.sessions.keyed:
+            cookie = self.sessions.issue()
+            nonce = cookie.split(".")[0]
+        html = self.templates.get_template(template).render(
+            csrf=self.sessions.csrf(nonce) if nonce else "", keyed=self.sessions.keyed,
+            path=request.url.path, **context)
+        response = HTMLResponse(html, status)
+        if cookie:
+            self.sessions.set_cookie(response, cookie)
+        return response
+
+    def problem(self, request: Request, error: TunelabError) -> HTMLResponse:
+        status = 404 if isinstance(error, NotFoundError) else 400
+        return self.page(request, "error.html", status, message=error.render())
+
+    def job(self, job_id: str) -> JobRecord:
+        return self.registry.get_job(job_id)
+
+    async def guarded(self, request: Request) -> tuple[dict[str, str], Response | None]:
+        """The posted form, and the 403 to answer instead when the request is not ours."""
+        form = {key: str(value) for key, value in (await request.form()).items()
+                if isinstance(value, str)}
+        return form, security.check_post(request, self.sessions, form.get("csrf"))
+
+    # wiring -------------------------------------------------------------------------
+    def install(self, app: FastAPI) -> None:
+        @app.middleware("http")
+        async def headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+            if not security.is_dashboard_path(request.url.path):
+                return await call_next(request)
+            if not security.host_allowed(request, self.settings):
+                return JSONResponse({"error": {"message": "this server answers only to "
+                                     "localhost", "type": "permission_error", "param": None,
+                                               "code": "host_refused"}}, 403)
+            response = await call_next(request)
+            for name, value in security.HEADERS.items():
+                response.headers.setdefault(name, value)
+            return response
+
+        app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+        _login_routes(app, self)
+        _job_routes(app, self)
+        _run_routes(app, self)
+        _compare_routes(app, self)
+
+
+def _num(value: Any, pattern: str = "{:.4f}") -> str:
+    """A number for a table; "-" where there is none (missing, or not a number)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return pattern.format(value)
+    return "-" if value is None or isinstance(value, Undefined) else str(value)
+
+
+def _login_routes(app: FastAPI, board: Dashboard) -> None:
+    @app.get(security.LOGIN)
+    def login_page(request: Request, next: str = "/") -> HTMLResponse:
+        return board.page(request, "login.html", next=security.safe_next(next), failed=False)
+
+    @app.post(security.LOGIN)
+    async def login(request: Request) -> Response:
+        form = {key: str(value) for key, value in (await request.form()).items()}
+        target = security.safe_next(form.get("next"))
+        if not security.same_origin(request):
+            return error_response(403, "cross-site login refused", code="csrf_refused")
+        if not board.sessions.key_ok(form.get("key", "")):
+            return board.page(request, "login.html", 401, next=target, failed=True)
+        response = RedirectResponse(target, 303)
+        board.sessions.set_cookie(response, board.sessions.issue())
+        return response
+
+    @app.post("/logout")
+    async def logout(request: Request) -> Response:
+        _, refused = await board.guarded(request)
+        if refused:
+            return refused
+        response = RedirectResponse(security.LOGIN if board.sessions.keyed else "/", 303)
+        response.delete_cookie(security.COOKIE, path="/")
+        return response
+
+
+def _job_routes(app: FastAPI, board: Dashboard) -> None:
+    @app.get("/")
+    def jobs_page(request: Request, provider: str = "", status: str = "",
+                  source: str = "") -> HTMLResponse:
+        rows, providers = views.job_rows(board.registry, provider=provider, status=status,
+                                         origin=source)
+        return board.page(request, "jobs.html", rows=rows, providers=providers,
+                          chosen={"provider": provider, "status": status, "source": source},
+                          **views.filters())
+
+    @app.get("/jobs.json")
+    def jobs_data(provider: str = "", status: str = "", source: str = "") -> dict[str, Any]:
+        rows, _ = views.job_rows(board.registry, provider=provider, status=status,
+                                 origin=source)
+        return {"jobs": rows}
+
+    @app.get("/jobs/{job_id}")
+    def job_page(request: Request, job_id: str, done: str = "") -> HTMLResponse:
+        try:
+            data = views.job_page(board.registry, board.job(job_id), board.checks)
+        except TunelabError as error:
+            return board.problem(request, error)
+        return board.page(request, "job.html", note=NOTES.get(done), formats=EXPORT_FORMATS,
+                          **data)
+
+    @app.get("/jobs/{job_id}/metrics.json")
+    def job_metrics(job_id: str) -> dict[str, Any]:
+        job = board.job(job_id)
+        points = views.curve_points(board.registry.list_metrics(job_id))
+        events = [views.event_dict(e) for e in board.registry.list_events(job_id)]
+        return {"points": points,
+                "progress": views.progress(points, views.total_steps(events, job), job.status)}
+
+    @app.get("/jobs/{job_id}/stream")
+    def job_stream(request: Request, job_id: str, after: str = "") -> StreamingResponse:
+        board.job(job_id)  # a 404 now, not an empty stream
+        cursor = stream.Cursor.parse(request.headers.get("last-event-id") or after)
+        return StreamingResponse(stream.job_stream(request, board.registry, job_id, cursor),
+                                 media_type="text/event-stream")
+
+    @app.get("/stream/jobs")
+    def jobs_stream(request: Request) -> StreamingResponse:
+        return StreamingResponse(stream.jobs_stream(request, board.registry),
+                                 media_type="text/event-stream")
+
+    @app.post("/jobs/{job_id}/{action}")
+    async def job_action(request: Request, job_id: str, action: str) -> Response:
+        form, refused = await board.guarded(request)
+        if refused:
+            return refused
+        try:
+            job = board.job(job_id)
+            if action == "cancel":
+                board.actions.cancel(job)
+            elif action == "resume":
+                board.actions.resume(job)
+            elif action == "export":
+                board.actions.export(job, form.get("format", "hf"))
+            else:
+                return board.page(request, "error.html", 404, message=f"no action {action!r}")
+        except TunelabError as error:
+            return board.problem(request, error)
+        return RedirectResponse(f"/jobs/{job_id}?done={action}", 303)
+
+
+def _run_routes(app: FastAPI, board: Dashboard) -> None:
+    from tunelab.config import PRESETS
+
+    def new_page(request: Request, status: int = 200, **context: Any) -> HTMLResponse:
+        from tunelab.providers import provider_names
+
+        uploads = board.files.list(purpose="fine-tune")
+        chosen = context.pop("form", {}) or dict(request.query_params)
+        report, examples = None, []
+        file_id = chosen.get("file")
+        if file_id:
+            try:
+                path = board.files.data_path(board.files.get(file_id).id)
+            except Exception:  # an id that is not an upload: no report, the form says so
+                report = {"error": f"no uploaded file {file_id}"}
+            else:
+                report = board.checks.report(path, chosen.get("provider") or "openai")
+                examples = views.preview(path)
+        return board.page(request, "new.html", status, uploads=uploads, presets=PRESETS,
+                          providers=provider_names(), form=chosen, report=report,
+                          examples=examples,
+                          overrides=list(OVERRIDES), **context)
+
+    @app.get("/new")
+    def new_run(request: Request) -> HTMLResponse:
+        return new_page(request)
+
+    @app.post("/new/upload")
+    async def upload(request: Request) -> Response:
+        refused = security.check_post(request, board.sessions,
+                                      request.headers.get("x-csrf-token"))
+        if refused:  # before a byte of the body is read
+            return refused
+        record = await receive_upload(request, board.files)
+        return JSONResponse({"id": record.id, "filename": record.filename})
+
+    @app.post("/new/{step}")
+    async def new_step(request: Request, step: str) -> Response:
+        form, refused = await board.guarded(request)
+        if refused:
+            return refused
+        if form.get("provider", "local") != "local" or step not in ("dry-run", "start"):
+            return new_page(request, 400, form=form,
+                            failure="The dashboard starts local runs; for a cloud provider "
+                                    "run the command shown below.")
+        try:
+            train = board.files.data_path(board.files.get(form.get("file", "")).id)
+            valid = board.files.data_path(board.files.get(form["validation"]).id) \
+                if form.get("validation") else None
+            config = board.actions.config(str(train), str(valid) if valid else None,
+                                          form.get("preset"), form.get("model"),
+                                          form.get("suffix"), read_overrides(form))
+            if step == "dry-run":
+                from starlette.concurrency import run_in_threadpool
+
+                from tunelab.local.dryrun import dry_run
+
+                estimate = await run_in_threadpool(dry_run, config)
+                return new_page(request, form=form, estimate=estimate)
+            from tunelab.local.model_source import DEFAULT_MODEL
+
+            job = board.actions.start(RunRequest(
+                model=config.model or DEFAULT_MODEL, training_file=form["file"],
+                validation_file=form.get("validation") or None, suffix=config.suffix), config)
+        except TunelabError as error:
+            return new_page(request, 400, form=form, failure=error.render())
+        except Exception as error:  # an ApiError of the uploads (unknown id)
+            return new_page(request, 400, form=form, failure=str(error))
+        return RedirectResponse(f"/jobs/{job.id}?done=start", 303)
+
+
+def _compare_routes(app: FastAPI, board: Dashboard) -> None:
+    from tunelab.evaluate.report import JUDGE_COLUMNS, METRIC_COLUMNS
+
+    @app.get("/compare")
+    def compare_page(request: Request) -> HTMLResponse:
+        running = [run.to_dict() for run in board.comparisons.runs.values()
+                   if run.status != "done"]
+        return board.page(request, "compare.html", choices=comparisons.choices(board.registry),
+                          saved=comparisons.saved_list(), running=running)
+
+    @app.post("/compare")
+    async def compare_start(request: Request) -> Response:
+        form, refused = await board.guarded(request)
+        if refused:
+            return refused
+        models = (await request.form()).getlist("model")
+        try:
+            run = board.comparisons.start([str(m) for m in models],
+                                          limit=_bounded(form.get("limit"), 5, 1, 200),
+                                          max_new_tokens=_bounded(form.get("max_new_tokens"),
+                                                                  64, 1, 2048))
+        except TunelabError as error:
+            return board.problem(request, error)
+        return RedirectResponse(f"/compare/{run.id}", 303)
+
+    @app.get("/compare/{run_id}/status.json")
+    def compare_status(run_id: str) -> dict[str, Any]:
+        run = board.comparisons.get(run_id)
+        if run is not None:
+            return run.to_dict()
+        if comparisons.saved(run_id) is not None:
+            return {"id": run_id, "status": "done"}
+        raise NotFoundError(f"no comparison {run_id!r}")
+
+    @app.get("/compare/{run_id}")
+    def compare_result(request: Request, run_id: str) -> HTMLResponse:
+        data = comparisons.saved(run_id)
+        run = board.comparisons.get(run_id)
+        if data is None and run is None:
+            return board.page(request, "error.html", 404, message=f"no comparison {run_id!r}")
+        return board.page(request, "comparison.html", run=run.to_dict() if run else None,
+                          data=data, rows=comparisons.side_by_side(data) if data else [],
+                          metric_columns=METRIC_COLUMNS, judge_columns=JUDGE_COLUMNS)
+
+
+def _bounded(raw: str | None, default: int, low: int, high: int) -> int:
+    try:
+        return min(max(int(raw or default), low), high)
+    except ValueError:
+        return default

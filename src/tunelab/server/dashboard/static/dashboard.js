@@ -1,0 +1,189 @@
+// tunelab dashboard: the little the pages need beyond HTML. No framework, no network but
+// this server. Every text from the server goes into the page as text (textContent), never
+// as markup.
+"use strict";
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function csrf() {
+  const meta = document.querySelector('meta[name="csrf"]');
+  return meta ? meta.content : "";
+}
+
+function svgNode(name, attrs) {
+  const node = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, String(value));
+  return node;
+}
+
+// Charts ------------------------------------------------------------------------------
+// One SVG line chart: series of [step, value] pairs, axes with a few ticks.
+function drawChart(svg, series) {
+  const width = 600, height = 260, left = 48, right = 12, top = 12, bottom = 28;
+  while (svg.firstChild) svg.removeChild(svg.firstChild);
+  const all = series.flatMap((s) => s.points);
+  svg.setAttribute("data-points", String(all.length));
+  if (!all.length) return;
+  const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]);
+  let [x0, x1] = [Math.min(...xs), Math.max(...xs)];
+  let [y0, y1] = [Math.min(...ys), Math.max(...ys)];
+  if (x0 === x1) { x0 -= 1; x1 += 1; }
+  if (y0 === y1) { y0 -= 0.5; y1 += 0.5; }
+  const pad = (y1 - y0) * 0.05;
+  y0 -= pad; y1 += pad;
+  const X = (x) => left + (x - x0) / (x1 - x0) * (width - left - right);
+  const Y = (y) => top + (1 - (y - y0) / (y1 - y0)) * (height - top - bottom);
+  svg.appendChild(svgNode("line", {class: "axis", x1: left, y1: height - bottom, x2: width - right, y2: height - bottom}));
+  svg.appendChild(svgNode("line", {class: "axis", x1: left, y1: top, x2: left, y2: height - bottom}));
+  for (let i = 0; i <= 4; i++) {
+    const value = y0 + (y1 - y0) * i / 4;
+    const label = svgNode("text", {x: left - 6, y: Y(value) + 4, "text-anchor": "end"});
+    label.textContent = value.toPrecision(3);
+    svg.appendChild(label);
+    svg.appendChild(svgNode("line", {class: "axis", x1: left, y1: Y(value), x2: width - right, y2: Y(value)}));
+  }
+  for (const step of [x0, Math.round((x0 + x1) / 2), x1]) {
+    const label = svgNode("text", {x: X(step), y: height - 8, "text-anchor": "middle"});
+    label.textContent = Number.isInteger(step) ? String(step) : step.toFixed(1);
+    svg.appendChild(label);
+  }
+  for (const s of series) {
+    if (!s.points.length) continue;
+    const path = s.points.map((p) => `${X(p[0]).toFixed(1)},${Y(p[1]).toFixed(1)}`).join(" ");
+    svg.appendChild(svgNode("polyline", {class: `series-${s.kind}`, points: path}));
+    if (s.points.length < 40 || s.kind === "valid") {
+      for (const p of s.points) {
+        svg.appendChild(svgNode("circle", {class: `dot-${s.kind}`, cx: X(p[0]), cy: Y(p[1]), r: 2.5}));
+      }
+    }
+  }
+}
+
+// A job page: curves, events, progress and status, live over server-sent events. ----------
+function jobPage() {
+  const head = document.getElementById("job");
+  const id = head.dataset.job;
+  const points = new Map(); // step -> values; a step sent again replaces its values
+  const lossChart = document.getElementById("loss-chart");
+  const accuracyChart = document.getElementById("accuracy-chart");
+  const pick = (key) => [...points.values()].filter((p) => p[key] != null).map((p) => [p.step, p[key]]);
+  const validLoss = () => [...points.values()]
+    .filter((p) => (p.full_valid_loss ?? p.valid_loss) != null)
+    .map((p) => [p.step, p.full_valid_loss ?? p.valid_loss]);
+  function redraw() {
+    drawChart(lossChart, [{kind: "train", points: pick("train_loss")}, {kind: "valid", points: validLoss()}]);
+    drawChart(accuracyChart, [{kind: "train", points: pick("train_mean_token_accuracy")},
+                              {kind: "valid", points: pick("valid_mean_token_accuracy")}]);
+    document.getElementById("no-points").hidden = points.size > 0;
+  }
+  function addEvents(events) {
+    const body = document.querySelector("#events tbody");
+    for (const event of events) {
+      const row = document.createElement("tr");
+      row.className = `level-${event.level}`;
+      for (const text of [event.time, event.message]) {
+        const cell = document.createElement("td");
+        cell.textContent = text;
+        row.appendChild(cell);
+      }
+      body.appendChild(row);
+    }
+  }
+  function showProgress(p) {
+    document.getElementById("progress-step").textContent =
+      `step ${p.step}${p.total_steps ? " / " + p.total_steps : ""}`;
+    document.getElementById("progress-speed").textContent =
+      p.tokens_per_s ? `${Math.round(p.tokens_per_s)} tok/s` : "- tok/s";
+    document.getElementById("progress-eta").textContent =
+      p.eta_s != null ? `ETA ${formatSeconds(p.eta_s)}` : "ETA -";
+  }
+  function showStatus(status) {
+    const badge = document.getElementById("status");
+    badge.textContent = status;
+    badge.className = `status status-${status}`;
+    head.dataset.status = status;
+  }
+  const source = new EventSource(`/jobs/${encodeURIComponent(id)}/stream?after=${head.dataset.after}`);
+  source.addEventListener("metrics", (e) => {
+    for (const p of JSON.parse(e.data)) points.set(p.step, {...(points.get(p.step) || {}), ...p});
+    redraw();
+  });
+  source.addEventListener("events", (e) => addEvents(JSON.parse(e.data)));
+  source.addEventListener("progress", (e) => showProgress(JSON.parse(e.data)));
+  source.addEventListener("status", (e) => showStatus(JSON.parse(e.data).status));
+  source.addEventListener("end", () => source.close());
+  redraw();
+}
+
+function formatSeconds(s) {
+  if (s < 90) return `${Math.round(s)} s`;
+  if (s < 5400) return `${Math.round(s / 60)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}
+
+// The jobs page: statuses live, filters applied on change. ------------------------------
+function jobsPage() {
+  const form = document.getElementById("filters");
+  for (const select of form.querySelectorAll("select")) {
+    select.addEventListener("change", () => form.submit());
+  }
+  const source = new EventSource("/stream/jobs");
+  source.addEventListener("statuses", (e) => {
+    for (const item of JSON.parse(e.data)) {
+      const row = document.querySelector(`tr[data-job="${CSS.escape(item.id)}"] .status`);
+      if (row) {
+        row.textContent = item.status;
+        row.className = `status status-${item.status}`;
+      }
+    }
+  });
+}
+
+// The new-run page: upload a file, then check it. --------------------------------------
+function newPage() {
+  const input = document.getElementById("upload-file");
+  const said = document.getElementById("upload-status");
+  input.addEventListener("change", async () => {
+    if (!input.files.length) return;
+    const body = new FormData();
+    body.append("purpose", "fine-tune");
+    body.append("file", input.files[0]);
+    said.textContent = "uploading…";
+    const answer = await fetch("/new/upload", {method: "POST", body, headers: {"X-CSRF-Token": csrf()},
+                                               credentials: "same-origin"});
+    const data = await answer.json().catch(() => ({}));
+    if (!answer.ok) {
+      said.textContent = (data.error && data.error.message) || `upload refused (${answer.status})`;
+      return;
+    }
+    const provider = document.querySelector('#choose select[name="provider"]').value;
+    window.location.assign(`/new?file=${encodeURIComponent(data.id)}&provider=${encodeURIComponent(provider)}`);
+  });
+}
+
+// A comparison still running: show its progress, then the result. -----------------------
+function comparisonPage() {
+  const box = document.getElementById("compare-run");
+  if (!box || box.dataset.status !== "running") return;
+  const list = document.getElementById("compare-progress");
+  const poll = async () => {
+    const answer = await fetch(`/compare/${encodeURIComponent(box.dataset.run)}/status.json`,
+                               {credentials: "same-origin"});
+    const run = await answer.json();
+    if (run.status !== "running") { window.location.reload(); return; }
+    while (list.firstChild) list.removeChild(list.firstChild);
+    for (const [what, pair] of Object.entries(run.progress || {})) {
+      const item = document.createElement("li");
+      item.textContent = `${what}: ${pair[0]} / ${pair[1]}`;
+      list.appendChild(item);
+    }
+    setTimeout(poll, 1000);
+  };
+  setTimeout(poll, 1000);
+}
+
+const PAGES = {job: jobPage, jobs: jobsPage, new: newPage, comparison: comparisonPage};
+document.addEventListener("DOMContentLoaded", () => {
+  const page = PAGES[document.body.dataset.page];
+  if (page) page();
+});

@@ -1,0 +1,118 @@
+"""Server-sent events: a job's curves, events and status live, and the jobs list's statuses.
+
+A job's stream sends each message with `id: STEP:SEQ`, the last metric step and event seq
+sent. A browser that reconnects sends that back as Last-Event-ID and the stream carries on
+from there: nothing missed, no full reload. The last step is sent again on each read (a
+validation loss lands on a step after its training loss), and the page merges by step.
+
+A stream ends on its own after MAX_S (the browser reconnects at once, resuming as above), so
+a stream never holds up a server that is stopping; and when the job is finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from tunelab.registry import Registry
+from tunelab.server.dashboard import views
+
+POLL_S = 0.5
+MAX_S = 60.0
+RETRY_MS = 1000
+
+
+@dataclass
+class Cursor:
+    step: int = 0
+    seq: int = 0
+
+    @classmethod
+    def parse(cls, value: str | None) -> Cursor:
+        """"STEP:SEQ" as sent in an id; anything else starts from the beginning."""
+        step, _, seq = (value or "").partition(":")
+        try:
+            return cls(max(int(step), 0), max(int(seq), 0))
+        except ValueError:
+            return cls()
+
+    def __str__(self) -> str:
+        return f"{self.step}:{self.seq}"
+
+
+def message(event: str, data: Any, cursor: Cursor | None = None) -> str:
+    head = f"id: {cursor}\n" if cursor is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+@dataclass
+class Sent:
+    """What this connection has sent: the last step's values and the job's status."""
+
+    last_point: dict[str, Any] | None = None
+    status: str | None = None
+
+
+def job_updates(registry: Registry, job_id: str, cursor: Cursor,
+                sent: Sent) -> tuple[list[str], Cursor, bool]:
+    """The messages past `cursor`, the new cursor, and whether the job is finished."""
+    job = registry.get_job(job_id)
+    rows = views.curve_points([row for row in registry.list_metrics(job_id)
+                               if row["step"] >= cursor.step])
+    fresh = rows[1:] if rows and rows[0] == sent.last_point else rows
+    events = [views.event_dict(event) for event in registry.list_events(job_id, cursor.seq)]
+    new = Cursor(rows[-1]["step"] if rows else cursor.step,
+                 events[-1]["seq"] if events else cursor.seq)
+    out = []
+    if fresh:
+        out.append(message("metrics", fresh, new))
+    if events:
+        out.append(message("events", events, new))
+    if fresh or events or job.status != sent.status:
+        every = [views.event_dict(event) for event in registry.list_events(job_id)]
+        out.append(message("progress", views.progress(rows, views.total_steps(every, job),
+                                                      job.status), new))
+        out.append(message("status", {"id": job.id, "status": job.status}, new))
+    sent.last_point = rows[-1] if rows else sent.last_point
+    sent.status = job.status
+    return out, new, job.is_terminal
+
+
+async def job_stream(request: Request, registry: Registry, job_id: str,
+                     cursor: Cursor) -> AsyncIterator[str]:
+    yield f"retry: {RETRY_MS}\n\n"
+    started, sent = time.monotonic(), Sent()
+    while time.monotonic() - started < MAX_S:
+        out, cursor, finished = await run_in_threadpool(job_updates, registry, job_id,
+                                                        cursor, sent)
+        for text in out:
+            yield text
+        if finished:
+            yield message("end", {"id": job_id}, cursor)
+            return
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(POLL_S)
+
+
+async def jobs_stream(request: Request, registry: Registry) -> AsyncIterator[str]:
+    """Each job's status when it changes (all of them at first)."""
+    yield f"retry: {RETRY_MS}\n\n"
+    started, known = time.monotonic(), {}
+    while time.monotonic() - started < MAX_S:
+        jobs = await run_in_threadpool(registry.list_jobs, None, views.JOB_LIMIT)
+        changed = [{"id": job.id, "status": job.status} for job in jobs
+                   if known.get(job.id) != job.status]
+        if changed:
+            known.update({item["id"]: item["status"] for item in changed})
+            yield message("statuses", changed)
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(POLL_S * 2)

@@ -1,0 +1,278 @@
+"""The web dashboard over HTTP (no browser, no model): what each page shows, the live stream's
+resume, and the security rules (the key off loopback, CSRF, Origin, Host, escaping).
+
+The browser itself is exercised in test_dashboard_browser.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from faultproxy import dialogues
+from tunelab.registry import SERVER, Checkpoint, JobRecord, open_registry
+from tunelab.server import ServeSettings, create_app
+
+KEY = "dash-key-5b1e"
+LOOPBACK = "http://127.0.0.1:8000"
+HOSTILE = "<script>alert('x')</script>"
+
+
+def add_job(job_id: str, provider: str = "local", status: str = "succeeded",
+            **fields: object) -> JobRecord:
+    now = time.time()
+    with open_registry() as registry:
+        return registry.create_job(JobRecord(id=job_id, provider=provider, status=status,
+                                             created_at=now, updated_at=now, **fields))
+
+
+def client(settings: ServeSettings | None = None, base: str = LOOPBACK) -> TestClient:
+    app = create_app(settings or ServeSettings(run_worker=False))
+    return TestClient(app, base_url=base, follow_redirects=False)
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'<meta name="csrf" content="([0-9a-f]+)">', html).group(1)
+
+
+def job_ids(html: str) -> set[str]:
+    return set(re.findall(r'<tr data-job="([^"]+)">', html))
+
+
+def test_jobs_page_lists_every_provider_and_filters() -> None:
+    add_job("ftjob-local1", base_model="HuggingFaceTB/SmolLM2-135M-Instruct")
+    add_job("ftjob-openai1", "openai", "running", base_model="gpt-4o-mini-2024-07-18")
+    add_job("tuningJobs/123", "vertex", "failed", base_model="gemini-2.0-flash-001")
+    add_job("ftjob-acme1", "acme", "queued", base_model="llama-3-8b")
+    add_job("ftjob-old1", "openai", "succeeded", base_model="gpt-4o-mini-2024-07-18",
+            config={"migrate": {"pulled": True}})
+    add_job("ftjob-server1", status="queued", origin=SERVER)
+    with client() as http:
+        every = http.get("/").text
+        assert job_ids(every) == {"ftjob-local1", "ftjob-openai1", "tuningJobs/123",
+                                  "ftjob-acme1", "ftjob-old1", "ftjob-server1"}
+        assert job_ids(http.get("/?provider=openai").text) == {"ftjob-openai1", "ftjob-old1"}
+        assert job_ids(http.get("/?status=queued").text) == {"ftjob-acme1", "ftjob-server1"}
+        assert job_ids(http.get("/?source=imported").text) == {"ftjob-old1"}
+        assert job_ids(http.get("/?source=server").text) == {"ftjob-server1"}
+        assert http.get("/jobs.json?provider=vertex").json()["jobs"][0]["id"] == "tuningJobs/123"
+
+
+def test_a_retiring_model_shows_its_days_left() -> None:
+    # TUNELAB_TODAY is 2026-12-02 (conftest); gpt-4o-mini-2024-07-18 shuts down 2027-01-14.
+    add_job("ftjob-retiring", "openai", base_model="gpt-4o-mini-2024-07-18",
+            fine_tuned_model="ft:gpt-4o-mini-2024-07-18:acme:natasha:AbC")
+    add_job("ftjob-forever", base_model="HuggingFaceTB/SmolLM2-135M-Instruct")
+    with client() as http:
+        html = http.get("/").text
+        row = html.split('data-job="ftjob-retiring"')[1].split("</tr>")[0]
+        assert "43 days left" in row and "2027-01-14" in row
+        assert "days left" not in html.split('data-job="ftjob-forever"')[1].split("</tr>")[0]
+        assert "43 days left" in http.get("/jobs/ftjob-retiring").text
+
+
+def test_dataset_text_and_job_names_are_escaped_everywhere(tmp_path: Path) -> None:
+    data = tmp_path / "hostile.jsonl"
+    data.write_text("\n".join(json.dumps({"messages": [
+        {"role": "user", "content": f"Say {HOSTILE} {n}"},
+        {"role": "assistant", "content": f"{HOSTILE} number {n}"}]}) for n in range(12)) + "\n",
+        encoding="utf-8")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "samples.json").write_text(json.dumps({"samples": [
+        {"prompt": HOSTILE, "answer": HOSTILE}]}), encoding="utf-8")
+    add_job("ftjob-hostile", "openai", "running", suffix=HOSTILE,
+            fine_tuned_model=f"ft:gpt-4o-mini:{HOSTILE}", base_model="gpt-4o-mini-2024-07-18",
+            training_file=str(data), run_dir=str(run))
+    with open_registry() as registry:
+        registry.add_event("ftjob-hostile", f"a message with {HOSTILE}")
+    with client() as http:
+        pages = [http.get("/").text, http.get("/jobs/ftjob-hostile").text]
+        token = csrf_of(pages[0])
+        uploaded = http.post("/new/upload", headers={"X-CSRF-Token": token},
+                             files={"file": ("x.jsonl", data.read_bytes())},
+                             data={"purpose": "fine-tune"})
+        pages.append(http.get(f"/new?file={uploaded.json()['id']}").text)
+    for html in pages:
+        assert "<script>alert" not in html
+        assert "&lt;script&gt;alert" in html
+    assert "12 / 12 examples valid" in pages[1]  # the job's data file was checked
+
+
+def stream_messages(text: str) -> list[dict[str, object]]:
+    found = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in fields:
+            found.append({"id": fields.get("id"), "event": fields["event"],
+                          "data": json.loads(fields["data"])})
+    return found
+
+
+def test_the_job_stream_resumes_from_the_last_event_id() -> None:
+    add_job("ftjob-curves", status="succeeded")
+    with open_registry() as registry:
+        for step in range(1, 5):
+            registry.add_metrics("ftjob-curves", step, {"train_loss": 3.0 - step / 10,
+                                                        "tokens_per_s": 100.0,
+                                                        "trained_tokens": step * 50})
+        registry.add_metrics("ftjob-curves", 4, {"valid_loss": 2.5, "full_valid_loss": 2.5})
+        for text in ("job created", "training started: 8 examples, 4 steps/epoch, 4 steps",
+                     "done"):
+            registry.add_event("ftjob-curves", text)
+    with client() as http:
+        first = stream_messages(http.get("/jobs/ftjob-curves/stream").text)
+        steps = [p["step"] for m in first if m["event"] == "metrics" for p in m["data"]]
+        assert steps == [1, 2, 3, 4]
+        assert first[-1]["event"] == "end" and first[-1]["id"] == "4:3"
+        progress = next(m["data"] for m in first if m["event"] == "progress")
+        assert progress["total_steps"] == 4 and progress["tokens_per_s"] == 100.0
+        # A browser reconnecting after step 2 and event 1 gets the rest, not all again.
+        again = stream_messages(http.get("/jobs/ftjob-curves/stream",
+                                         headers={"Last-Event-ID": "2:1"}).text)
+        steps = [p["step"] for m in again if m["event"] == "metrics" for p in m["data"]]
+        assert steps == [2, 3, 4]  # the last step seen is sent again: it may have grown
+        events = [e["message"] for m in again if m["event"] == "events" for e in m["data"]]
+        assert events == ["training started: 8 examples, 4 steps/epoch, 4 steps", "done"]
+        assert http.get("/jobs/ftjob-curves/metrics.json").json()["points"][-1][
+            "full_valid_loss"] == 2.5
+
+
+def all_routes(http: TestClient) -> list[tuple[str, str]]:
+    """Every (method, path) the app answers, path parameters filled in."""
+    found = []
+    for route in http.app.routes:
+        path = re.sub(r"\{[^}]+\}", "ftjob-x", getattr(route, "path", ""))
+        for method in sorted(getattr(route, "methods", None) or {"GET"}):
+            if method != "HEAD":
+                found.append((method, path))
+    return found + [("GET", "/static/dashboard.css"), ("GET", "/static/dashboard.js")]
+
+
+def test_off_loopback_no_route_answers_without_the_key() -> None:
+    add_job("ftjob-x", status="running")
+    settings = ServeSettings(host="0.0.0.0", api_key=KEY, run_worker=False)
+    with client(settings, base="http://10.1.2.3:8000") as http:
+        routes = all_routes(http)
+        assert ("GET", "/") in routes and ("GET", "/jobs/ftjob-x/stream") in routes
+        for method, path in routes:
+            if path in ("/health", "/login"):
+                continue
+            answer = http.request(method, path, headers={"accept": "text/html"})
+            assert answer.status_code in (401, 303), (method, path, answer.status_code)
+            if answer.status_code == 303:
+                assert answer.headers["location"].startswith("/login")
+            assert "ftjob-x" not in answer.text
+        # With the key, as a bearer (scripts) or once through the login form (browsers).
+        bearer = {"Authorization": f"Bearer {KEY}"}
+        assert http.get("/jobs/ftjob-x", headers=bearer).status_code == 200
+        assert http.post("/login", data={"key": "wrong", "next": "/"}).status_code == 401
+        login = http.post("/login", data={"key": KEY, "next": "/jobs/ftjob-x"})
+        assert login.status_code == 303 and login.headers["location"] == "/jobs/ftjob-x"
+        cookie = login.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie
+        assert KEY not in login.headers["set-cookie"]
+        assert "ftjob-x" in http.get("/jobs/ftjob-x").text  # the cookie is kept by the client
+        # The cookie is the dashboard's: the API still wants the bearer key.
+        assert http.get("/v1/fine_tuning/jobs").status_code == 401
+
+
+def test_a_state_change_needs_the_session_token_and_this_origin() -> None:
+    add_job("ftjob-q", status="queued", origin=SERVER)
+    with client() as http:
+        token = csrf_of(http.get("/").text)
+        url = "/jobs/ftjob-q/cancel"
+        assert http.post(url).status_code == 403  # no token
+        assert http.post(url, data={"csrf": "0" * 64}).status_code == 403
+        assert http.post(url, data={"csrf": token},
+                         headers={"Origin": "http://evil.example"}).status_code == 403
+        assert http.post(url, data={"csrf": token},
+                         headers={"Referer": "http://evil.example/x"}).status_code == 403
+        with open_registry() as registry:
+            assert registry.get_job("ftjob-q").status == "queued"
+        done = http.post(url, data={"csrf": token}, headers={"Origin": LOOPBACK})
+        assert done.status_code == 303
+    with open_registry() as registry:
+        assert registry.get_job("ftjob-q").status == "cancelled"
+    # A token from another browser's session is refused.
+    with client() as other:
+        other.get("/")
+        assert other.post(url, data={"csrf": token}).status_code == 403
+
+
+def test_without_a_key_only_a_loopback_host_is_served() -> None:
+    with client(base="http://rebound.example:8000") as http:
+        assert http.get("/").status_code == 403
+    with client(base="http://localhost:8000") as http:
+        assert http.get("/").status_code == 200
+
+
+def test_every_page_sends_a_strict_content_security_policy() -> None:
+    with client() as http:
+        for path in ("/", "/new", "/compare", "/static/dashboard.js"):
+            policy = http.get(path).headers["content-security-policy"]
+            assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+
+
+def test_a_run_started_from_the_page_is_queued_for_the_worker(tmp_path: Path) -> None:
+    data = dialogues(tmp_path / "train.jsonl")
+    with client(ServeSettings(run_worker=False, max_steps=3)) as http:
+        token = csrf_of(http.get("/new").text)
+        uploaded = http.post("/new/upload", headers={"X-CSRF-Token": token},
+                             files={"file": ("train.jsonl", data.read_bytes())},
+                             data={"purpose": "fine-tune"}).json()
+        page = http.get(f"/new?file={uploaded['id']}&provider=openai").text
+        assert "12 / 12 examples valid" in page and 'id="cost-table"' in page
+        assert "gpt-4o-mini-2024-07-18" in page
+        bad = http.post("/new/start", data={"csrf": token, "file": uploaded["id"],
+                                            "provider": "local", "epochs": "two"})
+        assert bad.status_code == 400 and "epochs" in bad.text
+        started = http.post("/new/start", data={
+            "csrf": token, "file": uploaded["id"], "provider": "local", "preset": "quick",
+            "suffix": "page-run", "max_steps": "50", "max_length": "64", "max_samples": "0"})
+        assert started.status_code == 303
+        job_id = started.headers["location"].split("/")[2].split("?")[0]
+        assert job_id in http.get("/").text
+    with open_registry() as registry:
+        job = registry.get_job(job_id)
+    assert (job.status, job.origin, job.provider) == ("queued", SERVER, "local")
+    assert job.config["max_steps"] == 3  # the server's cap wins over the form
+    assert job.config["batch_size"] == 2 and job.config["max_samples"] == 0  # preset quick
+    assert job.training_file == uploaded["id"]
+
+
+def test_resume_reopens_a_cancelled_server_job_with_a_checkpoint(tmp_path: Path) -> None:
+    add_job("ftjob-paused", status="cancelled", origin=SERVER)
+    folder = tmp_path / "step-000002"
+    folder.mkdir()
+    with open_registry() as registry:
+        registry.upsert_checkpoint(Checkpoint("ftjob-paused", "step-000002", "step",
+                                              time.time(), 2, 0.5, str(folder)))
+    with client() as http:
+        page = http.get("/jobs/ftjob-paused").text
+        assert 'id="resume"' in page and 'id="cancel"' not in page
+        answer = http.post("/jobs/ftjob-paused/resume", data={"csrf": csrf_of(page)})
+        assert answer.status_code == 303
+    with open_registry() as registry:
+        assert registry.get_job("ftjob-paused").status == "queued"
+
+
+def test_a_cloud_job_is_not_cancelled_here_but_told_how() -> None:
+    add_job("ftjob-cloud", "openai", "running", base_model="gpt-4o-mini-2024-07-18")
+    with client() as http:
+        page = http.get("/jobs/ftjob-cloud").text
+        assert "tunelab jobs cancel ftjob-cloud" in page and 'id="cancel"' not in page
+        refused = http.post("/jobs/ftjob-cloud/cancel", data={"csrf": csrf_of(page)})
+        assert refused.status_code == 400 and "tunelab jobs cancel" in refused.text
+
+
+@pytest.mark.parametrize("path", ["/jobs/ftjob-none", "/compare/cmp-000000000000"])
+def test_an_unknown_job_or_comparison_is_a_page_saying_so(path: str) -> None:
+    with client() as http:
+        answer = http.get(path)
+        assert answer.status_code == 404 and "ftjob-none" in answer.text or "cmp-" in answer.text
