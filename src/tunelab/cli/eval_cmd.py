@@ -21,6 +21,7 @@ from tunelab.cli.console import err as err_console
 from tunelab.cli.console import out as console
 from tunelab.cli.console import plain, styled
 from tunelab.errors import TunelabError
+from tunelab.local.generation import DEFAULT
 
 MODEL_HELP = ("ftjob-... / ft:... from the registry, local:<model> or a local path (run, "
               "adapter or model folder, .gguf), <provider>:<model> (openai:, kimi:, vertex:, "
@@ -34,12 +35,18 @@ SYSTEM_HELP = ("The system prompt (persona) to put first. Default for a tuned jo
 MODEL_ARG = typer.Argument(..., help=MODEL_HELP)
 PROVIDER_OPT = typer.Option(None, "--provider", "-p", help=PROVIDER_HELP)
 BASE_URL_OPT = typer.Option(None, "--base-url", help=BASE_URL_HELP)
-TEMPERATURE_OPT = typer.Option(0.0, "--temperature", help="0 = greedy.")
-TOP_P_OPT = typer.Option(1.0, "--top-p")
-SEED_OPT = typer.Option(0, "--seed")
+# The defaults live in one place, local/generation.py (bench/README.md says why).
+MAX_NEW_TOKENS_OPT = typer.Option(DEFAULT.max_new_tokens, "--max-new-tokens", min=1)
+TEMPERATURE_OPT = typer.Option(DEFAULT.temperature, "--temperature", help="0 = greedy.")
+TOP_P_OPT = typer.Option(DEFAULT.top_p, "--top-p")
+SEED_OPT = typer.Option(DEFAULT.seed, "--seed")
+PENALTY_OPT = typer.Option(None, "--repetition-penalty", help="Local models: transformers' "
+                           "repetition penalty, 1.0 = off. Default: the model's own "
+                           f"generation config, else {DEFAULT.repetition_penalty}.")
 
 
-def _settings(max_new_tokens: int, temperature: float, top_p: float, seed: int):
+def _settings(max_new_tokens: int, temperature: float, top_p: float, seed: int,
+              repetition_penalty: float | None = None):
     from tunelab.errors import UsageError
     from tunelab.evaluate.runner import Settings
 
@@ -48,8 +55,11 @@ def _settings(max_new_tokens: int, temperature: float, top_p: float, seed: int):
                          fix="use 0 for greedy, deterministic answers")
     if not 0 < top_p <= 1:
         raise UsageError(f"--top-p {top_p}: must be in (0, 1]", fix="use 1.0 to disable it")
+    if repetition_penalty is not None and not 0 < repetition_penalty <= 3:
+        raise UsageError(f"--repetition-penalty {repetition_penalty}: must be in (0, 3]",
+                         fix="use 1.0 to turn it off")
     return Settings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                    seed=seed)
+                    seed=seed, repetition_penalty=repetition_penalty)
 
 
 def _print_json(payload: dict[str, Any]) -> None:
@@ -77,10 +87,11 @@ def test(
     system: str | None = typer.Option(None, "--system", help=SYSTEM_HELP),
     provider: str | None = PROVIDER_OPT,
     base_url: str | None = BASE_URL_OPT,
-    max_new_tokens: int = typer.Option(128, "--max-new-tokens", min=1),
+    max_new_tokens: int = MAX_NEW_TOKENS_OPT,
     temperature: float = TEMPERATURE_OPT,
     top_p: float = TOP_P_OPT,
     seed: int = SEED_OPT,
+    repetition_penalty: float | None = PENALTY_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Ask MODEL a few test prompts and show its answers with their latency."""
@@ -89,7 +100,7 @@ def test(
     from tunelab.evaluate.specs import resolve_spec
 
     spec = resolve_spec(model, provider=provider, base_url=base_url)
-    settings = _settings(max_new_tokens, temperature, top_p, seed)
+    settings = _settings(max_new_tokens, temperature, top_p, seed, repetition_penalty)
     conversations = load_prompts(prompts, system, training_system_prompt(spec))
     asker = _asker()
     answers = []
@@ -119,10 +130,11 @@ def chat(
     system: str | None = typer.Option(None, "--system", help=SYSTEM_HELP),
     provider: str | None = PROVIDER_OPT,
     base_url: str | None = BASE_URL_OPT,
-    max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1),
+    max_new_tokens: int = MAX_NEW_TOKENS_OPT,
     temperature: float = TEMPERATURE_OPT,
     top_p: float = TOP_P_OPT,
     seed: int = SEED_OPT,
+    repetition_penalty: float | None = PENALTY_OPT,
     as_json: bool = typer.Option(False, "--json", help="With --message: one JSON object."),
 ) -> None:
     """Talk to MODEL. Interactive with history (/reset clears it, /exit leaves), or one
@@ -131,7 +143,7 @@ def chat(
     from tunelab.evaluate.specs import resolve_spec
 
     spec = resolve_spec(model, provider=provider, base_url=base_url)
-    settings = _settings(max_new_tokens, temperature, top_p, seed)
+    settings = _settings(max_new_tokens, temperature, top_p, seed, repetition_penalty)
     system = system or training_system_prompt(spec)
     start = [{"role": "system", "content": system}] if system else []
     asker = _asker()
@@ -189,10 +201,11 @@ def compare(
                                        "report here."),
     provider: str | None = PROVIDER_OPT,
     base_url: str | None = BASE_URL_OPT,
-    max_new_tokens: int = typer.Option(128, "--max-new-tokens", min=1),
+    max_new_tokens: int = MAX_NEW_TOKENS_OPT,
     temperature: float = TEMPERATURE_OPT,
     top_p: float = TOP_P_OPT,
     seed: int = SEED_OPT,
+    repetition_penalty: float | None = PENALTY_OPT,
     no_cache: bool = typer.Option(False, "--no-cache", help="Ask again even if answered."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
@@ -205,7 +218,7 @@ def compare(
     """
     from tunelab.evaluate.compare import compare as run_compare
 
-    settings = _settings(max_new_tokens, temperature, top_p, seed)
+    settings = _settings(max_new_tokens, temperature, top_p, seed, repetition_penalty)
     with _progress() as progress:
         tasks: dict[str, Any] = {}
 
@@ -242,8 +255,17 @@ def _show_answers(comparison: Any) -> None:
             cached = " (cached)" if result.answers[index].cached else ""
             table.add_column(result.spec.label + cached, ratio=1)
         table.add_row(plain(item.reference),
-                      *(plain(r.answers[index].text) for r in comparison.results))
+                      *(_answer_text(r.answers[index].text, r.checks[index])
+                        for r in comparison.results))
         console.print(table)
+
+
+def _answer_text(text: str, check: Any) -> Any:
+    """The answer, then what a reader would stumble on (a loop, another language) in red."""
+    from tunelab.evaluate.report import answer_flags
+
+    flags = answer_flags(check)
+    return styled(text, (f"\n[{'; '.join(flags)}]", "red")) if flags else plain(text)
 
 
 def _show_metrics(comparison: Any) -> None:

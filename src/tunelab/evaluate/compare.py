@@ -48,7 +48,7 @@ class Comparison:
             "switch": [verdict.to_dict() for verdict in self.switch],
             "judge": self.judge.to_dict() if self.judge else None,
             "models": [{"label": r.spec.label, "spec": r.spec.to_dict(), "metrics": r.metrics,
-                        "judge": r.judge, "answers": [a.to_dict() for a in r.answers]}
+                        "judge": r.judge, "answers": r.answer_dicts()}
                        for r in self.results],
             "items": [{"question": item.question, "reference": item.reference,
                        "verdicts": [asdict(v) for v in self.item_verdicts(index)]}

@@ -14,6 +14,7 @@ from pathlib import Path
 from tunelab import __version__
 from tunelab.evaluate import switch
 from tunelab.evaluate.compare import Comparison
+from tunelab.evaluate.fluency import LOOP_N, LOOP_REPEATS, LOOP_TAIL_SHARE, AnswerCheck
 from tunelab.evaluate.metrics import chrf
 from tunelab.evaluate.plots import job_loss_series, loss_curve_png
 from tunelab.evaluate.runner import Answer
@@ -23,6 +24,9 @@ METRIC_COLUMNS = (
     ("chrf", "chrF", "{:.1f}"),
     ("rouge_l", "ROUGE-L", "{:.3f}"),
     ("length_ratio", "length / ref", "{:.2f}"),
+    ("loop_share", "answers in a loop", "{:.0%}"),
+    ("distinct_2", "distinct-2", "{:.2f}"),
+    ("language_match", "in the question's language", "{:.0%}"),
     ("latency_p50_s", "latency p50 (s)", "{:.2f}"),
     ("latency_p95_s", "latency p95 (s)", "{:.2f}"),
     ("cost_per_1k_requests", "$ / 1k requests", "{:.4f}"),
@@ -30,6 +34,12 @@ METRIC_COLUMNS = (
     ("valid_mean_token_accuracy", "token accuracy", "{:.3f}"),
     ("perplexity", "perplexity", "{:.2f}"),
 )
+FLUENCY_NOTE = (f"An answer is in a loop when a run of {LOOP_N} words occurs {LOOP_REPEATS}+ "
+                f"times in it, or it ends in one unit repeated {LOOP_REPEATS}+ times over "
+                f"{LOOP_TAIL_SHARE:.0%}+ of its characters. distinct-2: unique word bigrams "
+                "over all word bigrams of the model's answers. Language: the script most "
+                "letters are in (Cyrillic or Latin), the answer's against the question's; "
+                "it tells Russian from English, not languages that share a script.")
 JUDGE_COLUMNS = (("persona", "judge: persona", "{:.1f}"),
                  ("helpfulness", "judge: helpfulness", "{:.1f}"),
                  ("win_rate", "judge: win rate", "{:.0%}"))
@@ -112,7 +122,8 @@ def _metrics_table(comparison: Comparison) -> str:
         rows.append(f"<tr><th>{escape(result.spec.label)}<div class='muted'>"
                     f"{escape(result.spec.provider)}: {escape(result.spec.model)}</div></th>"
                     f"{cells}</tr>")
-    return (f"<h2>Metrics</h2><table><tr><th>model</th>{head}</tr>{''.join(rows)}</table>")
+    return (f"<h2>Metrics</h2><table><tr><th>model</th>{head}</tr>{''.join(rows)}</table>"
+            f"<p class='muted'>{escape(FLUENCY_NOTE)}</p>")
 
 
 def _loss_curves(comparison: Comparison) -> str:
@@ -136,7 +147,7 @@ def _answers(comparison: Comparison) -> str:
     blocks = ["<h2>Answers</h2>"]
     for index, item in enumerate(comparison.items):
         head = "".join(f"<th>{escape(label)}</th>" for label in labels)
-        cells = "".join(_answer_cell(r.answers[index], item.reference)
+        cells = "".join(_answer_cell(r.answers[index], r.checks[index], item.reference)
                         for r in comparison.results)
         blocks.append(f"<h3>{index + 1}. {escape(item.question)}</h3>"
                       f"<table class='answers'><tr><th>reference</th>{head}</tr>"
@@ -145,11 +156,23 @@ def _answers(comparison: Comparison) -> str:
     return "\n".join(blocks)
 
 
-def _answer_cell(answer: Answer, reference: str) -> str:
-    """The answer, then how close it came and how long it took."""
-    note = (f"chrF {chrf(answer.text, reference):.1f}, {answer.latency_s:.2f} s"
-            + (", cached" if answer.cached else ""))
-    return f"<td>{escape(answer.text)}<div class='muted'>{note}</div></td>"
+def _answer_cell(answer: Answer, check: AnswerCheck, reference: str) -> str:
+    """The answer, then how close it came, how long it took, and what a reader would
+    stumble on: a loop, or another language than the question's."""
+    note = (f"chrF {chrf(answer.text, reference):.1f}, {answer.latency_s:.2f} s, "
+            f"distinct-2 {fmt(check.distinct_2, '{:.2f}')}" + (", cached" if answer.cached else ""))
+    flags = answer_flags(check)
+    warning = f"<div><strong>{escape('; '.join(flags))}</strong></div>" if flags else ""
+    return f"<td>{escape(answer.text)}{warning}<div class='muted'>{note}</div></td>"
+
+
+def answer_flags(check: AnswerCheck) -> list[str]:
+    """What is wrong with one answer, in words (the report and the terminal say the same)."""
+    flags = ["loops"] if check.loop else []
+    if check.same_language is False:
+        flags.append(f"not in the question's language (answer in {check.script or 'no'} "
+                     "script)")
+    return flags
 
 
 def _verdict_lines(comparison: Comparison, index: int) -> list[str]:

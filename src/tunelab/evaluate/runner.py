@@ -12,9 +12,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tunelab.errors import DataError, NotFoundError
-from tunelab.evaluate import golden, metrics
+from tunelab.evaluate import fluency, golden, metrics
 from tunelab.evaluate.cache import AnswerCache, cache_key
 from tunelab.evaluate.specs import ModelSpec
+from tunelab.local.generation import DEFAULT
 from tunelab.providers.base import ChatOptions, Provider
 from tunelab.registry.metrics import VALID_ACCURACY, VALID_LOSS
 
@@ -23,19 +24,30 @@ Progress = Callable[[str, int, int], None]  # (what, done, total)
 
 @dataclass(frozen=True)
 class Settings:
-    """Generation settings, the same for every model and recorded with the results."""
+    """Generation settings, the same for every model and recorded with the results. The
+    defaults are local/generation.py's; a repetition penalty of None means the model's own
+    (its generation config's, else tunelab's default)."""
 
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int = 0
+    max_new_tokens: int = DEFAULT.max_new_tokens
+    temperature: float = DEFAULT.temperature
+    top_p: float = DEFAULT.top_p
+    seed: int = DEFAULT.seed
+    repetition_penalty: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def cache_dict(self) -> dict[str, Any]:
+        """The settings as the answer cache keys them: a default penalty is named with its
+        value, so answers cached under another default are not reused."""
+        penalty = self.repetition_penalty
+        return {**self.to_dict(), "repetition_penalty": penalty if penalty is not None
+                else f"model's own, else {DEFAULT.repetition_penalty}"}
+
     def chat_options(self) -> ChatOptions:
         return ChatOptions(max_tokens=self.max_new_tokens, temperature=self.temperature,
-                           top_p=self.top_p, seed=self.seed)
+                           top_p=self.top_p, seed=self.seed,
+                           repetition_penalty=self.repetition_penalty)
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,12 @@ class ModelResult:
     answers: list[Answer] = field(default_factory=list)
     metrics: dict[str, float | None] = field(default_factory=dict)
     judge: dict[str, Any] | None = None
+    checks: list[fluency.AnswerCheck] = field(default_factory=list)  # one per answer
+
+    def answer_dicts(self) -> list[dict[str, Any]]:
+        """Each answer with its loop, distinct-2 and language check, as JSON shows it."""
+        return [{**answer.to_dict(), **check.to_dict()}
+                for answer, check in zip(self.answers, self.checks, strict=True)]
 
 
 def eval_items(examples: list[dict[str, Any]], source: str = "eval file") -> list[EvalItem]:
@@ -107,7 +125,7 @@ class Asker:
             return Answer(reply.text, reply.latency_s, reply.prompt_tokens,
                           reply.completion_tokens).to_dict()
 
-        value, hit = self._cached(spec, messages, settings.to_dict(), send)
+        value, hit = self._cached(spec, messages, settings.cache_dict(), send)
         return Answer(**{**value, "cached": hit})
 
     def recorded(self, spec: ModelSpec, messages: list[dict[str, Any]]) -> Answer:
@@ -171,6 +189,8 @@ def run_models(specs: list[ModelSpec], items: list[EvalItem], settings: Settings
             if progress:
                 progress(spec.label, done, len(items))
         result.metrics = score(spec, result.answers, items)
+        result.checks = [fluency.check(item.question, answer.text)
+                         for item, answer in zip(items, result.answers, strict=True)]
         if spec.is_local:
             held_out = asker.held_out(spec, items)
             result.metrics.update(held_out, perplexity=metrics.perplexity(held_out[VALID_LOSS]))
@@ -179,7 +199,8 @@ def run_models(specs: list[ModelSpec], items: list[EvalItem], settings: Settings
 
 
 def score(spec: ModelSpec, answers: list[Answer], items: list[EvalItem]) -> dict[str, Any]:
-    """Similarity to the references, length, latency and price of one model's answers."""
+    """Similarity to the references, length, latency, price, loops, variety and language of
+    one model's answers."""
     texts = [answer.text for answer in answers]
     references = [item.reference for item in items]
     latencies = [answer.latency_s for answer in answers]
@@ -191,6 +212,7 @@ def score(spec: ModelSpec, answers: list[Answer], items: list[EvalItem]) -> dict
         "latency_p50_s": metrics.percentile(latencies, 50),
         "latency_p95_s": metrics.percentile(latencies, 95),
         "cost_per_1k_requests": cost_per_1k(spec, answers),
+        **fluency.summary([item.question for item in items], texts),
     }
 
 

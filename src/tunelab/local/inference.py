@@ -10,13 +10,14 @@ answers, and `chat` for many turns.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
 from tunelab.errors import DataError
 from tunelab.local import model_source
+from tunelab.local.generation import Generation, model_default
 from tunelab.local.validation import Validation, encode_validation, loss_for, measure_validation
 from tunelab.local.weights import Kind, Weights, resolve
 
@@ -47,38 +48,41 @@ class ChatModel:
         self.model = model
         self.tokenizer = tokenizer
 
-    def generate(self, messages: list[dict[str, Any]], *, max_new_tokens: int = 256,
-                 temperature: float = 0.0, top_p: float = 1.0, seed: int = 0) -> str:
-        """The assistant's next message. Greedy when temperature is 0; seeded otherwise."""
-        return self.complete(messages, max_new_tokens=max_new_tokens, temperature=temperature,
-                             top_p=top_p, seed=seed).text
+    def generate(self, messages: list[dict[str, Any]], **settings: Any) -> str:
+        """The assistant's next message; `settings` as `complete_prompt` takes them."""
+        return self.complete(messages, **settings).text
 
-    def complete(self, messages: list[dict[str, Any]], *, max_new_tokens: int = 256,
-                 temperature: float = 0.0, top_p: float = 1.0, seed: int = 0) -> Completion:
+    def complete(self, messages: list[dict[str, Any]], **settings: Any) -> Completion:
         """Like `generate`, with the token counts a provider reports."""
-        return self.complete_prompt(self.prompt(messages).ids, max_new_tokens=max_new_tokens,
-                                    temperature=temperature, top_p=top_p, seed=seed)
+        return self.complete_prompt(self.prompt(messages).ids, **settings)
 
-    def complete_prompt(self, prompt_ids: list[int], *, max_new_tokens: int = 256,
-                        temperature: float = 0.0, top_p: float = 1.0,
-                        seed: int = 0) -> Completion:
-        """`complete` for a prompt already tokenized (see `prompt`)."""
+    def complete_prompt(self, prompt_ids: list[int], *, max_new_tokens: int | None = None,
+                        temperature: float | None = None, top_p: float | None = None,
+                        seed: int | None = None,
+                        repetition_penalty: float | None = None) -> Completion:
+        """`complete` for a prompt already tokenized (see `prompt`). A setting left None
+        takes this model's default (local/generation.py): greedy when temperature is 0,
+        seeded otherwise."""
         import torch
 
-        sampling = {"do_sample": False}
-        if temperature > 0:
-            sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p}
-        torch.manual_seed(seed)
+        given = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
+                 "seed": seed, "repetition_penalty": repetition_penalty}
+        chosen = replace(self.defaults, **{k: v for k, v in given.items() if v is not None})
+        torch.manual_seed(chosen.seed)
         device = self.model.device
         with torch.inference_mode():
             output = self.model.generate(
                 input_ids=torch.tensor([prompt_ids], device=device),
                 attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long, device=device),
-                max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
-                top_k=None, **sampling)
+                pad_token_id=self.tokenizer.pad_token_id, **chosen.hf_kwargs())
         new_ids = output[0, len(prompt_ids):].tolist()
         text = self.tokenizer.decode(new_ids, skip_special_tokens=True).strip()
         return Completion(text, len(prompt_ids), len(new_ids))
+
+    @cached_property
+    def defaults(self) -> Generation:
+        """tunelab's generation defaults, with what the model's own generation config sets."""
+        return model_default(getattr(self.model, "generation_config", None))
 
     @cached_property
     def context_length(self) -> int | None:

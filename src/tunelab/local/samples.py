@@ -1,4 +1,7 @@
-"""After training: the new model answers the test prompts, saved to samples.json."""
+"""After training: the new model answers the test prompts, saved to samples.json.
+
+It answers as `tunelab test` does, with local/generation.py's defaults (greedy, the
+repetition penalty), only at the training config's sample_max_new_tokens."""
 
 from __future__ import annotations
 

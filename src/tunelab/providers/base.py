@@ -123,6 +123,7 @@ class ChatOptions:
     temperature: float | None = None
     top_p: float | None = None
     seed: int | None = None
+    repetition_penalty: float | None = None  # transformers' (local models); others ignore it
 
 
 @dataclass

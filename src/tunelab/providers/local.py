@@ -166,10 +166,10 @@ class LocalProvider:
 
         chat_model = load_chat_model(model)  # tunelab.local.weights resolves the name
         started = time.perf_counter()
-        completion = chat_model.complete(
-            messages, max_new_tokens=options.max_tokens or 256,
-            temperature=options.temperature or 0.0,
-            top_p=1.0 if options.top_p is None else options.top_p, seed=options.seed or 0)
+        completion = chat_model.complete(  # None: the model's default (local/generation.py)
+            messages, max_new_tokens=options.max_tokens, temperature=options.temperature,
+            top_p=options.top_p, seed=options.seed,
+            repetition_penalty=options.repetition_penalty)
         return Reply(text=completion.text, model=model,
                      latency_s=time.perf_counter() - started,
                      prompt_tokens=completion.prompt_tokens,

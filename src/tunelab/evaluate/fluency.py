@@ -1,0 +1,122 @@
+"""Would a person accept this answer? Loops, variety and language: plain functions on strings.
+
+- loop: an answer "falls into a loop" when either
+  - some run of LOOP_N words (lower-cased Unicode words, punctuation dropped) occurs
+    LOOP_REPEATS or more times in it, overlapping counts included
+    ("что это развость, что это развость, что это развость"), or
+  - it ends in a span that repeats one unit of at least 2 characters LOOP_REPEATS or more
+    times and covers at least LOOP_TAIL_SHARE of its characters: the loops that words miss
+    (no spaces, punctuation, a unit cut off by the token limit).
+  Three words three times is rare in a short natural answer and certain in a degenerate one.
+- distinct-2 (Li et al., 2016): unique word bigrams over all word bigrams; 1.0 = no bigram
+  repeats. Per answer, and pooled over a model's answers.
+- language: which script most of the letters are in, Cyrillic or Latin. A cheap detector that
+  tells Russian from English, the two languages of the sample data; it does not tell apart
+  languages that share a script (English and French are both "latin").
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+LOOP_N = 3
+LOOP_REPEATS = 3
+LOOP_TAIL_SHARE = 0.3
+_LONGEST_UNIT = 200  # characters: a repeated "unit" longer than this is a paragraph, not a loop
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+_LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def repeated_ngram(text: str, n: int = LOOP_N, repeats: int = LOOP_REPEATS) -> bool:
+    """Some run of `n` words occurs `repeats` or more times."""
+    tokens = words(text)
+    grams = Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+    return any(count >= repeats for count in grams.values())
+
+
+def looping_tail(text: str, share: float = LOOP_TAIL_SHARE,
+                 repeats: int = LOOP_REPEATS) -> bool:
+    """The text ends in one unit (2+ characters) repeated `repeats`+ times, covering at least
+    `share` of it; the last copy may be cut short."""
+    text = text.strip()
+    size = len(text)
+    for period in range(2, min(size // repeats, _LONGEST_UNIT) + 1):
+        start = size - period - 1  # walk back while the text still repeats with this period
+        while start >= 0 and text[start] == text[start + period]:
+            start -= 1
+        span = size - start - 1  # the suffix with this period
+        if span >= repeats * period and span >= share * size:
+            return True
+    return False
+
+
+def has_loop(text: str) -> bool:
+    return repeated_ngram(text) or looping_tail(text)
+
+
+def bigrams(text: str) -> list[tuple[str, str]]:
+    tokens = words(text)
+    return list(zip(tokens, tokens[1:], strict=False))
+
+
+def distinct_2(texts: Sequence[str]) -> float | None:
+    """Unique word bigrams over all word bigrams of `texts` pooled; None with no bigrams."""
+    pooled = [pair for text in texts for pair in bigrams(text)]
+    return len(set(pooled)) / len(pooled) if pooled else None
+
+
+def script(text: str) -> str | None:
+    """'cyrillic' or 'latin', whichever has more letters in `text`; None with neither."""
+    cyrillic, latin = len(_CYRILLIC.findall(text)), len(_LATIN.findall(text))
+    if cyrillic == latin == 0:
+        return None
+    return "cyrillic" if cyrillic > latin else "latin"
+
+
+def same_language(question: str, answer: str) -> bool | None:
+    """The answer is in the question's script; None when the question has no letters."""
+    asked = script(question)
+    return None if asked is None else script(answer) == asked
+
+
+@dataclass(frozen=True)
+class AnswerCheck:
+    """One answer's fluency, as compare reports it beside the answer."""
+
+    loop: bool
+    distinct_2: float | None
+    script: str | None
+    same_language: bool | None
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def check(question: str, answer: str) -> AnswerCheck:
+    return AnswerCheck(has_loop(answer), distinct_2([answer]), script(answer),
+                       same_language(question, answer))
+
+
+def summary(questions: Sequence[str], answers: Sequence[str]) -> dict[str, float | None]:
+    """A model's loop share, pooled distinct-2 and language-match share (of the questions
+    that have letters; None when none has)."""
+    checks = [check(q, a) for q, a in zip(questions, answers, strict=True)]
+    judged = [c.same_language for c in checks if c.same_language is not None]
+    return {
+        "loop_share": share([c.loop for c in checks]),
+        "distinct_2": distinct_2(answers),
+        "language_match": share(judged),
+    }
+
+
+def share(flags: Sequence[bool]) -> float | None:
+    return sum(flags) / len(flags) if flags else None
