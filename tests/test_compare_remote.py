@@ -139,7 +139,8 @@ def test_compare_base_and_tuned_job_scores_metrics_and_writes_the_report(remote,
                 for r in remote.requests}
     assert settings == {(0.0, 1.0, 0, 128)}
     assert result["settings"] == {"max_new_tokens": 128, "temperature": 0.0, "top_p": 1.0,
-                                  "seed": 0}
+                                  "seed": 0, "repetition_penalty": None}  # the model's own
+    assert all("repetition_penalty" not in r for r in remote.requests)  # not OpenAI's
     html = report.read_text(encoding="utf-8")
     assert result["report"] == str(report)
     for text in ("base", JOB, TUNED, "Скука — это голод души.", BASE_ANSWER.replace("'", "&#x27;"),
