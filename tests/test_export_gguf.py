@@ -233,6 +233,20 @@ def test_tunelab_chat_answers_from_the_exported_gguf(trained, job, capsys) -> No
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert json.loads(captured.out.strip().splitlines()[-1])["text"].strip()
+    # serve: the operator names the file once (--alias NAME=FILE); a client names only NAME
+    from fastapi.testclient import TestClient
+
+    from tunelab.server import ServeSettings, create_app
+
+    settings = ServeSettings(aliases=(("natasha-gguf", str(path)),), run_worker=False)
+    with TestClient(create_app(settings)) as client:
+        assert "natasha-gguf" in [m["id"] for m in client.get("/v1/models").json()["data"]]
+        asked = {"messages": [{"role": "user", "content": "Who are you?"}], "max_tokens": 4}
+        reply = client.post("/v1/chat/completions", json={"model": "natasha-gguf", **asked})
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["choices"][0]["message"]["content"].strip()
+        by_path = client.post("/v1/chat/completions", json={"model": str(path), **asked})
+        assert by_path.status_code == 404
 
 
 # checkpoints and bad input ----------------------------------------------------------------

@@ -27,9 +27,10 @@ def serve(
     max_length: int | None = typer.Option(None, "--max-length", min=16,
                                           help="Cap every job's sequence length (tokens)."),
     alias: list[str] = typer.Option(
-        [], "--alias", help="OLD=JOB: answer chat under the old model name OLD (e.g. a "
-                            "retired OpenAI ft: name) with the weights of JOB (a job id or a "
-                            "model GET /v1/models lists). Repeatable."),
+        [], "--alias", help="NAME=TARGET: answer chat under NAME (e.g. a retired OpenAI ft: "
+                            "name) with the weights of TARGET: a job id, a model GET "
+                            "/v1/models lists, or a model file or folder on this machine (an "
+                            "exported .gguf, a merged folder). Repeatable."),
     # None: ServeSettings' defaults (not imported here: `tunelab --help` stays fast).
     chat_queue: int | None = typer.Option(
         None, "--chat-queue", min=0, help="Chat requests that may wait while one generates "

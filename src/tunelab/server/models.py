@@ -17,9 +17,10 @@ no file the registry did not record. It holds, in the order GET /v1/models lists
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
-from tunelab.errors import UsageError
+from tunelab.errors import TunelabError, UsageError
 from tunelab.local.weights import Weights, of_job, resolve
 from tunelab.registry import Checkpoint, JobRecord, Registry
 from tunelab.registry.metrics import TRAIN_LOSS, VALID_LOSS
@@ -101,10 +102,17 @@ def catalogue(registry: Registry, aliases: tuple[tuple[str, str], ...] = ()) -> 
     for old, served in replaced:  # newest first: the newest replacement of a name wins
         found.setdefault(old, replace(served, id=old, alias_of=served.id))
     for old, target in aliases:  # the operator's word beats the registry's
-        served = found.get(target) or by_job_id.get(target)
+        served = found.get(target) or by_job_id.get(target) or _operator_file(old, target)
         if served is not None and (old not in found or found[old].alias_of is not None):
             found[old] = replace(served, id=old, alias_of=served.alias_of or served.id)
     return found
+
+
+def _operator_file(name: str, target: str) -> Served | None:
+    """A model file or folder the operator named on the command line (an exported .gguf, a
+    merged folder): served under `name` only; a client can never name a path itself."""
+    path = Path(target).expanduser()
+    return Served(name, 0, checkpoint_dir=str(path.resolve())) if path.exists() else None
 
 
 def check_aliases(registry: Registry, aliases: tuple[tuple[str, str], ...]) -> None:
@@ -116,10 +124,21 @@ def check_aliases(registry: Registry, aliases: tuple[tuple[str, str], ...]) -> N
         if old in known and known[old].alias_of is None:
             raise UsageError(f"--alias {old}={target}: {old!r} already names a model served "
                              "here", fix="alias a name that GET /v1/models does not list")
-        if target not in known and target not in job_ids:
+        if _operator_file(old, target) is not None:
+            _check_loadable(old, target)
+        elif target not in known and target not in job_ids:
             raise UsageError(f"--alias {old}={target}: no succeeded local job or served model "
                              f"{target!r}", fix="name a job id or a model from "
                                                 "`tunelab jobs list` (status succeeded)")
+
+
+def _check_loadable(old: str, target: str) -> None:
+    try:
+        resolve(str(Path(target).expanduser().resolve()))
+    except TunelabError as error:
+        raise UsageError(f"--alias {old}={target}: {error.message}",
+                         fix="name a model file or folder: an exported .gguf, a merged or "
+                             "adapter folder") from None
 
 
 def _tuned_jobs(registry: Registry) -> list[JobRecord]:
