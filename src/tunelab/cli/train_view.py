@@ -6,9 +6,9 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
-from rich.table import Table
 
 from tunelab.cli.console import out, styled
+from tunelab.cli.formatting import duration, pairs_table
 from tunelab.registry.metrics import TOKENS_PER_S, TRAIN_ACCURACY, TRAIN_LOSS
 
 
@@ -37,7 +37,7 @@ class TrainProgress:
         if event["type"] == "step":
             fields = {"loss": f"{event[TRAIN_LOSS]:.4f}",
                       "accuracy": f"{event[TRAIN_ACCURACY]:.3f}",
-                      "speed": f"{event[TOKENS_PER_S]:.0f}", "eta": _duration(event["eta_s"])}
+                      "speed": f"{event[TOKENS_PER_S]:.0f}", "eta": duration(event["eta_s"])}
             if self.task is None:
                 self.task = self.progress.add_task("train", total=event["total_steps"],
                                                    **fields)
@@ -50,11 +50,8 @@ class TrainProgress:
 
 
 def render_dry_run(report: dict[str, Any]) -> None:
-    config = Table(title="resolved config", show_header=False)
-    for key, value in report["config"].items():
-        if value is not None:
-            config.add_row(key, str(value))
-    out.print(config)
+    out.print(pairs_table(((key, value) for key, value in report["config"].items()
+                           if value is not None), title="resolved config"))
     for role, stats in report["data"].items():
         if role == "warnings":
             out.print("data warnings: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
@@ -74,16 +71,9 @@ def render_dry_run(report: dict[str, Any]) -> None:
                      f"{plan['examples_per_step']} examples per step)"))
     estimate = report.get("estimate")
     if estimate:
-        out.print(styled(("estimate", "bold"), f": about {_duration(estimate['wall_s'])} at "
+        out.print(styled(("estimate", "bold"), f": about {duration(estimate['wall_s'])} at "
                          f"{estimate['tokens_per_s']} tokens/s, peak memory about "
                          f"{estimate['peak_memory_mb']:.0f} MB"))
         out.print(f"  measured: {estimate['method']}")
     out.print("dry run: nothing trained, nothing registered")
 
-
-def _duration(seconds: float) -> str:
-    if seconds != seconds or seconds == float("inf"):
-        return "?"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

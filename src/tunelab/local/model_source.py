@@ -16,12 +16,16 @@ safetensors without it, the model reloads in about 0.1 s, chat template included
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
 import os
 import shutil
 import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,11 +91,35 @@ def is_model_folder(folder: Path) -> bool:
 
 
 def quiet_transformers() -> None:
-    """Hide transformers' own tqdm bars and info logs: tunelab shows its own progress."""
+    """Hide transformers' own tqdm bars and info logs: tunelab shows its own progress.
+
+    Also one deprecation notice nobody here can act on: peft reads transformers'
+    `is_gradient_checkpointing` each time it wraps a model loaded here (training, chat,
+    compare, export), and transformers 5 warns about its v6 rename. It is raised after the
+    load, in the caller's peft call, so the filter is set for the process; it matches that
+    message, category and module only, so tunelab's own warnings all come through.
+    """
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.* is deprecated",
+                            category=FutureWarning, module=r"transformers\.")
+
+
+@contextmanager
+def _no_gguf_bar() -> Iterator[None]:
+    """transformers' GGUF loader draws its own "Converting and de-quantizing GGUF tensors"
+    bar with tqdm.auto, which `disable_progress_bar()` does not reach (and which a log
+    keeps as one long line of redraws). Switched off for the conversion only."""
+    from transformers import modeling_gguf_pytorch_utils as gguf_loader
+
+    bar = gguf_loader.tqdm
+    gguf_loader.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        gguf_loader.tqdm = bar
 
 
 def load_tokenizer(model: str | None) -> PreTrainedTokenizerBase:
@@ -180,7 +208,9 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     quiet_transformers()
     folder, filename = str(gguf.parent), gguf.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
+    with _no_gguf_bar():
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename,
+                                                     dtype=torch.float32)
     # The dequantized weights are plain fp32; drop the quantizer so the copy trains.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
