@@ -409,9 +409,9 @@ def print_checkpoints(job_id: str, *, provider: str | None = None,
     if not rows:
         out.print(f"{job_id} has no checkpoints", markup=False)
         return 0
-    columns = (Col("name", key=True), Col("kind", drop=3), Col("step", drop=1),
-               Col("epoch", drop=4), Col("train loss", drop=2), Col("valid loss", drop=2),
-               Col("model / path", key=True, wrap=True))
+    columns = (Col("name", key=True), Col("kind", drop=4), Col("step", drop=1),
+               Col("epoch", drop=5), Col("train loss", drop=3), Col("valid loss", drop=2),
+               Col("model / path", key=True, wrap=True, min_width=30))
     cells = [[row.name, row.kind, _cell(row.step), _cell(row.epoch),
               _cell(row.metrics.get(TRAIN_LOSS)), _cell(validation_loss(row.metrics)),
               row.model or row.path or ""] for row in rows]
