@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 # The job `make demo` trains, and where `tunelab ui` serves its page (the ui's default port).
 DEMO_JOB = $(BIN)/python -c "import json, sys; print(json.load(sys.stdin)['id'])" \
 	< $(TUNELAB_HOME)/demo-train.json
-UI_PORT ?= 8765
+UI_PORT ?= 8000
 
 demo: $(STAMP)
 	$(BIN)/tunelab data check examples/natasha_train.jsonl
