@@ -149,3 +149,24 @@ def test_loading_the_embedded_model_prints_no_third_party_noise(tmp_path: Path) 
     assert "a warning of tunelab's own" in loaded.stderr
     assert "another FutureWarning" in loaded.stderr
     assert (tmp_path / "cache" / "models").is_dir()
+
+
+def test_make_demo_ends_with_the_dashboard_address_of_its_job(tmp_path: Path) -> None:
+    import inspect
+
+    from tunelab.cli.ui_cmd import ui
+
+    repo = Path(__file__).resolve().parents[1]
+    planned = subprocess.run(["make", "-n", "--no-print-directory", "demo",
+                              f"TUNELAB_HOME={tmp_path}"], cwd=repo, capture_output=True,
+                             text=True, timeout=60)
+    assert planned.returncode == 0, planned.stderr
+    last = planned.stdout.strip().splitlines()[-1]
+    assert "Open the dashboard" in last
+    # As the demo's train step leaves it; the last line must name that job.
+    (tmp_path / "demo-train.json").write_text(json.dumps({"id": LOCAL_ID}))
+    shown = subprocess.run(["bash", "-c", last], cwd=repo, capture_output=True, text=True,
+                           timeout=60)
+    port = inspect.signature(ui).parameters["port"].default.default  # tunelab ui's --port
+    assert shown.stdout.strip() == (f"Open the dashboard: .venv/bin/tunelab ui, then "
+                                    f"http://127.0.0.1:{port}/jobs/{LOCAL_ID}")
