@@ -44,6 +44,10 @@ def test_a_loop_words_miss_is_caught_at_the_tail():
     text = "Answer: " + "абв" * 8 + "а"
     assert not fluency.repeated_ngram(text) and fluency.looping_tail(text)
     assert fluency.has_loop("Думай. " + "!?" * 10)
+    # a sentence said again (its third copy cut off) over the last 30%+ of the answer
+    said_twice = ("Открытые пробурсы, чтобарубы, не очень. Открытые пробурсы, чтобарубы, не "
+                  "очень. Открытые пробурсы, чтоба")
+    assert not fluency.repeated_ngram(said_twice) and fluency.has_loop(said_twice)
     # a repeated tail too short against the whole answer is no loop
     assert not fluency.looping_tail(NORMAL_EN + " Ha ha ha.")
 

@@ -4,10 +4,11 @@
   - some run of LOOP_N words (lower-cased Unicode words, punctuation dropped) occurs
     LOOP_REPEATS or more times in it, overlapping counts included
     ("что это развость, что это развость, что это развость"), or
-  - it ends in a span that repeats one unit of at least 2 characters LOOP_REPEATS or more
-    times and covers at least LOOP_TAIL_SHARE of its characters: the loops that words miss
-    (no spaces, punctuation, a unit cut off by the token limit).
-  Three words three times is rare in a short natural answer and certain in a degenerate one.
+  - it ends in a span that repeats one unit of at least 2 characters, twice or more (the
+    last copy may be cut short by the token limit), and covers at least LOOP_TAIL_SHARE of
+    its characters: a long sentence said again, or a loop with no spaces to split words on.
+  Three words three times is rare in a short natural answer and certain in a degenerate one;
+  an answer whose last third or more restates what came just before has stopped answering.
 - distinct-2 (Li et al., 2016): unique word bigrams over all word bigrams; 1.0 = no bigram
   repeats. Per answer, and pooled over a model's answers.
 - language: which script most of the letters are in, Cyrillic or Latin. A cheap detector that
@@ -25,6 +26,7 @@ from dataclasses import asdict, dataclass
 LOOP_N = 3
 LOOP_REPEATS = 3
 LOOP_TAIL_SHARE = 0.3
+LOOP_TAIL_COPIES = 2
 _LONGEST_UNIT = 200  # characters: a repeated "unit" longer than this is a paragraph, not a loop
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -44,9 +46,9 @@ def repeated_ngram(text: str, n: int = LOOP_N, repeats: int = LOOP_REPEATS) -> b
 
 
 def looping_tail(text: str, share: float = LOOP_TAIL_SHARE,
-                 repeats: int = LOOP_REPEATS) -> bool:
-    """The text ends in one unit (2+ characters) repeated `repeats`+ times, covering at least
-    `share` of it; the last copy may be cut short."""
+                 repeats: int = LOOP_TAIL_COPIES) -> bool:
+    """The text ends in one unit (2+ characters) said `repeats`+ times in a row, covering at
+    least `share` of it; the last copy may be cut short."""
     text = text.strip()
     size = len(text)
     for period in range(2, min(size // repeats, _LONGEST_UNIT) + 1):

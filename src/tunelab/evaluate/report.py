@@ -14,7 +14,13 @@ from pathlib import Path
 from tunelab import __version__
 from tunelab.evaluate import switch
 from tunelab.evaluate.compare import Comparison
-from tunelab.evaluate.fluency import LOOP_N, LOOP_REPEATS, LOOP_TAIL_SHARE, AnswerCheck
+from tunelab.evaluate.fluency import (
+    LOOP_N,
+    LOOP_REPEATS,
+    LOOP_TAIL_COPIES,
+    LOOP_TAIL_SHARE,
+    AnswerCheck,
+)
 from tunelab.evaluate.metrics import chrf
 from tunelab.evaluate.plots import job_loss_series, loss_curve_png
 from tunelab.evaluate.runner import Answer
@@ -35,8 +41,8 @@ METRIC_COLUMNS = (
     ("perplexity", "perplexity", "{:.2f}"),
 )
 FLUENCY_NOTE = (f"An answer is in a loop when a run of {LOOP_N} words occurs {LOOP_REPEATS}+ "
-                f"times in it, or it ends in one unit repeated {LOOP_REPEATS}+ times over "
-                f"{LOOP_TAIL_SHARE:.0%}+ of its characters. distinct-2: unique word bigrams "
+                f"times in it, or it ends in one span said {LOOP_TAIL_COPIES}+ times in a row "
+                f"over {LOOP_TAIL_SHARE:.0%}+ of its characters. distinct-2: unique word bigrams "
                 "over all word bigrams of the model's answers. Language: the script most "
                 "letters are in (Cyrillic or Latin), the answer's against the question's; "
                 "it tells Russian from English, not languages that share a script.")
