@@ -6,6 +6,7 @@ never from one above (tests/test_layers.py reads every import and enforces this 
     cli         typer commands: the only place that prints, prompts or exits
     server      the OpenAI-compatible API over the layers below
     migrate     leaving a closing provider: inventory, pull, record, retrain, status
+    sweep       many trainings of one dataset, the best kept: grid or TPE, pruning, resume
     evaluate    test prompts, compare, metrics, reports
     providers   one file per provider, all on the contract in providers/base.py
     local       the local trainer, inference, weights and export

@@ -64,6 +64,9 @@ class TrainConfig(BaseModel):
     output_dir: str | None = None
     log_every: int = Field(1, ge=1)
     eval_every: int | None = Field(None, ge=1)
+    # Stop when validation loss has not improved for this many evaluations in a row (each
+    # eval_every and each epoch end counts); the run's weights are then the best ones.
+    early_stopping_patience: int | None = Field(None, ge=1)
     save_every: int | None = Field(50, ge=1)
     keep_checkpoints: int = Field(3, ge=1)
     prompts: str | None = None
@@ -269,6 +272,9 @@ def _cross_field_problems(values: dict[str, Any], sources: dict[str, str]) -> li
     if values.get("eval_every") and not values.get("validation_file"):
         problems.append(f"{sources.get('eval_every', '--eval-every')}: needs a validation "
                         "file (--validation-file)")
+    if values.get("early_stopping_patience") and not values.get("validation_file"):
+        problems.append(f"{sources.get('early_stopping_patience', '--early-stopping-patience')}"
+                        ": needs a validation file (--validation-file)")
     if values.get("target_modules") == []:
         problems.append(f"{sources.get('target_modules', 'target_modules')}: name at least one "
                         "module, or use \"all-linear\"")

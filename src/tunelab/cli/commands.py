@@ -12,6 +12,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("train_cmd", "train", "train"),
     ("train_cmd", "presets", "presets"),
     ("train_cmd", "checkpoints", "checkpoints"),
+    ("sweep_cmd", "sweep", "sweep"),
     ("jobs_cmd", "app", "jobs"),
     ("eval_cmd", "test", "test"),
     ("eval_cmd", "chat", "chat"),

@@ -63,6 +63,9 @@ def train(
     max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after N steps."),
     eval_every: int | None = typer.Option(None, "--eval-every",
                                           help="Validation loss every N steps too."),
+    early_stopping_patience: int | None = typer.Option(
+        None, "--early-stopping-patience", help="Stop when validation loss has not improved "
+        "for N evaluations; the run keeps its best weights (checkpoint `best`)."),
     save_every: int | None = typer.Option(None, "--save-every",
                                           help="Checkpoint every N steps."),
     save_config: Path | None = typer.Option(None, "--save-config", help="Write the resolved "
@@ -108,7 +111,8 @@ def train(
             grad_accum=grad_accum, max_length=max_length, lora_r=lora_r, lora_alpha=lora_alpha,
             full=full, precision=precision, kernels=kernels, seed=seed,
             validation_file=validation_file, suffix=suffix, output_dir=output_dir,
-            max_steps=max_steps, eval_every=eval_every, save_every=save_every, prompts=prompts),
+            max_steps=max_steps, eval_every=eval_every, save_every=save_every, prompts=prompts,
+            early_stopping_patience=early_stopping_patience),
         cloud=CloudOptions(
             provider=provider, settings=ProviderSettings(
                 base_url=base_url, project_id=project_id, bucket=bucket, location=location),

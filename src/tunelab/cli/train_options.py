@@ -43,6 +43,7 @@ class ConfigFlags:
     output_dir: Path | None = None
     max_steps: int | None = None
     eval_every: int | None = None
+    early_stopping_patience: int | None = None
     save_every: int | None = None
     prompts: Path | None = None
 

@@ -31,6 +31,7 @@ from tunelab.local import checkpoints, launch, prepare, samples, trainer
 from tunelab.local.memory import release_freed_memory
 from tunelab.local.recorder import EventHandler, RunRecorder
 from tunelab.local.state import TrainState, checkpoint_problem
+from tunelab.local.warm import Trial
 from tunelab.registry import JobRecord, Registry, metrics, open_registry
 
 PROVIDER = "local"
@@ -42,30 +43,36 @@ def new_job_id() -> str:
 
 def train(config: TrainConfig, *, job_id: str | None = None,
           on_event: EventHandler | None = None,
-          stop: threading.Event | None = None) -> dict[str, Any]:
-    """Train `config` as a new local job (or the given pre-created one) and return its result."""
+          stop: threading.Event | None = None, trial: Trial | None = None) -> dict[str, Any]:
+    """Train `config` as a new local job (or the given pre-created one) and return its result.
+
+    `trial`: a sweep's trial, trained on the sweep's loaded base and tokenized data, labelled
+    with its sweep in the registry, pruned when its judge says so, with no sample answers."""
     prepare.check_config(config)
-    examples = prepare.read_examples(config)  # bad data fails here, before a job exists
+    # bad data fails here, before a job exists
+    examples = trial.warm.examples if trial else prepare.read_examples(config)
     if not launch.is_main_rank():  # under accelerate launch: rank 0 alone keeps the books
         return launch.follow(config, stop=stop)
     job_id = job_id or new_job_id()
     run_dir = _fresh_run_dir(config, job_id)
     with open_registry() as registry:
-        _register(registry, job_id, config, run_dir)
+        _register(registry, job_id, config, run_dir, trial)
         return _execute(registry, job_id, config, run_dir, examples, None, on_event, stop,
-                        before=None)
+                        before=None, trial=trial)
 
 
 def resume(job_id: str, overrides: dict[str, Any] | None = None, *,
            on_event: EventHandler | None = None,
-           stop: threading.Event | None = None) -> dict[str, Any]:
-    """Continue a local job from its latest checkpoint; `overrides` (e.g. epochs) extend it."""
+           stop: threading.Event | None = None, trial: Trial | None = None) -> dict[str, Any]:
+    """Continue a local job from its latest checkpoint; `overrides` (e.g. epochs) extend it.
+    `trial`: a sweep's interrupted trial, as for `train`."""
     with open_registry() as registry:
-        return _resume(registry, job_id, overrides, on_event, stop)
+        return _resume(registry, job_id, overrides, on_event, stop, trial)
 
 
 def _resume(registry: Registry, job_id: str, overrides: dict[str, Any] | None,
-            on_event: EventHandler | None, stop: threading.Event | None) -> dict[str, Any]:
+            on_event: EventHandler | None, stop: threading.Event | None,
+            trial: Trial | None) -> dict[str, Any]:
     job = registry.get_job(job_id)
     if job.provider != PROVIDER or not job.run_dir:
         raise UsageError(f"job {job_id} ran on {job.provider}; only local jobs resume here",
@@ -86,13 +93,13 @@ def _resume(registry: Registry, job_id: str, overrides: dict[str, Any] | None,
         return launch.follow(config, resume_from, stop)
     run_dir = Path(job.run_dir)
     _refuse_if_alive(run_dir, job_id)
-    examples = prepare.read_examples(config)
+    examples = trial.warm.examples if trial else prepare.read_examples(config)
     _note_skipped(registry, job_id, skipped, resume_from, on_event)
     # Checked and ready: only now may a finished job leave its status.
     registry.reopen(job_id, status="queued", config=config.model_dump(mode="json"),
                     error=None, finished_at=None)
     return _execute(registry, job_id, config, run_dir, examples, resume_from, on_event, stop,
-                    before=job if job.is_terminal else None)
+                    before=job if job.is_terminal else None, trial=trial)
 
 
 def _usable_checkpoint(job_id: str, root: Path,
@@ -143,7 +150,7 @@ def request_cancel(job_id: str) -> str:
 def _execute(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path,
              examples: prepare.Examples, resume_from: Path | None,
              on_event: EventHandler | None, stop: threading.Event | None, *,
-             before: JobRecord | None) -> dict[str, Any]:
+             before: JobRecord | None, trial: Trial | None) -> dict[str, Any]:
     """Run the job; `before` is its row when a resume reopened a finished job: a failure
     then restores that row instead of marking the job failed."""
     recorder = RunRecorder(registry, job_id, run_dir, config.log_every, on_event)
@@ -153,7 +160,8 @@ def _execute(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path
     (run_dir / trainer.CANCEL_REQUEST).unlink(missing_ok=True)
     try:
         with _interrupt_sets(stop):
-            return _run(registry, job_id, config, run_dir, examples, resume_from, recorder, stop)
+            return _run(registry, job_id, config, run_dir, examples, resume_from, recorder, stop,
+                        trial)
     except TunelabError as error:
         # OpenAI's code for a job that failed on its data or settings; the message says which.
         _fail(registry, recorder, job_id, error.render(), "training_failed", before)
@@ -173,43 +181,74 @@ def _execute(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path
 
 def _run(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path,
          examples: prepare.Examples, resume_from: Path | None, recorder: RunRecorder,
-         stop: threading.Event) -> dict[str, Any]:
-    from tunelab.local.model_source import load_tokenizer
-
+         stop: threading.Event, trial: Trial | None) -> dict[str, Any]:
     recorder.message("loading model and tokenizing data")
-    tokenizer = load_tokenizer(config.model)
-    data = prepare.tokenize(config, tokenizer, examples)
-    base_ref = prepare.base_model_ref(config.model)
-    session = trainer.setup(config, tokenizer, data.train, data.validation, base_ref=base_ref,
-                            resume_from=resume_from)
-    recorder.message(session.kernels)  # which speed kernels run, or why none do
-    state = TrainState()
-    if resume_from is not None:
-        checkpoints.clean_partial(resume_from.parent)
-        state = trainer.restore_position(resume_from)
-        recorder.truncate_metrics(state.step)
-    registry.update_job(job_id, status="running", native_status="running")
-    verb = f"resumed from {resume_from.name} at step {state.step}" if resume_from else "started"
-    recorder.message(f"training {verb}: {len(data.train.items)} examples, "
-                     f"{session.steps_per_epoch} steps/epoch, {session.total_steps} steps")
-    outcome = trainer.train(session, state, recorder, run_dir, stop)
-    # The numbers stand whatever the status; a job a client cancelled while its last step
-    # ran is finished already, and that word is final: no weights, no samples, no model.
-    current = registry.update_job(job_id, metrics=_metrics(state))
-    if current.is_terminal:
-        outcome = current.status
+    tokenizer, data = _inputs(config, examples, trial)
+    lent = trial.warm.lend(config) if trial else contextlib.nullcontext()
+    with lent as base_model:  # a sweep's shared base goes back untouched, whatever happens
+        session = trainer.setup(config, tokenizer, data.train, data.validation,
+                                base_ref=prepare.base_model_ref(config.model),
+                                resume_from=resume_from, base_model=base_model)
+        recorder.message(session.kernels)  # which speed kernels run, or why none do
+        state = TrainState()
+        if resume_from is not None:
+            checkpoints.clean_partial(resume_from.parent)
+            state = trainer.restore_position(resume_from)
+            recorder.truncate_metrics(state.step)
+        registry.update_job(job_id, status="running", native_status="running")
+        verb = (f"resumed from {resume_from.name} at step {state.step}" if resume_from
+                else "started")
+        recorder.message(f"training {verb}: {len(data.train.items)} examples, "
+                         f"{session.steps_per_epoch} steps/epoch, {session.total_steps} steps")
+        native = trainer.train(session, state, recorder, run_dir, stop,
+                               trial.judge if trial else None)
+        outcome = OUTCOMES.get(native, native)
+        # The numbers stand whatever the status; a job a client cancelled while its last
+        # step ran is finished already, and that word is final: no weights, no samples, no
+        # model.
+        current = registry.update_job(job_id, metrics=_metrics(state))
+        if current.is_terminal:
+            outcome = native = current.status
+        if outcome == "succeeded":
+            _save(session, run_dir, tokenizer, recorder, early=native == trainer.EARLY_STOPPED)
     fine_tuned = None
     if outcome == "succeeded":
-        trainer.save_weights(session, run_dir)
-        if not config.full:
-            tokenizer.save_pretrained(run_dir / "adapter")
         fine_tuned = f"ft:{prepare.base_model_name(config.model)}:{config.suffix or ''}:{job_id}"
-        _write_samples(config, run_dir, examples.train, recorder)
-    job = registry.update_job(job_id, status=outcome, native_status=outcome,
+        if trial is None:  # a sweep's trials answer no prompts: only the winner matters
+            _write_samples(config, run_dir, examples.train, recorder)
+    job = registry.update_job(job_id, status=outcome, native_status=native,
                               fine_tuned_model=fine_tuned)
+    resumable = job.status == "cancelled" and job.native_status != trainer.PRUNED
     recorder.message(f"job {job.status}" + (": resumable with `tunelab train --resume "
-                                            f"{job_id}`" if job.status == "cancelled" else ""))
+                                            f"{job_id}`" if resumable else ""))
     return result_object(job)
+
+
+# What the registry calls each way trainer.train ends (the loop's word stays the native one).
+OUTCOMES = {trainer.EARLY_STOPPED: "succeeded", trainer.PRUNED: "cancelled"}
+
+
+def _inputs(config: TrainConfig, examples: prepare.Examples,
+            trial: Trial | None) -> tuple[Any, prepare.Tokenized]:
+    """The tokenizer and the tokenized data: a sweep's, already made, or made now."""
+    if trial is not None:
+        return trial.warm.tokenizer, trial.warm.tokenized(config)
+    from tunelab.local.model_source import load_tokenizer
+
+    tokenizer = load_tokenizer(config.model)
+    return tokenizer, prepare.tokenize(config, tokenizer, examples)
+
+
+def _save(session: trainer.Session, run_dir: Path, tokenizer: Any, recorder: RunRecorder, *,
+          early: bool) -> None:
+    """The run's weights; after an early stop, the best checkpoint's, not the last step's."""
+    if early:
+        best = trainer.restore_best(session, run_dir)
+        if best is not None:
+            recorder.message(f"the run's weights are those of its best checkpoint, {best}")
+    trainer.save_weights(session, run_dir)
+    if not session.config.full:
+        tokenizer.save_pretrained(run_dir / "adapter")
 
 
 def _write_samples(config: TrainConfig, run_dir: Path, train: Any,
@@ -229,6 +268,7 @@ def result_object(job: JobRecord) -> dict[str, Any]:
             "base_model": job.base_model, "fine_tuned_model": job.fine_tuned_model,
             "run_dir": job.run_dir, "metrics": job.metrics,
             "resumable": job.status in ("cancelled", "failed")
+            and job.native_status != trainer.PRUNED
             and checkpoints.read_pointer(Path(job.run_dir) / "checkpoints", "latest") is not None}
 
 
@@ -249,11 +289,14 @@ def _metrics(state: TrainState) -> dict[str, Any]:
             metrics.STEPS: state.step, metrics.TRAIN_SECONDS: round(state.train_seconds, 2)}
 
 
-def _register(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path) -> None:
+def _register(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path,
+              trial: Trial | None) -> None:
     fields = dict(status="queued", base_model=config.model or prepare.DEFAULT_MODEL,
                   suffix=config.suffix, training_file=config.train_file,
                   validation_file=config.validation_file,
                   config=config.model_dump(mode="json"), run_dir=str(run_dir))
+    if trial is not None:  # `jobs show` and the sweep itself find the trial by these
+        fields.update(metadata=trial.metadata, hyperparameters=trial.hyperparameters)
     if registry.find_job(job_id) is not None:
         # Pre-created by the server: add the run, keep what its creator recorded (the
         # client's file ids, the status its worker set).

@@ -78,6 +78,9 @@ class RunRecorder(Hooks):
         self.message(f"checkpoint {name} saved at step {state.step}",
                      data={"checkpoint": name, "kind": kind, "step": state.step})
 
+    def on_stop(self, state: TrainState, outcome: str, why: str) -> None:
+        self.message(why, data={vocabulary.STEP: state.step, "outcome": outcome})
+
     # run-folder helpers -------------------------------------------------------------
     def truncate_metrics(self, after_step: int) -> None:
         """On resume, drop metric lines a killed run wrote past its last checkpoint."""

@@ -35,6 +35,7 @@ class TrainState:
     last_train_loss: float | None = None  # the last step's
     train_accuracy: float | None = None  # the last step's train_mean_token_accuracy
     best_valid_loss: float | None = None
+    stale_evals: int = 0  # validations in a row without a new best (early stopping)
     valid_loss: float | None = None  # the last validation's
     valid_accuracy: float | None = None  # the last validation's valid_mean_token_accuracy
     trained_tokens: int = 0  # real (non-padding) tokens trained on

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -106,6 +107,9 @@ class Hooks:
 
     def on_checkpoint(self, state: TrainState, name: str, kind: str, path: Path) -> None: ...
 
+    def on_stop(self, state: TrainState, outcome: str, why: str) -> None:
+        """The loop ends before its last step: EARLY_STOPPED or PRUNED, and why."""
+
 
 # setup --------------------------------------------------------------------------------
 def effective_precision(config: TrainConfig) -> str:
@@ -121,7 +125,9 @@ def accelerate_precision(config: TrainConfig) -> str:
 
 def setup(config: TrainConfig, tokenizer: Any, train_set: EncodedSet,
           val_set: EncodedSet | None, *, base_ref: str,
-          resume_from: Path | None = None) -> Session:
+          resume_from: Path | None = None, base_model: Any = None) -> Session:
+    """Everything the run trains with. `base_model`: an already loaded base to put this
+    run's fresh LoRA adapter on (a sweep reuses one across trials, see local/warm.py)."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
@@ -135,7 +141,7 @@ def setup(config: TrainConfig, tokenizer: Any, train_set: EncodedSet,
     accelerator = Accelerator(mixed_precision=accelerate_precision(config),
                               gradient_accumulation_steps=config.grad_accum)
     set_seed(config.seed)
-    model = build_model(config, base_ref, resume_from)
+    model = build_model(config, base_ref, resume_from, base_model)
     # Same math as plain transformers + peft, less memory traffic; off or auto (kernels/).
     applied = kernels.apply(model, config.kernels)
     trainable = [param for param in model.parameters() if param.requires_grad]
@@ -152,8 +158,10 @@ def setup(config: TrainConfig, tokenizer: Any, train_set: EncodedSet,
                    train_set, val_set, per_epoch, total, base_ref, kernels=applied.note)
 
 
-def build_model(config: TrainConfig, base_ref: str, resume_from: Path | None) -> Any:
-    """The model to train: LoRA on the base (default) or every weight with config.full."""
+def build_model(config: TrainConfig, base_ref: str, resume_from: Path | None,
+                base_model: Any = None) -> Any:
+    """The model to train: LoRA on the base (default) or every weight with config.full.
+    A given `base_model` (LoRA only) is wrapped as it is instead of loading one."""
     from tunelab.local.model_source import load_model
 
     if config.full:
@@ -164,7 +172,8 @@ def build_model(config: TrainConfig, base_ref: str, resume_from: Path | None) ->
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    model = get_peft_model(load_model(config.model), LoraConfig(
+    base = base_model if base_model is not None else load_model(config.model)
+    model = get_peft_model(base, LoraConfig(
         r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
         target_modules=config.target_modules, task_type="CAUSAL_LM"))
     # Written into adapter_config.json so an adapter folder finds its base by itself.
@@ -204,9 +213,18 @@ def restore_position(resume_from: Path) -> TrainState:
 
 
 # train --------------------------------------------------------------------------------
+# How `train` ends besides "succeeded" and "cancelled": validation loss stopped improving
+# (config.early_stopping_patience), or the `judge` (a sweep's pruner) stopped the run.
+EARLY_STOPPED = "early_stopped"
+PRUNED = "pruned"
+Judge = Callable[[TrainState], "str | None"]  # a sweep's pruner
+
+
 def train(session: Session, state: TrainState, hooks: Hooks, run_dir: Path,
-          stop: threading.Event | None = None) -> str:
-    """Train from `state` to the last step; returns "succeeded" or "cancelled" (on stop)."""
+          stop: threading.Event | None = None, judge: Judge | None = None) -> str:
+    """Train from `state` to the last step; returns "succeeded", "cancelled" (on stop),
+    EARLY_STOPPED or PRUNED. `judge` sees the state after each validation and returns a
+    reason to stop the run there (the sweep's median pruning), or None."""
     config = session.config
     started_step, started_seconds = state.step, state.train_seconds
     while state.step < session.total_steps:
@@ -227,6 +245,11 @@ def train(session: Session, state: TrainState, hooks: Hooks, run_dir: Path,
             hooks.on_step(state, step_report(session, state, started_step, started_seconds))
             if config.eval_every and state.step % config.eval_every == 0:
                 validate(session, state, hooks, run_dir)
+                verdict = stop_verdict(session, state, hooks, judge)
+                if verdict is not None:
+                    if verdict == EARLY_STOPPED:  # `latest` where it stopped, `best` kept
+                        save_checkpoint(session, state, hooks, run_dir, "step")
+                    return verdict
             if stop_requested(stop, run_dir):
                 save_checkpoint(session, state, hooks, run_dir, "step")
                 return "cancelled"
@@ -236,7 +259,29 @@ def train(session: Session, state: TrainState, hooks: Hooks, run_dir: Path,
                 finished_epoch = state.batches_done >= len(epoch_order(session, state))
                 break
         end_pass(session, state, hooks, run_dir, finished_epoch)
+        verdict = stop_verdict(session, state, hooks, judge)
+        if verdict is not None and state.step < session.total_steps:
+            return verdict  # end_pass saved the checkpoint
     return "succeeded"
+
+
+def stop_verdict(session: Session, state: TrainState, hooks: Hooks,
+                 judge: Judge | None) -> str | None:
+    """Right after a validation: EARLY_STOPPED when it is the patience-th in a row without a
+    new best, PRUNED when the judge gives a reason (said as an event), else None."""
+    if not session.val_set or not session.val_set.items or state.valid_loss is None:
+        return None
+    patience = session.config.early_stopping_patience
+    if patience and state.stale_evals >= patience:
+        hooks.on_stop(state, EARLY_STOPPED,
+                      f"stopped early at step {state.step}: validation loss has not improved "
+                      f"for {state.stale_evals} evaluations (best {state.best_valid_loss:.4f})")
+        return EARLY_STOPPED
+    reason = judge(state) if judge is not None else None
+    if reason:
+        hooks.on_stop(state, PRUNED, f"pruned at step {state.step}: {reason}")
+        return PRUNED
+    return None
 
 
 def end_pass(session: Session, state: TrainState, hooks: Hooks, run_dir: Path,
@@ -325,8 +370,11 @@ def validate(session: Session, state: TrainState, hooks: Hooks, run_dir: Path, *
         return state.valid_loss == state.best_valid_loss
     session.validated = state.step
     result = evaluate(session)
-    is_best = state.best_valid_loss is None or result.loss < state.best_valid_loss
+    # A NaN or infinite loss (a diverging run) is never a best: nothing to keep.
+    is_best = math.isfinite(result.loss) and (state.best_valid_loss is None
+                                              or result.loss < state.best_valid_loss)
     state.valid_loss, state.valid_accuracy = result.loss, result.accuracy
+    state.stale_evals = 0 if is_best else state.stale_evals + 1
     if is_best:
         state.best_valid_loss = result.loss
     hooks.on_validation(state, result, is_best)
@@ -372,6 +420,28 @@ def save_checkpoint(session: Session, state: TrainState, hooks: Hooks, run_dir: 
             for gone in checkpoints.prune(root, prefix, session.config.keep_checkpoints):
                 hooks.on_checkpoint(state, gone, "deleted", root / gone)
     accelerator.wait_for_everyone()
+
+
+def restore_best(session: Session, run_dir: Path) -> str | None:
+    """Put the `best` checkpoint's weights back into the model, so that a run stopped early
+    saves its best weights, not its last; the checkpoint's name, or None when there is none."""
+    from safetensors.torch import load_file
+
+    best = checkpoints.read_pointer(run_dir / "checkpoints", "best")
+    if best is None:
+        return None
+    model = session.accelerator.unwrap_model(session.loss_model).model
+    if session.config.full:
+        weights: dict[str, torch.Tensor] = {}
+        for path in sorted((best / "model").glob("*.safetensors")):
+            weights.update(load_file(path))
+        model.load_state_dict(weights, strict=False)  # tied weights are saved once
+    else:
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(model, load_file(best / "adapter" /
+                                                   "adapter_model.safetensors"))
+    return best.name
 
 
 def save_weights(session: Session, folder: Path) -> Path:

@@ -1,0 +1,227 @@
+"""`tunelab sweep`: train one dataset with several settings, keep the best.
+
+Parse the flags into a SweepRequest, open (or find to resume) the sweep, draw its trials as a
+live table on stderr while tunelab.sweep runs them, then print the winner (or one JSON
+object with --json). Everything else lives in tunelab.sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from tunelab.cli.console import err, out, plain, styled
+from tunelab.cli.train_options import TIMEOUT_HELP, known_provider
+
+LIST_HELP = "One value, a list (a,b,c: every one is tried) or a range (low..high, with --trials)."
+
+
+def sweep(
+    file: Path | None = typer.Argument(None, help="Training data (.jsonl, .json or .csv). "
+                                                  "Not needed with --resume."),
+    validation_file: Path | None = typer.Option(
+        None, "--validation-file", help="Held-out data: trials are ranked by its loss."),
+    provider: str = typer.Option("local", "--provider", help="local, openai, vertex or a "
+                                 "custom endpoint profile (cloud: the grid's jobs run there)."),
+    model: str | None = typer.Option(None, "--model", help="Base model (one for all trials)."),
+    preset: str | None = typer.Option(None, "--preset", help="The preset trials start from."),
+    config: Path | None = typer.Option(None, "--config", help="JSON or YAML config trials "
+                                       "start from; flags override it."),
+    learning_rate: str | None = typer.Option(None, "--learning-rate", help="Peak LR "
+                                             "(log scale as a range). " + LIST_HELP),
+    epochs: str | None = typer.Option(None, "--epochs", help=LIST_HELP),
+    batch_size: str | None = typer.Option(None, "--batch-size", help=LIST_HELP),
+    grad_accum: str | None = typer.Option(None, "--grad-accum", help=LIST_HELP),
+    max_length: str | None = typer.Option(None, "--max-length", help=LIST_HELP),
+    lora_r: str | None = typer.Option(None, "--lora-r", help=LIST_HELP),
+    lora_alpha: str | None = typer.Option(None, "--lora-alpha", help=LIST_HELP),
+    lora_dropout: str | None = typer.Option(None, "--lora-dropout", help=LIST_HELP),
+    warmup_ratio: str | None = typer.Option(None, "--warmup-ratio", help=LIST_HELP),
+    weight_decay: str | None = typer.Option(None, "--weight-decay", help=LIST_HELP),
+    lr_scheduler: str | None = typer.Option(None, "--lr-scheduler", help="linear, cosine or "
+                                            "constant. " + LIST_HELP),
+    seed: str | None = typer.Option(None, "--seed", help=LIST_HELP),
+    max_steps: str | None = typer.Option(None, "--max-steps", help=LIST_HELP),
+    eval_every: int | None = typer.Option(None, "--eval-every", help="Validation loss every "
+                                          "N steps too (more chances to prune)."),
+    save_every: int | None = typer.Option(None, "--save-every", help="Checkpoint every N "
+                                          "steps (what a killed trial resumes from)."),
+    early_stopping_patience: int | None = typer.Option(
+        None, "--early-stopping-patience", help="Each trial stops when validation loss has "
+        "not improved for N evaluations."),
+    precision: str | None = typer.Option(None, "--precision", help="auto, bf16 or fp32."),
+    kernels: str | None = typer.Option(None, "--kernels", help="auto or off."),
+    full: bool | None = typer.Option(None, "--full/--lora", help="Train every weight (each "
+                                     "trial then loads its own copy of the base)."),
+    suffix: str | None = typer.Option(None, "--suffix", help="Goes into the model names."),
+    trials: int | None = typer.Option(None, "--trials", help="Sample N trials with Optuna "
+                                      "TPE over the lists and ranges instead of the grid."),
+    budget_minutes: float | None = typer.Option(None, "--budget-minutes", help="Start no "
+                                                "new trial after this many minutes."),
+    keep_all: bool = typer.Option(False, "--keep-all", help="Keep every trial's weights, "
+                                  "not only the winner's."),
+    resume: str | None = typer.Option(None, "--resume", help="Continue sweep SWEEP_ID "
+                                      "(running the same command again does too)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object at the end."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Cloud: don't ask to confirm the cost."),
+    base_url: str | None = typer.Option(None, "--base-url", help="Cloud: API base URL."),
+    project_id: str | None = typer.Option(None, "--project-id", help="Vertex: GCP project."),
+    bucket: str | None = typer.Option(None, "--bucket", help="Vertex: GCS bucket for data."),
+    location: str | None = typer.Option(None, "--location", help="Vertex: region."),
+    adapter_size: int | None = typer.Option(None, "--adapter-size", help="Vertex: adapter."),
+    max_cost: float | None = typer.Option(None, "--max-cost", help="Cloud: refuse above this "
+                                          "estimate for the whole sweep (USD)."),
+    no_wait: bool = typer.Option(False, "--no-wait", help="Cloud: create the jobs, don't "
+                                 "watch them (resume the sweep later to)."),
+    interval: float = typer.Option(60.0, "--interval", help="Cloud: seconds between polls."),
+    timeout: float | None = typer.Option(None, "--timeout", help=TIMEOUT_HELP),
+) -> None:
+    """Train FILE with every combination of the listed settings and keep the best.
+
+    Examples: `tunelab sweep data.jsonl --validation-file val.jsonl --learning-rate
+    1e-4,5e-4,2e-3 --lora-r 8,16`; `tunelab sweep data.jsonl --validation-file val.jsonl
+    --learning-rate 1e-5..1e-3 --trials 8 --budget-minutes 60`; `tunelab sweep --resume
+    sweep-...`.
+    """
+    from tunelab.sweep.runner import SweepRequest
+
+    known_provider(provider)
+    cloud = {"base_url": base_url, "project_id": project_id, "bucket": bucket,
+             "location": location, "adapter_size": adapter_size}
+    fixed = {"model": model, "eval_every": eval_every, "save_every": save_every,
+             "early_stopping_patience": early_stopping_patience, "precision": precision,
+             "kernels": kernels, "full": full, "suffix": suffix}
+    request = SweepRequest(
+        file=file, validation_file=validation_file, preset=preset, config_file=config,
+        fixed={key: value for key, value in fixed.items() if value is not None},
+        varied={"learning_rate": learning_rate, "epochs": epochs, "batch_size": batch_size,
+                "grad_accum": grad_accum, "max_length": max_length, "lora_r": lora_r,
+                "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
+                "warmup_ratio": warmup_ratio, "weight_decay": weight_decay,
+                "lr_scheduler": lr_scheduler, "seed": seed, "max_steps": max_steps},
+        trials=trials, budget_minutes=budget_minutes, keep_all=keep_all, provider=provider,
+        cloud={key: value for key, value in cloud.items() if value is not None})
+    watch = CloudWatch(yes=yes, max_cost=max_cost, wait=not no_wait, interval=interval,
+                       timeout=timeout)
+    raise typer.Exit(run_sweep(request, resume=resume, watch=watch, json_out=json_out))
+
+
+@dataclass(frozen=True)
+class CloudWatch:
+    """The flags that steer a cloud sweep from here: confirmation, waiting, polling."""
+
+    yes: bool = False
+    max_cost: float | None = None
+    wait: bool = True
+    interval: float = 60.0
+    timeout: float | None = None
+
+
+def run_sweep(request: Any, *, resume: str | None, watch: CloudWatch, json_out: bool) -> int:
+    """Open or resume the sweep, run it with a live table, print the result; exit code."""
+    from tunelab.sweep.board import Board
+    from tunelab.sweep.runner import execute, open_sweep, resume_sweep
+
+    if resume:
+        plan, resumed = resume_sweep(resume), True
+    else:
+        plan, resumed = open_sweep(request)
+    verb = "resuming" if resumed else "started"
+    err.print(styled((f"sweep {plan.id}", "bold"), f" {verb}: {plan.mode}, {plan.provider}; "
+                     f"folder {plan.folder}"))
+    # peft calls a transformers API that warns about its own rename on every load: noise.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+    board = Board(plan.id, plan.provider, plan.mode)
+    stop = threading.Event()
+    provider = _cloud_provider(plan, watch) if plan.provider != "local" else None
+    with Live(console=err, refresh_per_second=2, transient=False) as live:
+        board.listener = lambda current: live.update(trial_table(current))
+        summary = execute(plan, board, stop, provider=provider,
+                          confirm=lambda quote: _confirm(quote, watch, live),
+                          wait=watch.wait, interval=watch.interval)
+        live.update(trial_table(board))
+    if json_out:
+        print(json.dumps(summary, ensure_ascii=False, default=str))
+    else:
+        _print_summary(summary)
+    if summary["ended"] == "interrupted":
+        return 130
+    return 0 if summary["winner"] or summary["ended"] == "created" else 1
+
+
+def _cloud_provider(plan: Any, watch: CloudWatch) -> Any:
+    from tunelab.cli.cloud_cmd import with_retries
+    from tunelab.providers import get_provider
+    from tunelab.providers.base import ProviderSettings
+
+    where = {key: plan.cloud.get(key) for key in ("base_url", "project_id", "bucket",
+                                                 "location")}
+    return get_provider(plan.provider, with_retries(ProviderSettings(**where), watch.timeout))
+
+
+def _confirm(quote: Any, watch: CloudWatch, live: Live) -> None:
+    """Show every trial's estimate and the total, then ask as `tunelab train` does."""
+    from tunelab.cli.cloud_cmd import CloudOptions, _confirm_cost, _warn
+
+    live.stop()  # a prompt cannot share the terminal with a live table
+    _warn(quote.warning)
+    for index, estimate in quote.estimates:
+        price = "unknown" if estimate.dollars is None else f"${estimate.dollars:,.2f}"
+        err.print(plain(f"  trial {index}: {estimate.epochs} epoch(s), "
+                        f"{estimate.billed_tokens:,} tokens/epoch, {price}"))
+    total = quote.total
+    shown = "unknown (no training price for this model)" if total.dollars is None \
+        else f"${total.dollars:,.2f}"
+    err.print(plain(f"💰 Estimated cost of the sweep's {len(quote.estimates)} jobs on "
+                    f"{total.provider} {total.model}: {shown}"))
+    _confirm_cost(total, CloudOptions(yes=watch.yes, max_cost=watch.max_cost))
+    live.start()
+
+
+def trial_table(board: Any) -> Table:
+    """Each trial: its parameters, status, best validation loss, steps and time."""
+    from tunelab.sweep.results import winner
+    from tunelab.sweep.space import label
+
+    best = winner(board)
+    base = f"; base model's validation loss {board.base_valid_loss:.4f}" \
+        if board.base_valid_loss is not None else ""
+    table = Table(title=plain(f"sweep {board.sweep_id} ({board.mode}{base})"))
+    for column in ("#", "parameters", "job", "status", "best val loss", "steps", "time"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("", overflow="ellipsis", no_wrap=True, max_width=48)
+    for row in board.ordered():
+        steps = f"{row.step}/{row.total_steps}" if row.total_steps else str(row.step or "")
+        loss = "" if row.best_valid_loss is None else f"{row.best_valid_loss:.4f}"
+        table.add_row(str(row.index), plain(label(row.params)), plain(row.job_id or ""),
+                      row.status, loss + (" ★" if row is best else ""), steps,
+                      f"{row.seconds:.0f}s" if row.seconds else "", plain(row.note))
+    return table
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    winner = summary.get("winner")
+    if summary["ended"] == "interrupted":
+        out.print(f"sweep interrupted; resume with: tunelab sweep --resume {summary['sweep']}")
+    elif summary["ended"] == "created":
+        out.print(f"jobs created; watch them with: tunelab sweep --resume {summary['sweep']}")
+    if winner is None:
+        if summary["ended"] != "created":
+            out.print("no trial succeeded with a validation loss: no winner")
+        return
+    out.print(styled(("winner:", "bold"), f" trial {winner['index']} {winner['job_id']} "
+                     f"best validation loss {winner['best_valid_loss']:.4f}"))
+    if summary.get("winner_vs_base") is not None:
+        out.print(f"  {summary['winner_vs_base']:+.1%} against the base model's "
+                  f"{summary['base_valid_loss']:.4f}")
+    for key in ("curves", "winner_config", "train_command"):
+        if summary.get(key):
+            out.print(plain(f"{key.replace('_', ' ')}: {summary[key]}"))
