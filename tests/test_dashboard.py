@@ -102,6 +102,7 @@ def test_dataset_text_and_job_names_are_escaped_everywhere(tmp_path: Path) -> No
         assert "<script>alert" not in html
         assert "&lt;script&gt;alert" in html
     assert "12 / 12 examples valid" in pages[1]  # the job's data file was checked
+    assert pages[1].count("&lt;script&gt;alert") >= 5  # name, suffix, event, sample x2
 
 
 def stream_messages(text: str) -> list[dict[str, object]]:

@@ -70,6 +70,7 @@ class Dashboard:
             nonce = cookie.split(".")[0]
         html = self.templates.get_template(template).render(
             csrf=self.sessions.csrf(nonce) if nonce else "", keyed=self.sessions.keyed,
+            assets=nonce is not None or security.bearer_given(request, self.settings),
             path=request.url.path, **context)
         response = HTMLResponse(html, status)
         if cookie:
