@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export TUNELAB_HOME ?= $(CURDIR)/.tunelab
 
-.PHONY: demo test lint bench clean venv
+.PHONY: demo test lint bench clean venv browser
 
 venv: $(STAMP)
 
@@ -42,7 +42,17 @@ demo: $(STAMP)
 		--limit 5 --max-new-tokens 64 --report $(TUNELAB_HOME)/demo-compare.html
 	@echo "Open the dashboard: $(BIN)/tunelab ui, then http://127.0.0.1:$(UI_PORT)/jobs/$$($(DEMO_JOB))"
 
-test: $(STAMP)
+# The dashboard's browser tests drive Debian's Chromium through Playwright (a dev extra);
+# Playwright's own browser download is never used. CI runs as root; elsewhere sudo.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+browser:
+	@test -x $(CHROMIUM) || $(SUDO) apt-get install -y chromium \
+		|| ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium) \
+		|| echo "could not install chromium: the browser tests will fail; run 'apt-get install chromium'"
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
