@@ -141,10 +141,9 @@ def run_sweep(request: Any, *, resume: str | None, watch: CloudWatch, json_out: 
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
     board = Board(plan.id, plan.provider, plan.mode)
     stop = threading.Event()
-    provider = _cloud_provider(plan, watch) if plan.provider != "local" else None
     with Live(console=err, refresh_per_second=2, transient=False) as live:
         board.listener = lambda current: live.update(trial_table(current))
-        summary = execute(plan, board, stop, provider=provider,
+        summary = execute(plan, board, stop, connect=lambda: _cloud_provider(plan, watch),
                           confirm=lambda quote: _confirm(quote, watch, live),
                           wait=watch.wait, interval=watch.interval)
         live.update(trial_table(board))

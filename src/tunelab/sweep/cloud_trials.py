@@ -58,11 +58,11 @@ def check_keys(varied: list[str]) -> None:
                              "--batch-size or --seed, or train locally")
 
 
-def run(plan: plans.SweepPlan, board: Board, provider: Provider, *,
+def run(plan: plans.SweepPlan, board: Board, connect: Callable[[], Provider], *,
         confirm: Callable[[Quote], None], wait: bool, interval: float,
         stop: threading.Event, sleep: Callable[[float], None] = time.sleep) -> str:
     """Create the trials' jobs that do not exist yet, then watch them all to their end:
-    "finished", "created" (not waiting) or "interrupted"."""
+    "finished", "created" (not waiting) or "interrupted". `connect` builds the provider."""
     points = GridSchedule(plan.parsed_space()).points
     started = plans.trial_jobs(plan.id)
     for index, params in enumerate(points):
@@ -70,8 +70,12 @@ def run(plan: plans.SweepPlan, board: Board, provider: Provider, *,
         if index in started:
             fill_from_job(row, started[index])
     missing = [index for index in range(len(points)) if index not in started]
+    # Refused before any key is read or byte sent, as `tunelab train` does.
+    warning = cloud_training.lifecycle_gate(plan.provider, plan.cloud.get("base_url"),
+                                            plan.base["model"]) if missing else None
+    provider = connect()
     if missing:
-        _create_all(plan, board, provider, points, missing, confirm)
+        _create_all(plan, board, provider, points, missing, confirm, warning)
     board.changed()
     if not wait:
         return "created"
@@ -80,14 +84,13 @@ def run(plan: plans.SweepPlan, board: Board, provider: Provider, *,
 
 def _create_all(plan: plans.SweepPlan, board: Board, provider: Provider,
                 points: list[dict[str, Any]], missing: list[int],
-                confirm: Callable[[Quote], None]) -> None:
+                confirm: Callable[[Quote], None], warning: str | None) -> None:
     base = plan.base
     model = base["model"]
-    warning = cloud_training.lifecycle_gate(provider.name, provider.base_url, model)
-    live = cloud_training.live_shutdown(provider.name, provider.base_url, model)
+    live = cloud_training.live_shutdown(provider.name, plan.cloud.get("base_url"), model)
     if live is not None:  # the endpoint's own date wins over the table
-        warning = cloud_training.lifecycle_gate(provider.name, provider.base_url, model,
-                                                live_shutdown=live) or warning
+        warning = cloud_training.lifecycle_gate(provider.name, plan.cloud.get("base_url"),
+                                                model, live_shutdown=live) or warning
     train, validation = Path(base["train_file"]), Path(base["validation_file"])
     report = cloud_training.check_data(train, provider=plan.provider, model=model, epochs=None)
     cloud_training.check_data(validation, provider=plan.provider, model=model, epochs=None,

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunelab.config import resolve_config
 from tunelab.errors import UsageError
@@ -21,6 +21,9 @@ from tunelab.sweep import plan as plans
 from tunelab.sweep import results
 from tunelab.sweep.board import Board
 from tunelab.sweep.space import parse_flags
+
+if TYPE_CHECKING:
+    from tunelab.local.warm import WarmStart
 
 
 @dataclass(frozen=True)
@@ -116,22 +119,27 @@ def resume_sweep(sweep_id: str) -> plans.SweepPlan:
 
 
 def execute(plan: plans.SweepPlan, board: Board, stop: threading.Event, *,
-            provider: Provider | None = None, confirm: Callable[[Any], None] | None = None,
-            wait: bool = True, interval: float = 60.0) -> dict[str, Any]:
-    """Run the plan's remaining trials and finish: the --json summary."""
+            connect: Callable[[], Provider] | None = None,
+            confirm: Callable[[Any], None] | None = None, wait: bool = True,
+            interval: float = 60.0, warm: WarmStart | None = None) -> dict[str, Any]:
+    """Run the plan's remaining trials and finish: the --json summary.
+
+    Local: `warm` is a base model and dataset already loaded for the plan's config (else
+    loaded here). Cloud: `connect` builds the provider (after the lifecycle gate, which
+    needs no key), `confirm` sees the quote and raises to refuse it."""
     plans.claim(plan)
     try:
         if plan.provider == "local":
             from tunelab.sweep import local_trials
 
-            ended = local_trials.run(plan, board, stop)
+            ended = local_trials.run(plan, board, stop, warm=warm)
         else:
             from tunelab.sweep import cloud_trials
 
-            if provider is None or confirm is None:
+            if connect is None or confirm is None:
                 raise UsageError(f"sweep {plan.id} runs on {plan.provider}",
                                  fix=f"pass --provider {plan.provider}")
-            ended = cloud_trials.run(plan, board, provider, confirm=confirm, wait=wait,
+            ended = cloud_trials.run(plan, board, connect, confirm=confirm, wait=wait,
                                      interval=interval, stop=stop)
         return finish(plan, board, ended)
     finally:
