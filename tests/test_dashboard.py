@@ -277,3 +277,58 @@ def test_an_unknown_job_or_comparison_is_a_page_saying_so(path: str) -> None:
     with client() as http:
         answer = http.get(path)
         assert answer.status_code == 404 and "ftjob-none" in answer.text or "cmp-" in answer.text
+
+
+def test_a_saved_comparison_shows_scores_answers_and_verdicts_as_text() -> None:
+    from tunelab import home
+
+    folder = home.home() / "comparisons"
+    folder.mkdir(parents=True)
+    answers = [{"text": f"{HOSTILE} one", "latency_s": 0.1}]
+    (folder / "cmp-0a1b2c3d4e5f.json").write_text(json.dumps({
+        "id": "cmp-0a1b2c3d4e5f", "eval_file": "valid.jsonl", "examples": 1,
+        "settings": {"max_new_tokens": 8},
+        "judge": {"label": "judge-model"},
+        "models": [{"label": label, "metrics": {"chrf": chrf, "valid_loss": loss},
+                    "judge": {"persona": 4.0, "helpfulness": 3.0, "win_rate": win},
+                    "answers": answers}
+                   for label, chrf, loss, win in (("base", 9.4, 4.2, 0.0),
+                                                  ("ftjob-abc", 12.4, 2.9, 1.0))],
+        "items": [{"question": "How?", "reference": HOSTILE, "verdicts": [
+            {"order": ["base", "ftjob-abc"], "scores": {"base": {"persona": 4.0}},
+             "rationale": f"{HOSTILE} wins", "error": None}]}]}), encoding="utf-8")
+    with client() as http:
+        listed = http.get("/compare").text
+        assert "base vs ftjob-abc" in listed
+        page = http.get("/compare/cmp-0a1b2c3d4e5f").text
+    assert page.count('<tr class="model">') == 2
+    assert "12.4" in page and "2.9000" in page and "100%" in page  # chrF, loss, win rate
+    assert "<script>alert" not in page and page.count("&lt;script&gt;alert") >= 4
+
+
+def test_ui_refuses_an_open_address_without_a_key(capsys: pytest.CaptureFixture[str]) -> None:
+    from tunelab.cli import main
+
+    assert main(["ui", "--host", "0.0.0.0", "--no-open"]) == 2
+    said = capsys.readouterr().err
+    assert "refusing to listen on 0.0.0.0 without an API key" in said
+    assert main(["ui", "--help"]) == 0
+    assert "dashboard" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_the_dry_run_estimate_is_shown_on_the_new_run_page(tmp_path: Path) -> None:
+    data = dialogues(tmp_path / "train.jsonl")
+    with client() as http:
+        token = csrf_of(http.get("/new").text)
+        uploaded = http.post("/new/upload", headers={"X-CSRF-Token": token},
+                             files={"file": ("train.jsonl", data.read_bytes())},
+                             data={"purpose": "fine-tune"}).json()
+        page = http.post("/new/dry-run", data={
+            "csrf": token, "file": uploaded["id"], "provider": "local", "max_steps": "2",
+            "max_length": "64"})
+    assert page.status_code == 200, re.findall(r"failure\"[^<]*", page.text)
+    assert 'id="estimate"' in page.text and "tokens_per_s" in page.text
+    assert "2 (6 per epoch" in page.text  # 12 examples, batch 2; capped at 2 steps
+    with open_registry() as registry:
+        assert registry.list_jobs() == []  # a dry run registers nothing

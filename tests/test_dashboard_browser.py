@@ -1,7 +1,7 @@
 """The dashboard in a real browser: Debian's headless Chromium driven by Playwright.
 
 One server (the real app under uvicorn, its worker on) and one browser serve every test here;
-a job trained by the CLI at the start (the embedded model, 4 steps) is on every page. Each
+a job trained by the CLI at the start (the embedded model, 2 steps) is on every page. Each
 page is screenshot at 1280x800 and at phone width into test-artifacts/dashboard/ (or
 $TUNELAB_TEST_ARTIFACTS), and every test fails on a console error or an uncaught exception.
 
@@ -72,20 +72,21 @@ def files(tunelab_home: Path) -> dict[str, Path]:
     folder = tunelab_home.parent
     config = folder / "tiny.yaml"
     # No sample answers: they cost a second model load (test_dashboard.py shows samples).
-    config.write_text("max_samples: 0\nsave_every: 2\neval_every: 2\n", encoding="utf-8")
+    config.write_text("max_samples: 0\nsave_every: 1\neval_every: 1\n", encoding="utf-8")
     return {"train": dialogues(folder / "train.jsonl", 12, hostile_at=0),
             "valid": dialogues(folder / "valid.jsonl", 4, hostile_at=0), "config": config}
 
 
 @pytest.fixture(scope="module")
 def cli_job(files: dict[str, Path]) -> str:
-    """A job made by `tunelab train`, as a user would: 4 steps on the embedded model."""
+    """A job made by `tunelab train`, as a user would: 2 steps on the embedded model (the
+    first training in a process pays a one-off warm-up of about 20 s here, per new shape)."""
     out = files["train"].parent / "train.json"
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         code = main(["train", str(files["train"]), "--validation-file", str(files["valid"]),
                      "--config", str(files["config"]),
-                     "--max-steps", "4", "--max-length", "64", "--batch-size", "2",
+                     "--max-steps", "2", "--max-length", "64", "--batch-size", "2",
                      "--yes", "--json"])
     assert code == 0, buffer.getvalue()[-2000:]
     out.write_text(buffer.getvalue(), encoding="utf-8")
@@ -134,13 +135,17 @@ class Tab:
     def __init__(self, browser: object, base: str, size: str = "desktop") -> None:
         self.base = base
         self.context = browser.new_context(viewport=SIZES[size])  # type: ignore[attr-defined]
-        self.page = self.context.new_page()
         self.problems: list[str] = []
         self.dialogs: list[str] = []
-        self.page.on("console", lambda msg: msg.type == "error"
-                     and self.problems.append(f"console: {msg.text}"))
-        self.page.on("pageerror", lambda error: self.problems.append(f"pageerror: {error}"))
-        self.page.on("dialog", self._dialog)
+        self.page = self.new_page()
+
+    def new_page(self) -> object:
+        page = self.context.new_page()
+        page.on("console", lambda msg: msg.type == "error"
+                and self.problems.append(f"console: {msg.text}"))
+        page.on("pageerror", lambda error: self.problems.append(f"pageerror: {error}"))
+        page.on("dialog", self._dialog)
+        return page
 
     def _dialog(self, dialog: object) -> None:
         self.dialogs.append(dialog.message)  # type: ignore[attr-defined]
@@ -214,6 +219,11 @@ def test_a_run_started_from_the_page_trains_with_a_live_curve(tab: Tab, files: d
         tab.page.click("#start")
     job_id = tab.page.url.split("/jobs/")[1].split("?")[0]
     tab.page.evaluate("() => { window.__sameDocument = true; }")
+    jobs = tab.new_page()  # the jobs list, open in another tab while the run goes on
+    jobs.goto(tab.base + "/")
+    jobs.evaluate("() => { window.__sameDocument = true; }")
+    row = jobs.locator(f'tr[data-job="{job_id}"] .status')
+    assert row.inner_text() in ("queued", "running")
     seen = []  # (points on the loss chart, status) as the page shows them
     deadline = time.monotonic() + WAIT_MS / 1000
     while time.monotonic() < deadline:
@@ -229,8 +239,9 @@ def test_a_run_started_from_the_page_trains_with_a_live_curve(tab: Tab, files: d
     assert running and max(running) > min(running), seen  # points came while it ran
     assert tab.page.evaluate("() => window.__sameDocument === true")  # no reload
     assert "ETA" in tab.page.locator("#progress").inner_text()
-    tab.go("/")
-    assert tab.page.locator(f'tr[data-job="{job_id}"] .status').inner_text() == "succeeded"
+    jobs.wait_for_function(f"() => document.querySelector('tr[data-job=\"{job_id}\"] .status')"
+                           ".textContent === 'succeeded'", timeout=10_000)
+    assert jobs.evaluate("() => window.__sameDocument === true")  # updated, not reloaded
 
 
 def test_the_compare_page_shows_two_models_side_by_side(tab: Tab, cli_job: str) -> None:

@@ -63,7 +63,7 @@ class Comparisons:
         self._lock = threading.Lock()
 
     def start(self, models: list[str], *, limit: int, max_new_tokens: int,
-              eval_file: Path | None = None) -> Run:
+              judge: str | None = None, eval_file: Path | None = None) -> Run:
         models = [model for model in dict.fromkeys(models) if model]
         if not 2 <= len(models) <= MAX_MODELS:
             raise UsageError(f"pick 2 to {MAX_MODELS} models to compare (got {len(models)})",
@@ -71,11 +71,12 @@ class Comparisons:
         run = Run("cmp-" + secrets.token_hex(6), models)
         with self._lock:
             self.runs[run.id] = run
-        threading.Thread(target=self._run, args=(run, limit, max_new_tokens, eval_file),
+        threading.Thread(target=self._run, args=(run, limit, max_new_tokens, judge, eval_file),
                          name=f"tunelab-{run.id}", daemon=True).start()
         return run
 
-    def _run(self, run: Run, limit: int, max_new_tokens: int, eval_file: Path | None) -> None:
+    def _run(self, run: Run, limit: int, max_new_tokens: int, judge: str | None,
+             eval_file: Path | None) -> None:
         from tunelab.evaluate.compare import compare
         from tunelab.evaluate.runner import Settings
 
@@ -83,7 +84,7 @@ class Comparisons:
             run.progress[what] = [done, total]
 
         try:
-            result = compare(run.models, eval_file=eval_file, limit=limit,
+            result = compare(run.models, eval_file=eval_file, limit=limit, judge=judge,
                              settings=Settings(max_new_tokens=max_new_tokens),
                              progress=advance)
             saved = {"id": run.id, "created": run.started, "models_asked": run.models,

@@ -302,7 +302,8 @@ def _compare_routes(app: FastAPI, board: Dashboard) -> None:
             run = board.comparisons.start([str(m) for m in models],
                                           limit=_bounded(form.get("limit"), 5, 1, 200),
                                           max_new_tokens=_bounded(form.get("max_new_tokens"),
-                                                                  64, 1, 2048))
+                                                                  64, 1, 2048),
+                                          judge=form.get("judge") or None)
         except TunelabError as error:
             return board.problem(request, error)
         return RedirectResponse(f"/compare/{run.id}", 303)
