@@ -64,6 +64,7 @@ def test_the_answer_is_judged_in_the_script_of_the_question():
     assert fluency.script(NORMAL_RU) == "cyrillic" and fluency.script(NORMAL_EN) == "latin"
     assert fluency.script("Ok, Наташа слушает тебя") == "cyrillic"  # most letters decide
     assert fluency.script("42!") is None
+    assert fluency.script("В «קול» («שביאַיִהְרָא למנת הדְּחֹסֶ‍) аще") == "other"  # word salad
     assert fluency.same_language("Как начать свой бизнес?", NORMAL_RU) is True
     assert fluency.same_language("Where do I start?", NORMAL_RU) is False
     assert fluency.same_language("???", NORMAL_RU) is None
@@ -78,8 +79,8 @@ def test_a_models_own_repetition_penalty_wins_over_tunelabs():
 
     assert model_default(GenerationConfig()) == DEFAULT  # SmolLM2's: token ids only
     assert model_default(GenerationConfig(repetition_penalty=1.05)).repetition_penalty == 1.05
-    assert DEFAULT.hf_kwargs()["do_sample"] is False  # greedy unless asked
-    sampled = Generation(temperature=0.7, top_p=0.9).hf_kwargs()
+    assert DEFAULT.hf_kwargs(10)["do_sample"] is False  # greedy unless asked
+    sampled = Generation(temperature=0.7, top_p=0.9).hf_kwargs(10)
     assert sampled["do_sample"] and sampled["temperature"] == 0.7
 
 

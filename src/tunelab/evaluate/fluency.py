@@ -11,9 +11,9 @@
   an answer whose last third or more restates what came just before has stopped answering.
 - distinct-2 (Li et al., 2016): unique word bigrams over all word bigrams; 1.0 = no bigram
   repeats. Per answer, and pooled over a model's answers.
-- language: which script most of the letters are in, Cyrillic or Latin. A cheap detector that
-  tells Russian from English, the two languages of the sample data; it does not tell apart
-  languages that share a script (English and French are both "latin").
+- language: which script most of the letters are in: Cyrillic, Latin or other. A cheap
+  detector that tells Russian from English, the two languages of the sample data; it does
+  not tell apart languages that share a script (English and French are both "latin").
 """
 
 from __future__ import annotations
@@ -77,11 +77,13 @@ def distinct_2(texts: Sequence[str]) -> float | None:
 
 
 def script(text: str) -> str | None:
-    """'cyrillic' or 'latin', whichever has more letters in `text`; None with neither."""
+    """'cyrillic', 'latin' or 'other' (Hebrew, CJK...), whichever has the most letters in
+    `text`; None with no letters."""
+    letters = sum(char.isalpha() for char in text)
     cyrillic, latin = len(_CYRILLIC.findall(text)), len(_LATIN.findall(text))
-    if cyrillic == latin == 0:
-        return None
-    return "cyrillic" if cyrillic > latin else "latin"
+    counts = {"cyrillic": cyrillic, "latin": latin, "other": letters - cyrillic - latin}
+    best = max(counts, key=lambda name: counts[name])
+    return best if counts[best] else None
 
 
 def same_language(question: str, answer: str) -> bool | None:

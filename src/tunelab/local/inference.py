@@ -59,14 +59,16 @@ class ChatModel:
     def complete_prompt(self, prompt_ids: list[int], *, max_new_tokens: int | None = None,
                         temperature: float | None = None, top_p: float | None = None,
                         seed: int | None = None,
-                        repetition_penalty: float | None = None) -> Completion:
+                        repetition_penalty: float | None = None,
+                        penalize_prompt: bool | None = None) -> Completion:
         """`complete` for a prompt already tokenized (see `prompt`). A setting left None
         takes this model's default (local/generation.py): greedy when temperature is 0,
         seeded otherwise."""
         import torch
 
         given = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
-                 "seed": seed, "repetition_penalty": repetition_penalty}
+                 "seed": seed, "repetition_penalty": repetition_penalty,
+                 "penalize_prompt": penalize_prompt}
         chosen = replace(self.defaults, **{k: v for k, v in given.items() if v is not None})
         torch.manual_seed(chosen.seed)
         device = self.model.device
@@ -74,7 +76,8 @@ class ChatModel:
             output = self.model.generate(
                 input_ids=torch.tensor([prompt_ids], device=device),
                 attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long, device=device),
-                pad_token_id=self.tokenizer.pad_token_id, **chosen.hf_kwargs())
+                pad_token_id=self.tokenizer.pad_token_id,
+                **chosen.hf_kwargs(len(prompt_ids)))
         new_ids = output[0, len(prompt_ids):].tolist()
         text = self.tokenizer.decode(new_ids, skip_special_tokens=True).strip()
         return Completion(text, len(prompt_ids), len(new_ids))
