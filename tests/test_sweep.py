@@ -400,3 +400,10 @@ def test_tpe_samples_inside_the_space_and_resumes_from_the_registry() -> None:
     order = list(resumed)
     assert [params for _, params in order[:2]] == seen[:2]
     assert len(order) == 6
+
+
+def test_early_stopping_needs_a_validation_file(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    train, _, _ = write_data(tmp_path / "data")
+    assert main(["train", str(train), "--early-stopping-patience", "2", "--dry-run"]) == 2
+    assert "--early-stopping-patience: needs a validation file" in capsys.readouterr().err

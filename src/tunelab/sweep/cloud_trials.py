@@ -47,8 +47,9 @@ class Quote:
             first.billed_tokens, None if None in dollars else sum(d or 0.0 for d in dollars))
 
 
-def check_keys(varied: list[str]) -> None:
-    other = [key for key in varied if key not in CLOUD_KEYS]
+def check_keys(given: list[str]) -> None:
+    """Refuse the training settings a cloud job cannot take (LoRA rank, eval_every...)."""
+    other = [key for key in given if key not in CLOUD_KEYS]
     if other:
         from tunelab.config import FLAG_NAMES
 

@@ -95,7 +95,8 @@ def _base(request: SweepRequest, values: dict[str, Any], varied: list[str]) -> d
         from tunelab.data.pricing import default_model
         from tunelab.sweep.cloud_trials import check_keys
 
-        check_keys([*varied, *(key for key in values)])
+        check_keys([*varied, *values, *(key for key in request.fixed
+                                        if key not in ("model", "suffix"))])
         model = request.fixed.get("model") or default_model(request.provider)
         return {**files, "model": model, "suffix": request.fixed.get("suffix"), **values}
     from tunelab.local.prepare import check_config
