@@ -12,13 +12,16 @@ import time
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
-from faultproxy import dialogues
+from faultproxy import dialogues, serve_in_thread
 from tunelab.registry import SERVER, Checkpoint, JobRecord, open_registry
 from tunelab.server import ServeSettings, create_app
 
 KEY = "dash-key-5b1e"
+CLOUD_KEY = "sk-canary-dashboard-0123456789"
 LOOPBACK = "http://127.0.0.1:8000"
 HOSTILE = "<script>alert('x')</script>"
 
@@ -263,13 +266,59 @@ def test_resume_reopens_a_cancelled_server_job_with_a_checkpoint(tmp_path: Path)
         assert registry.get_job("ftjob-paused").status == "queued"
 
 
-def test_a_cloud_job_is_not_cancelled_here_but_told_how() -> None:
-    add_job("ftjob-cloud", "openai", "running", base_model="gpt-4o-mini-2024-07-18")
-    with client() as http:
-        page = http.get("/jobs/ftjob-cloud").text
-        assert "tunelab jobs cancel ftjob-cloud" in page and 'id="cancel"' not in page
-        refused = http.post("/jobs/ftjob-cloud/cancel", data={"csrf": csrf_of(page)})
-        assert refused.status_code == 400 and "tunelab jobs cancel" in refused.text
+def openai_stand_in(cancels: list[str]) -> FastAPI:
+    """An OpenAI account holding running job ftjob-cloud: it records each cancel it gets.
+    Any other job is unknown to it (404, as OpenAI answers)."""
+    app, status = FastAPI(), {"ftjob-cloud": "running"}
+
+    def job(job_id: str) -> JSONResponse:
+        if job_id not in status:
+            return JSONResponse({"error": {"message": f"no job {job_id}", "type":
+                                           "invalid_request_error", "param": None,
+                                           "code": None}}, 404)
+        return JSONResponse({"object": "fine_tuning.job", "id": job_id, "created_at": 1,
+                             "model": "gpt-4o-mini-2024-07-18", "status": status[job_id],
+                             "error": None, "fine_tuned_model": None, "finished_at": None,
+                             "hyperparameters": {}, "organization_id": "o",
+                             "result_files": [], "seed": 1, "training_file": "file-1"})
+
+    @app.get("/v1/fine_tuning/jobs/{job_id}")
+    def get_job(job_id: str) -> JSONResponse:
+        return job(job_id)
+
+    @app.post("/v1/fine_tuning/jobs/{job_id}/cancel")
+    def cancel(job_id: str) -> JSONResponse:
+        cancels.append(job_id)
+        if job_id in status:
+            status[job_id] = "cancelled"
+        return job(job_id)
+
+    return app
+
+
+def test_a_cloud_job_is_cancelled_from_its_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    cancels: list[str] = []
+    monkeypatch.setenv("OPENAI_API_KEY", CLOUD_KEY)
+    with serve_in_thread(openai_stand_in(cancels)) as port:
+        endpoint = f"http://127.0.0.1:{port}/v1"
+        for job_id in ("ftjob-cloud", "ftjob-gone"):
+            add_job(job_id, "openai", "running", base_model="gpt-4o-mini-2024-07-18",
+                    endpoint=endpoint)
+        with client() as http:
+            page = http.get("/jobs/ftjob-cloud").text
+            assert 'id="cancel"' in page
+            done = http.post("/jobs/ftjob-cloud/cancel", data={"csrf": csrf_of(page)})
+            assert done.status_code == 303
+            assert "Cancel requested." in http.get(done.headers["location"]).text
+            # The provider's refusal is a page saying so, never with the key.
+            refused = http.post("/jobs/ftjob-gone/cancel", data={"csrf": csrf_of(page)})
+            assert refused.status_code == 404 and "ftjob-gone" in refused.text
+            pages = [page, refused.text, http.get("/jobs/ftjob-cloud").text]
+    assert cancels == ["ftjob-cloud"]  # the unknown job was not found, so nothing was sent
+    with open_registry() as registry:
+        assert registry.get_job("ftjob-cloud").status == "cancelled"
+        assert registry.get_job("ftjob-gone").status == "running"
+    assert not any(CLOUD_KEY in html for html in pages)
 
 
 @pytest.mark.parametrize("path", ["/jobs/ftjob-none", "/compare/cmp-000000000000"])
@@ -332,3 +381,97 @@ def test_the_dry_run_estimate_is_shown_on_the_new_run_page(tmp_path: Path) -> No
     assert "2 (6 per epoch" in page.text  # 12 examples, batch 2; capped at 2 steps
     with open_registry() as registry:
         assert registry.list_jobs() == []  # a dry run registers nothing
+
+
+def test_the_jobs_stream_announces_a_job_made_after_it_opened() -> None:
+    import httpx
+
+    add_job("ftjob-before", "openai", "running")
+    with serve_in_thread(create_app(ServeSettings(run_worker=False))) as port, \
+            httpx.stream("GET", f"http://127.0.0.1:{port}/stream/jobs?provider=local",
+                         timeout=30) as answer:
+        blocks, block = [], []
+        for line in answer.iter_lines():
+            if line:
+                block.append(line)
+                continue
+            blocks.extend(stream_messages("\n".join(block)))
+            block = []
+            if blocks and blocks[-1]["event"] == "statuses" and len(blocks) == 1:
+                add_job("ftjob-after-cloud", "openai", "queued")  # filtered out: openai
+                add_job("ftjob-after", status="queued", suffix=HOSTILE)
+            if blocks and blocks[-1]["event"] == "added":
+                break
+    first, added = blocks[0], blocks[-1]
+    assert first == {"id": None, "event": "statuses",
+                     "data": [{"id": "ftjob-before", "status": "running"}]}
+    assert [row["id"] for row in added["data"]] == ["ftjob-after"]
+    row = added["data"][0]
+    assert (row["provider"], row["status"], row["source"]) == ("local", "queued", "cli")
+    # The new job's status is announced too, as every other's.
+    assert {"id": "ftjob-after", "status": "queued"} in [
+        item for message in blocks if message["event"] == "statuses" for item in message["data"]]
+
+
+def test_the_job_stream_reads_only_the_metrics_past_its_cursor() -> None:
+    add_job("ftjob-rows")
+    with open_registry() as registry:
+        for step in (1, 2, 3, 5):
+            registry.add_metrics("ftjob-rows", step, {"train_loss": 1.0 / step})
+        assert [row["step"] for row in registry.list_metrics("ftjob-rows", after_step=2)] \
+            == [3, 5]
+        assert [row["step"] for row in registry.list_metrics("ftjob-rows")] == [1, 2, 3, 5]
+        assert registry.list_metrics("ftjob-rows", after_step=5) == []
+
+
+def test_resume_offers_the_kept_checkpoints_and_refuses_another_name(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    add_job("ftjob-stopped", status="cancelled", origin=SERVER, run_dir=str(run))
+    with open_registry() as registry:
+        for step in (2, 4):
+            folder = run / "checkpoints" / f"step-{step:06d}"
+            folder.mkdir(parents=True)
+            registry.upsert_checkpoint(Checkpoint("ftjob-stopped", folder.name, "step",
+                                                  time.time(), step, 0.5, str(folder)))
+    (run / "checkpoints" / "latest").write_text("step-000004\n")
+    with client() as http:
+        page = http.get("/jobs/ftjob-stopped").text
+        assert re.findall(r'<option value="(step-\d+)">', page) == ["step-000004",
+                                                                   "step-000002"]
+        for name, status in (("../../etc", 404), ("step-000009", 404), ("step-000002", 400)):
+            answer = http.post("/jobs/ftjob-stopped/resume",
+                               data={"csrf": csrf_of(page), "checkpoint": name})
+            assert answer.status_code == status, (name, answer.status_code)
+        assert "state.json is missing" in answer.text  # an empty folder cannot be resumed
+    with open_registry() as registry:
+        assert registry.get_job("ftjob-stopped").status == "cancelled"  # left as it was
+    assert (run / "checkpoints" / "latest").read_text() == "step-000004\n"
+
+
+@pytest.mark.slow
+def test_resume_restarts_from_the_chosen_checkpoint(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from tunelab.cli import main
+
+    data = dialogues(tmp_path / "train.jsonl")
+    assert main(["train", str(data), "--max-steps", "4", "--save-every", "2",
+                 "--max-length", "48", "--batch-size", "1", "--lora-r", "8",
+                 "--precision", "fp32", "--json"]) == 0
+    job_id = json.loads(capsys.readouterr().out)["id"]
+    with open_registry() as registry:  # as if stopped after its last step
+        registry.reopen(job_id, ("succeeded",), status="cancelled")
+        kept = [c.name for c in registry.list_checkpoints(job_id) if c.kind == "step"]
+    assert "step-000002" in kept and "step-000004" in kept
+    with client() as http:
+        page = http.get(f"/jobs/{job_id}").text
+        answer = http.post(f"/jobs/{job_id}/resume",
+                           data={"csrf": csrf_of(page), "checkpoint": "step-000002"})
+        assert answer.status_code == 303
+        deadline = time.monotonic() + 600  # a bound on a hang, not a timing assert
+        with open_registry() as registry:
+            while registry.get_job(job_id).status not in ("succeeded", "failed") \
+                    and time.monotonic() < deadline:
+                time.sleep(0.5)
+            events = [event.message for event in registry.list_events(job_id)]
+            assert registry.get_job(job_id).status == "succeeded", events[-3:]
+    assert any("resumed from step-000002 at step 2" in text for text in events), events[-6:]

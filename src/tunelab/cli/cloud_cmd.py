@@ -35,9 +35,9 @@ from tunelab.providers.base import (
     Provider,
     ProviderSettings,
 )
+from tunelab.providers.cloud_training import refresh
 from tunelab.providers.retry import RetryNotice, RetryPolicy
 from tunelab.registry.metrics import TRAIN_LOSS, validation_loss
-from tunelab.registry.store import TERMINAL
 
 AUTO_TEST_PROMPTS = 5
 AUTO_TEST_MAX_TOKENS = 96  # as the local trainer's samples.json: enough to judge the style
@@ -329,24 +329,14 @@ def _auto_test(provider: Provider, model: str, prompts: str | None) -> list[dict
 def provider_for_job(job_id: str, provider: str | None, base_url: str | None,
                      timeout: float | None = None) -> Provider:
     """The provider a job lives on: from the flags, else from the registry."""
-    from tunelab.providers import get_provider
+    from tunelab.providers import job_provider
     from tunelab.registry import open_registry
 
     with open_registry() as registry:
-        record = registry.find_job(job_id)
         # Without --provider the job must be known: NotFoundError names `tunelab jobs list`.
-        name = provider or registry.get_job(job_id).provider
-    return get_provider(name, with_retries(ProviderSettings(
-        base_url=base_url or (record.endpoint if record else None)), timeout))
-
-
-def refresh(provider: Provider, job_id: str) -> Job:
-    """The provider's view of a job, copied into the registry when the provider is mirrored
-    (a local job's row is written by its trainer: nothing to copy)."""
-    job = provider.get_job(job_id)
-    if provider.capabilities.mirrored:
-        cloud_training.record_job(provider, job, local_files={}, config={})
-    return job
+        record = registry.find_job(job_id) if provider else registry.get_job(job_id)
+    return job_provider(record, with_retries(ProviderSettings(), timeout), name=provider,
+                        base_url=base_url)
 
 
 def watch_remote(job_id: str, *, provider: str | None = None, base_url: str | None = None,
@@ -371,13 +361,7 @@ def cancel_job(job_id: str, *, provider: str | None = None, base_url: str | None
     """`tunelab jobs cancel JOB` on any provider. "result" says what happened: requested (it
     stops after its step), cancelled, or finished (it had ended already; nothing sent)."""
     remote = provider_for_job(job_id, provider, base_url, timeout)
-    job = refresh(remote, job_id)
-    outcome = "finished"
-    if job.status not in TERMINAL:
-        job = remote.cancel(job_id)
-        outcome = "cancelled" if job.status in TERMINAL else "requested"
-        if remote.capabilities.mirrored:
-            cloud_training.record_job(remote, job, local_files={}, config={})
+    job, outcome = cloud_training.cancel(remote, job_id)
     if as_json:
         _emit_json({**_job_summary(remote, job), "result": outcome})
     else:

@@ -130,6 +130,24 @@ def _note_skipped(registry: Registry, job_id: str, skipped: list[tuple[str, str]
         checkpoints.set_pointer(chosen.parent, "latest", chosen.name)
 
 
+def choose_checkpoint(job: JobRecord, name: str) -> Path:
+    """Make kept checkpoint `name` the one the next resume starts from, by pointing `latest`
+    at it (resume reads `latest` first). Checked here, so a bad choice leaves `latest` as it
+    was: a name that is not one of the job's checkpoint folders, or one that cannot load."""
+    root = Path(job.run_dir or ".") / "checkpoints"
+    folder = root / name
+    if job.provider != PROVIDER or not job.run_dir or Path(name).name != name \
+            or not name.startswith(("step-", "epoch-")) or not folder.is_dir():
+        raise NotFoundError(f"job {job.id} has no checkpoint {name!r}",
+                            fix=f"pick one listed by `tunelab jobs checkpoints {job.id}`")
+    problem = checkpoint_problem(folder, full=bool((job.config or {}).get("full")))
+    if problem is not None:
+        raise UsageError(f"checkpoint {name} of job {job.id} cannot be resumed from ({problem})",
+                         fix="pick another checkpoint")
+    checkpoints.set_pointer(root, "latest", name)
+    return folder
+
+
 def request_cancel(job_id: str) -> str:
     """Cancel a local job: "requested" (a live run stops after its step, checkpointed),
     "cancelled" (no process was running it) or "finished" (already terminal)."""

@@ -13,6 +13,7 @@ from tunelab.errors import UsageError
 from tunelab.providers.base import Provider, ProviderSettings
 from tunelab.providers.local import build as _build_local
 from tunelab.providers.vertex import build as _build_vertex
+from tunelab.registry import JobRecord
 
 Factory = Callable[[ProviderSettings], Provider]
 
@@ -63,3 +64,17 @@ def get_provider(name: str, settings: ProviderSettings | None = None, *,
     if base_url:
         settings = replace(settings, base_url=base_url)
     return factory(settings)
+
+
+def job_provider(record: JobRecord | None, settings: ProviderSettings | None = None, *,
+                 name: str | None = None, base_url: str | None = None) -> Provider:
+    """The provider a registry job lives on: its provider at the endpoint it was made on.
+    `name` and `base_url` (the CLI's --provider and --base-url) win over the record's; a job
+    the registry does not know (record None) needs `name`."""
+    chosen = name or (record.provider if record else None)
+    if chosen is None:
+        raise UsageError("no provider for a job the registry does not know",
+                         fix="pass --provider NAME")
+    settings = settings or ProviderSettings()
+    endpoint = base_url or (record.endpoint if record else None) or settings.base_url
+    return get_provider(chosen, replace(settings, base_url=endpoint))

@@ -172,6 +172,28 @@ def record_job(provider: Provider, job: Job, *, local_files: dict[str, str],
         return record
 
 
+def refresh(provider: Provider, job_id: str) -> Job:
+    """The provider's view of a job, copied into the registry when the provider is mirrored
+    (a local job's row is written by its trainer: nothing to copy)."""
+    job = provider.get_job(job_id)
+    if provider.capabilities.mirrored:
+        record_job(provider, job, local_files={}, config={})
+    return job
+
+
+def cancel(provider: Provider, job_id: str) -> tuple[Job, str]:
+    """Cancel a job on its provider, and the registry row with it. The outcome says what
+    happened: requested (it stops after its step), cancelled, or finished (it had ended
+    already; nothing was sent)."""
+    job = refresh(provider, job_id)
+    if job.status in TERMINAL:
+        return job, "finished"
+    job = provider.cancel(job_id)
+    if provider.capabilities.mirrored:
+        record_job(provider, job, local_files={}, config={})
+    return job, "cancelled" if job.status in TERMINAL else "requested"
+
+
 @dataclass
 class WatchUpdate:
     job: Job | None  # None while the provider cannot be reached

@@ -348,9 +348,11 @@ class Registry:
             conn.execute("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?)",
                          (job_id, step, json.dumps({**earlier, **values})))
 
-    def list_metrics(self, job_id: str) -> list[dict[str, Any]]:
-        rows = self._read("SELECT step, data_json FROM metrics WHERE job_id = ? ORDER BY step",
-                          (job_id,))
+    def list_metrics(self, job_id: str, after_step: int | None = None) -> list[dict[str, Any]]:
+        """The job's metric rows by step; with `after_step`, only the steps past it (a live
+        view asks for what is new instead of reading every row again)."""
+        rows = self._read("SELECT step, data_json FROM metrics WHERE job_id = ? AND step > ? "
+                          "ORDER BY step", (job_id, -1 if after_step is None else after_step))
         return self._parse_all(rows, _metrics_from_row,
                                lambda row: f"metrics of step {row['step']} of job {job_id}")
 

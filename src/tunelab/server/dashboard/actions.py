@@ -90,9 +90,12 @@ class Actions:
 
     # buttons on a job ---------------------------------------------------------------
     def cancel(self, job: JobRecord) -> str:
+        """Stop a job: a cloud one through its provider (as `tunelab jobs cancel` does), a
+        local one here. Blocking (a cloud call): run it off the event loop."""
         if job.provider != "local":
-            raise UsageError(f"{job.id} runs on {job.provider}; the dashboard cancels local "
-                             "jobs only", fix=f"run `tunelab jobs cancel {job.id}`")
+            from tunelab.providers import cloud_training, job_provider
+
+            return cloud_training.cancel(job_provider(job), job.id)[1]
         if job.origin == SERVER:
             self.jobs.cancel(job.id)
             self.worker.stop_running(job.id)
@@ -101,12 +104,18 @@ class Actions:
 
         return request_cancel(job.id)
 
-    def resume(self, job: JobRecord) -> None:
-        """Continue from the latest checkpoint: the worker's own jobs through the worker
-        (they stay in its queue), a CLI run as `tunelab train --resume` does."""
+    def resume(self, job: JobRecord, checkpoint: str | None = None) -> None:
+        """Continue from `checkpoint` (a kept checkpoint's name; the latest when None): the
+        worker's own jobs through the worker (they stay in its queue), a CLI run as
+        `tunelab train --resume` does. Both resume from `latest`, so it is moved first."""
         if job.provider != "local" or job.status not in ("cancelled", "failed"):
             raise UsageError(f"{job.id} is {job.status}; only a cancelled or failed local job "
                              "resumes here", fix=f"see `tunelab train --resume {job.id} --help`")
+        if checkpoint:
+            from tunelab.local.orchestrator import choose_checkpoint
+
+            choose_checkpoint(job, checkpoint)
+            self.registry.add_event(job.id, f"Resume from {checkpoint} chosen on the dashboard")
         if job.origin == SERVER:
             if self.registry.reopen(job.id, ("cancelled", "failed"), status="queued",
                                     error=None, finished_at=None) is not None:

@@ -20,6 +20,7 @@ from fastapi.responses import (
 )
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, Undefined, select_autoescape
+from starlette.concurrency import run_in_threadpool
 
 from tunelab.errors import NotFoundError, TunelabError
 from tunelab.registry import JobRecord, Registry
@@ -40,7 +41,7 @@ from tunelab.server.worker import Worker
 
 HERE = Path(__file__).parent
 NOTES = {"cancel": "Cancel requested.", "resume": "Resume queued: it continues from the "
-         "latest checkpoint.", "export": "Export started: the events say when it is written.",
+         "chosen checkpoint.", "export": "Export started: the events say when it is written.",
          "start": "Run queued: the server's worker trains it next."}
 
 
@@ -187,8 +188,10 @@ def _job_routes(app: FastAPI, board: Dashboard) -> None:
                                  media_type="text/event-stream")
 
     @app.get("/stream/jobs")
-    def jobs_stream(request: Request) -> StreamingResponse:
-        return StreamingResponse(stream.jobs_stream(request, board.registry),
+    def jobs_stream(request: Request, provider: str = "", status: str = "",
+                    source: str = "") -> StreamingResponse:
+        filters = {"provider": provider, "status": status, "origin": source}
+        return StreamingResponse(stream.jobs_stream(request, board.registry, filters),
                                  media_type="text/event-stream")
 
     @app.post("/jobs/{job_id}/{action}")
@@ -199,9 +202,9 @@ def _job_routes(app: FastAPI, board: Dashboard) -> None:
         try:
             job = board.job(job_id)
             if action == "cancel":
-                board.actions.cancel(job)
+                await run_in_threadpool(board.actions.cancel, job)
             elif action == "resume":
-                board.actions.resume(job)
+                board.actions.resume(job, form.get("checkpoint") or None)
             elif action == "export":
                 board.actions.export(job, form.get("format", "hf"))
             else:
@@ -264,8 +267,6 @@ def _run_routes(app: FastAPI, board: Dashboard) -> None:
                                           form.get("preset"), form.get("model"),
                                           form.get("suffix"), read_overrides(form))
             if step == "dry-run":
-                from starlette.concurrency import run_in_threadpool
-
                 from tunelab.local.dryrun import dry_run
 
                 estimate = await run_in_threadpool(dry_run, config)

@@ -64,8 +64,8 @@ def job_updates(registry: Registry, job_id: str, cursor: Cursor,
                 sent: Sent) -> tuple[list[str], Cursor, bool]:
     """The messages past `cursor`, the new cursor, and whether the job is finished."""
     job = registry.get_job(job_id)
-    rows = views.curve_points([row for row in registry.list_metrics(job_id)
-                               if row["step"] >= cursor.step])
+    # From the cursor's step on: the last step seen is read again, it may have grown.
+    rows = views.curve_points(registry.list_metrics(job_id, after_step=cursor.step - 1))
     fresh = rows[1:] if rows and rows[0] == sent.last_point else rows
     events = [views.event_dict(event) for event in registry.list_events(job_id, cursor.seq)]
     new = Cursor(rows[-1]["step"] if rows else cursor.step,
@@ -102,17 +102,33 @@ async def job_stream(request: Request, registry: Registry, job_id: str,
         await asyncio.sleep(POLL_S)
 
 
-async def jobs_stream(request: Request, registry: Registry) -> AsyncIterator[str]:
-    """Each job's status when it changes (all of them at first)."""
+def jobs_updates(registry: Registry, known: dict[str, str] | None,
+                 filters: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """The statuses that changed since `known` (all of them on the first read, None), and
+    the rows of jobs made since then that pass the page's filters, newest first."""
+    jobs = registry.list_jobs(None, views.JOB_LIMIT)
+    seen = known or {}
+    changed = [{"id": job.id, "status": job.status} for job in jobs
+               if seen.get(job.id) != job.status]
+    out = [message("statuses", changed)] if changed else []
+    if known is not None and any(job.id not in known for job in jobs):
+        rows, _ = views.job_rows(registry, **filters)
+        added = [row for row in rows if row["id"] not in known]
+        if added:
+            out.append(message("added", added))
+    return out, {job.id: job.status for job in jobs}
+
+
+async def jobs_stream(request: Request, registry: Registry,
+                      filters: dict[str, str]) -> AsyncIterator[str]:
+    """Each job's status when it changes (all of them at first), and each new job's row
+    (`filters` are the page's: provider, status, origin) so the page can insert it."""
     yield f"retry: {RETRY_MS}\n\n"
-    started, known = time.monotonic(), {}
+    started, known = time.monotonic(), None
     while time.monotonic() - started < MAX_S:
-        jobs = await run_in_threadpool(registry.list_jobs, None, views.JOB_LIMIT)
-        changed = [{"id": job.id, "status": job.status} for job in jobs
-                   if known.get(job.id) != job.status]
-        if changed:
-            known.update({item["id"]: item["status"] for item in changed})
-            yield message("statuses", changed)
+        out, known = await run_in_threadpool(jobs_updates, registry, known, filters)
+        for text in out:
+            yield text
         if await request.is_disconnected():
             return
         await asyncio.sleep(POLL_S * 2)

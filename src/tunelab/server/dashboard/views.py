@@ -272,9 +272,12 @@ def job_page(registry: Registry, job: JobRecord, checks: DataChecks) -> dict[str
         "created": when(job.created_at), "finished": when(job.finished_at),
         "summary": {key: value for key, value in (job.metrics or {}).items()
                     if isinstance(value, (int, float))},
-        "can_cancel": job.provider == "local" and not job.is_terminal,
+        "can_cancel": not job.is_terminal,
         "can_resume": job.provider == "local" and job.status in ("cancelled", "failed")
         and any(c.kind not in ("latest", "best") for c in checkpoints),
+        # The kept checkpoints a resume may start from, newest first (pointers are not).
+        "resumable": [c.name for c in reversed(checkpoints)
+                      if c.kind not in ("latest", "best")],
         "can_export": job.provider == "local" and job.status == "succeeded",
         "error": (job.error or {}).get("message"),
     }

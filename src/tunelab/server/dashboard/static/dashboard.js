@@ -127,7 +127,15 @@ function jobsPage() {
   for (const select of form.querySelectorAll("select")) {
     select.addEventListener("change", () => form.submit());
   }
-  const source = new EventSource("/stream/jobs");
+  // The page's filters go with it: a new job is announced only if it would be listed here.
+  const source = new EventSource(`/stream/jobs${window.location.search}`);
+  source.addEventListener("added", (e) => {
+    const body = document.querySelector("#jobs tbody");
+    if (!body) { window.location.reload(); return; } // the first job: the page has no table
+    for (const row of JSON.parse(e.data).reverse()) { // newest first: insert oldest first
+      if (!body.querySelector(`tr[data-job="${CSS.escape(row.id)}"]`)) body.prepend(jobRow(row));
+    }
+  });
   source.addEventListener("statuses", (e) => {
     for (const item of JSON.parse(e.data)) {
       const row = document.querySelector(`tr[data-job="${CSS.escape(item.id)}"] .status`);
@@ -137,6 +145,40 @@ function jobsPage() {
       }
     }
   });
+}
+
+// A jobs-table row built from a row of /jobs.json, as jobs.html renders it; text as text.
+function jobRow(row) {
+  const tr = document.createElement("tr");
+  tr.dataset.job = row.id;
+  const cell = (className) => {
+    const td = document.createElement("td");
+    if (className) td.className = className;
+    tr.appendChild(td);
+    return td;
+  };
+  const span = (parent, className, text) => {
+    const node = document.createElement(parent === null ? "div" : "span");
+    node.className = className;
+    node.textContent = text;
+    return node;
+  };
+  const link = document.createElement("a");
+  link.href = `/jobs/${encodeURIComponent(row.id)}`;
+  link.textContent = row.id;
+  cell("id").appendChild(link);
+  const name = cell("name");
+  name.textContent = row.name;
+  name.appendChild(span(null, "muted", row.source));
+  cell("").textContent = row.provider;
+  cell("").appendChild(span("", `status status-${row.status}`, row.status));
+  const retires = cell("");
+  const r = row.retirement;
+  retires.appendChild(r ? span("", `retires${r.days < 30 ? " soon" : ""}`,
+                               r.days >= 0 ? `${r.days} days left` : "retired")
+                        : span("", "muted", "-"));
+  cell("when").textContent = row.created;
+  return tr;
 }
 
 // The new-run page: upload a file, then check it. --------------------------------------
