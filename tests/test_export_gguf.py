@@ -203,7 +203,8 @@ def test_modelfile_template_renders_what_the_hf_template_renders(trained, merged
                      if p["path"].endswith(".gguf"))
     assert text.startswith(f"FROM ./{gguf_name}\n")
     assert 'PARAMETER stop "<|im_end|>"' in text
-    assert "PARAMETER temperature 0.0" in text and "PARAMETER repeat_penalty 1.0" in text
+    assert "PARAMETER temperature 0.0" in text and "PARAMETER repeat_penalty 1.2" in text
+    assert "PARAMETER repeat_last_n -1" in text
     assert f'SYSTEM """{SYSTEM}"""' in text
     readme = (folder / "README.md").read_text(encoding="utf-8")
     stem = gguf_name.removesuffix(".gguf")

@@ -69,6 +69,7 @@ def _modelfile_defaults(job: str) -> tuple[str | None, dict[str, float | int]]:
     from tunelab.evaluate.job_files import training_system_prompt
     from tunelab.evaluate.runner import Settings
     from tunelab.evaluate.specs import ModelSpec
+    from tunelab.local.generation import DEFAULT as GENERATION
     from tunelab.local.gguf.ollama import sampling_parameters
     from tunelab.registry import open_registry
 
@@ -80,8 +81,9 @@ def _modelfile_defaults(job: str) -> tuple[str | None, dict[str, float | int]]:
         system = training_system_prompt(ModelSpec(job, record.provider, job, job_id=record.id),
                                         share=1.0)
     settings = Settings()
+    penalty = settings.repetition_penalty or GENERATION.repetition_penalty
     return system, sampling_parameters(temperature=settings.temperature, top_p=settings.top_p,
-                                       seed=settings.seed)
+                                       seed=settings.seed, repetition_penalty=penalty)
 
 
 @contextmanager

@@ -108,12 +108,14 @@ def stop_tokens(tokenizer: Any, pieces: ChatPieces, extra_ids: list[int]) -> lis
     return list(dict.fromkeys(stop for stop in stops if stop))
 
 
-def sampling_parameters(*, temperature: float, top_p: float, seed: int) -> dict[str, float | int]:
-    """tunelab's generation settings as Modelfile PARAMETERs. tunelab applies no repetition
-    penalty and no top-k, while Ollama defaults to 1.1 and 40: both are written out, so
-    Ollama samples as `tunelab test` does."""
-    return {"temperature": temperature, "top_p": top_p, "top_k": 0, "repeat_penalty": 1.0,
-            "seed": seed}
+def sampling_parameters(*, temperature: float, top_p: float, seed: int,
+                        repetition_penalty: float) -> dict[str, float | int]:
+    """tunelab's generation settings as Modelfile PARAMETERs, so Ollama answers as `tunelab
+    test` does: no top-k (Ollama's default is 40), tunelab's repetition penalty (Ollama's is
+    1.1), counted over the whole context as transformers counts prompt and answer
+    (repeat_last_n -1; Ollama's default looks back 64 tokens)."""
+    return {"temperature": temperature, "top_p": top_p, "top_k": 0,
+            "repeat_penalty": repetition_penalty, "repeat_last_n": -1, "seed": seed}
 
 
 def modelfile(gguf_name: str, pieces: ChatPieces, stops: list[str], *, system: str | None,
