@@ -19,7 +19,9 @@ from tunelab.evaluate.runner import Asker, EvalItem, ModelResult, Progress, Sett
 from tunelab.evaluate.specs import ModelSpec
 
 CRITERIA = ("persona", "helpfulness")
-JUDGE_SETTINGS = Settings(max_new_tokens=512, temperature=0.0, top_p=1.0, seed=0)
+# No repetition penalty: a JSON reply repeats its braces, quotes and key names by design.
+JUDGE_SETTINGS = Settings(max_new_tokens=512, temperature=0.0, top_p=1.0, seed=0,
+                          repetition_penalty=1.0)
 
 SYSTEM = "You are a careful, impartial judge of chat assistant answers. Reply with JSON only."
 RUBRIC = """Score each candidate answer on two criteria, each from 1 to 10:
