@@ -454,9 +454,11 @@ def test_resume_restarts_from_the_chosen_checkpoint(tmp_path: Path,
     from tunelab.cli import main
 
     data = dialogues(tmp_path / "train.jsonl")
+    (tmp_path / "cfg.json").write_text(json.dumps({"max_samples": 0}))  # no sample answers
     assert main(["train", str(data), "--max-steps", "4", "--save-every", "2",
                  "--max-length", "48", "--batch-size", "1", "--lora-r", "8",
-                 "--precision", "fp32", "--json"]) == 0
+                 "--precision", "fp32", "--config", str(tmp_path / "cfg.json"),
+                 "--json"]) == 0
     job_id = json.loads(capsys.readouterr().out)["id"]
     with open_registry() as registry:  # as if stopped after its last step
         registry.reopen(job_id, ("succeeded",), status="cancelled")
