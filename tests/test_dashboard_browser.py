@@ -193,6 +193,26 @@ def test_the_jobs_page_shows_the_cli_job_and_names_as_text(tab: Tab, cli_job: st
     assert tab.page.locator(f'tr[data-job="{cli_job}"]').count() == 0
 
 
+def test_a_job_made_while_the_jobs_page_is_open_appears_without_a_reload(
+        tab: Tab, cli_job: str) -> None:
+    tab.go("/?provider=local")
+    tab.page.evaluate("() => { window.notReloaded = true; }")  # gone if the page reloads
+    assert tab.page.locator('tr[data-job="ftjob-live-row"]').count() == 0
+    now = time.time()
+    with open_registry() as registry:
+        for job_id, provider in (("ftjob-live-cloud", "openai"), ("ftjob-live-row", "local")):
+            registry.create_job(JobRecord(id=job_id, provider=provider, status="queued",
+                                          created_at=now, updated_at=now, suffix=HOSTILE))
+    row = tab.page.locator('tr[data-job="ftjob-live-row"]')
+    row.wait_for(timeout=WAIT_MS)
+    assert tab.page.evaluate("() => window.notReloaded") is True
+    assert row.locator(".status").inner_text() == "queued"
+    assert HOSTILE in row.locator(".name").inner_text()  # text, not markup
+    assert tab.page.locator('tr[data-job="ftjob-live-cloud"]').count() == 0  # filtered out
+    # The newest first, above the CLI job.
+    assert tab.page.locator("#jobs tbody tr").first.get_attribute("data-job") == "ftjob-live-row"
+
+
 def test_the_cli_job_page_shows_its_curves_live_from_the_registry(tab: Tab,
                                                                   cli_job: str) -> None:
     tab.go(f"/jobs/{cli_job}")
