@@ -45,10 +45,13 @@ def check_space(plan: plans.SweepPlan) -> None:
             trial_config(plan, params)
         return
     for key, param in space.items():
-        values = (param.low, param.high) if isinstance(param, Range) else param.values
+        if isinstance(param, Range):
+            kind = int if param.integer else float
+            values: tuple[Any, ...] = (kind(param.low), kind(param.high))
+        else:
+            values = param.values
         for value in values:
-            trial_config(plan, {key: int(value) if getattr(param, "integer", False)
-                                else value})
+            trial_config(plan, {key: value})
 
 
 def run(plan: plans.SweepPlan, board: Board, stop: threading.Event, *,
@@ -68,7 +71,7 @@ def run(plan: plans.SweepPlan, board: Board, stop: threading.Event, *,
         if job is not None and plans.is_done(job):
             continue
         if job is None and clock.over():
-            _not_started(board, schedule)
+            _not_started(board)
             return "budget"
         _run_trial(plan, index, params, job, warm, board, stop)
         row = board.rows[index]
@@ -104,7 +107,7 @@ def _show_known(board: Board, schedule: GridSchedule | TpeSchedule,
     board.changed()
 
 
-def _not_started(board: Board, schedule: GridSchedule | TpeSchedule) -> None:
+def _not_started(board: Board) -> None:
     for row in board.rows.values():
         if row.status == "pending":
             row.status, row.note = "not started", "--budget-minutes spent"
@@ -127,7 +130,7 @@ def _run_trial(plan: plans.SweepPlan, index: int, params: dict[str, Any],
             row.job_id = job.id
             orchestrator.resume(job.id, None, on_event=follow, stop=stop, trial=trial)
         else:
-            row.job_id = orchestrator.new_job_id()
+            row.job_id, row.best_valid_loss = orchestrator.new_job_id(), None
             if job is not None:
                 _restarted(job, row.job_id, index)
             orchestrator.train(trial_config(plan, params), job_id=row.job_id,
