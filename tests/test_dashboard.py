@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
@@ -477,3 +477,87 @@ def test_resume_restarts_from_the_chosen_checkpoint(tmp_path: Path,
             events = [event.message for event in registry.list_events(job_id)]
             assert registry.get_job(job_id).status == "succeeded", events[-3:]
     assert any("resumed from step-000002 at step 2" in text for text in events), events[-6:]
+
+
+def openai_files_and_jobs(seen: list[str]) -> FastAPI:
+    """An OpenAI account that takes uploads and creates jobs; it records every request. (Not
+    tunelab's own server: that one writes its jobs into this test's registry too.)"""
+    app = FastAPI()
+
+    @app.middleware("http")
+    async def record(request, call_next):  # type: ignore[no-untyped-def]
+        seen.append(f"{request.method} {request.url.path}")
+        return await call_next(request)
+
+    @app.post("/v1/files")
+    async def upload() -> JSONResponse:
+        return JSONResponse({"object": "file", "id": "file-page1", "bytes": 1, "created_at": 1,
+                             "filename": "train.jsonl", "purpose": "fine-tune",
+                             "status": "processed"})
+
+    @app.post("/v1/fine_tuning/jobs")
+    async def create(request: Request) -> JSONResponse:
+        body = await request.json()
+        return JSONResponse({"object": "fine_tuning.job", "id": "ftjob-page1", "created_at": 1,
+                             "model": body["model"], "status": "queued", "error": None,
+                             "fine_tuned_model": None, "finished_at": None,
+                             "hyperparameters": {}, "organization_id": "o",
+                             "result_files": [], "seed": 1,
+                             "training_file": body["training_file"],
+                             "metadata": body.get("metadata")})
+
+    return app
+
+
+def upload_and_token(http: TestClient, data: Path) -> tuple[str, str]:
+    token = csrf_of(http.get("/new").text)
+    uploaded = http.post("/new/upload", headers={"X-CSRF-Token": token},
+                         files={"file": ("train.jsonl", data.read_bytes())},
+                         data={"purpose": "fine-tune"}).json()
+    return token, uploaded["id"]
+
+
+def test_a_cloud_run_started_from_the_page_is_created_and_listed(
+        tmp_path: Path, tunelab_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", CLOUD_KEY)
+    data, seen = dialogues(tmp_path / "train.jsonl"), []
+    with serve_in_thread(openai_files_and_jobs(seen)) as port:
+        tunelab_home.mkdir(parents=True, exist_ok=True)
+        (tunelab_home / "providers.yaml").write_text(
+            f"openai:\n  base_url: http://127.0.0.1:{port}/v1\n")
+        with client() as http:
+            token, file_id = upload_and_token(http, data)
+            form = {"csrf": token, "file": file_id, "provider": "openai", "epochs": "2"}
+            estimate = http.post("/new/dry-run", data=form)
+            assert 'id="cloud-estimate"' in estimate.text and "× 2 epochs" in estimate.text
+            assert seen == []  # the dry run sends nothing
+            started = http.post("/new/start", data=form)
+            assert started.status_code == 303 and "launch=" in started.headers["location"]
+            for _ in range(200):  # the upload and create run on the background thread
+                page = http.get(started.headers["location"]).text
+                if 'id="launch-pending"' not in page:
+                    break
+                time.sleep(0.05)
+            assert 'id="launch-job"' in page and "ftjob-page1" in page
+            assert "ftjob-page1" in job_ids(http.get("/").text)
+            assert CLOUD_KEY not in page + estimate.text
+    assert [line for line in seen if line.startswith("POST")] == [
+        "POST /v1/files", "POST /v1/fine_tuning/jobs"]
+    with open_registry() as registry:
+        job = registry.get_job("ftjob-page1")
+    assert job.provider == "openai" and job.config["hyperparameters"]["n_epochs"] == 2
+    assert job.config["estimated_cost"]["epochs"] == 2
+
+
+def test_a_cloud_run_without_its_key_names_the_variable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with client() as http:
+        token, file_id = upload_and_token(http, dialogues(tmp_path / "train.jsonl"))
+        answer = http.post("/new/start", data={"csrf": token, "file": file_id,
+                                               "provider": "openai"})
+    assert answer.status_code == 400
+    failure = re.search(r'<p class="failure" id="failure">([^<]*)</p>', answer.text).group(1)
+    assert "OPENAI_API_KEY" in failure and "\n" not in failure
+    with open_registry() as registry:
+        assert registry.list_jobs() == []

@@ -208,12 +208,10 @@ def _create(provider: Provider, options: TrainOptions, file: Path, model: str,
     validation = uploads.get("validation_file")
     spec = job_spec(options, model, uploads["training_file"].id,
                     validation.id if validation else None)
-    job = provider.create_job(spec)
     local_files = {"training_file": str(file.resolve())}
     if options.flags.validation_file:
         local_files["validation_file"] = str(options.flags.validation_file.resolve())
-    cloud_training.record_job(provider, job, local_files=local_files,
-                              config=cloud_training.run_config(spec, estimate))
+    job = cloud_training.create_and_record(provider, spec, estimate, local_files=local_files)
     err.print(f"✅ Fine-tuning job created on {provider.name}: Job ID {job.id} "
               f"(status {job.status})")
     return job

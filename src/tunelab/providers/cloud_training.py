@@ -172,6 +172,15 @@ def record_job(provider: Provider, job: Job, *, local_files: dict[str, str],
         return record
 
 
+def create_and_record(provider: Provider, spec: JobSpec, estimate: CostEstimate, *,
+                      local_files: dict[str, str]) -> Job:
+    """Create the job from uploaded files (spec names their ids) and record it at once, so
+    it is in the registry before anyone polls it: the CLI's and the dashboard's one path."""
+    job = provider.create_job(spec)
+    record_job(provider, job, local_files=local_files, config=run_config(spec, estimate))
+    return job
+
+
 def refresh(provider: Provider, job_id: str) -> Job:
     """The provider's view of a job, copied into the registry when the provider is mirrored
     (a local job's row is written by its trainer: nothing to copy)."""

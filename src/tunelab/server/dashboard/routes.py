@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.responses import (
@@ -32,6 +33,7 @@ from tunelab.server.dashboard.actions import (
     RunRequest,
     read_overrides,
 )
+from tunelab.server.dashboard.cloud import CloudLaunches, CloudRun
 from tunelab.server.errors import error_response
 from tunelab.server.files import UploadedFiles
 from tunelab.server.jobs import ServerJobs
@@ -54,6 +56,7 @@ class Dashboard:
         self.sessions = security.Sessions(settings)
         self.gate = security.BrowserGate(self.sessions)
         self.actions = Actions(jobs, worker, settings)
+        self.cloud = CloudLaunches(self.actions.background)
         self.checks = views.DataChecks()
         self.comparisons = comparisons.Comparisons()
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
@@ -232,7 +235,9 @@ def _run_routes(app: FastAPI, board: Dashboard) -> None:
             else:
                 report = board.checks.report(path, chosen.get("provider") or "openai")
                 examples = views.preview(path)
+        launch = board.cloud.get(chosen.get("launch") or "")
         return board.page(request, "new.html", status, uploads=uploads, presets=PRESETS,
+                          launch=launch,
                           providers=provider_names(), form=chosen, report=report,
                           examples=examples,
                           overrides=list(OVERRIDES), **context)
@@ -255,14 +260,16 @@ def _run_routes(app: FastAPI, board: Dashboard) -> None:
         form, refused = await board.guarded(request)
         if refused:
             return refused
-        if form.get("provider", "local") != "local" or step not in ("dry-run", "start"):
-            return new_page(request, 400, form=form,
-                            failure="The dashboard starts local runs; for a cloud provider "
-                                    "run the command shown below.")
+        if step not in ("dry-run", "start"):
+            return new_page(request, 404, form=form, failure=f"no step {step!r}")
         try:
             train = board.files.data_path(board.files.get(form.get("file", "")).id)
             valid = board.files.data_path(board.files.get(form["validation"]).id) \
                 if form.get("validation") else None
+            if form.get("provider", "local") != "local":
+                return await _cloud_step(request, board, new_page, step, form, CloudRun(
+                    form["provider"], train, valid, form.get("model") or None,
+                    form.get("suffix") or None, read_overrides(form)))
             config = board.actions.config(str(train), str(valid) if valid else None,
                                           form.get("preset"), form.get("model"),
                                           form.get("suffix"), read_overrides(form))
@@ -281,6 +288,18 @@ def _run_routes(app: FastAPI, board: Dashboard) -> None:
         except Exception as error:  # an ApiError of the uploads (unknown id)
             return new_page(request, 400, form=form, failure=str(error))
         return RedirectResponse(f"/jobs/{job.id}?done=start", 303)
+
+
+async def _cloud_step(request: Request, board: Dashboard, new_page: Any, step: str,
+                      form: dict[str, str], run: CloudRun) -> Response:
+    """A cloud provider's dry run (the check and cost, no key) or start (in the background;
+    the page then follows the launch)."""
+    if step == "dry-run":
+        _, cost, warning = await run_in_threadpool(board.cloud.estimate, run)
+        return new_page(request, form=form, cloud_estimate=cost, warning=warning)
+    token = await run_in_threadpool(board.cloud.start, run)
+    query = urlencode({"file": form["file"], "provider": run.provider, "launch": token})
+    return RedirectResponse(f"/new?{query}", 303)
 
 
 def _compare_routes(app: FastAPI, board: Dashboard) -> None:
