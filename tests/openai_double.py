@@ -61,6 +61,7 @@ class Account:
     models: list[dict[str, Any]] = field(default_factory=list)
     checkpoints: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     calls: Counter = field(default_factory=Counter)
+    chat_requests: list[dict[str, Any]] = field(default_factory=list)  # bodies, in order
 
 
 def _job(job_id: str, model: str, tuned: str | None, *, training: str, validation: str | None,
@@ -206,6 +207,7 @@ def create_app(account: Account) -> FastAPI:
         if model not in {m["id"] for m in account.models}:
             raise HTTPException(404, f"The model {model} does not exist")
         account.calls[f"chat {model}"] += 1
+        account.chat_requests.append(body)
         text = answer(model, body["messages"], body.get("temperature") or 0.0,
                       body.get("seed") or 0)
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])

@@ -280,3 +280,18 @@ def test_retrain_here_then_compare_against_the_record(
     rows = {row["job_id"]: row for row in as_json(capsys, "migrate", "status")["models"]}
     assert rows["ftjob-natasha"]["step"] == "compared"
     assert rows["ftjob-natasha"]["replacement"] == new
+
+
+# the auto-test after a cloud job -----------------------------------------------------------
+def test_watch_auto_test_asks_the_tuned_model_greedily_at_the_default_length(
+        capsys: pytest.CaptureFixture[str], account: Account, url: str) -> None:
+    """The seed's auto-test answers as `tunelab test` does (bench/README.md, "Generation
+    defaults"): greedy, seed 0, local/generation.py's length; not sampled at T=0.7."""
+    from tunelab.local.generation import DEFAULT
+
+    report = as_json(capsys, "jobs", "watch", "ftjob-natasha", "--provider", "openai",
+                     "--base-url", url, "--interval", "0.01")
+    asked = [(body["model"], body["temperature"], body["max_tokens"], body["seed"])
+             for body in account.chat_requests]
+    assert len(report["samples"]) == len(asked) > 0
+    assert asked == [(NATASHA, 0.0, DEFAULT.max_new_tokens, 0)] * len(asked)

@@ -71,7 +71,8 @@ class TrainConfig(BaseModel):
     keep_checkpoints: int = Field(3, ge=1)
     prompts: str | None = None
     max_samples: int = Field(5, ge=0)
-    sample_max_new_tokens: int = Field(96, ge=1)
+    # None: the generation default's length (local/generation.py), as `tunelab test` answers
+    sample_max_new_tokens: int | None = Field(None, ge=1)
 
     @field_validator("kernels", mode="before")
     @classmethod

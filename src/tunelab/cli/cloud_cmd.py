@@ -28,7 +28,6 @@ from tunelab.cli.train_options import CloudOptions, TrainOptions, known_provider
 from tunelab.errors import UsageError
 from tunelab.providers import cloud_training
 from tunelab.providers.base import (
-    ChatOptions,
     FileRef,
     Job,
     JobSpec,
@@ -40,7 +39,6 @@ from tunelab.providers.retry import RetryNotice, RetryPolicy
 from tunelab.registry.metrics import TRAIN_LOSS, validation_loss
 
 AUTO_TEST_PROMPTS = 5
-AUTO_TEST_MAX_TOKENS = 96  # as the local trainer's samples.json: enough to judge the style
 
 
 def _emit_json(payload: dict[str, Any]) -> None:
@@ -308,14 +306,14 @@ def _auto_test(provider: Provider, model: str, prompts: str | None) -> list[dict
     """The seed's auto-test: a few prompts to the new model, answers shown and returned."""
     from tunelab.errors import TunelabError
     from tunelab.evaluate.prompts import load_prompts
+    from tunelab.evaluate.runner import Settings
 
     conversations = load_prompts(Path(prompts) if prompts else None)[:AUTO_TEST_PROMPTS]
     samples = []
     for number, messages in enumerate(conversations, 1):
         prompt = messages[-1]["content"]
         try:
-            answer = provider.chat(model, messages, ChatOptions(
-                max_tokens=AUTO_TEST_MAX_TOKENS, temperature=0.7)).text
+            answer = provider.chat(model, messages, Settings().chat_options()).text
         except TunelabError as error:
             answer = f"(no answer: {error.render()})"
         err.print(f"Test {number}: {prompt}\nResponse: {answer}\n", markup=False)

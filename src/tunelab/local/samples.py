@@ -1,7 +1,7 @@
 """After training: the new model answers the test prompts, saved to samples.json.
 
 It answers as `tunelab test` does, with local/generation.py's defaults (greedy, the
-repetition penalty), only at the training config's sample_max_new_tokens."""
+repetition penalty), at their length unless the training config sets sample_max_new_tokens."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.config import TrainConfig
+from tunelab.local.generation import DEFAULT
 from tunelab.local.prepare import common_system_prompt
 
 DEFAULT_PROMPTS = Path("examples/natasha_prompts.txt")
@@ -43,7 +44,7 @@ def write_samples(config: TrainConfig, run_dir: Path, train_examples: list[dict]
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": prompt}]
         answers.append({"prompt": prompt, "answer": chat.generate(
-            messages, max_new_tokens=config.sample_max_new_tokens)})
+            messages, max_new_tokens=config.sample_max_new_tokens or DEFAULT.max_new_tokens)})
     target = run_dir / "samples.json"
     target.write_text(json.dumps({"prompts_file": str(path), "system": system,
                                   "samples": answers}, indent=2, ensure_ascii=False) + "\n",
