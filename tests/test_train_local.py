@@ -108,11 +108,13 @@ def test_tiny_run_trains_checkpoints_and_registers(reference: dict) -> None:
                  "rng.pt", "state.json", "hparams.json"):
         assert (checkpoints.read_pointer(root, "latest") / name).is_file(), name
     rows = {row.name: row for row in registry.list_checkpoints(job.id)}
-    # saves at steps 2 and 4 (save_every), 3 and 6 (new best val loss), then the epoch end;
-    # retention keeps the newest 3 step checkpoints
-    assert set(rows) == {"latest", "best", "step-000003", "step-000004", "step-000006",
+    # saves at steps 2 and 4 (save_every), 3 (new best val loss), then the epoch end at
+    # step 6, once: not again as a step checkpoint for its validation
+    assert set(rows) == {"latest", "best", "step-000002", "step-000003", "step-000004",
                          "epoch-001"}
-    assert not (root / "step-000002").exists()
+    saved = [event.message for event in registry.list_events(job.id)
+             if event.message.startswith("checkpoint ") and " saved at step " in event.message]
+    assert [message.rsplit(" ", 1)[-1] for message in saved] == ["2", "3", "4", "6"]
     assert not list(root.glob(".tmp-*"))
     assert (run_dir / "adapter" / "adapter_config.json").is_file()
     assert json.loads((run_dir / "config.json").read_text())["max_steps"] == STEPS

@@ -229,6 +229,7 @@ def train(session: Session, state: TrainState, hooks: Hooks, run_dir: Path,
     started_step, started_seconds = state.step, state.train_seconds
     while state.step < session.total_steps:
         finished_epoch = True
+        epoch_batch_count = len(epoch_order(session, state))
         for batch in epoch_loader(session, state):
             began = time.perf_counter()
             step_loss = train_step(session, batch)
@@ -243,8 +244,12 @@ def train(session: Session, state: TrainState, hooks: Hooks, run_dir: Path,
             state.loss_sum += step_loss.loss
             state.last_train_loss, state.train_accuracy = step_loss.loss, step_loss.accuracy
             hooks.on_step(state, step_report(session, state, started_step, started_seconds))
+            epoch_done = state.batches_done >= epoch_batch_count
+            # end_pass checkpoints the pass's last step itself: saving it here as well would
+            # write the same weights twice, under two names, with two events.
+            pass_ends = epoch_done or state.step >= session.total_steps
             if config.eval_every and state.step % config.eval_every == 0:
-                validate(session, state, hooks, run_dir)
+                validate(session, state, hooks, run_dir, save=not pass_ends)
                 verdict = stop_verdict(session, state, hooks, judge)
                 if verdict is not None:
                     if verdict == EARLY_STOPPED:  # `latest` where it stopped, `best` kept
@@ -253,10 +258,10 @@ def train(session: Session, state: TrainState, hooks: Hooks, run_dir: Path,
             if stop_requested(stop, run_dir):
                 save_checkpoint(session, state, hooks, run_dir, "step")
                 return "cancelled"
-            if config.save_every and state.step % config.save_every == 0:
+            if config.save_every and state.step % config.save_every == 0 and not pass_ends:
                 save_checkpoint(session, state, hooks, run_dir, "step")
             if state.step >= session.total_steps:
-                finished_epoch = state.batches_done >= len(epoch_order(session, state))
+                finished_epoch = epoch_done
                 break
         end_pass(session, state, hooks, run_dir, finished_epoch)
         verdict = stop_verdict(session, state, hooks, judge)
