@@ -160,6 +160,28 @@ def test_jobs_compare_shows_two_trials(grid_sweep, monkeypatch: pytest.MonkeyPat
     assert code == 0 and report["config_diff"]["lora_r"] == [2, 4]
 
 
+def test_jobs_list_shows_and_filters_a_sweeps_trials(
+        grid_sweep, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from tunelab.cli.jobs_cmd import jobs_table
+    from tunelab.registry.store import JobRecord
+
+    monkeypatch.setenv("TUNELAB_HOME", str(grid_sweep["folder"] / "home"))
+    sweep_id = grid_sweep["plan"].id
+    with open_registry() as registry:  # a job of no sweep, which --sweep must leave out
+        registry.create_job(JobRecord(id="ftjob-lonely", provider="local", status="succeeded",
+                                      created_at=time.time(), updated_at=time.time()))
+        everything = registry.list_jobs()
+    code, listed = json_out(["jobs", "list", "--sweep", sweep_id, "--json"])
+    assert code == 0
+    assert sorted(job["metadata"]["trial"] for job in listed["jobs"]) == ["0", "1", "2", "3"]
+    screen = Console(width=160, record=True)
+    screen.print(jobs_table(everything, 160))
+    table = screen.export_text()
+    assert "ftjob-lonely" in table and f"{sweep_id} #3" in table
+
+
 def test_budget_stops_starting_new_trials(grid_sweep) -> None:
     request = SweepRequest(file=grid_sweep["train"], validation_file=grid_sweep["val"],
                            fixed={**TINY, "max_steps": 1},

@@ -45,6 +45,7 @@ CloudTimeout = Annotated[float | None, typer.Option("--timeout", help=TIMEOUT_HE
 def list_jobs(
     provider: str | None = typer.Option(None, "--provider", help="Only this provider's jobs."),
     limit: int = typer.Option(50, "--limit", help="At most this many, newest first."),
+    sweep: str | None = typer.Option(None, "--sweep", help="Only this sweep's trials."),
     json_out: JsonFlag = False,
     base_url: str | None = typer.Option(None, "--base-url",
                                         help="Cloud: the provider's API base URL."),
@@ -58,25 +59,36 @@ def list_jobs(
         raise typer.Exit(print_remote_list(provider, base_url=base_url, limit=limit,
                                            as_json=json_out, timeout=timeout))
     with open_registry() as registry:
-        jobs = registry.list_jobs(provider=provider, limit=limit)
+        jobs = registry.list_jobs(provider=provider, limit=limit, sweep=sweep)
     if json_out:
         print(json.dumps({"jobs": [_summary(job) for job in jobs]}, ensure_ascii=False))
         return
     out.print(jobs_table(jobs, out.width))
 
 
-# Drop order at a narrow terminal: duration leaves first, status never; the id is never cut.
+# Drop order at a narrow terminal: the sweep leaves first, status never; the id is never cut.
 JOB_COLUMNS = (Col("id", key=True), Col("provider", drop=3), Col("status", drop=1),
                Col("base model", wrap=True, min_width=12, drop=5),
                Col("fine-tuned model", wrap=True, min_width=20, drop=2),
                Col("created", wrap=True, drop=4), Col("duration", drop=6))
+SWEEP_COLUMN = Col("sweep", drop=7)  # whole or not at all: `--sweep` takes it
 
 
 def jobs_table(jobs: list[JobRecord], width: int) -> Table:
     rows = [[job.id, job.provider, job.status, job.base_model or "",
              job.fine_tuned_model or "", local_time(job.created_at), _duration(job)]
             for job in jobs]
-    return fitted_table(JOB_COLUMNS, rows, width, title="jobs")
+    columns = JOB_COLUMNS
+    if any(_sweep_of(job) for job in jobs):  # the column only where sweeps were run
+        columns = (*JOB_COLUMNS, SWEEP_COLUMN)
+        rows = [[*row, _sweep_of(job)] for row, job in zip(rows, jobs, strict=True)]
+    return fitted_table(columns, rows, width, title="jobs")
+
+
+def _sweep_of(job: JobRecord) -> str:
+    """"sweep-… #N" for a sweep's trial, else ""."""
+    meta = job.metadata or {}
+    return f"{meta['sweep']} #{meta.get('trial', '?')}" if meta.get("sweep") else ""
 
 
 @app.command("show")
@@ -292,7 +304,7 @@ def _summary(job: JobRecord) -> dict[str, Any]:
             "base_model": job.base_model, "fine_tuned_model": job.fine_tuned_model,
             "created_at": job.created_at, "finished_at": job.finished_at,
             "duration_s": _seconds(job), "run_dir": job.run_dir, "metrics": job.metrics,
-            "error": job.error}
+            "error": job.error, "metadata": job.metadata}
 
 
 def _seconds(job: JobRecord) -> float | None:

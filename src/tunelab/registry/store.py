@@ -297,14 +297,22 @@ class Registry:
                           "ORDER BY created_at DESC LIMIT 1", (model,))
         return self._parse(rows[0], _job_from_row, f"job {rows[0]['id']}") if rows else None
 
-    def list_jobs(self, provider: str | None = None, limit: int = 100) -> list[JobRecord]:
-        """Newest first (a provider's own creation time for imported cloud jobs)."""
+    def list_jobs(self, provider: str | None = None, limit: int = 100, *,
+                  sweep: str | None = None) -> list[JobRecord]:
+        """Newest first (a provider's own creation time for imported cloud jobs); only one
+        provider's, or one sweep's trials (metadata "sweep"), when asked."""
+        where, params = [], []
         if provider:
-            rows = self._read("SELECT * FROM jobs WHERE provider = ? "
-                              "ORDER BY created_at DESC, seq DESC LIMIT ?", (provider, limit))
-        else:
-            rows = self._read("SELECT * FROM jobs ORDER BY created_at DESC, seq DESC LIMIT ?",
-                              (limit,))
+            where.append("provider = ?")
+            params.append(provider)
+        if sweep:
+            # json_valid first: one damaged row must not fail the whole listing
+            where.append("CASE WHEN json_valid(metadata_json) "
+                         "THEN json_extract(metadata_json, '$.sweep') END = ?")
+            params.append(sweep)
+        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
+        rows = self._read(sql + " ORDER BY created_at DESC, seq DESC LIMIT ?",
+                          (*params, limit))
         return self._parse_all(rows, _job_from_row, lambda row: f"job {row['id']}")
 
     def job_ids(self, *, origin: str, statuses: tuple[str, ...] | None = None) -> list[str]:
