@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
 from faultproxy import dialogues, serve_in_thread
+from tunelab.cli import main
 from tunelab.registry import SERVER, Checkpoint, JobRecord, open_registry
 from tunelab.server import ServeSettings, create_app
 
@@ -561,3 +562,25 @@ def test_a_cloud_run_without_its_key_names_the_variable(
     assert "OPENAI_API_KEY" in failure and "\n" not in failure
     with open_registry() as registry:
         assert registry.list_jobs() == []
+
+
+def test_a_preset_with_a_cloud_provider_is_refused_not_ignored(
+        tmp_path: Path, tunelab_home: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Presets are local LoRA settings: a cloud run on the page or on the command line that
+    names one is told so before anything is priced or sent, instead of running without it."""
+    monkeypatch.setenv("OPENAI_API_KEY", CLOUD_KEY)
+    data = dialogues(tmp_path / "train.jsonl")
+    with client() as http:
+        token, file_id = upload_and_token(http, data)
+        answer = http.post("/new/dry-run", data={"csrf": token, "file": file_id,
+                                                 "provider": "openai", "preset": "standard"})
+    assert answer.status_code == 400
+    failure = re.search(r'<p class="failure" id="failure">([^<]*)</p>', answer.text).group(1)
+    assert "--preset standard" in failure and "does not take presets" in failure
+    capsys.readouterr()
+    assert main(["train", str(data), "--provider", "openai", "--preset", "quick",
+                 "--dry-run"]) == 2
+    said = capsys.readouterr().err
+    assert "--preset quick" in said and "leave out --preset" in said
+    assert "Estimated" not in said  # refused before the data was priced

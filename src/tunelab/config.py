@@ -138,6 +138,16 @@ ALIASES = {"lr": "learning_rate", "n_epochs": "epochs", "num_epochs": "epochs",
            "training_file": "train_file", "model_name": "model"}
 
 
+def refuse_cloud_preset(provider: str, preset: str | None) -> None:
+    """A preset is local LoRA settings (its learning rate is an adapter's, not a cloud
+    multiplier): with a cloud provider it would be silently ignored, so it is refused."""
+    if preset:
+        raise UsageError(f"--preset {preset} sets local LoRA training; {provider} does not "
+                         "take presets",
+                         fix="leave out --preset, or set --epochs, --batch-size or "
+                             "--learning-rate-multiplier for the cloud job")
+
+
 def read_utf8(path: Path, name: str) -> str:
     """A text file the user named (a config, a prompts file), or one UsageError naming it as
     `name`: unreadable, or not UTF-8 (EncodingError says which encoding it looks like)."""

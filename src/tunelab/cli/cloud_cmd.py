@@ -81,10 +81,12 @@ def job_spec(options: TrainOptions, model: str, training_file: str,
 # train ------------------------------------------------------------------------------------
 def train_remote(options: TrainOptions) -> int:
     """The cloud path of `tunelab train`; returns the exit code."""
+    from tunelab.config import refuse_cloud_preset
     from tunelab.data.pricing import default_model
 
     cloud, flags = options.cloud, options.flags
     known_provider(cloud.provider)  # before the data is read and priced
+    refuse_cloud_preset(cloud.provider, options.preset)
     if flags.prompts:  # asked only after the job succeeds: a bad file must fail now
         from tunelab.evaluate.prompts import load_prompts
 

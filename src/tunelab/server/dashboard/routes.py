@@ -23,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, Undefined, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
+from tunelab.config import refuse_cloud_preset
 from tunelab.errors import NotFoundError, TunelabError
 from tunelab.registry import JobRecord, Registry
 from tunelab.server.dashboard import comparisons, security, stream, views
@@ -267,6 +268,7 @@ def _run_routes(app: FastAPI, board: Dashboard) -> None:
             valid = board.files.data_path(board.files.get(form["validation"]).id) \
                 if form.get("validation") else None
             if form.get("provider", "local") != "local":
+                refuse_cloud_preset(form["provider"], form.get("preset"))
                 return await _cloud_step(request, board, new_page, step, form, CloudRun(
                     form["provider"], train, valid, form.get("model") or None,
                     form.get("suffix") or None, read_overrides(form)))
