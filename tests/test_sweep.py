@@ -15,6 +15,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -327,6 +328,18 @@ def test_cloud_sweep_creates_exactly_n_jobs_and_not_again(
                                   "--json"])
         assert code == 0 and resumed["sweep"] == summary["sweep"] and len(posted) == 6
         assert [row["job_id"] for row in resumed["trials"]] == [
+            row["job_id"] for row in summary["trials"]]
+
+        # Killed between a create and its registry row: the provider has trial 4's job and
+        # tunelab never recorded it. The resume finds it by its labels and pays nothing.
+        lost = jobs[4].id
+        with sqlite3.connect(tunelab_home / "registry.sqlite") as db:
+            db.execute("DELETE FROM jobs WHERE id = ?", (lost,))
+        assert 4 not in plans.trial_jobs(summary["sweep"])
+        code, adopted = json_out(["sweep", "--resume", summary["sweep"], "--no-wait", "--json"])
+        assert code == 0 and len(posted) == 6
+        assert plans.trial_jobs(summary["sweep"])[4].id == lost
+        assert [row["job_id"] for row in adopted["trials"]] == [
             row["job_id"] for row in summary["trials"]]
 
 

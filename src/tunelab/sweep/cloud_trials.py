@@ -6,7 +6,9 @@ deduplicated upload, the registry row recorded right after each create.
 A cloud sweep is a grid: TPE would pick each trial from the results of the ones before,
 which cloud jobs running side by side cannot give. There is no pruning either: the
 provider trains, and a job's validation loss arrives when the provider reports it.
-On a resume, trials whose jobs exist are not created again; the watch picks them up.
+On a resume, trials whose jobs exist are not created again; the watch picks them up. That
+holds for a job the provider made but the registry never heard of (killed mid-create): the
+provider's job list is searched for the trial's labels first.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 from tunelab.errors import UsageError
 from tunelab.providers import cloud_training
-from tunelab.providers.base import FileRef, JobSpec, Provider
+from tunelab.providers.base import Job, JobSpec, Provider
 from tunelab.registry import open_registry
 from tunelab.sweep import plan as plans
 from tunelab.sweep.board import Board, fill_from_job
@@ -97,16 +99,40 @@ def _create_all(plan: plans.SweepPlan, board: Board, provider: Provider,
     cloud_training.check_data(validation, provider=plan.provider, model=model, epochs=None,
                               role="--validation-file")
     specs = {index: _spec(plan, points[index], index) for index in missing}
-    quote = Quote([(index, cloud_training.estimate_cost(
-        report, provider=plan.provider, model=model, epochs=specs[index].epochs))
-        for index in missing], warning)
+    estimates = {index: cloud_training.estimate_cost(
+        report, provider=plan.provider, model=model, epochs=specs[index].epochs)
+        for index in missing}
+    local_files = {"training_file": str(train.resolve()),
+                   "validation_file": str(validation.resolve())}
+    for index, job in _created_unrecorded(plan.id, provider, missing).items():
+        _record(provider, board, index, job, specs[index], local_files, estimates[index],
+                points)
+        missing = [other for other in missing if other != index]
+    if not missing:
+        return
+    quote = Quote([(index, estimates[index]) for index in missing], warning)
     confirm(quote)  # raises UsageError when the user says no: nothing is sent
     files = {"training_file": provider.upload(train),
              "validation_file": provider.upload(validation)}
-    local_files = {"training_file": str(train.resolve()),
-                   "validation_file": str(validation.resolve())}
     for index, estimate in quote.estimates:
-        _create(provider, board, index, specs[index], files, local_files, estimate, points)
+        sent = JobSpec(**{**specs[index].__dict__, "training_file": files["training_file"].id,
+                          "validation_file": files["validation_file"].id})
+        _record(provider, board, index, provider.create_job(sent), sent, local_files,
+                estimate, points)
+
+
+def _created_unrecorded(sweep_id: str, provider: Provider, missing: list[int]) -> dict[int, Job]:
+    """The trials' jobs the provider already has, by trial: a sweep killed between a
+    create and its registry row made them. Found by the labels every trial's job carries
+    in its metadata (OpenAI and compatible endpoints; a provider without job metadata
+    finds none), so a resume adopts them instead of paying for them twice."""
+    wanted = {plans.labels(sweep_id, index)[plans.TRIAL_KEY]: index for index in missing}
+    found: dict[int, Job] = {}
+    for job in provider.list_jobs(limit=100):
+        metadata = job.raw.get("metadata") or {}
+        if metadata.get(plans.SWEEP_KEY) == sweep_id and metadata.get(plans.TRIAL_KEY) in wanted:
+            found.setdefault(wanted[metadata[plans.TRIAL_KEY]], job)
+    return found
 
 
 def _spec(plan: plans.SweepPlan, params: dict[str, Any], index: int) -> JobSpec:
@@ -119,15 +145,13 @@ def _spec(plan: plans.SweepPlan, params: dict[str, Any], index: int) -> JobSpec:
                    metadata=plans.labels(plan.id, index))
 
 
-def _create(provider: Provider, board: Board, index: int, spec: JobSpec,
-            files: dict[str, FileRef], local_files: dict[str, str],
-            estimate: cloud_training.CostEstimate, points: list[dict[str, Any]]) -> None:
-    sent = JobSpec(**{**spec.__dict__, "training_file": files["training_file"].id,
-                      "validation_file": files["validation_file"].id})
-    job = provider.create_job(sent)
+def _record(provider: Provider, board: Board, index: int, job: Job, spec: JobSpec,
+            local_files: dict[str, str], estimate: cloud_training.CostEstimate,
+            points: list[dict[str, Any]]) -> None:
+    """The trial's job in the registry, labelled as the sweep finds its trials."""
     cloud_training.record_job(provider, job, local_files=local_files,
-                              config=cloud_training.run_config(sent, estimate))
-    with open_registry() as registry:  # the sweep finds its trials by these
+                              config=cloud_training.run_config(spec, estimate))
+    with open_registry() as registry:
         record = registry.update_job(job.id, metadata={**spec.metadata},
                                      hyperparameters=points[index])
     fill_from_job(board.row(index, points[index]), record)
