@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from typing import Any
 
 from tunelab.registry import metrics, open_registry
@@ -29,6 +30,18 @@ def job_loss_series(job_id: str) -> dict[str, list[tuple[float, float]]]:
         return loss_series(registry.list_metrics(job_id))
 
 
+# Above this ratio of the highest loss to the lowest, a linear axis flattens the curves that
+# matter into a line at the bottom (a sweep's diverged trial reaches 10 or 1e3 against 2).
+LOG_SCALE_RATIO = 4.0
+
+
+def y_scale(series: dict[str, list[tuple[float, float]]]) -> str:
+    """"log" when the finite values span more than LOG_SCALE_RATIO, else "linear"."""
+    values = [value for points in series.values() for _, value in points
+              if math.isfinite(value) and value > 0]
+    return "log" if values and max(values) / min(values) > LOG_SCALE_RATIO else "linear"
+
+
 def loss_curve_png(title: str, series: dict[str, list[tuple[float, float]]]) -> bytes:
     """A small line chart of the series against training step."""
     import matplotlib
@@ -39,8 +52,10 @@ def loss_curve_png(title: str, series: dict[str, list[tuple[float, float]]]) -> 
 
     figure = Figure(figsize=(6, 3.2), dpi=100)
     axes = figure.add_subplot()
+    axes.set_yscale(y_scale(series))
     for name, points in sorted(series.items()):
-        steps, values = zip(*points, strict=True)
+        steps, values = zip(*[(step, value if math.isfinite(value) else math.nan)
+                              for step, value in points], strict=True)
         axes.plot(steps, values, marker="o" if len(points) < 30 else None, markersize=3,
                   label=name)
     axes.set_title(title, fontsize=10)
