@@ -584,3 +584,27 @@ def test_a_preset_with_a_cloud_provider_is_refused_not_ignored(
     said = capsys.readouterr().err
     assert "--preset quick" in said and "leave out --preset" in said
     assert "Estimated" not in said  # refused before the data was priced
+
+
+def test_a_page_start_is_refused_on_the_endpoints_own_earlier_shutdown_date(
+        tmp_path: Path, tunelab_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The table says gpt-4o-mini lives until 2027-01-14; the endpoint says it was shut down
+    on 2026-12-05. As `tunelab train` does, the page believes the endpoint and sends nothing."""
+    from test_lifecycle import StandIn, home_pricing
+
+    monkeypatch.setenv("OPENAI_API_KEY", CLOUD_KEY)
+    monkeypatch.setenv("TUNELAB_TODAY", "2026-12-06")
+    stand_in = StandIn({"gpt-4o-mini-2024-07-18": "2026-12-05"})
+    with serve_in_thread(stand_in.app) as port:
+        url = f"http://127.0.0.1:{port}/v1"
+        home_pricing({"providers": {"openai": {"endpoints": ["https://api.openai.com/v1", url]}}})
+        (tunelab_home / "providers.yaml").write_text(f"openai:\n  base_url: {url}\n")
+        with client() as http:
+            token, file_id = upload_and_token(http, dialogues(tmp_path / "train.jsonl"))
+            answer = http.post("/new/start", data={
+                "csrf": token, "file": file_id, "provider": "openai",
+                "model": "gpt-4o-mini-2024-07-18"})
+    assert answer.status_code == 400
+    failure = re.search(r'<p class="failure" id="failure">([^<]*)</p>', answer.text).group(1)
+    assert "was shut down on 2026-12-05" in failure
+    assert stand_in.requests == ["GET /v1/models"]  # the lookup, then nothing sent

@@ -1,7 +1,8 @@
 """A cloud run started from the new-run page: the steps of `tunelab train --provider X`.
 
 In the request (fast, local): the provider can train, the lifecycle gate, the data check, the
-cost estimate, and the key (a missing one names its variable). Off the request, on the
+cost estimate, the key (a missing one names its variable), and with the key the endpoint's
+own shutdown date (one GET, as `tunelab train` makes). Off the request, on the
 dashboard's background thread: upload, create and record in the registry
 (cloud_training.create_and_record), so a slow provider never blocks a page. The page then
 follows the launch by its token: pending, the job it made, or the provider's error as one
@@ -76,6 +77,12 @@ class CloudLaunches:
 
         spec, cost, warning = self.estimate(run)
         provider = get_provider(run.provider)  # a missing key fails here, naming its variable
+        # With the key, the endpoint's own shutdown date wins over the table, as in the CLI:
+        # a model the endpoint retired earlier is refused here, before anything is sent.
+        live = cloud_training.live_shutdown(run.provider, None, spec.base_model)
+        if live is not None:
+            warning = cloud_training.lifecycle_gate(run.provider, None, spec.base_model,
+                                                    live_shutdown=live) or warning
         token = secrets.token_hex(8)
         self.launches[token] = Launch(run.provider, warning)
         self.background.submit(self._launch, token, provider, run, spec, cost)
