@@ -170,3 +170,27 @@ def test_make_demo_ends_with_the_dashboard_address_of_its_job(tmp_path: Path) ->
     port = inspect.signature(ui).parameters["port"].default.default  # tunelab ui's --port
     assert shown.stdout.strip() == (f"Open the dashboard: .venv/bin/tunelab ui, then "
                                     f"http://127.0.0.1:{port}/jobs/{LOCAL_ID}")
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_sweep_table_keeps_every_trial_job_id_whole(width: int) -> None:
+    """The live sweep table used to squeeze the job column to "ftjob-df753ce58af4c8…" (and
+    the parameters and losses to "…") on an 80-column terminal or in a log."""
+    from tunelab.cli.sweep_cmd import trial_table
+    from tunelab.sweep.board import Board
+
+    board = Board("sweep-881fcb1ab302", "local", "grid", base_valid_loss=2.6524)
+    ids = ["ftjob-df753ce58af4c81b199e343d", "ftjob-3d31fada2d363a9edd449876"]
+    for index, (job_id, rate, loss) in enumerate(zip(ids, (5e-4, 4e-3), (2.2055, 2.2943),
+                                                     strict=True)):
+        row = board.row(index, {"learning_rate": rate})
+        row.job_id, row.status, row.best_valid_loss = job_id, "succeeded", loss
+        row.step, row.total_steps, row.seconds = 120, 120, 412.0
+    board.rows[1].status = "pruned"
+    board.rows[1].note = "pruned at step 40: best validation loss 2.2943 above the median"
+    screen = Console(width=width, record=True, file=StringIO())
+    screen.print(trial_table(board, width))
+    text = screen.export_text()
+    assert all(job_id in text for job_id in ids)
+    assert "2.2055 ★" in text and "lr=5e-04" in text and "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= width

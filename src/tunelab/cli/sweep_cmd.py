@@ -19,6 +19,7 @@ from rich.live import Live
 from rich.table import Table
 
 from tunelab.cli.console import err, out, plain, styled
+from tunelab.cli.formatting import Col, fitted_table
 from tunelab.cli.train_options import TIMEOUT_HELP, known_provider
 
 LIST_HELP = "One value, a list (a,b,c: every one is tried) or a range (low..high, with --trials)."
@@ -185,25 +186,31 @@ def _confirm(quote: Any, watch: CloudWatch, live: Live) -> None:
     live.start()
 
 
-def trial_table(board: Any) -> Table:
-    """Each trial: its parameters, status, best validation loss, steps and time."""
+# The job id is never cut (it is what `jobs show` takes); the note leaves first, then time.
+TRIAL_COLUMNS = (Col("#"), Col("parameters", wrap=True, min_width=12),
+                 Col("job", key=True), Col("status", drop=2), Col("best val loss"),
+                 Col("steps", drop=3), Col("time", drop=4),
+                 Col("note", wrap=True, min_width=16, drop=5))
+
+
+def trial_table(board: Any, width: int | None = None) -> Table:
+    """Each trial: its parameters, status, best validation loss, steps and time; fitted to
+    the terminal as `jobs list` is."""
     from tunelab.sweep.results import winner
     from tunelab.sweep.space import label
 
     best = winner(board)
     base = f"; base model's validation loss {board.base_valid_loss:.4f}" \
         if board.base_valid_loss is not None else ""
-    table = Table(title=plain(f"sweep {board.sweep_id} ({board.mode}{base})"))
-    for column in ("#", "parameters", "job", "status", "best val loss", "steps", "time"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("", overflow="ellipsis", no_wrap=True, max_width=48)
+    rows = []
     for row in board.ordered():
         steps = f"{row.step}/{row.total_steps}" if row.total_steps else str(row.step or "")
         loss = "" if row.best_valid_loss is None else f"{row.best_valid_loss:.4f}"
-        table.add_row(str(row.index), plain(label(row.params)), plain(row.job_id or ""),
-                      row.status, loss + (" ★" if row is best else ""), steps,
-                      f"{row.seconds:.0f}s" if row.seconds else "", plain(row.note))
-    return table
+        rows.append([str(row.index), label(row.params), row.job_id or "", row.status,
+                     loss + (" ★" if row is best else ""), steps,
+                     f"{row.seconds:.0f}s" if row.seconds else "", row.note or ""])
+    return fitted_table(TRIAL_COLUMNS, rows, width or err.width,
+                        title=f"sweep {board.sweep_id} ({board.mode}{base})")
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
