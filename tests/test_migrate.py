@@ -277,6 +277,10 @@ def test_retrain_here_then_compare_against_the_record(
     assert 0 <= verdict["chrf"] < 50
     html = report.read_text()
     assert "Can we switch?" in html and "Not yet" in html
+    code, shown, _ = tunelab(capsys, "compare", f"recorded:{NATASHA}", new,
+                             "--max-new-tokens", "8")  # the terminal says it too (cached)
+    assert code == 0 and f"replace {NATASHA}? not yet" in shown.replace("\n", " ")
+    assert "(bar 50)" in shown
     rows = {row["job_id"]: row for row in as_json(capsys, "migrate", "status")["models"]}
     assert rows["ftjob-natasha"]["step"] == "compared"
     assert rows["ftjob-natasha"]["replacement"] == new

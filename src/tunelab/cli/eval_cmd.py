@@ -240,6 +240,7 @@ def compare(
         return
     _show_answers(comparison)
     _show_metrics(comparison)
+    _show_switch(comparison)
     console.print(f"answer cache: {comparison.cache_hits} hits, {comparison.cache_misses} "
                   "misses")
     if written:
@@ -258,6 +259,16 @@ def _show_answers(comparison: Any) -> None:
                       *(_answer_text(r.answers[index].text, r.checks[index])
                         for r in comparison.results))
         console.print(table)
+
+
+def _show_switch(comparison: Any) -> None:
+    """Beside a recorded model, the "Can we switch?" verdict the HTML report gives, with
+    the numbers and the rule that decided it (evaluate/switch.py)."""
+    for verdict in comparison.switch:
+        answer = ("yes", "bold green") if verdict.switch else ("not yet", "bold red")
+        console.print(styled(f"Can {verdict.candidate} replace {verdict.recorded}? ", answer))
+        for reason in verdict.reasons:
+            console.print(plain(f"  {reason}"))
 
 
 def _answer_text(text: str, check: Any) -> Any:
