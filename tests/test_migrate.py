@@ -299,3 +299,37 @@ def test_watch_auto_test_asks_the_tuned_model_greedily_at_the_default_length(
              for body in account.chat_requests]
     assert len(report["samples"]) == len(asked) > 0
     assert asked == [(NATASHA, 0.0, DEFAULT.max_new_tokens, 0)] * len(asked)
+
+
+@pytest.mark.slow
+def test_a_retrain_killed_mid_run_is_still_linked_to_the_job_it_replaces(
+        capsys: pytest.CaptureFixture[str], account: Account, url: str,
+        tmp_path: Path) -> None:
+    """The link used to be written after training returned: a kill -9 left an orphan run
+    that `migrate status` and `serve` could not tie to the old model. Now the row carries
+    it from its first moment."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    inventory(capsys, url)
+    as_json(capsys, "migrate", "pull", NATASHA)
+    tiny = tmp_path / "tiny.json"
+    tiny.write_text(json.dumps({"max_samples": 0, "save_every": None}))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tunelab", "migrate", "retrain", NATASHA, "--to", "local",
+         "--config", str(tiny), "--max-steps", "500", "--max-length", "48", "--lora-r", "4"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    try:
+        deadline, made = time.time() + 120, []
+        while not made and time.time() < deadline and child.poll() is None:
+            time.sleep(0.2)
+            with open_registry() as registry:
+                made = registry.list_jobs(provider="local")
+        assert made, "the retrain never registered its job"
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    assert made[0].metadata == {"retrain_of": "ftjob-natasha", "replaces": NATASHA}

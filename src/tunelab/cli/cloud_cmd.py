@@ -75,7 +75,7 @@ def job_spec(options: TrainOptions, model: str, training_file: str,
                    validation_file=validation_file, suffix=flags.suffix, epochs=flags.epochs,
                    learning_rate=options.cloud.learning_rate_multiplier or flags.learning_rate,
                    batch_size=flags.batch_size, seed=flags.seed,
-                   adapter_size=options.cloud.adapter_size)
+                   adapter_size=options.cloud.adapter_size, metadata=dict(options.metadata))
 
 
 # train ------------------------------------------------------------------------------------

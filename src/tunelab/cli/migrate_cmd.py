@@ -243,7 +243,8 @@ def retrain(
                                                    bucket=bucket, location=location),
             learning_rate_multiplier=None if local else (learning_rate or
                                                          plan.learning_rate_multiplier),
-            max_cost=max_cost, no_wait=no_wait, yes=yes))
+            max_cost=max_cost, no_wait=no_wait, yes=yes),
+        metadata=retraining.labels(plan))
     err.print(f"retraining {plan.job.fine_tuned_model} ({plan.job.id}) on {to} from "
               f"{plan.training_file}" + (f"; mapped: {', '.join(plan.mapping.values())}"
                                          if plan.mapping else ""))

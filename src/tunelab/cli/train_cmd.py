@@ -18,6 +18,7 @@ from rich.table import Table
 
 from tunelab.cli.console import err as console
 from tunelab.cli.console import out, plain, styled
+from tunelab.cli.formatting import Col, fitted_table
 from tunelab.cli.train_options import TIMEOUT_HELP, CloudOptions, ConfigFlags, TrainOptions
 from tunelab.errors import UsageError
 from tunelab.providers.base import ProviderSettings
@@ -150,7 +151,8 @@ def run_train(options: TrainOptions) -> int:
         from tunelab.local import launch
 
         return launch.relaunch_train(options.nproc, resolved, json_out=options.json)
-    return _follow(lambda on_event, stop: _train_here(resolved, on_event, stop), options.json)
+    return _follow(lambda on_event, stop: _train_here(resolved, on_event, stop,
+                                                      options.metadata), options.json)
 
 
 def _config_overrides(options: TrainOptions) -> dict[str, Any]:
@@ -161,8 +163,8 @@ def _config_overrides(options: TrainOptions) -> dict[str, Any]:
     return overrides
 
 
-def _train_here(config: TrainConfig, on_event: EventHandler,
-                stop: threading.Event) -> dict[str, Any]:
+def _train_here(config: TrainConfig, on_event: EventHandler, stop: threading.Event,
+                metadata: dict[str, str]) -> dict[str, Any]:
     """Run the job through the local provider's contract; the run's result object."""
     from tunelab.providers.base import JobSpec
     from tunelab.providers.local import LocalProvider
@@ -170,7 +172,8 @@ def _train_here(config: TrainConfig, on_event: EventHandler,
     spec = JobSpec(base_model=config.model or "", training_file=config.train_file or "",
                    validation_file=config.validation_file, suffix=config.suffix,
                    epochs=config.epochs, learning_rate=config.learning_rate,
-                   batch_size=config.batch_size, seed=config.seed, config=config)
+                   batch_size=config.batch_size, seed=config.seed, config=config,
+                   metadata=dict(metadata))
     return LocalProvider(on_event=on_event, stop=stop).create_job(spec).raw
 
 
@@ -238,21 +241,52 @@ def _dry_run(config: Any, json_out: bool) -> None:
 
 
 def presets(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """The training presets: purpose, batch, epochs, learning rate, measured time."""
+    """The training presets: their settings, and what each cost and gained on the sample
+    data (time, tokens/s, held-out loss against the base model)."""
     from tunelab.config import PRESET_NOTE, PRESETS
 
     if json_out:
         print(json.dumps({"presets": PRESETS, "note": PRESET_NOTE}))
         return
-    table = Table(title="tunelab presets (local, LoRA)")
-    for column in ("preset", "purpose", "batch", "epochs", "lr", "measured on sample data"):
-        table.add_column(column)
-    for name, preset in PRESETS.items():
-        values = preset["values"]
-        table.add_row(name, preset["purpose"], str(values["batch_size"]), str(values["epochs"]),
-                      f"{values['learning_rate']:g}", preset.get("measured") or "not measured")
-    out.print(table)
-    print(PRESET_NOTE)
+    out.print(presets_table(PRESETS, out.width))
+    measured = [preset["measured"] for preset in PRESETS.values() if preset["measured"]]
+    if measured:
+        out.print(plain(f"Measured {measured[0]['when']} on {measured[0]['machine']}: "
+                        f"`{measured[0]['command']}`, then `tunelab compare base JOB` over "
+                        "every held-out example."))
+    out.print(plain(PRESET_NOTE))
+
+
+PRESET_COLUMNS = (Col("preset", key=True), Col("batch", drop=3), Col("epochs", drop=4),
+                  Col("lr"), Col("max len", drop=6), Col("time"), Col("tok/s", drop=2),
+                  Col("held-out loss (base)", wrap=True, min_width=12),
+                  Col("purpose", wrap=True, min_width=16, drop=5))
+
+
+def presets_table(presets: dict[str, dict[str, Any]], width: int) -> Table:
+    from tunelab.config import TrainConfig
+
+    rows = []
+    for name, preset in presets.items():
+        values, measured = preset["values"], preset["measured"] or {}
+        length = values.get("max_length", TrainConfig.model_fields["max_length"].default)
+        rows.append([name, str(values["batch_size"]), str(values["epochs"]),
+                     f"{values['learning_rate']:g}", str(length), _measured_time(measured),
+                     f"{measured['tokens_per_s']:.0f}" if measured else "",
+                     _loss_against_base(measured), preset["purpose"]])
+    return fitted_table(PRESET_COLUMNS, rows, width, title="tunelab presets (local, LoRA)")
+
+
+def _measured_time(measured: dict[str, Any]) -> str:
+    return f"{measured['minutes']:.1f} min" if measured else "not measured"
+
+
+def _loss_against_base(measured: dict[str, Any]) -> str:
+    """"2.208 (-17% vs 2.652)": the figure issue readers look for, base first."""
+    if not measured:
+        return ""
+    tuned, base = measured["heldout_loss"], measured["base_heldout_loss"]
+    return f"{tuned:.3f} ({(tuned / base - 1) * 100:+.0f}% vs {base:.3f})"
 
 
 def checkpoints(

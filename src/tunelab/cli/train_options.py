@@ -85,6 +85,9 @@ class TrainOptions:
     resume: str | None = None
     nproc: int = 1
     json: bool = False
+    # Labels the job carries from its creation (migrate retrain's retrain_of/replaces), so a
+    # run killed mid-training is still linked: cloud job metadata and the registry row.
+    metadata: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Checked here, once, so a --dry-run refuses exactly what a real run would.

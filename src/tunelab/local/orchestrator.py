@@ -42,12 +42,14 @@ def new_job_id() -> str:
 
 
 def train(config: TrainConfig, *, job_id: str | None = None,
-          on_event: EventHandler | None = None,
-          stop: threading.Event | None = None, trial: Trial | None = None) -> dict[str, Any]:
+          on_event: EventHandler | None = None, stop: threading.Event | None = None,
+          trial: Trial | None = None, metadata: dict[str, str] | None = None) -> dict[str, Any]:
     """Train `config` as a new local job (or the given pre-created one) and return its result.
 
     `trial`: a sweep's trial, trained on the sweep's loaded base and tokenized data, labelled
-    with its sweep in the registry, pruned when its judge says so, with no sample answers."""
+    with its sweep in the registry, pruned when its judge says so, with no sample answers.
+    `metadata`: labels the row carries from its creation (a retrain's link to the job it
+    replaces), so a run killed mid-way keeps them."""
     prepare.check_config(config)
     # bad data fails here, before a job exists
     examples = trial.warm.examples if trial else prepare.read_examples(config)
@@ -56,7 +58,7 @@ def train(config: TrainConfig, *, job_id: str | None = None,
     job_id = job_id or new_job_id()
     run_dir = _fresh_run_dir(config, job_id)
     with open_registry() as registry:
-        _register(registry, job_id, config, run_dir, trial)
+        _register(registry, job_id, config, run_dir, trial, metadata)
         return _execute(registry, job_id, config, run_dir, examples, None, on_event, stop,
                         before=None, trial=trial)
 
@@ -308,13 +310,16 @@ def _metrics(state: TrainState) -> dict[str, Any]:
 
 
 def _register(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path,
-              trial: Trial | None) -> None:
+              trial: Trial | None, metadata: dict[str, str] | None = None) -> None:
     fields = dict(status="queued", base_model=config.model or prepare.DEFAULT_MODEL,
                   suffix=config.suffix, training_file=config.train_file,
                   validation_file=config.validation_file,
                   config=config.model_dump(mode="json"), run_dir=str(run_dir))
+    if metadata:  # from the row's first moment, so a killed run keeps them too
+        fields.update(metadata=dict(metadata))
     if trial is not None:  # `jobs show` and the sweep itself find the trial by these
-        fields.update(metadata=trial.metadata, hyperparameters=trial.hyperparameters)
+        fields.update(metadata={**(metadata or {}), **trial.metadata},
+                      hyperparameters=trial.hyperparameters)
     if registry.find_job(job_id) is not None:
         # Pre-created by the server: add the run, keep what its creator recorded (the
         # client's file ids, the status its worker set).

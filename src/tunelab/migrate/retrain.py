@@ -11,7 +11,7 @@ question and progress are the same. OpenAI's hyperparameters map to the target's
                                  OpenAI's multiplier scales a base rate it does not publish
 
 A flag the user gives wins over the mapped value. Values OpenAI left at "auto" map to
-nothing, so the target's own default applies. The new job's metadata links it back:
+nothing, so the target's own default applies. The new job carries, from its creation on:
 `retrain_of` = the old job id, `replaces` = the old model name.
 """
 
@@ -103,22 +103,21 @@ def plan(token: str, target: str, *, base_learning_rate: float) -> RetrainPlan:
     return found
 
 
+def labels(found: RetrainPlan) -> dict[str, str]:
+    """The metadata the new job is created with: the old job it retrains, the model it
+    replaces. Set at creation (registry row and cloud job alike), not after the run, so a
+    retrain killed mid-training is still linked."""
+    return {RETRAIN_OF: found.job.id, REPLACES: found.job.fine_tuned_model or ""}
+
+
 def link(found: RetrainPlan, started: float) -> JobRecord | None:
-    """Mark the job the run made as the old one's replacement; None if it made none (a dry
-    run, a refused cost). Found by its training file and start time: the train path
-    registers the job before it runs, so it is there even after Ctrl-C."""
-    path = found.training_file.resolve()
+    """The job this retrain made (labelled at creation), noted in its events; None if it
+    made none (a dry run, a refused cost)."""
     with open_registry() as registry:
         for job in registry.list_jobs(provider=found.target, limit=50):
-            names = (job.training_file, (job.config.get(LOCAL_FILES) or {}).get(TRAINING))
-            used = {Path(name).resolve() for name in names if name}
-            if job.created_at < started - 1 or path not in used:
-                continue
-            if (job.metadata or {}).get(RETRAIN_OF):
-                continue
-            metadata = {**(job.metadata or {}), RETRAIN_OF: found.job.id,
-                        REPLACES: found.job.fine_tuned_model or ""}
-            registry.add_event(job.id, f"trained by `tunelab migrate retrain` to replace "
-                                       f"{found.job.fine_tuned_model} ({found.job.id})")
-            return registry.update_job(job.id, metadata=metadata)
+            if job.created_at >= started - 1 and \
+                    (job.metadata or {}).get(RETRAIN_OF) == found.job.id:
+                registry.add_event(job.id, f"trained by `tunelab migrate retrain` to replace "
+                                           f"{found.job.fine_tuned_model} ({found.job.id})")
+                return job
     return None

@@ -152,7 +152,7 @@ def run_config(spec: JobSpec, estimate: CostEstimate) -> dict[str, Any]:
 
 
 def record_job(provider: Provider, job: Job, *, local_files: dict[str, str],
-               config: dict[str, Any]) -> JobRecord:
+               config: dict[str, Any], metadata: dict[str, str] | None = None) -> JobRecord:
     """Put a provider's job in the registry (or refresh it): done right after create."""
     with open_registry() as registry:
         existing = registry.find_job(job.id)
@@ -166,7 +166,8 @@ def record_job(provider: Provider, job: Job, *, local_files: dict[str, str],
                            base_model=job.base_model, suffix=job.suffix,
                            training_file=job.training_file,
                            validation_file=job.validation_file,
-                           config={**config, "local_files": local_files}, **fields)
+                           config={**config, "local_files": local_files},
+                           metadata=dict(metadata) if metadata else None, **fields)
         registry.create_job(record)
         registry.add_event(job.id, f"created on {provider.name} as {job.id}")
         return record
@@ -177,7 +178,8 @@ def create_and_record(provider: Provider, spec: JobSpec, estimate: CostEstimate,
     """Create the job from uploaded files (spec names their ids) and record it at once, so
     it is in the registry before anyone polls it: the CLI's and the dashboard's one path."""
     job = provider.create_job(spec)
-    record_job(provider, job, local_files=local_files, config=run_config(spec, estimate))
+    record_job(provider, job, local_files=local_files, config=run_config(spec, estimate),
+               metadata=spec.metadata)
     return job
 
 

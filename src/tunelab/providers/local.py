@@ -121,7 +121,7 @@ class LocalProvider:
         from tunelab.local import orchestrator
 
         result = orchestrator.train(train_config(spec), on_event=self._on_event,
-                                    stop=self._stop)
+                                    stop=self._stop, metadata=spec.metadata)
         if result["id"] is None:  # a rank other than 0 under accelerate launch: no job row
             return Job(id="", status=result["status"], base_model=spec.base_model, raw=result)
         return replace(self.get_job(result["id"]), raw=result)
