@@ -83,26 +83,22 @@ class TrainConfig(BaseModel):
         return value
 
 
-# Each preset is data: its purpose, its values and what it cost here. Times were measured
-# on examples/natasha_train.jsonl with the embedded SmolLM2-135M on this 2-core CPU.
+# Each preset is data: its purpose, its values, and what it cost and gained here. `measured`
+# is one `tunelab train FILE --validation-file V --preset NAME` run on the sample data
+# (examples/natasha_*.jsonl, the embedded SmolLM2-135M, an idle 2-core CPU), then
+# `tunelab compare base JOB` over all 28 held-out examples: the wall time of the whole
+# command, the trainer's tokens/s, and held-out loss against the base model's. How the
+# values were chosen: bench/README.md, "Presets".
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "purpose": "check the data pipeline and environment end to end",
         "values": {"batch_size": 2, "epochs": 1, "learning_rate": 1e-3},
-        # 2026-11-22 08:30 UTC, `make demo` from a fresh clone on an idle 2-core CPU: fp32
-        # (precision auto), 160 examples (56.6k tokens at max_length 512), 80 steps in
-        # 191 s, val loss 2.35. (Earlier the same day: 229 s before the fused LoRA/RMSNorm
-        # kernels; 19.8 min with bf16 autocast on a busy shared CPU.)
-        "measured": "3.2 min (296 tok/s, idle 2-core CPU)",
+        "measured": None,
     },
     "standard": {
         "purpose": "everyday fine-tuning of a persona or task",
         "values": {"batch_size": 4, "epochs": 3, "learning_rate": 5e-4},
-        # 2026-11-22 08:33 UTC, `tunelab train examples/natasha_train.jsonl --validation-file
-        # examples/natasha_val.jsonl --preset standard`, idle 2-core CPU: 120 steps, 169.8k
-        # tokens in 579 s of training, 11.5 min in all with 3 validations, checkpoints and
-        # the 5 sample answers; best val loss 2.319 (epoch 2), 2.321 at the end.
-        "measured": "9.7 min (293 tok/s, idle 2-core CPU)",
+        "measured": None,
     },
     "extended": {
         "purpose": "longer training when standard still underfits",
