@@ -138,6 +138,27 @@ def test_presets_command_lists_every_preset(capsys) -> None:
     assert all({"purpose", "values", "measured"} <= set(row) for row in shown.values())
 
 
+def test_presets_show_what_the_measured_ones_cost_and_gained(capsys, monkeypatch) -> None:
+    """Time, tokens/s and held-out loss against the base, from the measurement data; a
+    preset nobody measured says so rather than showing a blank or a guess."""
+    monkeypatch.setenv("COLUMNS", "160")
+    capsys.readouterr()
+    assert main(["presets"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()
+            if line.split() and line.split()[0] in PRESETS}
+    assert set(rows) == set(PRESETS)
+    assert PRESETS["standard"]["measured"], "standard must carry its measurement"
+    for name, preset in PRESETS.items():
+        measured = preset["measured"]
+        if not measured:
+            assert "not measured" in rows[name]
+            continue
+        change = (measured["heldout_loss"] / measured["base_heldout_loss"] - 1) * 100
+        assert f"{measured['minutes']:.1f} min" in rows[name]
+        assert f"{measured['tokens_per_s']:.0f}" in rows[name]
+        assert f"{measured['heldout_loss']:.3f} ({change:+.1f}% vs " in rows[name]
+
+
 def test_a_seed_numpy_cannot_take_is_refused_with_the_settings() -> None:
     """A seed over 2**32-1 used to pass the checks and the dry run, then fail the run after
     the model had loaded (numpy's seeds are 32-bit)."""

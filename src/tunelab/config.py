@@ -93,12 +93,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "purpose": "check the data pipeline and environment end to end",
         "values": {"batch_size": 2, "epochs": 1, "learning_rate": 1e-3},
-        "measured": None,
+        "measured": {"when": "2026-12-03 04:11 UTC", "minutes": 3.1, "tokens_per_s": 408.9,
+                     "heldout_loss": 2.2355, "base_heldout_loss": 2.6524},
     },
     "standard": {
         "purpose": "everyday fine-tuning of a persona or task",
-        "values": {"batch_size": 4, "epochs": 3, "learning_rate": 5e-4},
-        "measured": None,
+        "values": {"batch_size": 4, "epochs": 2, "learning_rate": 1e-3, "max_length": 1024},
+        "measured": {"when": "2026-12-03 04:07 UTC", "minutes": 6.7, "tokens_per_s": 401.2,
+                     "heldout_loss": 2.1597, "base_heldout_loss": 2.6524},
     },
     "extended": {
         "purpose": "longer training when standard still underfits",
@@ -112,15 +114,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-# Why the rates differ from the seed table (1e-4, 1e-4, 5e-5, 1e-5): those suit full
-# fine-tuning. A LoRA adapter starts at zero and trains few weights, so it needs a higher
-# rate. PRESET_NOTE says what was measured.
+# What the table's figures are, and what the sweeps behind `standard` found (bench/README.md,
+# "Presets"): said under the table by `tunelab presets`.
 PRESET_NOTE = (
-    "Learning rates are for LoRA (the default). Measured on this CPU with 24 natasha "
-    "examples (max_length 192, batch 2, 6 steps): validation loss 3.90 at lr 1e-4, 3.84 at "
-    "5e-4, 3.66 at 2e-3, so the seed's 1e-4 barely moves a fresh adapter in a short run. "
-    "The longer presets step down (5e-4, 2e-4, 1e-4) to limit overfitting over many epochs; "
-    "that part is judgement, not measured. With --full use about 10x lower (e.g. 5e-5)."
+    "Measured on the sample data, an idle 2-core CPU: `tunelab train "
+    "examples/natasha_train.jsonl --validation-file examples/natasha_val.jsonl --preset NAME` "
+    "(time: the whole command), then `tunelab compare base JOB` over all 28 held-out "
+    "examples. Learning rates are for LoRA (the default); with --full use about 10x lower "
+    "(1e-4 did best there). `standard` was chosen by sweeps over learning rate, rank, "
+    "max_length and full fine-tuning: all flatten at 2.14-2.20 (-17% to -19%); max_length "
+    "1024 helps most, since half the examples run past 512 tokens. A third epoch only "
+    "overfits. extended and precision are for larger datasets (not measured here)."
 )
 
 # The flag that sets each key, for messages that name what the user typed.

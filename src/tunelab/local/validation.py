@@ -12,7 +12,7 @@ drop the ends of long conversations (a quarter of the assistant tokens of
 examples/natasha_val.jsonl at max_length 512), make the number depend on a training
 setting that `compare` cannot know, and score two runs with different max lengths on
 different tokens. Only the model's own context window cuts an example. This was the gap
-between `train --preset standard` (2.321, cut at 512) and `compare` (2.208, whole) on
+between the old `train --preset standard` (2.321, cut at 512) and `compare` (2.208, whole) on
 natasha_val: the base model scores 2.7965 cut and 2.6524 whole, the same 5%.
 
 It runs without autocast, in the weights' dtype (fp32 here), whatever precision trained
