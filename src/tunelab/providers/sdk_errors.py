@@ -12,6 +12,10 @@
       408, 409, 429, 5xx, transport errors          -> TransientProviderError
       any other API error                           -> ProviderError(code, message)
 
+Each SDK is imported inside the function that maps its errors, never at the top of this module:
+every command imports this map (through the providers), and only the commands that use a
+provider may pay for its SDK (openai alone costs about half a second).
+
 Every message keeps the provider's code, param and the first line of its message, with keys
 and tokens scrubbed out of each: the SDKs echo them back (OpenAI shows a masked key; a Google
 error can quote an Authorization header). `scrub_json` does the same for whole objects (jobs,
@@ -25,9 +29,7 @@ import importlib
 import re
 import warnings
 from collections.abc import Iterator
-from typing import Any
-
-import openai
+from typing import TYPE_CHECKING, Any
 
 from tunelab.errors import (
     AuthError,
@@ -36,6 +38,9 @@ from tunelab.errors import (
     TransientProviderError,
     TunelabError,
 )
+
+if TYPE_CHECKING:
+    import openai
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 ADC_FIX = ("run `gcloud auth application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS) "
@@ -77,6 +82,8 @@ def retryable_status(status: int | None) -> bool:
 # openai ----------------------------------------------------------------------------------------
 def from_openai(error: openai.APIError, *, provider: str, key: str | None) -> TunelabError:
     """The openai SDK's error as a tunelab error holding only code and message."""
+    import openai  # already loaded: only a provider built on the SDK has its errors
+
     code, message, param = _openai_code_and_message(error)
     # The code and param are the provider's text too: an echoed key can hide in them.
     code = first_line(code, key) if code else None
@@ -106,6 +113,8 @@ def from_openai(error: openai.APIError, *, provider: str, key: str | None) -> Tu
 
 def _openai_code_and_message(error: openai.APIError) -> tuple[str | None, str, str | None]:
     """The error's code (else its HTTP status), message and param, unscrubbed."""
+    import openai
+
     body = error.body if isinstance(error.body, dict) else {}
     inner = body.get("error") if isinstance(body.get("error"), dict) else body
     message = inner.get("message") or error.message
