@@ -2,14 +2,23 @@
 
 `resolve_config` merges the three layers and validates the result once, before any model
 loads, reporting every problem at once (ConfigError) with the flag or key that set it.
+
+TrainConfig is the one declaration of the training options: each field's type, bounds and
+description (its `--help` text), and a `Flag` marker saying where it is offered: its group
+in `tunelab train --help`, its flag spelling where that is not `--` + the key with dashes,
+whether it names a file, whether `tunelab sweep` may vary it and whether the dashboard's
+new-run form offers it. The flags (tunelab.cli.config_flags), the sweep's sweepable set and
+the dashboard's overrides are all derived from it.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import types
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -26,53 +35,112 @@ KernelMode = Literal["auto", "off"]
 SEED_MAX = 2**32 - 1
 
 
+@dataclass(frozen=True)
+class Flag:
+    """Where a TrainConfig key is offered besides the config file (see the module docstring).
+
+    `flag` is the spelling when it is not `--` + the key with dashes (a bool's on/off pair);
+    `path` makes the flag take a file name (kept as a str in the config)."""
+
+    group: str
+    flag: str | None = None
+    path: bool = False
+    sweep: bool = False
+    dashboard: bool = False
+
+
+# The groups of `tunelab train --help`, in the order they are shown.
+DATA, SCHEDULE, ADAPTER, RUN, CHECKS, SAMPLES = (
+    "Data and model", "Schedule", "Adapter (LoRA)", "Run", "Validation and checkpoints",
+    "Samples after training")
+
+
 class TrainConfig(BaseModel):
     """Everything a local training run needs, resolved. Saved as config.json in the run dir."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    # data and model
-    train_file: str | None = None
-    validation_file: str | None = None
-    model: str | None = Field(None, description="hub id, HF folder or .gguf; None = embedded")
-    preset: PresetName | None = None
+    # data and model (train_file is `tunelab train`'s FILE argument, preset its --preset)
+    train_file: Annotated[str | None, Flag(DATA, path=True)] = Field(
+        None, description="Training data: .jsonl (OpenAI chat), .json or .csv.")
+    validation_file: Annotated[str | None, Flag(DATA, path=True)] = Field(
+        None, description="Held-out data for validation loss.")
+    model: Annotated[str | None, Flag(DATA)] = Field(
+        None, description="Base model: hub id, HF folder or .gguf (local default: embedded "
+                          "SmolLM2-135M-Instruct).")
+    preset: Annotated[PresetName | None, Flag(DATA)] = Field(
+        None, description="quick, standard, extended or precision (see `tunelab presets`).")
     # schedule
-    epochs: int = Field(1, ge=1, le=1000)
-    max_steps: int | None = Field(None, ge=1)
-    learning_rate: float = Field(5e-4, gt=0, le=1)
-    lr_scheduler: Literal["linear", "cosine", "constant"] = "linear"
-    warmup_ratio: float = Field(0.05, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float | None = Field(1.0, gt=0)
-    batch_size: int = Field(2, ge=1, le=4096)
-    grad_accum: int = Field(1, ge=1, le=1024)
-    max_length: int = Field(512, ge=16, le=131072)
+    epochs: Annotated[int, Flag(SCHEDULE, sweep=True, dashboard=True)] = Field(
+        1, ge=1, le=1000, description="Passes over the data.")
+    max_steps: Annotated[int | None, Flag(SCHEDULE, sweep=True, dashboard=True)] = Field(
+        None, ge=1, description="Stop after N steps.")
+    learning_rate: Annotated[float, Flag(SCHEDULE, sweep=True, dashboard=True)] = Field(
+        5e-4, gt=0, le=1, description="Peak LR.")
+    lr_scheduler: Annotated[Literal["linear", "cosine", "constant"],
+                            Flag(SCHEDULE, sweep=True)] = Field(
+        "linear", description="How the LR falls after warmup: linear, cosine or constant.")
+    warmup_ratio: Annotated[float, Flag(SCHEDULE, sweep=True)] = Field(
+        0.05, ge=0, lt=1, description="Share of the steps that ramp the LR up from 0.")
+    weight_decay: Annotated[float, Flag(SCHEDULE, sweep=True)] = Field(
+        0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: Annotated[float | None, Flag(SCHEDULE)] = Field(
+        1.0, gt=0, description="Clip the gradients to this norm.")
+    batch_size: Annotated[int, Flag(SCHEDULE, sweep=True, dashboard=True)] = Field(
+        2, ge=1, le=4096, description="Examples per batch.")
+    grad_accum: Annotated[int, Flag(SCHEDULE, sweep=True)] = Field(
+        1, ge=1, le=1024, description="Batches per optimizer step.")
+    max_length: Annotated[int, Flag(SCHEDULE, sweep=True, dashboard=True)] = Field(
+        512, ge=16, le=131072, description="Tokens per example; longer ones are cut.")
     # adapter (ignored by --full)
-    full: bool = False
-    lora_r: int = Field(16, ge=1, le=1024)
-    lora_alpha: float = Field(32, gt=0)
-    lora_dropout: float = Field(0.0, ge=0, lt=1)
-    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    full: Annotated[bool, Flag(ADAPTER, flag="--full/--lora")] = Field(
+        False, description="Train every weight instead of a LoRA adapter.")
+    lora_r: Annotated[int, Flag(ADAPTER, sweep=True, dashboard=True)] = Field(
+        16, ge=1, le=1024, description="LoRA rank.")
+    lora_alpha: Annotated[float, Flag(ADAPTER, sweep=True)] = Field(
+        32, gt=0, description="LoRA alpha.")
+    lora_dropout: Annotated[float, Flag(ADAPTER, sweep=True)] = Field(
+        0.0, ge=0, lt=1, description="LoRA dropout.")
+    target_modules: Annotated[list[str] | Literal["all-linear"], Flag(ADAPTER)] = Field(
+        "all-linear", description="The modules that get an adapter: names separated by "
+                                  "commas (q_proj,v_proj), or all-linear.")
     # auto: bf16 autocast on a GPU that supports it, fp32 on CPU. Measured on this 2-core
     # CPU (avx512_bf16, no AMX): fp32 186 tok/s vs bf16 autocast 127 tok/s, same loss
     # (bench/train_throughput.py --variants trl,tunelab,tunelab-fp32).
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    kernels: KernelMode = "auto"
+    precision: Annotated[Literal["auto", "bf16", "fp32"], Flag(RUN)] = Field(
+        "auto", description="auto (bf16 on a GPU that has it, fp32 on CPU), bf16 or fp32.")
+    kernels: Annotated[KernelMode, Flag(RUN)] = Field(
+        "auto", description="auto (tunelab's speed kernels where they apply) or off (plain "
+                            "transformers + peft).")
     # run
-    seed: int = Field(42, ge=0, le=SEED_MAX)
-    suffix: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,40}$")
-    output_dir: str | None = None
-    log_every: int = Field(1, ge=1)
-    eval_every: int | None = Field(None, ge=1)
-    # Stop when validation loss has not improved for this many evaluations in a row (each
-    # eval_every and each epoch end counts); the run's weights are then the best ones.
-    early_stopping_patience: int | None = Field(None, ge=1)
-    save_every: int | None = Field(50, ge=1)
-    keep_checkpoints: int = Field(3, ge=1)
-    prompts: str | None = None
-    max_samples: int = Field(5, ge=0)
+    seed: Annotated[int, Flag(RUN, sweep=True, dashboard=True)] = Field(
+        42, ge=0, le=SEED_MAX, description="Seed for init and data order.")
+    suffix: Annotated[str | None, Flag(RUN)] = Field(
+        None, pattern=r"^[A-Za-z0-9_.-]{1,40}$", description="Goes into the model name.")
+    output_dir: Annotated[str | None, Flag(RUN, path=True)] = Field(
+        None, description="Run folder (default TUNELAB_HOME/runs/JOB).")
+    log_every: Annotated[int, Flag(RUN)] = Field(
+        1, ge=1, description="Record the training loss every N steps.")
+    eval_every: Annotated[int | None, Flag(CHECKS, dashboard=True)] = Field(
+        None, ge=1, description="Validation loss every N steps too.")
+    # Each eval_every and each epoch end counts as an evaluation.
+    early_stopping_patience: Annotated[int | None, Flag(CHECKS)] = Field(
+        None, ge=1, description="Stop when validation loss has not improved for N "
+                                "evaluations; the run keeps its best weights (checkpoint "
+                                "`best`).")
+    save_every: Annotated[int | None, Flag(CHECKS, dashboard=True)] = Field(
+        50, ge=1, description="Checkpoint every N steps.")
+    keep_checkpoints: Annotated[int, Flag(CHECKS)] = Field(
+        3, ge=1, description="Step (and epoch) checkpoints kept, newest first; latest and "
+                             "best are always kept.")
+    prompts: Annotated[str | None, Flag(SAMPLES, path=True)] = Field(
+        None, description="Prompts answered after training (default "
+                          "examples/natasha_prompts.txt).")
+    max_samples: Annotated[int, Flag(SAMPLES, dashboard=True)] = Field(
+        5, ge=0, description="How many of the prompts are answered (0: none).")
     # None: the generation default's length (local/generation.py), as `tunelab test` answers
-    sample_max_new_tokens: int | None = Field(None, ge=1)
+    sample_max_new_tokens: Annotated[int | None, Flag(SAMPLES)] = Field(
+        None, ge=1, description="Longest answer, in tokens (default: as `tunelab test`).")
 
     @field_validator("kernels", mode="before")
     @classmethod
@@ -127,8 +195,46 @@ PRESET_NOTE = (
     "overfits. extended and precision are for larger datasets (not measured here)."
 )
 
+def flag_of(key: str) -> Flag:
+    """The Flag marker a TrainConfig key is declared with (a key without one: group Run)."""
+    marks = [mark for mark in TrainConfig.model_fields[key].metadata if isinstance(mark, Flag)]
+    return marks[0] if marks else Flag(RUN)
+
+
+def declared(*, sweep: bool | None = None, dashboard: bool | None = None) -> list[str]:
+    """The TrainConfig keys, in declaration order, whose marker says so."""
+    return [key for key in TrainConfig.model_fields
+            if sweep in (None, flag_of(key).sweep)
+            and dashboard in (None, flag_of(key).dashboard)]
+
+
+def value_type(key: str) -> type:
+    """What one value of a key is read as: bool, int, float or str (a Literal's choices are
+    str; target_modules, a list or "all-linear", is read as its text)."""
+    annotation = _given(key)
+    if get_origin(annotation) is Literal:
+        return type(get_args(annotation)[0])
+    return annotation if annotation in (bool, int, float, str) else str
+
+
+def choices(key: str) -> tuple[str, ...]:
+    """A Literal key's allowed values; () for any other key."""
+    annotation = _given(key)
+    return get_args(annotation) if get_origin(annotation) is Literal else ()
+
+
+def _given(key: str) -> Any:
+    """A key's annotation without its None (`int | None` -> int)."""
+    annotation = TrainConfig.model_fields[key].annotation
+    if get_origin(annotation) in (Union, types.UnionType):
+        rest = [arg for arg in get_args(annotation) if arg is not type(None)]
+        return rest[0] if len(rest) == 1 else annotation
+    return annotation
+
+
 # The flag that sets each key, for messages that name what the user typed.
-FLAG_NAMES = {name: "--" + name.replace("_", "-") for name in TrainConfig.model_fields}
+FLAG_NAMES = {name: (flag_of(name).flag or "--" + name.replace("_", "-")).split("/")[0]
+              for name in TrainConfig.model_fields}
 
 
 # Names other tools use for our keys, for "did you mean" hints.

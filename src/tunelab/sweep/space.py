@@ -12,18 +12,14 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any
 
-from tunelab.config import FLAG_NAMES, TrainConfig
+from tunelab.config import FLAG_NAMES, choices, declared, value_type
 from tunelab.errors import UsageError
 
-# The TrainConfig keys a sweep may vary, with the type of their values.
-SWEEPABLE: dict[str, type] = {
-    "learning_rate": float, "epochs": int, "lora_r": int, "lora_alpha": float,
-    "lora_dropout": float, "batch_size": int, "grad_accum": int, "max_length": int,
-    "max_steps": int, "warmup_ratio": float, "weight_decay": float, "seed": int,
-    "lr_scheduler": str,
-}
+# The TrainConfig keys a sweep may vary (TrainConfig declares which), with the type of their
+# values.
+SWEEPABLE: dict[str, type] = {key: value_type(key) for key in declared(sweep=True)}
 LOG_SCALE = frozenset({"learning_rate"})
 RANGE = ".."
 FIX = "give one value, values separated by commas (1e-4,5e-4) or a range LOW..HIGH"
@@ -118,7 +114,7 @@ def _value(flag: str, key: str, kind: type, text: str) -> Any:
         raise UsageError(f"{flag}: an empty value", fix=FIX)
     if kind is not str:
         return _number(flag, kind, text)
-    allowed = get_args(TrainConfig.model_fields[key].annotation)
+    allowed = choices(key)
     if allowed and text not in allowed:
         raise UsageError(f"{flag}: {text!r} is not one of {', '.join(allowed)}", fix=FIX)
     return text

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunelab import home
+from tunelab.config import declared, value_type
 from tunelab.errors import TunelabError, UsageError
 from tunelab.registry import SERVER, JobRecord
 from tunelab.server.jobs import ServerJobs
@@ -26,11 +27,9 @@ from tunelab.server.worker import Worker
 
 log = logging.getLogger("tunelab.server")
 EXPORT_FORMATS = ("hf", "adapter", "gguf")
-# The overrides the new-run form offers, with the type each is read as.
-OVERRIDES: dict[str, type] = {"epochs": int, "max_steps": int, "learning_rate": float,
-                              "batch_size": int, "max_length": int, "lora_r": int,
-                              "eval_every": int, "save_every": int, "max_samples": int,
-                              "seed": int}
+# The overrides the new-run form offers (TrainConfig declares which), with the type each is
+# read as.
+OVERRIDES: dict[str, type] = {key: value_type(key) for key in declared(dashboard=True)}
 
 
 @dataclass(frozen=True)
