@@ -10,12 +10,18 @@ import pytest
 
 from faultproxy import dialogues
 from tunelab.cli import main
-from tunelab.cli.train_options import ConfigFlags
+from tunelab.cli.config_flags import TrainingFlags
 
 
 def test_config_flags_keep_only_what_was_given() -> None:
-    flags = ConfigFlags(epochs=3, validation_file=Path("v.jsonl"), kernels="off")
-    assert flags.overrides() == {"epochs": 3, "validation_file": "v.jsonl", "kernels": "off"}
+    flags = TrainingFlags.every(leave_out=("train_file", "preset"))
+    given = {param.name: None for param in flags.parameters()}
+    given.update(config__epochs=3, config__validation_file=Path("v.jsonl"),
+                 config__kernels="off", config__target_modules="q_proj, v_proj")
+    assert flags.collect(given) == {"epochs": 3, "validation_file": "v.jsonl", "kernels": "off",
+                                    "target_modules": ["q_proj", "v_proj"]}
+    assert flags.collect({"config__target_modules": "all-linear"}) == {
+        "target_modules": "all-linear"}
 
 
 def test_kernels_flag_reaches_the_saved_config(tmp_path: Path,

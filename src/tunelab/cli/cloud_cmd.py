@@ -72,10 +72,18 @@ def job_spec(options: TrainOptions, model: str, training_file: str,
     """The one JobSpec of a cloud run; the files are local paths (dry run) or upload ids."""
     flags = options.flags
     return JobSpec(base_model=model, training_file=training_file,
-                   validation_file=validation_file, suffix=flags.suffix, epochs=flags.epochs,
-                   learning_rate=options.cloud.learning_rate_multiplier or flags.learning_rate,
-                   batch_size=flags.batch_size, seed=flags.seed,
-                   adapter_size=options.cloud.adapter_size, metadata=dict(options.metadata))
+                   validation_file=validation_file, suffix=flags.get("suffix"),
+                   epochs=flags.get("epochs"),
+                   learning_rate=options.cloud.learning_rate_multiplier or
+                   flags.get("learning_rate"),
+                   batch_size=flags.get("batch_size"), seed=flags.get("seed"),
+                   metadata=dict(options.metadata))
+
+
+def _validation_file(options: TrainOptions) -> Path | None:
+    """--validation-file, as a path."""
+    given = options.flags.get("validation_file")
+    return Path(given) if given else None
 
 
 # train ------------------------------------------------------------------------------------
@@ -87,14 +95,14 @@ def train_remote(options: TrainOptions) -> int:
     cloud, flags = options.cloud, options.flags
     known_provider(cloud.provider)  # before the data is read and priced
     refuse_cloud_preset(cloud.provider, options.preset)
-    if flags.prompts:  # asked only after the job succeeds: a bad file must fail now
+    if flags.get("prompts"):  # asked only after the job succeeds: a bad file must fail now
         from tunelab.evaluate.prompts import load_prompts
 
-        load_prompts(flags.prompts)
+        load_prompts(Path(flags["prompts"]))
     if options.file is None:
         raise UsageError("FILE is missing", fix=f"tunelab train FILE --provider {cloud.provider}")
     cloud_training.require_fine_tuning(cloud.provider)
-    model = flags.model or default_model(cloud.provider)
+    model = flags.get("model") or default_model(cloud.provider)
     warning = cloud_training.lifecycle_gate(cloud.provider, cloud.settings.base_url, model)
     _warn(warning)
     report, estimate = _check(options, options.file, model)
@@ -103,7 +111,7 @@ def train_remote(options: TrainOptions) -> int:
     provider = _provider(cloud)
     _check_live_lifecycle(cloud, model, warning)
     _confirm_cost(estimate, cloud)
-    uploads = _upload(provider, options.file, flags.validation_file)
+    uploads = _upload(provider, options.file, _validation_file(options))
     if cloud.upload_only:
         if options.json:
             _emit_json({"files": {role: asdict(ref) for role, ref in uploads.items()}})
@@ -115,7 +123,7 @@ def train_remote(options: TrainOptions) -> int:
             _emit_json(_job_summary(provider, job))
         return 0
     return follow(provider, job.id, interval=cloud.interval or 60.0, as_json=options.json,
-                  prompts=str(flags.prompts) if flags.prompts else None,
+                  prompts=flags.get("prompts"),
                   timeout=cloud.timeout)
 
 
@@ -137,10 +145,10 @@ def _check_live_lifecycle(cloud: CloudOptions, model: str, shown: str | None) ->
 def _check(options: TrainOptions, file: Path,
            model: str) -> tuple[Any, cloud_training.CostEstimate]:
     """Check the training (and validation) file and estimate the cost, before any key."""
-    name, epochs = options.cloud.provider, options.flags.epochs
+    name, epochs = options.cloud.provider, options.flags.get("epochs")
     report = cloud_training.check_data(file, provider=name, model=model, epochs=epochs)
-    if options.flags.validation_file:
-        cloud_training.check_data(options.flags.validation_file, provider=name, model=model,
+    if _validation_file(options):
+        cloud_training.check_data(_validation_file(options), provider=name, model=model,
                                   epochs=epochs, role="--validation-file")
     estimate = cloud_training.estimate_cost(report, provider=name, model=model, epochs=epochs)
     _show_check(report, estimate)
@@ -153,7 +161,7 @@ def _checked_only(options: TrainOptions, report: Any, estimate: cloud_training.C
     payload: dict[str, Any] = {"ok": True, "examples": report.valid_examples,
                                "cost": estimate.as_dict()}
     if options.dry_run:
-        validation = options.flags.validation_file
+        validation = _validation_file(options)
         spec = job_spec(options, model, str(options.file), str(validation) if validation
                         else None)
         description = _provider(options.cloud).describe_request(spec)
@@ -209,8 +217,8 @@ def _create(provider: Provider, options: TrainOptions, file: Path, model: str,
     spec = job_spec(options, model, uploads["training_file"].id,
                     validation.id if validation else None)
     local_files = {"training_file": str(file.resolve())}
-    if options.flags.validation_file:
-        local_files["validation_file"] = str(options.flags.validation_file.resolve())
+    if _validation_file(options):
+        local_files["validation_file"] = str(_validation_file(options).resolve())
     job = cloud_training.create_and_record(provider, spec, estimate, local_files=local_files)
     err.print(f"✅ Fine-tuning job created on {provider.name}: Job ID {job.id} "
               f"(status {job.status})")
@@ -410,7 +418,7 @@ def _cell(value: Any) -> str:
 
 
 def list_remote(provider: str, *, base_url: str | None = None, limit: int = 20,
-                timeout: float | None = None) -> list[dict]:
+                timeout: float | None = None, own: Any = None) -> list[dict]:
     """The provider's jobs merged with the registry's: one row per job id, newest first.
 
     Provider rows are fresher; registry-only rows (older than the provider's page, or on
@@ -419,7 +427,8 @@ def list_remote(provider: str, *, base_url: str | None = None, limit: int = 20,
     from tunelab.providers import get_provider
     from tunelab.registry import open_registry
 
-    remote = get_provider(provider, with_retries(ProviderSettings(base_url=base_url), timeout))
+    remote = get_provider(provider, with_retries(ProviderSettings(base_url=base_url, own=own),
+                                                 timeout))
     rows = {job.id: {**_job_summary(remote, job), "created_at": job.created_at,
                      "source": "provider"} for job in remote.list_jobs(limit=limit)}
     with open_registry() as registry:
@@ -441,9 +450,11 @@ def list_remote(provider: str, *, base_url: str | None = None, limit: int = 20,
 
 
 def print_remote_list(provider: str, *, base_url: str | None = None, limit: int = 20,
-                      as_json: bool = False, timeout: float | None = None) -> int:
-    """`tunelab jobs list --provider P`: the merged list as a table or one JSON object."""
-    rows = list_remote(provider, base_url=base_url, limit=limit, timeout=timeout)
+                      as_json: bool = False, timeout: float | None = None,
+                      own: Any = None) -> int:
+    """`tunelab jobs list --provider P`: the merged list as a table or one JSON object.
+    `own`: the provider's own settings (Vertex's project and region)."""
+    rows = list_remote(provider, base_url=base_url, limit=limit, timeout=timeout, own=own)
     if as_json:
         _emit_json({"jobs": rows})
         return 0

@@ -15,6 +15,7 @@ import typer
 from rich.console import Group
 from rich.table import Table
 
+from tunelab.cli.config_flags import ProviderFlags, ProviderValues, generated
 from tunelab.cli.console import out, styled
 from tunelab.cli.formatting import (
     Col,
@@ -27,7 +28,7 @@ from tunelab.cli.formatting import (
     metric,
     pairs_table,
 )
-from tunelab.cli.train_options import TIMEOUT_HELP
+from tunelab.cli.train_options import BaseUrlFlag, TimeoutFlag
 from tunelab.registry import JobRecord, metrics, open_registry
 
 app = typer.Typer(help="List, inspect, compare, watch and cancel fine-tuning jobs.",
@@ -37,27 +38,31 @@ CLOUD_PROVIDER_HELP = "Cloud: the job's provider, for a job not in the registry 
 # Options shared by several subcommands, declared once.
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 CloudProvider = Annotated[str | None, typer.Option("--provider", help=CLOUD_PROVIDER_HELP)]
-CloudBaseUrl = Annotated[str | None, typer.Option("--base-url", help="Cloud: API base URL.")]
-CloudTimeout = Annotated[float | None, typer.Option("--timeout", help=TIMEOUT_HELP)]
+# A job id names where the job lives (Vertex's carries its project and region), so only
+# `list` takes the providers' own flags; --base-url and --timeout are shared by all.
+CloudBaseUrl = BaseUrlFlag
+CloudTimeout = TimeoutFlag
 
 
 @app.command("list")
+@generated
 def list_jobs(
     provider: str | None = typer.Option(None, "--provider", help="Only this provider's jobs."),
     limit: int = typer.Option(50, "--limit", help="At most this many, newest first."),
     sweep: str | None = typer.Option(None, "--sweep", help="Only this sweep's trials."),
     json_out: JsonFlag = False,
-    base_url: str | None = typer.Option(None, "--base-url",
-                                        help="Cloud: the provider's API base URL."),
+    base_url: CloudBaseUrl = None,
     timeout: CloudTimeout = None,
+    target: ProviderValues = ProviderFlags(),
 ) -> None:
     """Every job in the registry, newest first; with a cloud --provider, merged with the
     provider's own list (the seed's --list-jobs)."""
+    own = target.own(provider or LOCAL)  # a provider's flags without it are refused
     if provider and provider != LOCAL:
         from tunelab.cli.cloud_cmd import print_remote_list
 
         raise typer.Exit(print_remote_list(provider, base_url=base_url, limit=limit,
-                                           as_json=json_out, timeout=timeout))
+                                           as_json=json_out, timeout=timeout, own=own))
     with open_registry() as registry:
         jobs = registry.list_jobs(provider=provider, limit=limit, sweep=sweep)
     if json_out:

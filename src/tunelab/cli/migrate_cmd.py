@@ -24,7 +24,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from tunelab.cli.config_flags import ProviderFlags, ProviderValues, TrainingFlags, generated
 from tunelab.cli.console import err, out
+from tunelab.cli.train_options import CLOUD, BaseUrlFlag
 from tunelab.errors import TransientProviderError, UsageError
 
 app = typer.Typer(help="Leave a closing provider: inventory, pull, record, retrain, status.",
@@ -184,44 +186,40 @@ def record(
 
 
 # retrain ----------------------------------------------------------------------------------
+# Every TrainConfig key but the pulled files and --preset; the base model as --base-model.
+RETRAIN_FLAGS = TrainingFlags.every(
+    leave_out=("train_file", "validation_file", "preset"),
+    names={"model": ("--base-model", "--model")},
+    notes={"epochs": "Instead of the job's n_epochs.",
+           "batch_size": "Instead of the job's batch_size.",
+           "learning_rate": "Instead of the mapped rate (cloud: a multiplier).",
+           "suffix": "Default: the old suffix."})
+
+
 @app.command("retrain")
+@generated
 def retrain(
     model: ModelArg,
     to: Annotated[str, typer.Option("--to", help="local, vertex, or any provider name.")],
-    base_model: Annotated[str | None, typer.Option(
-        "--base-model", help="Base model on the target (local default: the embedded "
-                             "SmolLM2).")] = None,
     preset: Annotated[str | None, typer.Option("--preset", help="Local preset.")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="Local config file.")] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", help="Instead of the job's "
-                                               "n_epochs.")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Instead of the "
-                                                   "job's batch_size.")] = None,
-    learning_rate: Annotated[float | None, typer.Option(
-        "--learning-rate", help="Instead of the mapped rate (cloud: a multiplier).")] = None,
-    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after N "
-                                                  "steps.")] = None,
-    max_length: Annotated[int | None, typer.Option("--max-length")] = None,
-    lora_r: Annotated[int | None, typer.Option("--lora-r")] = None,
-    seed: Annotated[int | None, typer.Option("--seed")] = None,
-    suffix: Annotated[str | None, typer.Option("--suffix", help="Default: the old "
-                                               "suffix.")] = None,
-    output_dir: Annotated[Path | None, typer.Option("--output-dir")] = None,
-    base_url: Annotated[str | None, typer.Option("--base-url")] = None,
-    project_id: Annotated[str | None, typer.Option("--project-id")] = None,
-    bucket: Annotated[str | None, typer.Option("--bucket")] = None,
-    location: Annotated[str | None, typer.Option("--location")] = None,
-    max_cost: Annotated[float | None, typer.Option("--max-cost")] = None,
-    no_wait: Annotated[bool, typer.Option("--no-wait", help="Cloud: don't follow.")] = False,
     yes: YesFlag = False,
     json_out: JsonFlag = False,
+    flags: dict[str, Any] = RETRAIN_FLAGS,
+    max_cost: Annotated[float | None, typer.Option(
+        "--max-cost", help="Cloud: refuse above this estimate (USD).",
+        rich_help_panel=CLOUD)] = None,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Cloud: don't follow.",
+                                          rich_help_panel=CLOUD)] = False,
+    base_url: BaseUrlFlag = None,
+    target: ProviderValues = ProviderFlags(),
 ) -> None:
     """Train a replacement for MODEL from its pulled data, here (--to local) or on another
     provider, through `tunelab train`'s own path. OpenAI's n_epochs, batch_size and
     learning_rate_multiplier map to the target's; the new job is linked to the old one
     (metadata retrain_of, replaces), so `tunelab serve` answers under the old name."""
     from tunelab.cli.train_cmd import run_train
-    from tunelab.cli.train_options import CloudOptions, ConfigFlags, TrainOptions
+    from tunelab.cli.train_options import CloudOptions, TrainOptions
     from tunelab.config import resolve_config
     from tunelab.migrate import retrain as retraining
     from tunelab.providers.base import ProviderSettings
@@ -229,18 +227,15 @@ def retrain(
     base_rate = resolve_config(preset=preset, config_file=config).learning_rate
     plan = retraining.plan(model, to, base_learning_rate=base_rate)
     local = to == retraining.LOCAL
+    learning_rate = flags.get("learning_rate")
+    mapped = {"epochs": plan.epochs, "batch_size": plan.batch_size, "suffix": plan.job.suffix,
+              "learning_rate": plan.learning_rate if local else None,
+              "validation_file": str(plan.validation_file) if plan.validation_file else None}
     options = TrainOptions(
         file=plan.training_file, preset=preset, config_file=config, json=json_out,
-        flags=ConfigFlags(
-            model=base_model, epochs=epochs or plan.epochs,
-            batch_size=batch_size or plan.batch_size,
-            learning_rate=learning_rate or (plan.learning_rate if local else None),
-            max_length=max_length, lora_r=lora_r, seed=seed,
-            validation_file=plan.validation_file,
-            suffix=suffix or plan.job.suffix, output_dir=output_dir, max_steps=max_steps),
+        flags={**{key: value for key, value in mapped.items() if value is not None}, **flags},
         cloud=CloudOptions(
-            provider=to, settings=ProviderSettings(base_url=base_url, project_id=project_id,
-                                                   bucket=bucket, location=location),
+            provider=to, settings=ProviderSettings(base_url=base_url, own=target.own(to)),
             learning_rate_multiplier=None if local else (learning_rate or
                                                          plan.learning_rate_multiplier),
             max_cost=max_cost, no_wait=no_wait, yes=yes),

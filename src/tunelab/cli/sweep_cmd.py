@@ -18,51 +18,35 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
+from tunelab.cli.config_flags import ProviderFlags, ProviderValues, TrainingFlags, generated
 from tunelab.cli.console import err, out, plain, styled
 from tunelab.cli.formatting import Col, fitted_table
-from tunelab.cli.train_options import TIMEOUT_HELP, known_provider
+from tunelab.cli.train_options import CLOUD, BaseUrlFlag, TimeoutFlag, known_provider
+from tunelab.config import declared
 
 LIST_HELP = "One value, a list (a,b,c: every one is tried) or a range (low..high, with --trials)."
+# Every TrainConfig key but the FILE argument, --preset and the trials' own folders; those
+# the declaration marks sweepable take a list or a range.
+SWEEP_FLAGS = TrainingFlags.every(
+    leave_out=("train_file", "preset", "output_dir"), text=frozenset(declared(sweep=True)),
+    notes={**{key: LIST_HELP for key in declared(sweep=True)},
+           "learning_rate": f"Log scale as a range. {LIST_HELP}",
+           "validation_file": "Trials are ranked by its loss.",
+           "model": "One for all trials.",
+           "eval_every": "More chances to prune.",
+           "save_every": "What a killed trial resumes from.",
+           "full": "Each trial then loads its own copy of the base."})
 
 
+@generated
 def sweep(
     file: Path | None = typer.Argument(None, help="Training data (.jsonl, .json or .csv). "
                                                   "Not needed with --resume."),
-    validation_file: Path | None = typer.Option(
-        None, "--validation-file", help="Held-out data: trials are ranked by its loss."),
     provider: str = typer.Option("local", "--provider", help="local, openai, vertex or a "
                                  "custom endpoint profile (cloud: the grid's jobs run there)."),
-    model: str | None = typer.Option(None, "--model", help="Base model (one for all trials)."),
     preset: str | None = typer.Option(None, "--preset", help="The preset trials start from."),
     config: Path | None = typer.Option(None, "--config", help="JSON or YAML config trials "
                                        "start from; flags override it."),
-    learning_rate: str | None = typer.Option(None, "--learning-rate", help="Peak LR "
-                                             "(log scale as a range). " + LIST_HELP),
-    epochs: str | None = typer.Option(None, "--epochs", help=LIST_HELP),
-    batch_size: str | None = typer.Option(None, "--batch-size", help=LIST_HELP),
-    grad_accum: str | None = typer.Option(None, "--grad-accum", help=LIST_HELP),
-    max_length: str | None = typer.Option(None, "--max-length", help=LIST_HELP),
-    lora_r: str | None = typer.Option(None, "--lora-r", help=LIST_HELP),
-    lora_alpha: str | None = typer.Option(None, "--lora-alpha", help=LIST_HELP),
-    lora_dropout: str | None = typer.Option(None, "--lora-dropout", help=LIST_HELP),
-    warmup_ratio: str | None = typer.Option(None, "--warmup-ratio", help=LIST_HELP),
-    weight_decay: str | None = typer.Option(None, "--weight-decay", help=LIST_HELP),
-    lr_scheduler: str | None = typer.Option(None, "--lr-scheduler", help="linear, cosine or "
-                                            "constant. " + LIST_HELP),
-    seed: str | None = typer.Option(None, "--seed", help=LIST_HELP),
-    max_steps: str | None = typer.Option(None, "--max-steps", help=LIST_HELP),
-    eval_every: int | None = typer.Option(None, "--eval-every", help="Validation loss every "
-                                          "N steps too (more chances to prune)."),
-    save_every: int | None = typer.Option(None, "--save-every", help="Checkpoint every N "
-                                          "steps (what a killed trial resumes from)."),
-    early_stopping_patience: int | None = typer.Option(
-        None, "--early-stopping-patience", help="Each trial stops when validation loss has "
-        "not improved for N evaluations."),
-    precision: str | None = typer.Option(None, "--precision", help="auto, bf16 or fp32."),
-    kernels: str | None = typer.Option(None, "--kernels", help="auto or off."),
-    full: bool | None = typer.Option(None, "--full/--lora", help="Train every weight (each "
-                                     "trial then loads its own copy of the base)."),
-    suffix: str | None = typer.Option(None, "--suffix", help="Goes into the model names."),
     trials: int | None = typer.Option(None, "--trials", help="Sample N trials with Optuna "
                                       "TPE over the lists and ranges instead of the grid."),
     budget_minutes: float | None = typer.Option(None, "--budget-minutes", help="Start no "
@@ -73,17 +57,18 @@ def sweep(
                                       "(running the same command again does too)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object at the end."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Cloud: don't ask to confirm the cost."),
-    base_url: str | None = typer.Option(None, "--base-url", help="Cloud: API base URL."),
-    project_id: str | None = typer.Option(None, "--project-id", help="Vertex: GCP project."),
-    bucket: str | None = typer.Option(None, "--bucket", help="Vertex: GCS bucket for data."),
-    location: str | None = typer.Option(None, "--location", help="Vertex: region."),
-    adapter_size: int | None = typer.Option(None, "--adapter-size", help="Vertex: adapter."),
-    max_cost: float | None = typer.Option(None, "--max-cost", help="Cloud: refuse above this "
-                                          "estimate for the whole sweep (USD)."),
-    no_wait: bool = typer.Option(False, "--no-wait", help="Cloud: create the jobs, don't "
-                                 "watch them (resume the sweep later to)."),
-    interval: float = typer.Option(60.0, "--interval", help="Cloud: seconds between polls."),
-    timeout: float | None = typer.Option(None, "--timeout", help=TIMEOUT_HELP),
+    flags: dict[str, Any] = SWEEP_FLAGS,
+    max_cost: float | None = typer.Option(None, "--max-cost", rich_help_panel=CLOUD,
+                                          help="Cloud: refuse above this estimate for the "
+                                               "whole sweep (USD)."),
+    no_wait: bool = typer.Option(False, "--no-wait", rich_help_panel=CLOUD, help="Cloud: "
+                                 "create the jobs, don't watch them (resume the sweep later "
+                                 "to)."),
+    interval: float = typer.Option(60.0, "--interval", help="Cloud: seconds between polls.",
+                                   rich_help_panel=CLOUD),
+    timeout: TimeoutFlag = None,
+    base_url: BaseUrlFlag = None,
+    target: ProviderValues = ProviderFlags(),
 ) -> None:
     """Train FILE with every combination of the listed settings and keep the best.
 
@@ -95,20 +80,14 @@ def sweep(
     from tunelab.sweep.runner import SweepRequest
 
     known_provider(provider)
-    cloud = {"base_url": base_url, "project_id": project_id, "bucket": bucket,
-             "location": location, "adapter_size": adapter_size}
-    fixed = {"model": model, "eval_every": eval_every, "save_every": save_every,
-             "early_stopping_patience": early_stopping_patience, "precision": precision,
-             "kernels": kernels, "full": full, "suffix": suffix}
+    own = target.own(provider)
+    cloud = {"base_url": base_url, **(own.model_dump() if own is not None else {})}
+    varied = {key: flags.pop(key) for key in declared(sweep=True) if key in flags}
+    validation_file = flags.pop("validation_file", None)
     request = SweepRequest(
-        file=file, validation_file=validation_file, preset=preset, config_file=config,
-        fixed={key: value for key, value in fixed.items() if value is not None},
-        varied={"learning_rate": learning_rate, "epochs": epochs, "batch_size": batch_size,
-                "grad_accum": grad_accum, "max_length": max_length, "lora_r": lora_r,
-                "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
-                "warmup_ratio": warmup_ratio, "weight_decay": weight_decay,
-                "lr_scheduler": lr_scheduler, "seed": seed, "max_steps": max_steps},
-        trials=trials, budget_minutes=budget_minutes, keep_all=keep_all, provider=provider,
+        file=file, validation_file=Path(validation_file) if validation_file else None,
+        preset=preset, config_file=config, fixed=flags, varied=varied, trials=trials,
+        budget_minutes=budget_minutes, keep_all=keep_all, provider=provider,
         cloud={key: value for key, value in cloud.items() if value is not None})
     watch = CloudWatch(yes=yes, max_cost=max_cost, wait=not no_wait, interval=interval,
                        timeout=timeout)
@@ -158,13 +137,17 @@ def run_sweep(request: Any, *, resume: str | None, watch: CloudWatch, json_out: 
 
 
 def _cloud_provider(plan: Any, watch: CloudWatch) -> Any:
+    """The plan's provider, as its flags set it (`plan.cloud`: --base-url and its own)."""
     from tunelab.cli.cloud_cmd import with_retries
-    from tunelab.providers import get_provider
+    from tunelab.providers import get_provider, provider_entry
     from tunelab.providers.base import ProviderSettings
 
-    where = {key: plan.cloud.get(key) for key in ("base_url", "project_id", "bucket",
-                                                 "location")}
-    return get_provider(plan.provider, with_retries(ProviderSettings(**where), watch.timeout))
+    entry = provider_entry(plan.provider)
+    model = entry.settings if entry is not None else None
+    own = model(**{key: value for key, value in plan.cloud.items()
+                   if key in model.model_fields}) if model is not None else None
+    settings = ProviderSettings(base_url=plan.cloud.get("base_url"), own=own)
+    return get_provider(plan.provider, with_retries(settings, watch.timeout))
 
 
 def _confirm(quote: Any, watch: CloudWatch, live: Live) -> None:

@@ -16,59 +16,33 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.table import Table
 
+from tunelab.cli.config_flags import ProviderFlags, ProviderValues, TrainingFlags, generated
 from tunelab.cli.console import err as console
 from tunelab.cli.console import out, plain, styled
 from tunelab.cli.formatting import Col, fitted_table
-from tunelab.cli.train_options import TIMEOUT_HELP, CloudOptions, ConfigFlags, TrainOptions
+from tunelab.cli.train_options import CLOUD, BaseUrlFlag, CloudOptions, TimeoutFlag, TrainOptions
+from tunelab.config import TrainConfig
 from tunelab.errors import UsageError
 from tunelab.providers.base import ProviderSettings
 
 if TYPE_CHECKING:
-    from tunelab.config import TrainConfig
     from tunelab.local.recorder import EventHandler
 
 
+# Every TrainConfig key is a flag of `tunelab train`, but the FILE argument and --preset.
+TRAIN_FLAGS = TrainingFlags.every(leave_out=("train_file", "preset"))
+DESCRIBED = TrainConfig.model_fields
+
+
+@generated
 def train(
-    file: Path | None = typer.Argument(None, help="Training data: .jsonl (OpenAI chat), .json "
-                                                  "or .csv. Not needed with --resume."),
+    file: Path | None = typer.Argument(None, help=f"{DESCRIBED['train_file'].description} "
+                                                  "Not needed with --resume."),
     provider: str = typer.Option("local", "--provider", help="local, openai, kimi, vertex or a "
                                                              "custom endpoint profile."),
-    model: str | None = typer.Option(None, "--model", help="Base model: hub id, HF folder or "
-                                     ".gguf (local default: embedded SmolLM2-135M-Instruct)."),
-    preset: str | None = typer.Option(None, "--preset", help="quick, standard, extended or "
-                                      "precision (see `tunelab presets`)."),
+    preset: str | None = typer.Option(None, "--preset", help=DESCRIBED["preset"].description),
     config: Path | None = typer.Option(None, "--config", help="JSON or YAML config file; "
                                        "flags override it, it overrides the preset."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Passes over the data."),
-    learning_rate: float | None = typer.Option(None, "--learning-rate", help="Peak LR."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Examples per batch."),
-    grad_accum: int | None = typer.Option(None, "--grad-accum",
-                                          help="Batches per optimizer step."),
-    max_length: int | None = typer.Option(None, "--max-length",
-                                          help="Tokens per example; longer ones are cut."),
-    lora_r: int | None = typer.Option(None, "--lora-r", help="LoRA rank."),
-    lora_alpha: float | None = typer.Option(None, "--lora-alpha", help="LoRA alpha."),
-    full: bool | None = typer.Option(None, "--full/--lora",
-                                     help="Train every weight instead of a LoRA adapter."),
-    precision: str | None = typer.Option(
-        None, "--precision", help="auto (bf16 on a GPU that has it, fp32 on CPU), bf16 or fp32."),
-    kernels: str | None = typer.Option(
-        None, "--kernels", help="auto (tunelab's speed kernels where they apply) or off (plain "
-                                "transformers + peft)."),
-    seed: int | None = typer.Option(None, "--seed", help="Seed for init and data order."),
-    validation_file: Path | None = typer.Option(None, "--validation-file",
-                                                help="Held-out data for validation loss."),
-    suffix: str | None = typer.Option(None, "--suffix", help="Goes into the model name."),
-    output_dir: Path | None = typer.Option(None, "--output-dir",
-                                           help="Run folder (default TUNELAB_HOME/runs/JOB)."),
-    max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after N steps."),
-    eval_every: int | None = typer.Option(None, "--eval-every",
-                                          help="Validation loss every N steps too."),
-    early_stopping_patience: int | None = typer.Option(
-        None, "--early-stopping-patience", help="Stop when validation loss has not improved "
-        "for N evaluations; the run keeps its best weights (checkpoint `best`)."),
-    save_every: int | None = typer.Option(None, "--save-every",
-                                          help="Checkpoint every N steps."),
     save_config: Path | None = typer.Option(None, "--save-config", help="Write the resolved "
                                             "config to this file (JSON/YAML) and stop."),
     force: bool = typer.Option(False, "--force", help="Let --save-config overwrite a file."),
@@ -78,25 +52,25 @@ def train(
                                       "its latest checkpoint (flags like --epochs extend it)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object at the end."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Don't ask for confirmation."),
-    base_url: str | None = typer.Option(None, "--base-url", help="Cloud: API base URL."),
-    project_id: str | None = typer.Option(None, "--project-id", help="Vertex: GCP project."),
-    bucket: str | None = typer.Option(None, "--bucket", help="Vertex: GCS bucket for data."),
-    location: str | None = typer.Option(None, "--location", help="Vertex: region."),
-    adapter_size: int | None = typer.Option(None, "--adapter-size", help="Vertex: adapter."),
-    learning_rate_multiplier: float | None = typer.Option(
-        None, "--learning-rate-multiplier", help="Cloud: LR multiplier."),
-    max_cost: float | None = typer.Option(None, "--max-cost",
-                                          help="Cloud: refuse above this estimate (USD)."),
-    validate_only: bool = typer.Option(False, "--validate-only", help="Cloud: check only."),
-    upload_only: bool = typer.Option(False, "--upload-only", help="Cloud: upload, no job."),
-    no_wait: bool = typer.Option(False, "--no-wait", help="Cloud: don't follow the job."),
-    interval: float | None = typer.Option(None, "--interval", help="Cloud: poll seconds."),
-    timeout: float | None = typer.Option(None, "--timeout", help=TIMEOUT_HELP),
-    prompts: Path | None = typer.Option(None, "--prompts", help="Prompts answered after "
-                                        "training (default examples/natasha_prompts.txt)."),
     nproc: int = typer.Option(1, "--nproc", help="Train in N processes under accelerate "
                               "launch: one per GPU (DDP), or CPU processes over gloo. "
                               "--batch-size is per process."),
+    flags: dict[str, Any] = TRAIN_FLAGS,
+    learning_rate_multiplier: float | None = typer.Option(
+        None, "--learning-rate-multiplier", help="Cloud: LR multiplier.", rich_help_panel=CLOUD),
+    max_cost: float | None = typer.Option(None, "--max-cost", rich_help_panel=CLOUD,
+                                          help="Cloud: refuse above this estimate (USD)."),
+    validate_only: bool = typer.Option(False, "--validate-only", help="Cloud: check only.",
+                                       rich_help_panel=CLOUD),
+    upload_only: bool = typer.Option(False, "--upload-only", help="Cloud: upload, no job.",
+                                     rich_help_panel=CLOUD),
+    no_wait: bool = typer.Option(False, "--no-wait", help="Cloud: don't follow the job.",
+                                 rich_help_panel=CLOUD),
+    interval: float | None = typer.Option(None, "--interval", help="Cloud: poll seconds.",
+                                          rich_help_panel=CLOUD),
+    timeout: TimeoutFlag = None,
+    base_url: BaseUrlFlag = None,
+    target: ProviderValues = ProviderFlags(),
 ) -> None:
     """Fine-tune a model on FILE: locally (default) or on a cloud provider.
 
@@ -106,20 +80,13 @@ def train(
     """
     options = TrainOptions(
         file=file, preset=preset, config_file=config, save_config=save_config, force=force,
-        dry_run=dry_run, resume=resume, nproc=nproc, json=json_out,
-        flags=ConfigFlags(
-            model=model, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
-            grad_accum=grad_accum, max_length=max_length, lora_r=lora_r, lora_alpha=lora_alpha,
-            full=full, precision=precision, kernels=kernels, seed=seed,
-            validation_file=validation_file, suffix=suffix, output_dir=output_dir,
-            max_steps=max_steps, eval_every=eval_every, save_every=save_every, prompts=prompts,
-            early_stopping_patience=early_stopping_patience),
+        dry_run=dry_run, resume=resume, nproc=nproc, json=json_out, flags=flags,
         cloud=CloudOptions(
-            provider=provider, settings=ProviderSettings(
-                base_url=base_url, project_id=project_id, bucket=bucket, location=location),
-            adapter_size=adapter_size, learning_rate_multiplier=learning_rate_multiplier,
-            max_cost=max_cost, validate_only=validate_only, upload_only=upload_only,
-            no_wait=no_wait, interval=interval, timeout=timeout, yes=yes))
+            provider=provider,
+            settings=ProviderSettings(base_url=base_url, own=target.own(provider)),
+            learning_rate_multiplier=learning_rate_multiplier, max_cost=max_cost,
+            validate_only=validate_only, upload_only=upload_only, no_wait=no_wait,
+            interval=interval, timeout=timeout, yes=yes))
     raise typer.Exit(run_train(options))
 
 
@@ -157,7 +124,7 @@ def run_train(options: TrainOptions) -> int:
 
 def _config_overrides(options: TrainOptions) -> dict[str, Any]:
     """The TrainConfig keys the flags set, with --preset among them."""
-    overrides = options.flags.overrides()
+    overrides = dict(options.flags)
     if options.preset:
         overrides["preset"] = options.preset
     return overrides

@@ -1,56 +1,36 @@
 """The typed options of `tunelab train`, built once from its flags.
 
-`ConfigFlags` are the flags that become TrainConfig keys (preset < config file < flags);
-`CloudOptions` are the flags of the cloud path; `TrainOptions` holds both with the flags
-that steer the command itself. The cloud path reads the run's shared values (model, epochs,
+`TrainOptions.flags` are the TrainConfig keys the user gave as flags (generated from the
+declaration by tunelab.cli.config_flags; preset < config file < flags); `CloudOptions` are
+the flags of the cloud path, with the provider's settings (its own among them); the rest
+steer the command itself. The cloud path reads the run's shared values (model, epochs,
 learning rate, batch size, seed, suffix, validation file, prompts) from `flags` too.
+
+The flags every cloud command shares (--base-url, --timeout) are declared here once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from tunelab.errors import UsageError
 from tunelab.providers.base import ProviderSettings
 
+# The --help group of the flags that only a cloud provider reads.
+CLOUD = "Cloud"
 # --timeout, on `train` and on the `jobs` commands that ask a cloud provider.
 TIMEOUT_HELP = ("Cloud: give up on the provider after this many seconds of trying, retries "
                 "included (also each request's timeout). Default: 6 tries per call, 8 per "
                 "upload or create; a watch rides out 3 hours of outage.")
-
-
-@dataclass(frozen=True)
-class ConfigFlags:
-    """The TrainConfig keys given as flags; None means "not given", so lower layers decide."""
-
-    model: str | None = None
-    epochs: int | None = None
-    learning_rate: float | None = None
-    batch_size: int | None = None
-    grad_accum: int | None = None
-    max_length: int | None = None
-    lora_r: int | None = None
-    lora_alpha: float | None = None
-    full: bool | None = None
-    precision: str | None = None
-    kernels: str | None = None
-    seed: int | None = None
-    validation_file: Path | None = None
-    suffix: str | None = None
-    output_dir: Path | None = None
-    max_steps: int | None = None
-    eval_every: int | None = None
-    early_stopping_patience: int | None = None
-    save_every: int | None = None
-    prompts: Path | None = None
-
-    def overrides(self) -> dict[str, Any]:
-        """The given flags as TrainConfig keys (paths as strings), ready for resolve_config."""
-        return {key: str(value) if isinstance(value, Path) else value
-                for key, value in asdict(self).items() if value is not None}
+BaseUrlFlag = Annotated[str | None, typer.Option(
+    "--base-url", help="Cloud: the provider's API base URL.", rich_help_panel=CLOUD)]
+TimeoutFlag = Annotated[float | None, typer.Option("--timeout", help=TIMEOUT_HELP,
+                                                   rich_help_panel=CLOUD)]
 
 
 @dataclass(frozen=True)
@@ -58,8 +38,8 @@ class CloudOptions:
     """The flags of `tunelab train --provider P` (P not local)."""
 
     provider: str = "local"
+    # --base-url, and the provider's own settings (settings.own: Vertex's --project-id, ...)
     settings: ProviderSettings = field(default_factory=ProviderSettings)
-    adapter_size: int | None = None  # Vertex
     learning_rate_multiplier: float | None = None
     max_cost: float | None = None
     validate_only: bool = False
@@ -75,7 +55,8 @@ class TrainOptions:
     """Everything `tunelab train` was asked, typed."""
 
     file: Path | None = None
-    flags: ConfigFlags = field(default_factory=ConfigFlags)
+    # The TrainConfig keys given as flags, typed (paths as str); a key not given is absent.
+    flags: dict[str, Any] = field(default_factory=dict)
     cloud: CloudOptions = field(default_factory=CloudOptions)
     preset: str | None = None
     config_file: Path | None = None

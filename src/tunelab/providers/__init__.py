@@ -1,24 +1,40 @@
 """Providers: one small Protocol (base.py), one file per kind, one entry per name here.
 
-`get_provider(name)` builds a provider. OpenAI-compatible endpoints (openai, kimi, and any
-named in TUNELAB_HOME/providers.yaml) are profiles, i.e. data, served by one class.
+`get_provider(name, settings)` builds a provider. Each entry of PROVIDERS is a factory and,
+for a provider with settings of its own (Vertex's project and bucket), their model: each of
+its fields becomes a flag of `tunelab train`, `sweep` and `migrate retrain`, shown under the
+entry's panel in --help, and the factory gets the object as `settings.own`. OpenAI-compatible
+endpoints (openai, kimi, and any named in TUNELAB_HOME/providers.yaml) are profiles, i.e.
+data, served by one class.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 from tunelab.errors import UsageError
 from tunelab.providers.base import Provider, ProviderSettings
 from tunelab.providers.local import build as _build_local
+from tunelab.providers.vertex import VertexSettings
 from tunelab.providers.vertex import build as _build_vertex
 from tunelab.registry import JobRecord
 
 Factory = Callable[[ProviderSettings], Provider]
 
 
-def _openai_compatible(name: str) -> Factory:
+@dataclass(frozen=True)
+class ProviderEntry:
+    """One kind of provider: its factory, and its own settings model (a pydantic model whose
+    fields, each with a description, are its flags), shown in --help under `panel`."""
+
+    build: Factory
+    settings: type[Any] | None = None
+    panel: str | None = None
+
+
+def _openai_compatible(name: str) -> ProviderEntry:
     def build(settings: ProviderSettings) -> Provider:
         from tunelab.providers.openai_compat import OpenAICompatProvider
         from tunelab.providers.profiles import find_profile
@@ -28,16 +44,26 @@ def _openai_compatible(name: str) -> Factory:
             raise UsageError(f"unknown provider {name!r}", fix="see TUNELAB_HOME/providers.yaml")
         return OpenAICompatProvider(profile, base_url=settings.base_url, retry=settings.retry)
 
-    return build
+    return ProviderEntry(build)
 
 
-# name -> factory(ProviderSettings). A new kind of provider adds one line here.
-PROVIDERS: dict[str, Factory] = {
+# name -> entry. A new kind of provider adds one line here.
+PROVIDERS: dict[str, ProviderEntry] = {
     "openai": _openai_compatible("openai"),
     "kimi": _openai_compatible("kimi"),
-    "local": _build_local,
-    "vertex": _build_vertex,
+    "local": ProviderEntry(_build_local),
+    "vertex": ProviderEntry(_build_vertex, VertexSettings, "Vertex AI (--provider vertex)"),
 }
+
+
+def provider_entry(name: str) -> ProviderEntry | None:
+    """The entry that builds `name`: a registered one, or the OpenAI-compatible kind for an
+    endpoint in providers.yaml; None for a name neither knows."""
+    if name in PROVIDERS:
+        return PROVIDERS[name]
+    from tunelab.providers.profiles import find_profile
+
+    return _openai_compatible(name) if find_profile(name) is not None else None
 
 
 def provider_names() -> list[str]:
@@ -50,20 +76,17 @@ def provider_names() -> list[str]:
 def get_provider(name: str, settings: ProviderSettings | None = None, *,
                  base_url: str | None = None) -> Provider:
     """Build the provider called `name`. `settings` say where it points (a proxy, a local
-    server, Vertex's project and bucket); `base_url` alone is the common short form."""
-    factory = PROVIDERS.get(name)
-    if factory is None:
-        from tunelab.providers.profiles import find_profile
-
-        if find_profile(name) is None:
-            raise UsageError(f"unknown provider {name!r}",
-                             fix=f"use one of {', '.join(provider_names())}, or declare it "
-                                 "in TUNELAB_HOME/providers.yaml")
-        factory = _openai_compatible(name)
+    server) and hold its own settings (Vertex's project and bucket); `base_url` alone is the
+    common short form."""
+    entry = provider_entry(name)
+    if entry is None:
+        raise UsageError(f"unknown provider {name!r}",
+                         fix=f"use one of {', '.join(provider_names())}, or declare it "
+                             "in TUNELAB_HOME/providers.yaml")
     settings = settings or ProviderSettings()
     if base_url:
         settings = replace(settings, base_url=base_url)
-    return factory(settings)
+    return entry.build(settings)
 
 
 def job_provider(record: JobRecord | None, settings: ProviderSettings | None = None, *,

@@ -1,21 +1,23 @@
 """The contract every provider speaks (the local trainer included), in OpenAI's vocabulary.
 
-A provider is one file holding a class that satisfies `Provider` below, plus one entry in
-`tunelab.providers.PROVIDERS`. Callers use nothing outside the Protocol: no attribute probing.
-A provider raises only tunelab errors (tunelab.providers.sdk_errors wraps the SDKs'), and
-never puts a key in a message.
+A provider is one file holding a class that satisfies `Provider` below (and, if it has
+settings of its own, their model), plus one entry in `tunelab.providers.PROVIDERS`. Callers
+use nothing outside the Protocol: no attribute probing. A provider raises only tunelab
+errors (tunelab.providers.sdk_errors wraps the SDKs'), and never puts a key in a message.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from tunelab.providers.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from tunelab.config import TrainConfig
+
+S = TypeVar("S")
 
 
 @dataclass(frozen=True)
@@ -32,15 +34,24 @@ class Capabilities:
 
 @dataclass(frozen=True)
 class ProviderSettings:
-    """Where a provider points: --base-url, and Vertex's --project-id, --bucket, --location;
-    and how long it keeps trying (--timeout) and whom it tells of each retry.
-    A factory ignores the settings that do not apply to it."""
+    """What a provider is built with. Every provider shares two: where its API lives
+    (--base-url; the registry keeps it as each job's endpoint) and how long it keeps trying
+    (--timeout), with whom it tells of each retry. `own` is the provider's own settings: an
+    instance of the model its registry entry declares (Vertex's project, region, bucket and
+    adapter size), whose fields are its flags; None means that model's defaults."""
 
     base_url: str | None = None
-    project_id: str | None = None
-    bucket: str | None = None
-    location: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    own: Any = None
+
+    def own_as(self, model: type[S]) -> S:
+        """`own` as the provider's settings model (its defaults when none was given)."""
+        if self.own is None:
+            return model()
+        if not isinstance(self.own, model):
+            raise TypeError(f"{type(self.own).__name__} given where {model.__name__} is "
+                            "expected")
+        return self.own
 
 
 @dataclass

@@ -7,8 +7,10 @@ which `chat` calls with `generate_content`. Vertex has no event stream, so `list
 derives events from the job's timestamps, state and `tuningDataStats`.
 
 Credentials are Application Default Credentials (google.auth.default); the project comes
-from --project-id, else GOOGLE_CLOUD_PROJECT, else the ADC file. SDK errors become ours in
-tunelab.providers.sdk_errors (`google_errors`): code and first line of message, never a token.
+from --project-id, else GOOGLE_CLOUD_PROJECT, else the ADC file. Its own settings (project,
+region, bucket, adapter size) are `VertexSettings`: their fields are its flags. SDK errors
+become ours in tunelab.providers.sdk_errors (`google_errors`): code and first line of
+message, never a token.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from tunelab.data.gemini import (
     PreparedFile,
@@ -52,8 +56,8 @@ from tunelab.providers.vertex_jobs import (
     map_status,
 )
 
-__all__ = ["VertexOptions", "VertexProvider", "build", "create", "describe_request",
-           "map_status"]
+__all__ = ["VertexOptions", "VertexProvider", "VertexSettings", "build", "create",
+           "describe_request", "map_status"]
 
 NAME = "vertex"
 DEFAULT_LOCATION = "us-central1"
@@ -67,6 +71,22 @@ _DEFAULT_HOST = re.compile(r"^https://[a-z0-9-]*aiplatform\.googleapis\.com/?$")
 
 # ---- options --------------------------------------------------------------------------------
 
+class VertexSettings(BaseModel):
+    """Vertex's own settings, as given: each field is a flag (`--project-id`, ...) of the
+    commands that start jobs, under "Vertex AI" in their --help. None: the environment's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    project_id: str | None = Field(
+        None, description="GCP project (default: GOOGLE_CLOUD_PROJECT, then the ADC file).")
+    location: str | None = Field(
+        None, description=f"Region (default: GOOGLE_CLOUD_LOCATION, then {DEFAULT_LOCATION}).")
+    bucket: str | None = Field(None, description="GCS bucket for the data (B or gs://B).")
+    adapter_size: int | None = Field(
+        None, description="LoRA adapter size: 1, 2, 4, 8 or 16 as the model allows "
+                          "(default: Vertex's).")
+
+
 @dataclass(frozen=True)
 class VertexOptions:
     """Where to tune: flags first, then GOOGLE_CLOUD_PROJECT / GOOGLE_CLOUD_LOCATION."""
@@ -76,18 +96,19 @@ class VertexOptions:
     location: str = DEFAULT_LOCATION
     base_url: str | None = None  # a local stand-in for Vertex (tests, proxies)
     timeout: float | None = None  # --timeout: seconds for one request (default TIMEOUT_MS)
+    adapter_size: int | None = None  # a job's, unless its spec names one
 
     @classmethod
     def resolve(cls, *, project_id: str | None = None, bucket: str | None = None,
                 location: str | None = None, base_url: str | None = None,
-                timeout: float | None = None) -> VertexOptions:
+                timeout: float | None = None, adapter_size: int | None = None) -> VertexOptions:
         if base_url and _DEFAULT_HOST.match(base_url):
             base_url = None  # the real service: let the SDK pick the regional host
         return cls(project_id=project_id or os.environ.get("GOOGLE_CLOUD_PROJECT") or None,
                    bucket=(bucket or "").removeprefix("gs://").strip("/") or None,
                    location=location or os.environ.get("GOOGLE_CLOUD_LOCATION")
                    or DEFAULT_LOCATION,
-                   base_url=base_url, timeout=timeout)
+                   base_url=base_url, timeout=timeout, adapter_size=adapter_size)
 
     def require_project(self) -> str:
         if not self.project_id:
@@ -132,9 +153,9 @@ class TuningRequest:
     display_name: str | None = None
 
     @classmethod
-    def from_spec(cls, spec: JobSpec) -> TuningRequest:
+    def from_spec(cls, spec: JobSpec, options: VertexOptions) -> TuningRequest:
         limits_for(spec.base_model)
-        size, multiplier = spec.adapter_size, spec.learning_rate
+        size, multiplier = spec.adapter_size or options.adapter_size, spec.learning_rate
         if spec.epochs is not None and spec.epochs < 1:
             raise UsageError(f"--epochs {spec.epochs} must be at least 1", fix="pass --epochs 3")
         if multiplier is not None and multiplier <= 0:
@@ -192,7 +213,8 @@ def describe_request(spec: JobSpec, options: VertexOptions) -> dict[str, Any]:
         check_validation_size(validation.examples, spec.base_model)
     request = TuningRequest.from_spec(replace(
         spec, training_file=gcs_uri(bucket, training),
-        validation_file=gcs_uri(bucket, validation) if validation else spec.validation_file))
+        validation_file=gcs_uri(bucket, validation) if validation else spec.validation_file),
+        options)
     return {
         "provider": NAME,
         "project": options.require_project(),
@@ -300,7 +322,7 @@ class VertexProvider:
 
     # jobs -----------------------------------------------------------------------------------
     def create_job(self, spec: JobSpec) -> Job:
-        request = TuningRequest.from_spec(spec)
+        request = TuningRequest.from_spec(spec, self.options)
         count = self._examples.get(spec.validation_file or "")
         if count is not None:
             check_validation_size(count, spec.base_model)
@@ -417,15 +439,14 @@ def _job_name(job_id: str) -> str:
 
 def create(*, base_url: str | None = None, project_id: str | None = None,
            bucket: str | None = None, location: str | None = None,
-           timeout: float | None = None) -> VertexProvider:
+           timeout: float | None = None, adapter_size: int | None = None) -> VertexProvider:
     """A Vertex provider from its flags (tests and callers that hold no settings object)."""
     return VertexProvider(VertexOptions.resolve(project_id=project_id, bucket=bucket,
                                                 location=location, base_url=base_url,
-                                                timeout=timeout))
+                                                timeout=timeout, adapter_size=adapter_size))
 
 
 def build(settings: ProviderSettings) -> VertexProvider:
     """The factory tunelab.providers.PROVIDERS holds for "vertex"."""
-    return create(base_url=settings.base_url, project_id=settings.project_id,
-                  bucket=settings.bucket, location=settings.location,
-                  timeout=settings.retry.timeout)
+    return create(base_url=settings.base_url, timeout=settings.retry.timeout,
+                  **settings.own_as(VertexSettings).model_dump())
