@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from faultproxy import FaultPlan, FaultProxy, dialogues, serve_in_thread
 from tunelab.cli import cloud_cmd
 from tunelab.cli.train_options import CloudOptions, TrainOptions
+from tunelab.cli.train_run import run_train
 from tunelab.errors import AuthError, ProviderError, UsageError
 from tunelab.providers import cloud_training, get_provider
 from tunelab.providers.base import JobSpec
@@ -77,8 +78,8 @@ def test_endpoints_are_data_in_providers_yaml(tunelab_home: Path,
 
 def test_kimi_cannot_train_and_says_what_can(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as caught:
-        cloud_cmd.train_remote(TrainOptions(file=dialogues(tmp_path / "t.jsonl"),
-                                            cloud=CloudOptions(provider="kimi")))
+        run_train(TrainOptions(file=dialogues(tmp_path / "t.jsonl"),
+                               cloud=CloudOptions(provider="kimi")))
     message = caught.value.render()
     assert "no fine-tuning" in message
     assert all(name in message for name in ("openai", "vertex", "local"))

@@ -169,7 +169,7 @@ def test_a_served_job_is_the_row_the_cli_shows(client: openai.OpenAI, tmp_path: 
     api_events = [event.message for event in client.fine_tuning.jobs.list_events(job.id)]
     assert cli_events == api_events[::-1]  # one list: oldest first there, newest first here
     assert cli_events[0].startswith("Created fine-tuning job")
-    assert cli_events[-1] == "Cancellation requested by the client"
+    assert cli_events[-1] == "Cancellation requested before the job started"
     page_one = client.fine_tuning.jobs.list(limit=1)
     assert [j.id for j in page_one.data] == [job.id] and page_one.has_more
     after = client.fine_tuning.jobs.list(after=job.id, limit=5)

@@ -19,7 +19,7 @@ from tunelab.cli.formatting import SPARK_BARS, Col, fitted_table, sparkline
 from tunelab.registry import JobRecord, open_registry
 
 OPENAI_ID = "ftjob-AbCdEfGhIjKlMnOpQrStUvWx"  # ftjob- and 24 characters, as OpenAI makes them
-LOCAL_ID = "ftjob-0123456789abcdef01234567"  # orchestrator.new_job_id: ftjob- and 24 hex
+LOCAL_ID = "ftjob-0123456789abcdef01234567"  # registry.new_job_id: ftjob- and 24 hex
 OPENAI_MODEL = "ft:gpt-4o-mini-2024-07-18:personal-org:natasha-helper:AbCdEfGh"
 CREATED = 1796210969.6687045
 

@@ -87,12 +87,13 @@ def gcs(emulator, monkeypatch):
 
 @pytest.fixture
 def provider(double, adc, gcs) -> vertex.VertexProvider:
-    return vertex.create(base_url=double.url, project_id=PROJECT, bucket=BUCKET)
+    return vertex.create(base_url=double.url, project_id=PROJECT, bucket=BUCKET,
+                         adapter_size=4)
 
 
 def spec(training: str, **changes) -> JobSpec:
     values = dict(base_model="gemini-2.5-flash", training_file=training, suffix="natasha-v1",
-                  epochs=3, learning_rate=0.5, adapter_size=4)
+                  epochs=3, learning_rate=0.5)
     return JobSpec(**{**values, **changes})
 
 
@@ -349,9 +350,10 @@ def test_limits_are_checked_before_anything_is_sent(provider, double, gcs, tmp_p
     ref = provider.upload(validation)
     with pytest.raises(UsageError, match="--validation-file has 5,001 examples"):
         provider.create_job(spec(f"gs://{BUCKET}/tunelab/x.jsonl", validation_file=ref.id))
+    sixteen = vertex.create(base_url=double.url, project_id=PROJECT, bucket=BUCKET,
+                            adapter_size=16)
     with pytest.raises(UsageError, match="--adapter-size 16"):
-        provider.create_job(spec("gs://b/x.jsonl", base_model="gemini-2.5-pro",
-                                 adapter_size=16))
+        sixteen.create_job(spec("gs://b/x.jsonl", base_model="gemini-2.5-pro"))
     assert not [s for s in double.sent if "tuningJobs" in s.path]
 
 

@@ -7,6 +7,7 @@ never from one above (tests/test_layers.py reads every import and enforces this 
     server      the OpenAI-compatible API over the layers below
     migrate     leaving a closing provider: inventory, pull, record, retrain, status
     sweep       many trainings of one dataset, the best kept: grid or TPE, pruning, resume
+    runs        the one door: start, cancel and resume every job, whoever asks, wherever it runs
     evaluate    test prompts, compare, metrics, reports
     providers   one file per provider, all on the contract in providers/base.py
     local       the local trainer, inference, weights and export

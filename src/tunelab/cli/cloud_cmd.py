@@ -1,58 +1,42 @@
-"""Training on a cloud provider, and the job commands every provider shares.
+"""The job commands every provider shares, and following a cloud job to its end.
 
-`train_remote(options)` is called by `tunelab train` when --provider is not local. The job
-functions below (`follow`, `cancel_job`, `print_events`, `print_checkpoints`, the list) back
-`tunelab jobs ...` for a job on any provider, the local one included, through the provider
-contract. All the cloud work is in tunelab.providers.cloud_training; this module renders it
-and asks the questions. Progress goes to stderr, so that with --json stdout holds exactly
-one JSON object.
+The functions below (`follow`, `cancel_job`, `print_events`, `print_checkpoints`, the list)
+back `tunelab jobs ...` for a job on any provider, the local one included, through the
+provider contract; a cancel goes through the door (tunelab.runs). `follow` also ends
+`tunelab train --provider P`. Progress goes to stderr, so that with --json stdout holds
+exactly one JSON object.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-import typer
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from tunelab.cli.console import err, out, plain
+from tunelab.cli.console import err, out
 from tunelab.cli.formatting import Col, event_line, fitted_table
-from tunelab.cli.train_options import CloudOptions, TrainOptions, known_provider
 from tunelab.errors import UsageError
 from tunelab.providers import cloud_training
 from tunelab.providers.base import (
-    FileRef,
     Job,
-    JobSpec,
     Provider,
     ProviderSettings,
 )
 from tunelab.providers.cloud_training import refresh
 from tunelab.providers.retry import RetryNotice, RetryPolicy
-from tunelab.registry.metrics import TRAIN_LOSS, validation_loss
+from tunelab.registry import JobRecord
+from tunelab.registry.metrics import TRAIN_LOSS, TRAINED_TOKENS, validation_loss
 
 AUTO_TEST_PROMPTS = 5
 
 
-def _emit_json(payload: dict[str, Any]) -> None:
+def emit_json(payload: dict[str, Any]) -> None:
     print(json.dumps(payload, ensure_ascii=False, default=str))
-
-
-def _interactive() -> bool:
-    return sys.stdin.isatty() and not os.environ.get("CI")
-
-
-def _provider(options: CloudOptions) -> Provider:
-    from tunelab.providers import get_provider
-
-    return get_provider(options.provider, with_retries(options.settings, options.timeout))
 
 
 def _show_retry(notice: RetryNotice) -> None:
@@ -67,170 +51,21 @@ def with_retries(settings: ProviderSettings, timeout: float | None) -> ProviderS
     return replace(settings, retry=RetryPolicy(timeout=timeout, on_retry=_show_retry))
 
 
-def job_spec(options: TrainOptions, model: str, training_file: str,
-             validation_file: str | None) -> JobSpec:
-    """The one JobSpec of a cloud run; the files are local paths (dry run) or upload ids."""
-    flags = options.flags
-    return JobSpec(base_model=model, training_file=training_file,
-                   validation_file=validation_file, suffix=flags.get("suffix"),
-                   epochs=flags.get("epochs"),
-                   learning_rate=options.cloud.learning_rate_multiplier or
-                   flags.get("learning_rate"),
-                   batch_size=flags.get("batch_size"), seed=flags.get("seed"),
-                   metadata=dict(options.metadata))
-
-
-def _validation_file(options: TrainOptions) -> Path | None:
-    """--validation-file, as a path."""
-    given = options.flags.get("validation_file")
-    return Path(given) if given else None
-
-
-# train ------------------------------------------------------------------------------------
-def train_remote(options: TrainOptions) -> int:
-    """The cloud path of `tunelab train`; returns the exit code."""
-    from tunelab.config import refuse_cloud_preset
-    from tunelab.data.pricing import default_model
-
-    cloud, flags = options.cloud, options.flags
-    known_provider(cloud.provider)  # before the data is read and priced
-    refuse_cloud_preset(cloud.provider, options.preset)
-    if flags.get("prompts"):  # asked only after the job succeeds: a bad file must fail now
-        from tunelab.evaluate.prompts import load_prompts
-
-        load_prompts(Path(flags["prompts"]))
-    if options.file is None:
-        raise UsageError("FILE is missing", fix=f"tunelab train FILE --provider {cloud.provider}")
-    cloud_training.require_fine_tuning(cloud.provider)
-    model = flags.get("model") or default_model(cloud.provider)
-    warning = cloud_training.lifecycle_gate(cloud.provider, cloud.settings.base_url, model)
-    _warn(warning)
-    report, estimate = _check(options, options.file, model)
-    if cloud.validate_only or options.dry_run:
-        return _checked_only(options, report, estimate, model)
-    provider = _provider(cloud)
-    _check_live_lifecycle(cloud, model, warning)
-    _confirm_cost(estimate, cloud)
-    uploads = _upload(provider, options.file, _validation_file(options))
-    if cloud.upload_only:
-        if options.json:
-            _emit_json({"files": {role: asdict(ref) for role, ref in uploads.items()}})
-        return 0
-    job = _create(provider, options, options.file, model, uploads, estimate)
-    if cloud.no_wait:
-        err.print(f"Not waiting. Follow it with: tunelab jobs watch {job.id}")
-        if options.json:
-            _emit_json(_job_summary(provider, job))
-        return 0
-    return follow(provider, job.id, interval=cloud.interval or 60.0, as_json=options.json,
-                  prompts=flags.get("prompts"),
-                  timeout=cloud.timeout)
-
-
-def _warn(warning: str | None) -> None:
-    if warning:
-        err.print(f"⚠️  {warning}", markup=False)
-
-
-def _check_live_lifecycle(cloud: CloudOptions, model: str, shown: str | None) -> None:
-    """Where a key is present, the endpoint's own shutdown date wins over the table: refuse
-    on it, and warn again only when it changes what was already said."""
-    live = cloud_training.live_shutdown(cloud.provider, cloud.settings.base_url, model)
-    if live is not None:
-        warning = cloud_training.lifecycle_gate(cloud.provider, cloud.settings.base_url, model,
-                                                live_shutdown=live)
-        _warn(warning if warning != shown else None)
-
-
-def _check(options: TrainOptions, file: Path,
-           model: str) -> tuple[Any, cloud_training.CostEstimate]:
-    """Check the training (and validation) file and estimate the cost, before any key."""
-    name, epochs = options.cloud.provider, options.flags.get("epochs")
-    report = cloud_training.check_data(file, provider=name, model=model, epochs=epochs)
-    if _validation_file(options):
-        cloud_training.check_data(_validation_file(options), provider=name, model=model,
-                                  epochs=epochs, role="--validation-file")
-    estimate = cloud_training.estimate_cost(report, provider=name, model=model, epochs=epochs)
-    _show_check(report, estimate)
-    return report, estimate
-
-
-def _checked_only(options: TrainOptions, report: Any, estimate: cloud_training.CostEstimate,
-                  model: str) -> int:
-    """--validate-only, and --dry-run: what would be sent, with nothing uploaded or created."""
-    payload: dict[str, Any] = {"ok": True, "examples": report.valid_examples,
-                               "cost": estimate.as_dict()}
-    if options.dry_run:
-        validation = _validation_file(options)
-        spec = job_spec(options, model, str(options.file), str(validation) if validation
-                        else None)
-        description = _provider(options.cloud).describe_request(spec)
-        payload = {**description, **payload}
-        err.print("Dry run: nothing was uploaded and no job was created.")
-        if not options.json:
-            out.print(json.dumps(description, indent=2, ensure_ascii=False), markup=False)
-    if options.json:
-        _emit_json(payload)
-    return 0
-
-
-def _show_check(report: Any, estimate: cloud_training.CostEstimate) -> None:
-    err.print(f"✅ Validation passed: {report.valid_examples} training examples")
-    if report.warnings.total:
-        err.print(f"   {report.warnings.total} warning(s): run `tunelab data check` to see them")
-    price = "unknown (no training price for this model)" if estimate.dollars is None \
-        else f"${estimate.dollars:,.2f}"
-    err.print(f"💰 Estimated training cost on {estimate.provider} {estimate.model}: {price} "
-              f"({estimate.billed_tokens:,} tokens × {estimate.epochs} epochs)")
-
-
-def _confirm_cost(estimate: cloud_training.CostEstimate, options: CloudOptions) -> None:
-    max_cost = options.max_cost
-    if options.yes or not cloud_training.needs_confirmation(estimate, max_cost):
-        return
-    shown = "unknown" if estimate.dollars is None else f"${estimate.dollars:,.2f}"
-    why = (f"over --max-cost ${max_cost:,.2f}" if max_cost is not None and
-           estimate.dollars is not None else "with no --max-cost to compare against")
-    if not _interactive():
-        raise UsageError(f"estimated cost {shown} is {why}, and this is not an interactive "
-                         "terminal", fix="pass --yes to accept it, or --max-cost DOLLARS")
-    if not typer.confirm(f"Estimated cost {shown} is {why}. Start training?", err=True):
-        raise UsageError("training not started", fix="lower --epochs or raise --max-cost")
-
-
-def _upload(provider: Provider, train: Path, validation: Path | None) -> dict[str, FileRef]:
-    refs = {}
-    for role, path in (("training_file", train), ("validation_file", validation)):
-        if path is None:
-            continue
-        with err.status(plain(f"Uploading {path.name} to {provider.name}...")):
-            ref = provider.upload(path)
-        verb = "already uploaded, reusing" if ref.reused else "uploaded"
-        err.print(f"✅ {path.name} {verb}: File ID {ref.id}")
-        refs[role] = ref
-    return refs
-
-
-def _create(provider: Provider, options: TrainOptions, file: Path, model: str,
-            uploads: dict[str, FileRef], estimate: cloud_training.CostEstimate) -> Job:
-    validation = uploads.get("validation_file")
-    spec = job_spec(options, model, uploads["training_file"].id,
-                    validation.id if validation else None)
-    local_files = {"training_file": str(file.resolve())}
-    if _validation_file(options):
-        local_files["validation_file"] = str(_validation_file(options).resolve())
-    job = cloud_training.create_and_record(provider, spec, estimate, local_files=local_files)
-    err.print(f"✅ Fine-tuning job created on {provider.name}: Job ID {job.id} "
-              f"(status {job.status})")
-    return job
-
-
 def _job_summary(provider: Provider, job: Job) -> dict[str, Any]:
     return {"id": job.id, "status": job.status, "native_status": job.native_status,
             "provider": provider.name, "endpoint": provider.base_url,
             "base_model": job.base_model, "fine_tuned_model": job.fine_tuned_model,
             "training_file": job.training_file, "validation_file": job.validation_file,
             "trained_tokens": job.trained_tokens, "error": job.error}
+
+
+def record_summary(job: JobRecord) -> dict[str, Any]:
+    """The same summary from the registry's row (a job just created and recorded)."""
+    return {"id": job.id, "status": job.status, "native_status": job.native_status,
+            "provider": job.provider, "endpoint": job.endpoint, "base_model": job.base_model,
+            "fine_tuned_model": job.fine_tuned_model, "training_file": job.training_file,
+            "validation_file": job.validation_file,
+            "trained_tokens": job.metrics.get(TRAINED_TOKENS), "error": job.error}
 
 
 # watch ------------------------------------------------------------------------------------
@@ -308,7 +143,7 @@ def _finish(provider: Provider, job: Job | None, *, as_json: bool, prompts: str 
         err.print(f"   What to do: read `tunelab jobs events {job.id}`; if it names the data, "
                   "run `tunelab data check FILE`, fix it and train again.")
     if as_json:
-        _emit_json(summary)
+        emit_json(summary)
     return 0 if job.status == "succeeded" else 1
 
 
@@ -364,12 +199,16 @@ CANCEL_OUTCOMES = {
 
 def cancel_job(job_id: str, *, provider: str | None = None, base_url: str | None = None,
                as_json: bool = False, timeout: float | None = None) -> int:
-    """`tunelab jobs cancel JOB` on any provider. "result" says what happened: requested (it
-    stops after its step), cancelled, or finished (it had ended already; nothing sent)."""
-    remote = provider_for_job(job_id, provider, base_url, timeout)
-    job, outcome = cloud_training.cancel(remote, job_id)
+    """`tunelab jobs cancel JOB` on any provider, through the door. "result" says what
+    happened: requested (a live run stops after its step), cancelled, or finished (it had
+    ended already; nothing sent)."""
+    from tunelab import runs
+
+    settings = with_retries(ProviderSettings(base_url=base_url), timeout)
+    job, outcome = runs.cancel(job_id, provider=provider, settings=settings)
     if as_json:
-        _emit_json({**_job_summary(remote, job), "result": outcome})
+        emit_json({**_job_summary(provider_for_job(job_id, provider, base_url, timeout), job),
+                   "result": outcome})
     else:
         out.print(CANCEL_OUTCOMES[outcome].format(id=job_id, status=job.status), markup=False)
     return 0
@@ -380,7 +219,7 @@ def print_events(job_id: str, *, provider: str | None = None, base_url: str | No
     """`tunelab jobs events JOB` on any provider, oldest first."""
     events = provider_for_job(job_id, provider, base_url, timeout).list_events(job_id)
     if as_json:
-        _emit_json({"id": job_id, "events": [asdict(event) for event in events]})
+        emit_json({"id": job_id, "events": [asdict(event) for event in events]})
         return 0
     for event in events:
         out.print(event_line(event.created_at, event.level, event.message), markup=False)
@@ -394,7 +233,7 @@ def print_checkpoints(job_id: str, *, provider: str | None = None,
     pointers, OpenAI's per-epoch checkpoints, Vertex's intermediate ones."""
     rows = provider_for_job(job_id, provider, base_url, timeout).list_checkpoints(job_id)
     if as_json:
-        _emit_json({"job": job_id, "checkpoints": [asdict(row) for row in rows]})
+        emit_json({"job": job_id, "checkpoints": [asdict(row) for row in rows]})
         return 0
     if not rows:
         out.print(f"{job_id} has no checkpoints", markup=False)
@@ -456,7 +295,7 @@ def print_remote_list(provider: str, *, base_url: str | None = None, limit: int 
     `own`: the provider's own settings (Vertex's project and region)."""
     rows = list_remote(provider, base_url=base_url, limit=limit, timeout=timeout, own=own)
     if as_json:
-        _emit_json({"jobs": rows})
+        emit_json({"jobs": rows})
         return 0
     columns = (Col("id", key=True), Col("status", drop=1),
                Col("base model", wrap=True, min_width=12, drop=4),

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -218,35 +217,34 @@ def retrain(
     provider, through `tunelab train`'s own path. OpenAI's n_epochs, batch_size and
     learning_rate_multiplier map to the target's; the new job is linked to the old one
     (metadata retrain_of, replaces), so `tunelab serve` answers under the old name."""
-    from tunelab.cli.train_cmd import run_train
     from tunelab.cli.train_options import CloudOptions, TrainOptions
+    from tunelab.cli.train_run import start, train_request
     from tunelab.config import resolve_config
     from tunelab.migrate import retrain as retraining
     from tunelab.providers.base import ProviderSettings
 
     base_rate = resolve_config(preset=preset, config_file=config).learning_rate
     plan = retraining.plan(model, to, base_learning_rate=base_rate)
-    local = to == retraining.LOCAL
-    learning_rate = flags.get("learning_rate")
+    # The plan maps OpenAI's multiplier: a local rate, or the multiplier a cloud job takes.
     mapped = {"epochs": plan.epochs, "batch_size": plan.batch_size, "suffix": plan.job.suffix,
-              "learning_rate": plan.learning_rate if local else None,
+              "learning_rate": plan.learning_rate,
               "validation_file": str(plan.validation_file) if plan.validation_file else None}
     options = TrainOptions(
         file=plan.training_file, preset=preset, config_file=config, json=json_out,
         flags={**{key: value for key, value in mapped.items() if value is not None}, **flags},
         cloud=CloudOptions(
             provider=to, settings=ProviderSettings(base_url=base_url, own=target.own(to)),
-            learning_rate_multiplier=None if local else (learning_rate or
-                                                         plan.learning_rate_multiplier),
+            learning_rate_multiplier=flags.get("learning_rate") or
+            plan.learning_rate_multiplier,
             max_cost=max_cost, no_wait=no_wait, yes=yes),
         metadata=retraining.labels(plan))
     err.print(f"retraining {plan.job.fine_tuned_model} ({plan.job.id}) on {to} from "
               f"{plan.training_file}" + (f"; mapped: {', '.join(plan.mapping.values())}"
                                          if plan.mapping else ""))
-    started = time.time()
-    code = run_train(options)
-    linked = retraining.link(plan, started)
+    code, started = start(train_request(options), options)
+    linked = started.job  # the door hands back the job it made (None: refused, a dry run)
     if linked is not None:
+        retraining.note(plan, linked)
         err.print(f"{linked.id} is linked to {plan.job.id} (replaces "
                   f"{plan.job.fine_tuned_model}). Next: tunelab compare "
                   f"recorded:{plan.job.fine_tuned_model} {linked.id} --report compare.html")

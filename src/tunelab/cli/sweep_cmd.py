@@ -123,7 +123,7 @@ def run_sweep(request: Any, *, resume: str | None, watch: CloudWatch, json_out: 
     stop = threading.Event()
     with Live(console=err, refresh_per_second=2, transient=False) as live:
         board.listener = lambda current: live.update(trial_table(current))
-        summary = execute(plan, board, stop, connect=lambda: _cloud_provider(plan, watch),
+        summary = execute(plan, board, stop, target=_target(plan, watch),
                           confirm=lambda quote: _confirm(quote, watch, live),
                           wait=watch.wait, interval=watch.interval)
         live.update(trial_table(board))
@@ -136,10 +136,11 @@ def run_sweep(request: Any, *, resume: str | None, watch: CloudWatch, json_out: 
     return 0 if summary["winner"] or summary["ended"] == "created" else 1
 
 
-def _cloud_provider(plan: Any, watch: CloudWatch) -> Any:
-    """The plan's provider, as its flags set it (`plan.cloud`: --base-url and its own)."""
+def _target(plan: Any, watch: CloudWatch) -> Any:
+    """Where the plan's trials go, as its flags set it (`plan.cloud`: --base-url and the
+    provider's own)."""
     from tunelab.cli.cloud_cmd import with_retries
-    from tunelab.providers import get_provider, provider_entry
+    from tunelab.providers import provider_entry
     from tunelab.providers.base import ProviderSettings
 
     entry = provider_entry(plan.provider)
@@ -147,15 +148,19 @@ def _cloud_provider(plan: Any, watch: CloudWatch) -> Any:
     own = model(**{key: value for key, value in plan.cloud.items()
                    if key in model.model_fields}) if model is not None else None
     settings = ProviderSettings(base_url=plan.cloud.get("base_url"), own=own)
-    return get_provider(plan.provider, with_retries(settings, watch.timeout))
+    from tunelab.runs import Target
+
+    return Target(plan.provider, with_retries(settings, watch.timeout))
 
 
 def _confirm(quote: Any, watch: CloudWatch, live: Live) -> None:
     """Show every trial's estimate and the total, then ask as `tunelab train` does."""
-    from tunelab.cli.cloud_cmd import CloudOptions, _confirm_cost, _warn
+    from tunelab.cli.run_reporter import TerminalReporter
 
     live.stop()  # a prompt cannot share the terminal with a live table
-    _warn(quote.warning)
+    reporter = TerminalReporter(yes=watch.yes, max_cost=watch.max_cost)
+    for warning in quote.warnings:
+        reporter.warn(warning)
     for index, estimate in quote.estimates:
         price = "unknown" if estimate.dollars is None else f"${estimate.dollars:,.2f}"
         err.print(plain(f"  trial {index}: {estimate.epochs} epoch(s), "
@@ -165,7 +170,7 @@ def _confirm(quote: Any, watch: CloudWatch, live: Live) -> None:
         else f"${total.dollars:,.2f}"
     err.print(plain(f"💰 Estimated cost of the sweep's {len(quote.estimates)} jobs on "
                     f"{total.provider} {total.model}: {shown}"))
-    _confirm_cost(total, CloudOptions(yes=watch.yes, max_cost=watch.max_cost))
+    reporter.confirm_cost(total)
     live.start()
 
 

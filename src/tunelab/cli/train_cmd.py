@@ -1,33 +1,24 @@
 """`tunelab train`, `tunelab presets` and `tunelab checkpoints`.
 
-Thin: parse the flags into one typed TrainOptions, resolve the config (preset < config file
-< flags), run it through the local provider's contract (or the cloud path for other
-providers), render the result.
+Thin: parse the flags into one typed TrainOptions and hand it to cli/train_run.py, which
+sends one request through the door (tunelab.runs) and renders what comes back.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 from rich.table import Table
 
 from tunelab.cli.config_flags import ProviderFlags, ProviderValues, TrainingFlags, generated
-from tunelab.cli.console import err as console
-from tunelab.cli.console import out, plain, styled
+from tunelab.cli.console import out, plain
 from tunelab.cli.formatting import Col, fitted_table
 from tunelab.cli.train_options import CLOUD, BaseUrlFlag, CloudOptions, TimeoutFlag, TrainOptions
 from tunelab.config import TrainConfig
-from tunelab.errors import UsageError
 from tunelab.providers.base import ProviderSettings
-
-if TYPE_CHECKING:
-    from tunelab.local.recorder import EventHandler
-
 
 # Every TrainConfig key is a flag of `tunelab train`, but the FILE argument and --preset.
 TRAIN_FLAGS = TrainingFlags.every(leave_out=("train_file", "preset"))
@@ -87,124 +78,9 @@ def train(
             learning_rate_multiplier=learning_rate_multiplier, max_cost=max_cost,
             validate_only=validate_only, upload_only=upload_only, no_wait=no_wait,
             interval=interval, timeout=timeout, yes=yes))
+    from tunelab.cli.train_run import run_train
+
     raise typer.Exit(run_train(options))
-
-
-def run_train(options: TrainOptions) -> int:
-    """`tunelab train` for typed options; returns the exit code."""
-    if options.provider != "local":
-        from tunelab.cli.cloud_cmd import train_remote
-
-        return train_remote(options)
-    if options.resume:
-        return _resume(options.resume, options)
-    if options.file is None:
-        raise UsageError("FILE is missing", fix="tunelab train FILE (or --resume JOB)")
-    from tunelab.config import resolve_config
-    from tunelab.config import save_config as write_config
-
-    flags = {**_config_overrides(options), "train_file": str(options.file)}
-    resolved = resolve_config(preset=options.preset, config_file=options.config_file,
-                              flags=flags)
-    if options.save_config:  # save and stop: the saved file is the run's reproducible recipe
-        write_config(resolved, options.save_config, force=options.force)
-        print(f"saved the resolved config to {options.save_config}; train with: "
-              f"tunelab train {options.file} --config {options.save_config}")
-        return 0
-    if options.dry_run:
-        _dry_run(resolved, options.json)
-        return 0
-    if options.nproc != 1:
-        from tunelab.local import launch
-
-        return launch.relaunch_train(options.nproc, resolved, json_out=options.json)
-    return _follow(lambda on_event, stop: _train_here(resolved, on_event, stop,
-                                                      options.metadata), options.json)
-
-
-def _config_overrides(options: TrainOptions) -> dict[str, Any]:
-    """The TrainConfig keys the flags set, with --preset among them."""
-    overrides = dict(options.flags)
-    if options.preset:
-        overrides["preset"] = options.preset
-    return overrides
-
-
-def _train_here(config: TrainConfig, on_event: EventHandler, stop: threading.Event,
-                metadata: dict[str, str]) -> dict[str, Any]:
-    """Run the job through the local provider's contract; the run's result object."""
-    from tunelab.providers.base import JobSpec
-    from tunelab.providers.local import LocalProvider
-
-    spec = JobSpec(base_model=config.model or "", training_file=config.train_file or "",
-                   validation_file=config.validation_file, suffix=config.suffix,
-                   epochs=config.epochs, learning_rate=config.learning_rate,
-                   batch_size=config.batch_size, seed=config.seed, config=config,
-                   metadata=dict(metadata))
-    return LocalProvider(on_event=on_event, stop=stop).create_job(spec).raw
-
-
-def _resume(job_id: str, options: TrainOptions) -> int:
-    from tunelab.config import load_config_file
-    from tunelab.local import orchestrator
-
-    overrides = _config_overrides(options)
-    if options.config_file is not None:
-        overrides = {**load_config_file(options.config_file), **overrides}
-    if options.file is not None:
-        overrides["train_file"] = str(options.file)
-    if options.nproc != 1:
-        from tunelab.local import launch
-
-        return launch.relaunch_resume(options.nproc, job_id, overrides, json_out=options.json)
-    return _follow(lambda on_event, stop: orchestrator.resume(
-        job_id, overrides, on_event=on_event, stop=stop), options.json)
-
-
-def _follow(run: Any, json_out: bool) -> int:
-    """Run a local job with a live progress bar on stderr; print the result; exit code."""
-    from tunelab.cli.train_view import TrainProgress
-
-    # peft calls a transformers API that warns about its own rename on every load: noise.
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
-    stop = threading.Event()
-    with TrainProgress(console) as progress:
-        result = run(progress.on_event, stop)
-    if json_out:
-        print(json.dumps(result, ensure_ascii=False))
-    else:
-        _print_result(result)
-    return 130 if result["status"] == "cancelled" else 0 if result["status"] == "succeeded" \
-        else 1
-
-
-# The run summary's values `_print_result` shows, in the metric vocabulary.
-RESULT_METRICS = ("train_loss", "last_train_loss", "valid_loss", "best_valid_loss",
-                  "valid_mean_token_accuracy", "trained_tokens", "tokens_per_s", "steps")
-
-
-def _print_result(result: dict[str, Any]) -> None:
-    metrics = result.get("metrics") or {}
-    console.print(styled((result["status"], "bold"), " ", result["id"]))
-    if result.get("fine_tuned_model"):
-        print(f"model: {result['fine_tuned_model']}")
-    print(f"run folder: {result['run_dir']}")
-    shown = {key: metrics.get(key) for key in RESULT_METRICS}
-    print("  ".join(f"{key} {value}" for key, value in shown.items() if value is not None))
-    if result["status"] == "cancelled":
-        print(f"resume with: tunelab train --resume {result['id']}")
-
-
-def _dry_run(config: Any, json_out: bool) -> None:
-    from tunelab.cli.train_view import render_dry_run
-    from tunelab.local.dryrun import dry_run
-
-    with console.status(plain("dry run: tokenizing and timing a few real steps...")):
-        report = dry_run(config)
-    if json_out:
-        print(json.dumps(report, ensure_ascii=False))
-    else:
-        render_dry_run(report)
 
 
 def presets(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import signal
 import threading
 import time
@@ -32,13 +31,10 @@ from tunelab.local.memory import release_freed_memory
 from tunelab.local.recorder import EventHandler, RunRecorder
 from tunelab.local.state import TrainState, checkpoint_problem
 from tunelab.local.warm import Trial
-from tunelab.registry import JobRecord, Registry, metrics, open_registry
+from tunelab.registry import JobRecord, Registry, metrics, new_job_id, open_registry
+from tunelab.registry.store import CANCELLING
 
 PROVIDER = "local"
-
-
-def new_job_id() -> str:
-    return f"ftjob-{secrets.token_hex(12)}"
 
 
 def train(config: TrainConfig, *, job_id: str | None = None,
@@ -151,20 +147,34 @@ def choose_checkpoint(job: JobRecord, name: str) -> Path:
 
 
 def request_cancel(job_id: str) -> str:
-    """Cancel a local job: "requested" (a live run stops after its step, checkpointed),
-    "cancelled" (no process was running it) or "finished" (already terminal)."""
+    """Cancel a local job, recorded at once: "requested" (a live run stops after its step,
+    checkpointed, and stays resumable), "cancelled" (no process was running it) or
+    "finished" (already terminal: nothing changes)."""
     with open_registry() as registry:
         job = registry.get_job(job_id)
         if job.is_terminal:
             return "finished"
         run_dir = Path(job.run_dir or ".")
-        if _live_pid(run_dir) is not None:
+        live = _live_pid(run_dir) is not None
+        if live:
             (run_dir / trainer.CANCEL_REQUEST).write_text("cancel requested\n")
-            registry.add_event(job_id, "cancel requested")
-            return "requested"
-        registry.update_job(job_id, status="cancelled", native_status="cancelled")
-        registry.add_event(job_id, "cancelled: no process was running it", level="warning")
-        return "cancelled"
+        # A live run's native status says it still has to stop (after its step, checkpointed).
+        registry.update_job(job_id, status="cancelled",
+                            native_status=CANCELLING if live else "cancelled")
+        if live:
+            registry.add_event(job_id, "Cancellation requested: the run stops after its "
+                                       "current step")
+        elif job.status in ("queued", "validating_files"):
+            registry.add_event(job_id, "Cancellation requested before the job started")
+        else:
+            registry.add_event(job_id, "Cancellation requested; no process was running it",
+                               level="warning")
+        return "requested" if live else "cancelled"
+
+
+def cancel_requested(job: JobRecord) -> bool:
+    """Whether a cancel asked a live run of `job` to stop (its request is still there)."""
+    return bool(job.run_dir) and (Path(job.run_dir) / trainer.CANCEL_REQUEST).exists()
 
 
 def _execute(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path,

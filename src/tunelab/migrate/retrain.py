@@ -1,7 +1,7 @@
 """`tunelab migrate retrain MODEL --to local|vertex|NAME`: a replacement from the pulled data.
 
-This module plans the run and links it; the training itself goes through `tunelab train`'s
-own path (the CLI hands the plan to it as TrainOptions), so presets, checks, the cost
+This module plans the run; the training itself goes through the door (tunelab.runs) as
+`tunelab train` does, which hands the job it made back, so presets, checks, the cost
 question and progress are the same. OpenAI's hyperparameters map to the target's:
 
     n_epochs                  -> epochs (the same passes over the data)
@@ -110,14 +110,8 @@ def labels(found: RetrainPlan) -> dict[str, str]:
     return {RETRAIN_OF: found.job.id, REPLACES: found.job.fine_tuned_model or ""}
 
 
-def link(found: RetrainPlan, started: float) -> JobRecord | None:
-    """The job this retrain made (labelled at creation), noted in its events; None if it
-    made none (a dry run, a refused cost)."""
+def note(found: RetrainPlan, job: JobRecord) -> None:
+    """Say in the new job's events what it replaces (its labels link it already)."""
     with open_registry() as registry:
-        for job in registry.list_jobs(provider=found.target, limit=50):
-            if job.created_at >= started - 1 and \
-                    (job.metadata or {}).get(RETRAIN_OF) == found.job.id:
-                registry.add_event(job.id, f"trained by `tunelab migrate retrain` to replace "
-                                           f"{found.job.fine_tuned_model} ({found.job.id})")
-                return job
-    return None
+        registry.add_event(job.id, f"trained by `tunelab migrate retrain` to replace "
+                                   f"{found.job.fine_tuned_model} ({found.job.id})")

@@ -79,7 +79,6 @@ class JobSpec:
     learning_rate: float | None = None  # a multiplier for cloud providers
     batch_size: int | None = None
     seed: int | None = None
-    adapter_size: int | None = None  # Vertex: LoRA adapter size
     metadata: dict[str, str] = field(default_factory=dict)  # OpenAI's job metadata
     config: TrainConfig | None = None  # local: the resolved run config (wins over the above)
 

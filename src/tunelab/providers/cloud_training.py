@@ -1,13 +1,10 @@
-"""The cloud training path, the same for every provider:
+"""A provider's jobs mirrored into the registry: recorded, refreshed, cancelled, watched.
 
-    lifecycle gate -> check data -> estimate cost -> (confirm) -> upload, deduped
-    -> create, idempotent -> record in the registry at once -> watch until a terminal status
-
-Each step is a function the CLI calls in order and renders; nothing here prints or prompts.
-The CLI builds the typed JobSpec once; these functions take it, never a dict of options.
-`watch` is a generator of updates so the CLI can draw them, and detach (Ctrl-C) at any
-point without cancelling: the job id is in the registry before the first poll. A watch rides
-out TransientProviderError (network, 429, 5xx); every other error ends it.
+The launch itself (checks, cost, upload, create) is the door's (tunelab.runs.cloud), which
+records each job here the moment it exists. Nothing here prints or prompts. `watch` is a
+generator of updates so a face can draw them, and detach (Ctrl-C) at any point without
+cancelling: the job id is in the registry before the first poll. A watch rides out
+TransientProviderError (network, 429, 5xx); every other error ends it.
 """
 
 from __future__ import annotations
@@ -15,136 +12,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
-from pathlib import Path
 from typing import Any
 
-from tunelab.errors import DataError, ProviderError, TransientProviderError, UsageError
+from tunelab.errors import ProviderError, TransientProviderError
 from tunelab.providers.base import Job, JobSpec, Provider, ProviderEvent
 from tunelab.registry import JobRecord, open_registry
 from tunelab.registry.metrics import STEP, step_metrics
-from tunelab.registry.store import TERMINAL
+from tunelab.registry.store import CANCELLING, TERMINAL
 
 MAX_OUTAGE_S = 3 * 3600.0  # a watch keeps retrying through network outages this long
-WARN_DAYS = 30  # fewer days than this before closing or shutdown: say so, and go on
-WAYS_ON = ("train elsewhere: --provider vertex, --provider local, or --provider NAME "
-           "(an endpoint in providers.yaml)")
 
 
-def require_fine_tuning(provider_name: str) -> None:
-    """Fail at once, before reading data or keys, if the provider cannot train."""
-    from tunelab.providers.profiles import find_profile, no_fine_tuning
-
-    profile = find_profile(provider_name)
-    if profile is not None and not profile.capabilities.fine_tuning:
-        raise no_fine_tuning(provider_name)
-
-
-def lifecycle_gate(provider_name: str, base_url: str | None, model: str, *,
-                   live_shutdown: date | None = None) -> str | None:
-    """Refuse a job the endpoint's calendar no longer allows; else the warning to show when
-    fewer than WARN_DAYS days are left, or None.
-
-    Only endpoints a calendar names are held to it (OpenAI's: api.openai.com, see
-    tunelab.data.lifecycle.calendar_for); `tunelab serve` and other OpenAI-compatible servers
-    are not. Runs before any data is read or sent, so a refused job uploads nothing.
-    """
-    from tunelab.data import lifecycle as lifecycles
-
-    calendar = lifecycles.calendar_for(_endpoint(provider_name, base_url))
-    life = calendar and lifecycles.lifecycle(calendar, model, live_shutdown=live_shutdown)
-    if not life:
-        return None
-    now = lifecycles.today()
-    if life.is_shut_down(now):
-        raise UsageError(f"{model} was shut down on {life.shutdown}, with every fine-tune built "
-                         f"on it (source: {life.source})", fix=WAYS_ON)
-    if life.fine_tuning_closed(now):
-        raise UsageError(f"{calendar} takes no new fine-tuning jobs for {model} since "
-                         f"{life.fine_tuning_closes} (source: {life.source})", fix=WAYS_ON)
-    close = lifecycles.days_left(life.fine_tuning_closes, now=now)
-    end = lifecycles.days_left(life.shutdown, now=now)
-    left = [day for day in (close, end) if day is not None]
-    if not left or min(left) >= WARN_DAYS:
-        return None
-    parts = [f"fine-tuning on {calendar} closes in {close} days ({life.fine_tuning_closes})"
-             if close is not None else "",
-             f"{model} and its fine-tunes shut down in {end} days ({life.shutdown})"
-             if end is not None else ""]
-    return "; ".join(part for part in parts if part) + f" (source: {life.source})"
-
-
-def live_shutdown(provider_name: str, base_url: str | None, model: str) -> date | None:
-    """The endpoint's own shutdown_date for `model` (or its base), when its calendar binds it
-    and a key is present; None otherwise. One cheap GET that never fails the command."""
-    from tunelab.data import lifecycle as lifecycles
-    from tunelab.data.pricing import base_model
-    from tunelab.providers.openai_models import shutdown_dates
-    from tunelab.providers.profiles import find_profile
-
-    profile = find_profile(provider_name)
-    endpoint = _endpoint(provider_name, base_url)
-    if profile is None or lifecycles.calendar_for(endpoint) is None:
-        return None
-    dates = shutdown_dates(profile, endpoint)
-    return dates.get(model) or dates.get(base_model(model))
-
-
-def _endpoint(provider_name: str, base_url: str | None) -> str | None:
-    """The base URL a provider name and --base-url reach (None for vertex and local)."""
-    from tunelab.providers.profiles import find_profile
-
-    profile = find_profile(provider_name)
-    return (base_url or profile.base_url) if profile is not None else None
-
-
-def check_data(path: Path, *, provider: str, model: str | None, epochs: int | None,
-               role: str = "FILE") -> Any:
-    """The data engineer's full check; DataError when the file breaks a rule."""
-    from tunelab.data.check import check_file
-
-    if not path.is_file():
-        raise UsageError(f"{role} {path} does not exist", fix="check the path")
-    report = check_file(path, provider=provider, model=model, epochs=epochs)
-    if not report.ok:
-        first = sorted(report.errors.listed, key=lambda p: p.line or 0)[0]
-        raise DataError(f"{report.errors.total} error(s); first: {first.code}: {first.message}",
-                        path=str(path), line=first.line,
-                        fix=f"run `tunelab data check {path}` for every problem")
-    return report
-
-
-@dataclass
-class CostEstimate:
-    provider: str
-    model: str
-    epochs: int
-    billed_tokens: int  # per epoch, capped per example at the model's limit
-    dollars: float | None  # None when no training price is known for this model
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-def estimate_cost(report: Any, *, provider: str, model: str, epochs: int | None) -> CostEstimate:
-    from tunelab.data.pricing import find_price
-
-    epochs = epochs or report.epochs
-    price = find_price(provider, model)
-    dollars = None
-    if price is not None and price.trainable:
-        dollars = report.billing_tokens * epochs * price.training_per_1m / 1e6
-    return CostEstimate(provider, model, epochs, report.billing_tokens, dollars)
-
-
-def needs_confirmation(estimate: CostEstimate, max_cost: float | None) -> bool:
-    """Ask unless a --max-cost was given and a known estimate stays under it."""
-    if max_cost is None or estimate.dollars is None:
-        return True
-    return estimate.dollars > max_cost
-
-
-def run_config(spec: JobSpec, estimate: CostEstimate) -> dict[str, Any]:
+def run_config(spec: JobSpec, estimate: Any) -> dict[str, Any]:
     """What the registry keeps as a cloud job's config: its hyperparameters and estimate."""
     return {"hyperparameters": {"n_epochs": spec.epochs, "learning_rate": spec.learning_rate,
                                 "batch_size": spec.batch_size},
@@ -152,14 +31,20 @@ def run_config(spec: JobSpec, estimate: CostEstimate) -> dict[str, Any]:
 
 
 def record_job(provider: Provider, job: Job, *, local_files: dict[str, str],
-               config: dict[str, Any], metadata: dict[str, str] | None = None) -> JobRecord:
-    """Put a provider's job in the registry (or refresh it): done right after create."""
+               config: dict[str, Any], metadata: dict[str, str] | None = None,
+               hyperparameters: dict[str, Any] | None = None) -> JobRecord:
+    """Put a provider's job in the registry (or refresh it): done right after create.
+    `metadata` and `hyperparameters` (what a sweep's trial varied) label a new row, or an
+    existing one that lacks them."""
     with open_registry() as registry:
         existing = registry.find_job(job.id)
         fields = dict(status=job.status, native_status=job.native_status,
                       fine_tuned_model=job.fine_tuned_model, error=job.error)
         if existing is not None:
-            return registry.update_job(job.id, **fields)
+            labels = {key: value for key, value in (("metadata", metadata),
+                                                    ("hyperparameters", hyperparameters))
+                      if value and not getattr(existing, key)}
+            return registry.update_job(job.id, **fields, **labels)
         now = time.time()
         record = JobRecord(id=job.id, provider=provider.name, created_at=job.created_at or now,
                            updated_at=now, endpoint=provider.base_url,
@@ -167,20 +52,11 @@ def record_job(provider: Provider, job: Job, *, local_files: dict[str, str],
                            training_file=job.training_file,
                            validation_file=job.validation_file,
                            config={**config, "local_files": local_files},
-                           metadata=dict(metadata) if metadata else None, **fields)
+                           metadata=dict(metadata) if metadata else None,
+                           hyperparameters=hyperparameters, **fields)
         registry.create_job(record)
         registry.add_event(job.id, f"created on {provider.name} as {job.id}")
         return record
-
-
-def create_and_record(provider: Provider, spec: JobSpec, estimate: CostEstimate, *,
-                      local_files: dict[str, str]) -> Job:
-    """Create the job from uploaded files (spec names their ids) and record it at once, so
-    it is in the registry before anyone polls it: the CLI's and the dashboard's one path."""
-    job = provider.create_job(spec)
-    record_job(provider, job, local_files=local_files, config=run_config(spec, estimate),
-               metadata=spec.metadata)
-    return job
 
 
 def refresh(provider: Provider, job_id: str) -> Job:
@@ -202,7 +78,8 @@ def cancel(provider: Provider, job_id: str) -> tuple[Job, str]:
     job = provider.cancel(job_id)
     if provider.capabilities.mirrored:
         record_job(provider, job, local_files={}, config={})
-    return job, "cancelled" if job.status in TERMINAL else "requested"
+    stopping = job.status not in TERMINAL or job.native_status == CANCELLING
+    return job, "requested" if stopping else "cancelled"
 
 
 @dataclass

@@ -96,7 +96,7 @@ class VertexOptions:
     location: str = DEFAULT_LOCATION
     base_url: str | None = None  # a local stand-in for Vertex (tests, proxies)
     timeout: float | None = None  # --timeout: seconds for one request (default TIMEOUT_MS)
-    adapter_size: int | None = None  # a job's, unless its spec names one
+    adapter_size: int | None = None  # the provider's own setting (--adapter-size)
 
     @classmethod
     def resolve(cls, *, project_id: str | None = None, bucket: str | None = None,
@@ -155,7 +155,7 @@ class TuningRequest:
     @classmethod
     def from_spec(cls, spec: JobSpec, options: VertexOptions) -> TuningRequest:
         limits_for(spec.base_model)
-        size, multiplier = spec.adapter_size or options.adapter_size, spec.learning_rate
+        size, multiplier = options.adapter_size, spec.learning_rate
         if spec.epochs is not None and spec.epochs < 1:
             raise UsageError(f"--epochs {spec.epochs} must be at least 1", fix="pass --epochs 3")
         if multiplier is not None and multiplier <= 0:

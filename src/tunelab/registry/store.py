@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import secrets
 import sqlite3
 import threading
 import time
@@ -36,6 +37,16 @@ Row = TypeVar("Row")
 # OpenAI's vocabulary, shared by every provider.
 STATUSES = ("validating_files", "queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+# A local job queued for the server's worker although the server did not create it (a CLI
+# run resumed from the dashboard): its native status while it waits.
+QUEUED_FOR_WORKER = "queued_for_worker"
+# The native status of a job cancelled while its live run still finishes its step.
+CANCELLING = "cancelling"
+
+
+def new_job_id() -> str:
+    """The id of a job tunelab makes (a provider's jobs keep the provider's ids)."""
+    return f"ftjob-{secrets.token_hex(12)}"
 
 
 @dataclass
@@ -315,10 +326,16 @@ class Registry:
                           (*params, limit))
         return self._parse_all(rows, _job_from_row, lambda row: f"job {row['id']}")
 
-    def job_ids(self, *, origin: str, statuses: tuple[str, ...] | None = None) -> list[str]:
-        """Ids of the jobs `origin` created, in creation order (seq), optionally only those in
-        `statuses`. Ids only, so one unreadable row cannot hide the others."""
-        sql, params = "SELECT id FROM jobs WHERE origin = ?", [origin]
+    def job_ids(self, *, origin: str | None = None, statuses: tuple[str, ...] | None = None,
+                native_status: str | None = None) -> list[str]:
+        """Ids of the jobs `origin` created (or with `native_status`), in creation order
+        (seq), optionally only those in `statuses`. Ids only, so one unreadable row cannot
+        hide the others."""
+        sql, params = "SELECT id FROM jobs WHERE 1", []
+        for column, value in (("origin", origin), ("native_status", native_status)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
         if statuses is not None:
             sql += f" AND status IN ({', '.join('?' for _ in statuses)})"
             params += statuses

@@ -98,7 +98,8 @@ def _job_routes(app: FastAPI, settings: ServeSettings, checks: FileChecks,
     @app.post("/v1/fine_tuning/jobs")
     def create_job(body: JobCreate) -> dict[str, Any]:
         config, hyper = build_config(body, checks, settings)
-        job = jobs.create(body, config, hyper)
+        job = jobs.start(config, files=(body.training_file, body.validation_file),
+                         hyperparameters=hyper, labels=body.metadata)
         worker.notify()
         return jobs.job_object(job)
 
@@ -117,9 +118,7 @@ def _job_routes(app: FastAPI, settings: ServeSettings, checks: FileChecks,
 
     @app.post("/v1/fine_tuning/jobs/{job_id}/cancel")
     def cancel_job(job_id: str) -> dict[str, Any]:
-        job = jobs.cancel(job_id)
-        worker.stop_running(job_id)
-        return jobs.job_object(job)
+        return jobs.job_object(jobs.cancel(job_id))
 
     @app.get("/v1/fine_tuning/jobs/{job_id}/events")
     def job_events(job_id: str, after: str | None = None,

@@ -156,8 +156,8 @@ def _check_model(model: str) -> None:
 
 
 def build_config(body: JobCreate, checks: FileChecks,
-                 settings: ServeSettings) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The validated TrainConfig values for a job request, and the hyperparameters to echo."""
+                 settings: ServeSettings) -> tuple[TrainConfig, dict[str, Any]]:
+    """The validated TrainConfig for a job request, and the hyperparameters to echo."""
     hyper = requested_hyperparameters(body)
     multiplier = hyper.get("learning_rate_multiplier")
     files = [(param, file_id, checks.record_path(file_id, param))
@@ -185,7 +185,6 @@ def build_config(body: JobCreate, checks: FileChecks,
                        param="hyperparameters") from None
     _check_model(body.model)
     checks.check(files)  # last: the only step that reads the files
-    resolved = config.model_dump(mode="json")
     echo = {"n_epochs": config.epochs, "batch_size": config.batch_size,
             "learning_rate_multiplier": multiplier if multiplier is not None else 1.0}
-    return resolved, echo
+    return config, echo

@@ -12,21 +12,17 @@ names the client knows before anything leaves the server.
 
 from __future__ import annotations
 
-import secrets
-import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunelab.registry import SERVER, Event, JobRecord, Registry
 from tunelab.registry.metrics import TRAINED_TOKENS
 from tunelab.server.errors import ApiError, not_found
 
+if TYPE_CHECKING:
+    from tunelab.config import TrainConfig
+
 ORGANIZATION = "org-tunelab-local"
-ACTIVE = ("validating_files", "queued", "running")
-
-
-def new_job_id() -> str:
-    return "ftjob-" + secrets.token_hex(12)
 
 
 class ServerJobs:
@@ -35,15 +31,17 @@ class ServerJobs:
     def __init__(self, registry: Registry, home: Path) -> None:
         self.registry, self.home = registry, home
 
-    def create(self, body: Any, config: dict[str, Any], hyper: dict[str, Any]) -> JobRecord:
-        now = time.time()
-        job = self.registry.create_job(JobRecord(
-            id=new_job_id(), provider="local", status="queued", created_at=now,
-            updated_at=now, origin=SERVER, base_model=body.model, suffix=body.suffix,
-            training_file=body.training_file, validation_file=body.validation_file,
-            config=config, hyperparameters=hyper, metadata=body.metadata))
-        self.registry.add_event(job.id, f"Created fine-tuning job: {job.id}")
-        self.registry.add_event(job.id, "Validating training file: " + body.training_file)
+    def start(self, config: TrainConfig, *, files: tuple[str, str | None],
+              hyperparameters: dict[str, Any], labels: dict[str, str] | None) -> JobRecord:
+        """Queue a job for the worker through the door (tunelab.runs): the row shows the
+        client's file ids and echoes what it asked."""
+        from tunelab import runs
+
+        request = runs.RunRequest(config=config, labels=dict(labels or {}),
+                                  intent=runs.Intent(wait=False), origin=SERVER,
+                                  shown_files=files, shown_hyperparameters=hyperparameters)
+        job = runs.start(request, runs.Silent()).job
+        assert job is not None  # a queued start always makes its row
         return job
 
     def get(self, job_id: str) -> JobRecord:
@@ -59,13 +57,16 @@ class ServerJobs:
         return [job for job in jobs if job is not None]
 
     def cancel(self, job_id: str) -> JobRecord:
+        """Cancel through the door: the row is cancelled at once, a running job stops after
+        its step (the worker finishes it)."""
+        from tunelab import runs
+
         job = self.get(job_id)
-        cancelled = self.registry.transition(job_id, ACTIVE, status="cancelled")
-        if cancelled is None:
+        _, outcome = runs.cancel(job_id)
+        if outcome == "finished":
             raise ApiError(400, f"Job {job_id} is already {job.status} and cannot be "
                            "cancelled", code="invalid_job_state")
-        self.registry.add_event(job_id, "Cancellation requested by the client")
-        return cancelled
+        return self.get(job_id)
 
     def events(self, job_id: str) -> list[dict[str, Any]]:
         """Newest first, like OpenAI."""

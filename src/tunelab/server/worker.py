@@ -14,13 +14,12 @@ cancelled stays cancelled even when its last step finishes after the cancel.
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 from typing import Any
 
-from tunelab import home
 from tunelab.errors import TunelabError
-from tunelab.registry import SERVER, JobRecord
+from tunelab.local.orchestrator import cancel_requested
+from tunelab.registry import QUEUED_FOR_WORKER, SERVER, JobRecord
 from tunelab.registry.metrics import OPENAI_STEP_METRICS, TRAIN_LOSS, step_metrics, validation_loss
 from tunelab.server.jobs import ServerJobs
 
@@ -52,7 +51,6 @@ class Worker:
         self._closing = threading.Event()
         self._lock = threading.Lock()
         self._current: tuple[str, threading.Event] | None = None
-        self._cancelled_by_client: set[str] = set()
         self._thread = threading.Thread(target=self._loop, name="tunelab-worker", daemon=True)
 
     def start(self) -> None:
@@ -63,15 +61,6 @@ class Worker:
 
     def notify(self) -> None:
         self._wake.set()
-
-    def stop_running(self, job_id: str) -> bool:
-        """The client cancelled `job_id`: if it is running, stop it at a checkpoint."""
-        with self._lock:
-            self._cancelled_by_client.add(job_id)
-            if self._current and self._current[0] == job_id:
-                self._current[1].set()
-                return True
-        return False
 
     def shutdown(self, timeout: float = 60.0) -> None:
         self._closing.set()
@@ -96,8 +85,12 @@ class Worker:
             self._wake.clear()
 
     def _next(self) -> JobRecord | None:
+        """The job to train next: one interrupted by a restart, then the queue in creation
+        order (the server's own jobs, and runs the dashboard queued to resume)."""
         interrupted = self.registry.job_ids(origin=SERVER, statuses=("running",))
-        for job_id in interrupted + self.registry.job_ids(origin=SERVER, statuses=RUNNABLE):
+        queued = self.registry.job_ids(origin=SERVER, statuses=RUNNABLE) + \
+            self.registry.job_ids(native_status=QUEUED_FOR_WORKER, statuses=RUNNABLE)
+        for job_id in interrupted + queued:
             try:
                 return self.registry.get_job(job_id)
             except Exception as error:  # an unreadable row fails alone
@@ -129,7 +122,6 @@ class Worker:
         finally:
             with self._lock:
                 self._current = None
-                self._cancelled_by_client.discard(job.id)
 
     def _outcome(self, job: JobRecord, stop: threading.Event) -> dict[str, Any]:
         try:
@@ -143,31 +135,21 @@ class Worker:
                                                   "message": type(error).__name__}}
 
     def _train(self, job: JobRecord, stop: threading.Event) -> dict[str, Any]:
-        from tunelab.config import validate_config
-        from tunelab.local import orchestrator
+        from tunelab import runs
 
-        def on_event(payload: Any) -> None:
-            self._record(job, payload)
+        def on_event(event: Any) -> None:
+            # The trainer writes its messages to the registry itself; only the per-step
+            # numbers, which it keeps as metric rows, become OpenAI's metrics events here.
+            metric = metric_event(event) if isinstance(event, dict) else None
+            if metric is not None:
+                self.registry.add_event(job.id, metric[0], type="metrics", data=metric[1])
 
-        # By checkpoints, not status: a resume killed while loading its model reads `queued`.
-        if self.registry.list_checkpoints(job.id):
-            return orchestrator.resume(job.id, {}, on_event=on_event, stop=stop)
-        # Stopped before its first checkpoint (or never started): begin in a clean folder.
-        shutil.rmtree(home.runs_dir() / job.id, ignore_errors=True)
-        config = validate_config(job.config)
-        return orchestrator.train(config, job_id=job.id, on_event=on_event, stop=stop)
-
-    def _record(self, job: JobRecord, payload: Any) -> None:
-        # The trainer writes its messages to the registry itself; only the per-step
-        # numbers, which it keeps as metric rows, become OpenAI's metrics events here.
-        metric = metric_event(payload) if isinstance(payload, dict) else None
-        if metric is not None:
-            self.registry.add_event(job.id, metric[0], type="metrics", data=metric[1])
+        return runs.run_queued(job, runs.Silent(on_event), stop)
 
     def _finish(self, job: JobRecord, result: dict[str, Any]) -> None:
         status = result.get("status") or "failed"
         if status == "cancelled" and self._closing.is_set() \
-                and job.id not in self._cancelled_by_client:
+                and not cancel_requested(self.registry.get_job(job.id)):
             # Stopped by our own shutdown, not by the client: resume it on the next start.
             self.registry.reopen(job.id, ("cancelled",), status="running", finished_at=None)
             self.registry.add_event(job.id, "Server stopping: job paused at a checkpoint")
@@ -184,3 +166,4 @@ class Worker:
         message = {"succeeded": "The job has successfully completed",
                    "cancelled": "The job was cancelled"}.get(final, "The job failed")
         self.registry.add_event(job.id, message, level="error" if final == "failed" else "info")
+

@@ -1,7 +1,7 @@
 """Local trials: one after another in this process, on one base model and one dataset.
 
 The base model is loaded and the examples tokenized once (local/warm.py); each trial puts a
-fresh LoRA adapter on that base through the orchestrator, which records it as a job like
+fresh LoRA adapter on that base through the door (tunelab.runs), which records it as a job like
 any `tunelab train` run, labelled with the sweep. Before the first trial the untrained base
 model's validation loss is measured once: the pruning rule's floor and the summary's "how
 much did tuning help".
@@ -19,11 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tunelab import runs
 from tunelab.config import TrainConfig, resolve_config
 from tunelab.errors import TunelabError
-from tunelab.local import checkpoints, orchestrator
+from tunelab.local import checkpoints
 from tunelab.local.warm import Trial, WarmStart
-from tunelab.registry import JobRecord, open_registry
+from tunelab.registry import JobRecord, new_job_id, open_registry
 from tunelab.sweep import plan as plans
 from tunelab.sweep.board import Board, TrialRow, best_loss, fill_from_job, trial_status
 from tunelab.sweep.pruning import MedianRule, validation_curve
@@ -128,13 +129,14 @@ def _run_trial(plan: plans.SweepPlan, index: int, params: dict[str, Any],
     try:
         if job is not None and _has_checkpoint(job):
             row.job_id = job.id
-            orchestrator.resume(job.id, None, on_event=follow, stop=stop, trial=trial)
+            runs.resume(job, reporter=runs.Silent(follow), stop=stop, trial=trial)
         else:
-            row.job_id, row.best_valid_loss = orchestrator.new_job_id(), None
+            row.job_id, row.best_valid_loss = new_job_id(), None  # shown before it starts
             if job is not None:
                 _restarted(job, row.job_id, index)
-            orchestrator.train(trial_config(plan, params), job_id=row.job_id,
-                               on_event=follow, stop=stop, trial=trial)
+            runs.start(runs.RunRequest(config=trial_config(plan, params), job_id=row.job_id,
+                                       labels=plans.labels(plan.id, index)),
+                       runs.Silent(follow), stop=stop, trial=trial)
     except TunelabError as error:  # recorded on the job; the sweep carries on
         row.note = error.render()
     except Exception as error:  # noqa: BLE001 - one broken trial must not end the sweep

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunelab.config import resolve_config
 from tunelab.errors import UsageError
-from tunelab.providers.base import Provider
+from tunelab.runs import Target
 from tunelab.sweep import plan as plans
 from tunelab.sweep import results
 from tunelab.sweep.board import Board
@@ -120,14 +120,14 @@ def resume_sweep(sweep_id: str) -> plans.SweepPlan:
 
 
 def execute(plan: plans.SweepPlan, board: Board, stop: threading.Event, *,
-            connect: Callable[[], Provider] | None = None,
+            target: Target | None = None,
             confirm: Callable[[Any], None] | None = None, wait: bool = True,
             interval: float = 60.0, warm: WarmStart | None = None) -> dict[str, Any]:
     """Run the plan's remaining trials and finish: the --json summary.
 
     Local: `warm` is a base model and dataset already loaded for the plan's config (else
-    loaded here). Cloud: `connect` builds the provider (after the lifecycle gate, which
-    needs no key), `confirm` sees the quote and raises to refuse it."""
+    loaded here). Cloud: `target` is where the trials go (the door checks it, the gate
+    first), `confirm` sees the quote and raises to refuse it."""
     plans.claim(plan)
     try:
         if plan.provider == "local":
@@ -137,10 +137,10 @@ def execute(plan: plans.SweepPlan, board: Board, stop: threading.Event, *,
         else:
             from tunelab.sweep import cloud_trials
 
-            if connect is None or confirm is None:
+            if target is None or confirm is None:
                 raise UsageError(f"sweep {plan.id} runs on {plan.provider}",
                                  fix=f"pass --provider {plan.provider}")
-            ended = cloud_trials.run(plan, board, connect, confirm=confirm, wait=wait,
+            ended = cloud_trials.run(plan, board, target, confirm=confirm, wait=wait,
                                      interval=interval, stop=stop)
         return finish(plan, board, ended)
     finally:

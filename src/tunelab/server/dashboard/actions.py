@@ -1,12 +1,9 @@
-"""What the dashboard's buttons do: start a local run, cancel, resume, export.
+"""What the dashboard's buttons do on a job: cancel and resume (through the door, tunelab.runs),
+export; and what follows a start from the new-run page (dashboard/launches.py).
 
-A run started here is a server job, exactly as `POST /v1/fine_tuning/jobs` makes one: a
-queued registry row (origin "server") that the server's worker trains, one at a time, and
-resumes after a restart. Its config is resolved as `tunelab train` resolves its flags
-(preset < overrides), with the server's caps (--max-steps, --max-length) on top.
-
-Work that is not a training job (export, a resume of a CLI run) runs on one background
-thread, so a click returns at once and the job's events say how it went.
+A local run started or resumed here is queued for the server's worker, which trains one at
+a time and resumes after a restart. An export runs on one background thread, so a click
+returns at once and the job's events say how it went.
 """
 
 from __future__ import annotations
@@ -14,13 +11,12 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from tunelab import home
 from tunelab.config import declared, value_type
 from tunelab.errors import TunelabError, UsageError
-from tunelab.registry import SERVER, JobRecord
+from tunelab.registry import JobRecord
 from tunelab.server.jobs import ServerJobs
 from tunelab.server.settings import ServeSettings
 from tunelab.server.worker import Worker
@@ -30,17 +26,6 @@ EXPORT_FORMATS = ("hf", "adapter", "gguf")
 # The overrides the new-run form offers (TrainConfig declares which), with the type each is
 # read as.
 OVERRIDES: dict[str, type] = {key: value_type(key) for key in declared(dashboard=True)}
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """The new-run form, read: what ServerJobs.create records beside the config."""
-
-    model: str
-    training_file: str
-    validation_file: str | None = None
-    suffix: str | None = None
-    metadata: dict[str, str] | None = None
 
 
 def read_overrides(form: dict[str, str]) -> dict[str, Any]:
@@ -65,72 +50,26 @@ class Actions:
         self.background = ThreadPoolExecutor(max_workers=1,
                                              thread_name_prefix="tunelab-dashboard")
 
-    # a new run ----------------------------------------------------------------------
-    def config(self, train_path: str, validation_path: str | None, preset: str | None,
-               model: str | None, suffix: str | None, overrides: dict[str, Any]) -> Any:
-        from tunelab.config import resolve_config
-
-        flags = {**overrides, "train_file": train_path, "validation_file": validation_path,
-                 "model": model or None, "suffix": suffix or None}
-        for cap in ("max_steps", "max_length"):  # the server's caps win, as for the API
-            limit = getattr(self.settings, cap)
-            if limit is not None:
-                flags[cap] = min(flags.get(cap) or limit, limit)
-        return resolve_config(preset=preset or None, flags=flags)
-
-    def start(self, request: RunRequest, config: Any) -> JobRecord:
-        resolved = config.model_dump(mode="json")
-        hyper = {"n_epochs": config.epochs, "batch_size": config.batch_size,
-                 "learning_rate": config.learning_rate}
-        job = self.jobs.create(request, resolved, hyper)
+    def started(self, job: JobRecord) -> None:
+        """A job the new-run page made: the worker looks at its queue, the job says so."""
         self.registry.add_event(job.id, "Started from the dashboard")
         self.worker.notify()
-        return job
 
     # buttons on a job ---------------------------------------------------------------
     def cancel(self, job: JobRecord) -> str:
-        """Stop a job: a cloud one through its provider (as `tunelab jobs cancel` does), a
-        local one here. Blocking (a cloud call): run it off the event loop."""
-        if job.provider != "local":
-            from tunelab.providers import cloud_training, job_provider
+        """Stop a job through the door, on whatever provider it runs. Blocking (a cloud
+        call): run it off the event loop."""
+        from tunelab import runs
 
-            return cloud_training.cancel(job_provider(job), job.id)[1]
-        if job.origin == SERVER:
-            self.jobs.cancel(job.id)
-            self.worker.stop_running(job.id)
-            return "cancelled"
-        from tunelab.local.orchestrator import request_cancel
-
-        return request_cancel(job.id)
+        return runs.cancel(job.id)[1]
 
     def resume(self, job: JobRecord, checkpoint: str | None = None) -> None:
-        """Continue from `checkpoint` (a kept checkpoint's name; the latest when None): the
-        worker's own jobs through the worker (they stay in its queue), a CLI run as
-        `tunelab train --resume` does. Both resume from `latest`, so it is moved first."""
-        if job.provider != "local" or job.status not in ("cancelled", "failed"):
-            raise UsageError(f"{job.id} is {job.status}; only a cancelled or failed local job "
-                             "resumes here", fix=f"see `tunelab train --resume {job.id} --help`")
-        if checkpoint:
-            from tunelab.local.orchestrator import choose_checkpoint
+        """Queue a cancelled or failed local job to continue from `checkpoint` (a kept
+        checkpoint's name; the latest when None) in the worker's turn."""
+        from tunelab import runs
 
-            choose_checkpoint(job, checkpoint)
-            self.registry.add_event(job.id, f"Resume from {checkpoint} chosen on the dashboard")
-        if job.origin == SERVER:
-            if self.registry.reopen(job.id, ("cancelled", "failed"), status="queued",
-                                    error=None, finished_at=None) is not None:
-                self.registry.add_event(job.id, "Resume requested from the dashboard")
-                self.worker.notify()
-            return
-        self.registry.add_event(job.id, "Resume requested from the dashboard")
-        self.background.submit(self._resume_cli_run, job.id)
-
-    def _resume_cli_run(self, job_id: str) -> None:
-        from tunelab.local import orchestrator
-
-        try:
-            orchestrator.resume(job_id, {})
-        except Exception as error:  # the job's events say why; the thread goes on
-            self.registry.add_event(job_id, f"resume failed: {_said(error)}", level="error")
+        runs.resume(job, checkpoint, reporter=runs.Silent(), wait=False)
+        self.worker.notify()
 
     def export(self, job: JobRecord, fmt: str) -> str:
         """Start an export into TUNELAB_HOME/exports/JOB-FORMAT; its folder is returned and

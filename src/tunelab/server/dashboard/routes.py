@@ -23,18 +23,11 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, Undefined, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from tunelab.config import refuse_cloud_preset
 from tunelab.errors import NotFoundError, TunelabError
 from tunelab.registry import JobRecord, Registry
 from tunelab.server.dashboard import comparisons, security, stream, views
-from tunelab.server.dashboard.actions import (
-    EXPORT_FORMATS,
-    OVERRIDES,
-    Actions,
-    RunRequest,
-    read_overrides,
-)
-from tunelab.server.dashboard.cloud import CloudLaunches, CloudRun
+from tunelab.server.dashboard.actions import EXPORT_FORMATS, OVERRIDES, Actions, read_overrides
+from tunelab.server.dashboard.launches import Launches, NewRun
 from tunelab.server.errors import error_response
 from tunelab.server.files import UploadedFiles
 from tunelab.server.jobs import ServerJobs
@@ -57,7 +50,7 @@ class Dashboard:
         self.sessions = security.Sessions(settings)
         self.gate = security.BrowserGate(self.sessions)
         self.actions = Actions(jobs, worker, settings)
-        self.cloud = CloudLaunches(self.actions.background)
+        self.launches = Launches(on_job=self.actions.started)
         self.checks = views.DataChecks()
         self.comparisons = comparisons.Comparisons()
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
@@ -236,7 +229,7 @@ def _run_routes(app: FastAPI, board: Dashboard) -> None:
             else:
                 report = board.checks.report(path, chosen.get("provider") or "openai")
                 examples = views.preview(path)
-        launch = board.cloud.get(chosen.get("launch") or "")
+        launch = board.launches.get(chosen.get("launch") or "")
         return board.page(request, "new.html", status, uploads=uploads, presets=PRESETS,
                           launch=launch,
                           providers=provider_names(), form=chosen, report=report,
@@ -264,44 +257,35 @@ def _run_routes(app: FastAPI, board: Dashboard) -> None:
         if step not in ("dry-run", "start"):
             return new_page(request, 404, form=form, failure=f"no step {step!r}")
         try:
-            train = board.files.data_path(board.files.get(form.get("file", "")).id)
-            valid = board.files.data_path(board.files.get(form["validation"]).id) \
-                if form.get("validation") else None
-            if form.get("provider", "local") != "local":
-                refuse_cloud_preset(form["provider"], form.get("preset"))
-                return await _cloud_step(request, board, new_page, step, form, CloudRun(
-                    form["provider"], train, valid, form.get("model") or None,
-                    form.get("suffix") or None, read_overrides(form)))
-            config = board.actions.config(str(train), str(valid) if valid else None,
-                                          form.get("preset"), form.get("model"),
-                                          form.get("suffix"), read_overrides(form))
+            run = _new_run(board, form)
             if step == "dry-run":
-                from tunelab.local.dryrun import dry_run
-
-                estimate = await run_in_threadpool(dry_run, config)
-                return new_page(request, form=form, estimate=estimate)
-            from tunelab.local.model_source import DEFAULT_MODEL
-
-            job = board.actions.start(RunRequest(
-                model=config.model or DEFAULT_MODEL, training_file=form["file"],
-                validation_file=form.get("validation") or None, suffix=config.suffix), config)
+                started, warning = await run_in_threadpool(board.launches.estimate, run)
+                return new_page(request, form=form, estimate=started.plan, warning=warning,
+                                cloud_estimate=started.estimates[0] if started.estimates
+                                else None)
+            token, launch = await run_in_threadpool(board.launches.start, run)
         except TunelabError as error:
             return new_page(request, 400, form=form, failure=error.render())
         except Exception as error:  # an ApiError of the uploads (unknown id)
             return new_page(request, 400, form=form, failure=str(error))
-        return RedirectResponse(f"/jobs/{job.id}?done=start", 303)
+        if launch.job_id:  # made already (a local run, queued): its page
+            return RedirectResponse(f"/jobs/{launch.job_id}?done=start", 303)
+        query = urlencode({"file": form["file"], "provider": run.provider, "launch": token})
+        return RedirectResponse(f"/new?{query}", 303)
 
 
-async def _cloud_step(request: Request, board: Dashboard, new_page: Any, step: str,
-                      form: dict[str, str], run: CloudRun) -> Response:
-    """A cloud provider's dry run (the check and cost, no key) or start (in the background;
-    the page then follows the launch)."""
-    if step == "dry-run":
-        _, cost, warning = await run_in_threadpool(board.cloud.estimate, run)
-        return new_page(request, form=form, cloud_estimate=cost, warning=warning)
-    token = await run_in_threadpool(board.cloud.start, run)
-    query = urlencode({"file": form["file"], "provider": run.provider, "launch": token})
-    return RedirectResponse(f"/new?{query}", 303)
+def _new_run(board: Dashboard, form: dict[str, str]) -> NewRun:
+    """The new-run form as the door's request needs it: the uploads' paths and ids."""
+    train = board.files.get(form.get("file", ""))
+    valid = board.files.get(form["validation"]) if form.get("validation") else None
+    return NewRun(provider=form.get("provider") or "local",
+                  train=board.files.data_path(train.id), train_id=train.id,
+                  validation=board.files.data_path(valid.id) if valid else None,
+                  validation_id=valid.id if valid else None,
+                  model=form.get("model") or None, suffix=form.get("suffix") or None,
+                  preset=form.get("preset") or None, overrides=read_overrides(form),
+                  caps={"max_steps": board.settings.max_steps,
+                        "max_length": board.settings.max_length})
 
 
 def _compare_routes(app: FastAPI, board: Dashboard) -> None:

@@ -1,0 +1,142 @@
+"""What is checked before a cloud job sends anything, in the order the door runs it:
+
+    the provider can train -> the model's lifecycle (the table) -> the data -> the cost
+    -> (with the key) the endpoint's own shutdown date
+
+Nothing here prints, prompts or sends a byte; each check raises a TunelabError naming the
+fix, or returns what the face shows (a warning, a report, an estimate).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from tunelab.errors import DataError, UsageError
+
+WARN_DAYS = 30  # fewer days than this before closing or shutdown: say so, and go on
+WAYS_ON = ("train elsewhere: --provider vertex, --provider local, or --provider NAME "
+           "(an endpoint in providers.yaml)")
+
+
+def require_fine_tuning(provider_name: str) -> None:
+    """Fail at once, before reading data or keys, if the provider cannot train."""
+    from tunelab.providers.profiles import find_profile, no_fine_tuning
+
+    profile = find_profile(provider_name)
+    if profile is not None and not profile.capabilities.fine_tuning:
+        raise no_fine_tuning(provider_name)
+
+
+def lifecycle_gate(provider_name: str, base_url: str | None, model: str, *,
+                   live_shutdown: date | None = None) -> str | None:
+    """Refuse a job the endpoint's calendar no longer allows; else the warning to show when
+    fewer than WARN_DAYS days are left, or None.
+
+    Only endpoints a calendar names are held to it (OpenAI's: api.openai.com, see
+    tunelab.data.lifecycle.calendar_for); `tunelab serve` and other OpenAI-compatible servers
+    are not. Runs before any data is read or sent, so a refused job uploads nothing.
+    """
+    from tunelab.data import lifecycle as lifecycles
+
+    calendar = lifecycles.calendar_for(_endpoint(provider_name, base_url))
+    life = calendar and lifecycles.lifecycle(calendar, model, live_shutdown=live_shutdown)
+    if not life:
+        return None
+    now = lifecycles.today()
+    if life.is_shut_down(now):
+        raise UsageError(f"{model} was shut down on {life.shutdown}, with every fine-tune built "
+                         f"on it (source: {life.source})", fix=WAYS_ON)
+    if life.fine_tuning_closed(now):
+        raise UsageError(f"{calendar} takes no new fine-tuning jobs for {model} since "
+                         f"{life.fine_tuning_closes} (source: {life.source})", fix=WAYS_ON)
+    close = lifecycles.days_left(life.fine_tuning_closes, now=now)
+    end = lifecycles.days_left(life.shutdown, now=now)
+    left = [day for day in (close, end) if day is not None]
+    if not left or min(left) >= WARN_DAYS:
+        return None
+    parts = [f"fine-tuning on {calendar} closes in {close} days ({life.fine_tuning_closes})"
+             if close is not None else "",
+             f"{model} and its fine-tunes shut down in {end} days ({life.shutdown})"
+             if end is not None else ""]
+    return "; ".join(part for part in parts if part) + f" (source: {life.source})"
+
+
+def live_shutdown(provider_name: str, base_url: str | None, model: str) -> date | None:
+    """The endpoint's own shutdown_date for `model` (or its base), when its calendar binds it
+    and a key is present; None otherwise. One cheap GET that never fails the command."""
+    from tunelab.data import lifecycle as lifecycles
+    from tunelab.data.pricing import base_model
+    from tunelab.providers.openai_models import shutdown_dates
+    from tunelab.providers.profiles import find_profile
+
+    profile = find_profile(provider_name)
+    endpoint = _endpoint(provider_name, base_url)
+    if profile is None or lifecycles.calendar_for(endpoint) is None:
+        return None
+    dates = shutdown_dates(profile, endpoint)
+    return dates.get(model) or dates.get(base_model(model))
+
+
+def _endpoint(provider_name: str, base_url: str | None) -> str | None:
+    """The base URL a provider name and --base-url reach (None for vertex and local)."""
+    from tunelab.providers.profiles import find_profile
+
+    profile = find_profile(provider_name)
+    return (base_url or profile.base_url) if profile is not None else None
+
+
+def check_data(path: Path, *, provider: str, model: str | None, epochs: int | None,
+               role: str = "FILE") -> Any:
+    """The data engineer's full check; DataError when the file breaks a rule."""
+    from tunelab.data.check import check_file
+
+    if not path.is_file():
+        raise UsageError(f"{role} {path} does not exist", fix="check the path")
+    report = check_file(path, provider=provider, model=model, epochs=epochs)
+    if not report.ok:
+        first = sorted(report.errors.listed, key=lambda p: p.line or 0)[0]
+        raise DataError(f"{report.errors.total} error(s); first: {first.code}: {first.message}",
+                        path=str(path), line=first.line,
+                        fix=f"run `tunelab data check {path}` for every problem")
+    return report
+
+
+@dataclass
+class CostEstimate:
+    provider: str
+    model: str
+    epochs: int
+    billed_tokens: int  # per epoch, capped per example at the model's limit
+    dollars: float | None  # None when no training price is known for this model
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def needs_confirmation(self, max_cost: float | None) -> bool:
+        """Ask unless a --max-cost was given and a known estimate stays under it."""
+        if max_cost is None or self.dollars is None:
+            return True
+        return self.dollars > max_cost
+
+
+def estimate_cost(report: Any, *, provider: str, model: str, epochs: int | None) -> CostEstimate:
+    from tunelab.data.pricing import find_price
+
+    epochs = epochs or report.epochs
+    price = find_price(provider, model)
+    dollars = None
+    if price is not None and price.trainable:
+        dollars = report.billing_tokens * epochs * price.training_per_1m / 1e6
+    return CostEstimate(provider, model, epochs, report.billing_tokens, dollars)
+
+
+def total(estimates: list[CostEstimate]) -> CostEstimate:
+    """One estimate for several jobs on one file: dollars summed (None when any is unknown)."""
+    first = estimates[0]
+    dollars = [estimate.dollars for estimate in estimates]
+    return CostEstimate(first.provider, first.model, sum(e.epochs for e in estimates),
+                        first.billed_tokens, None if None in dollars else sum(
+                            d or 0.0 for d in dollars))
