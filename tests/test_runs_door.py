@@ -145,3 +145,16 @@ def test_a_resume_queued_for_the_worker_needs_a_checkpoint(tmp_path: Path) -> No
         job = registry.get_job(job.id)
     with pytest.raises(Exception, match="no checkpoint"):
         runs.resume(job, reporter=Recording(), wait=False)
+
+
+def test_the_door_loads_no_trainer_for_a_cloud_job() -> None:
+    """torch and transformers load only when a local job runs: a cloud start or a cancel
+    through the door starts fast."""
+    import subprocess
+    import sys
+
+    code = ("import sys, tunelab.runs, tunelab.cli.train_run; "
+            "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "[]"

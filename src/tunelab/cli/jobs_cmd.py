@@ -58,7 +58,7 @@ def list_jobs(
     """Every job in the registry, newest first; with a cloud --provider, merged with the
     provider's own list (the seed's --list-jobs)."""
     own = target.own(provider or LOCAL)  # a provider's flags without it are refused
-    if provider and provider != LOCAL:
+    if provider and _mirrored(provider):
         from tunelab.cli.cloud_cmd import print_remote_list
 
         raise typer.Exit(print_remote_list(provider, base_url=base_url, limit=limit,
@@ -240,7 +240,7 @@ def watch(job_id: str = typer.Argument(..., help="Job id."),
           timeout: CloudTimeout = None
           ) -> None:
     """Follow a job's events and metrics live until it ends."""
-    if _is_remote(job_id, provider):
+    if _remote_of(job_id, provider, base_url, timeout) is not None:
         from tunelab.cli.cloud_cmd import watch_remote
 
         raise typer.Exit(watch_remote(job_id, provider=provider, base_url=base_url,
@@ -282,13 +282,23 @@ def cancel(job_id: str = typer.Argument(..., help="Job id."),
                                 as_json=json_out, timeout=timeout))
 
 
-def _is_remote(job_id: str, provider: str | None) -> bool:
-    """Whether JOB lives on a cloud provider; --provider reaches a job the registry has not
-    seen (created elsewhere). An unknown job without --provider is NotFoundError."""
-    if provider:
-        return provider != LOCAL
-    with open_registry() as registry:
-        return registry.get_job(job_id).provider != LOCAL
+def _mirrored(provider: str) -> bool:
+    """Whether a provider's jobs live there, to be asked (a cloud service), rather than in the
+    registry, which its trainer writes itself (the local provider)."""
+    from tunelab.providers import get_provider
+
+    return get_provider(provider).capabilities.mirrored
+
+
+def _remote_of(job_id: str, provider: str | None, base_url: str | None,
+               timeout: float | None) -> Any:
+    """The provider JOB lives on when that provider is to be asked (see `_mirrored`), else
+    None; --provider reaches a job the registry has not seen (created elsewhere). An unknown
+    job without --provider is NotFoundError."""
+    from tunelab.cli.cloud_cmd import provider_for_job
+
+    remote = provider_for_job(job_id, provider, base_url, timeout)
+    return remote if remote.capabilities.mirrored else None
 
 
 def _refreshed(job_id: str, timeout: float | None = None) -> JobRecord:

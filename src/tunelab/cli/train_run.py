@@ -13,6 +13,7 @@ import warnings
 from dataclasses import asdict
 from typing import Any
 
+from tunelab import runs
 from tunelab.cli.console import err, out, plain, styled
 from tunelab.cli.run_reporter import TerminalReporter
 from tunelab.cli.train_options import TrainOptions
@@ -44,8 +45,6 @@ def run_train(options: TrainOptions) -> int:
 def start(request: RunRequest, options: TrainOptions) -> tuple[int, Started]:
     """Send `request` through the door and render what comes back; the exit code and the
     start (its job, when one was made: `migrate retrain` links it)."""
-    from tunelab import runs
-
     if options.dry_run or not request.target.is_local:  # rendering: no training here
         reporter = TerminalReporter(yes=options.cloud.yes, max_cost=options.cloud.max_cost)
         with err.status(plain("checking...")):
@@ -133,7 +132,6 @@ def _render_checked(started: Started, options: TrainOptions) -> int:
 
 
 def _resume(job_id: str, options: TrainOptions) -> int:
-    from tunelab import runs
     from tunelab.config import load_config_file
     from tunelab.registry import open_registry
 

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tunelab.errors import UsageError
-from tunelab.local.warm import Trial
 from tunelab.providers import cloud_training, job_provider
 from tunelab.providers.base import Job, ProviderSettings
 from tunelab.registry import QUEUED_FOR_WORKER, SERVER, JobRecord, open_registry
-from tunelab.runs import cloud, local
+from tunelab.runs import cloud
 from tunelab.runs.reporter import Reporter
 from tunelab.runs.request import LOCAL, RunRequest
 from tunelab.runs.started import Started
+
+if TYPE_CHECKING:
+    from tunelab.local.warm import Trial
 
 RESUMABLE = ("cancelled", "failed")
 
@@ -28,7 +31,9 @@ def start(request: RunRequest, reporter: Reporter, *, stop: threading.Event | No
           trial: Trial | None = None) -> Started:
     """Start one job as `request.intent` says. `stop` ends a local run at a checkpoint (the
     face's Ctrl-C, a worker's shutdown); `trial` is a sweep's warm-started local trial."""
-    if request.target.is_local:
+    if request.target.is_local:  # the trainer (torch) loads only for a local job
+        from tunelab.runs import local
+
         return local.start(request, reporter, stop=stop, trial=trial)
     return cloud.start([request], reporter)
 
@@ -111,4 +116,6 @@ def _requeue(job: JobRecord) -> JobRecord:
 
 def run_queued(job: JobRecord, reporter: Reporter, stop: threading.Event) -> dict:
     """The server worker's turn for a queued job: trained here to its end."""
+    from tunelab.runs import local
+
     return local.run_queued(job, reporter, stop)
