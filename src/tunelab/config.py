@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from tunelab.errors import ConfigError, UsageError, decode_utf8
 
@@ -28,6 +29,9 @@ PresetName = Literal["quick", "standard", "extended", "precision"]
 # auto: the speed kernels (local/kernels/) on the architectures they were tested on, plain
 # transformers + peft elsewhere; off: plain everywhere, for a model that misbehaves.
 KernelMode = Literal["auto", "off"]
+# What a run learns from its examples (local/methods/: encoding, loss, validation, metrics).
+# Only supervised fine-tuning so far; preference tuning (DPO) is the next method.
+MethodName = Literal["supervised"]
 
 
 # accelerate's set_seed seeds numpy too, whose seeds are 32-bit: a larger seed would fail
@@ -70,6 +74,8 @@ class TrainConfig(BaseModel):
                           "SmolLM2-135M-Instruct).")
     preset: Annotated[PresetName | None, Flag(DATA)] = Field(
         None, description="quick, standard, extended or precision (see `tunelab presets`).")
+    method: Annotated[MethodName, Flag(DATA)] = Field(
+        "supervised", description="Training method: supervised (learn the assistant turns).")
     # schedule
     epochs: Annotated[int, Flag(SCHEDULE, sweep=True, dashboard=True)] = Field(
         1, ge=1, le=1000, description="Passes over the data.")
@@ -141,6 +147,17 @@ class TrainConfig(BaseModel):
     # None: the generation default's length (local/generation.py), as `tunelab test` answers
     sample_max_new_tokens: Annotated[int | None, Flag(SAMPLES)] = Field(
         None, ge=1, description="Longest answer, in tokens (default: as `tunelab test`).")
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _known_method(cls, value: Any) -> Any:
+        # Said here rather than as pydantic's "input should be 'supervised'": which methods
+        # exist, in words a `--method dpo` user can act on.
+        if value not in get_args(MethodName):
+            raise PydanticCustomError(
+                "unknown_method", "unknown training method (the methods are: {methods})",
+                {"methods": ", ".join(get_args(MethodName))})
+        return value
 
     @field_validator("kernels", mode="before")
     @classmethod
