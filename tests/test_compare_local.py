@@ -2,85 +2,27 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 
+from conftest import SYSTEM, TINY_STEPS, VALID
 from test_inference import one_torch_thread  # noqa: F401 (an autouse fixture, shared)
 from tunelab.cli import main
 
 pytestmark = pytest.mark.slow
 
-SYSTEM = "Ты Наташа, коуч."
-TRAIN = [
-    ("Я потерялась.", "Потерялась? Значит, старая карта больше не ведёт. Нарисуй новую."),
-    ("Как начать бизнес?", "С вопроса: чью боль ты хочешь снять? Деньги придут следом."),
-    ("I feel stuck.", "Stuck is a door you keep pushing. Try pulling."),
-    ("Он меня не слышит.", "А ты себя слышишь? Начни с этого."),
-    ("Что такое осознанность?", "Это когда ты замечаешь, что опять бежишь, и останавливаешься."),
-    ("I am afraid of change.", "Fear is excitement that forgot to breathe. Breathe."),
-]
-VALID = [
-    ("Мне скучно жить.", "Скука — это голод души. Чем ты её кормишь?"),
-    ("Why do I procrastinate?", "Because the task asks you to be someone new. Who?"),
-]
-
-
-def _write(path: Path, pairs: list[tuple[str, str]]) -> Path:
-    path.write_text("".join(json.dumps({"messages": [
-        {"role": "system", "content": SYSTEM}, {"role": "user", "content": question},
-        {"role": "assistant", "content": answer}]}, ensure_ascii=False) + "\n"
-        for question, answer in pairs), encoding="utf-8")
-    return path
-
-
-# 6 examples in batches of 2 make 3 steps an epoch: 2 steps stop the run inside the epoch,
-# and no --eval-every, so the only validation is the one every run ends with. A max length
-# of 56 tokens cuts the first validation example inside its answer (81 tokens whole): the
-# validation loss must score it whole all the same, as compare does.
-MAX_STEPS, MAX_LENGTH = 2, 56
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, shared_cache):
-    """A real 2-step LoRA run of `tunelab train` on the embedded model, in its own
-    TUNELAB_HOME (one torch thread: the autouse fixture runs first)."""
-    root = tmp_path_factory.mktemp("trained")
-    home = root / "home"
-    config = root / "tiny.json"  # what has no flag: no samples after training, no checkpoints
-    config.write_text(json.dumps({"max_samples": 0, "save_every": None}), encoding="utf-8")
-    argv = ["train", str(_write(root / "train.jsonl", TRAIN)), "--validation-file",
-            str(_write(root / "valid.jsonl", VALID)), "--config", str(config),
-            "--max-steps", str(MAX_STEPS), "--batch-size", "2", "--max-length",
-            str(MAX_LENGTH), "--lora-r", "4", "--learning-rate", "5e-3", "--precision", "fp32",
-            "--seed", "0", "--json", "--yes"]
-    out = io.StringIO()
-    with pytest.MonkeyPatch.context() as patch:  # module scope runs before conftest's env
-        for name, value in {"TUNELAB_HOME": home, "TUNELAB_CACHE_DIR": shared_cache,
-                            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}.items():
-            patch.setenv(name, str(value))
-        with contextlib.redirect_stdout(out):
-            assert main(argv) == 0
-    result = json.loads(out.getvalue())
-    assert result["status"] == "succeeded"
-    return home, result
+# The session's tiny job (conftest.tiny_run): a real 2-step LoRA run on the persona, stopped
+# inside its first epoch, at a max length that cuts the first validation example inside its
+# answer: the validation loss must score it whole all the same, as compare does.
+MAX_STEPS = TINY_STEPS
 
 
 @pytest.fixture
-def job(trained, tunelab_home) -> dict:
+def job(tiny_job: dict) -> dict:
     """The trained job, in this test's own (fresh) TUNELAB_HOME: a clean answer cache."""
-    home, result = trained
-    tunelab_home.mkdir(parents=True, exist_ok=True)
-    # sqlite's backup, not a file copy: the registry is in WAL mode, recent rows in -wal
-    source = sqlite3.connect(home / "registry.sqlite")
-    target = sqlite3.connect(tunelab_home / "registry.sqlite")
-    source.backup(target)
-    source.close(), target.close()
-    return result
+    return tiny_job
 
 
 def _json(capsys, argv: list[str]) -> dict:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import json
 import time
-from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
 
+from conftest import TinyRun
 from tunelab.cli import main
 from tunelab.registry import JobRecord, open_registry
 
@@ -51,24 +50,14 @@ def write_tiny_chats(path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained_job(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> JobRecord:
-    """A real tiny `tunelab train` run on the embedded model, with a rate high enough that
-    a few steps change its greedy answers (otherwise merged == adapter proves nothing)."""
-    folder = tmp_path_factory.mktemp("trained")
-    data = write_tiny_chats(folder / "tiny.jsonl")
-    config = folder / "run.yaml"
-    config.write_text("max_samples: 0\n", encoding="utf-8")
-    with pytest.MonkeyPatch.context() as patch, redirect_stdout(io.StringIO()) as out:
-        # Module scope runs before conftest's per-test environment: set ours.
-        patch.setenv("TUNELAB_HOME", str(folder / "home"))
-        patch.setenv("TUNELAB_CACHE_DIR", str(shared_cache))
-        code = main(["train", str(data), "--config", str(config), "--max-steps", "4",
-                     "--batch-size", "2", "--max-length", "64", "--learning-rate", "0.01",
-                     "--json"])
-        assert code == 0, out.getvalue()
-        job_id = json.loads(out.getvalue().strip().splitlines()[-1])["id"]
+def trained_job(tiny_run: TinyRun) -> JobRecord:
+    """The session's real tiny trained job (conftest.tiny_run): its rate is high enough that
+    two steps change its greedy answers (otherwise merged == adapter proves nothing)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TUNELAB_HOME", str(tiny_run.home))
         with open_registry() as registry:
-            job = registry.get_job(job_id)
+            job = registry.get_job(tiny_run.result["id"])
+    assert job is not None
     return job
 
 

@@ -1,7 +1,8 @@
 """`tunelab export --format gguf`: the GGUF holds the tuned model (its logits, tokenizer and
 chat template) and the Ollama Modelfile renders the same prompt text as the HF template.
 
-One real tiny training run and two exports (f16, q8_0) are shared by the whole module.
+The session's tiny trained job (conftest.tiny_run) and two exports of it (f16, q8_0) are
+shared by the whole module.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from test_compare_local import SYSTEM, TRAIN, _write
+from conftest import SYSTEM, TinyRun, copy_registry
 from tunelab.cli import main
 from tunelab.errors import UsageError
 from tunelab.registry import JobRecord, open_registry
@@ -31,26 +32,23 @@ CHATS = [  # a fixed English and Russian chat: system + 3 turns
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> dict:
-    """A real 4-step LoRA run on the embedded model, rate high enough to move its logits,
+def trained(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path,
+            tiny_run: TinyRun) -> dict:
+    """The session's tiny trained LoRA job (conftest.tiny_run) in a home of this module's,
     and its GGUF exports at f16 and q8_0."""
     root = tmp_path_factory.mktemp("gguf")
-    config = root / "run.yaml"
-    config.write_text("max_samples: 0\n", encoding="utf-8")
+    copy_registry(tiny_run.home, root / "home")
     env = {"TUNELAB_HOME": root / "home", "TUNELAB_CACHE_DIR": shared_cache,
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     with pytest.MonkeyPatch.context() as patch:  # module scope runs before conftest's env
         for name, value in env.items():
             patch.setenv(name, str(value))
-        job = _run_json(["train", str(_write(root / "train.jsonl", TRAIN)), "--config",
-                         str(config), "--max-steps", "4", "--batch-size", "2",
-                         "--max-length", "96", "--learning-rate", "1e-2", "--seed", "0",
-                         "--yes"])
-        exports = {quant: _run_json(["export", job["id"], "--format", "gguf", "--quantize",
+        job_id = tiny_run.result["id"]
+        exports = {quant: _run_json(["export", job_id, "--format", "gguf", "--quantize",
                                      quant, "-o", str(root / quant)])
                    for quant in ("f16", "q8_0")}
         with open_registry() as registry:
-            record = registry.get_job(job["id"])
+            record = registry.get_job(job_id)
     return {"job": record, "exports": exports, "home": root / "home"}
 
 
@@ -116,8 +114,8 @@ def test_gguf_logits_match_the_merged_model(trained, merged, quant) -> None:
 
     q8_0 stores 8 bits per weight with one scale per 32, token embedding (and so the tied
     output) included: measured max |diff| 1.27 (2.7% of the largest logit), mean 0.11
-    (0.23%), next token equal at 99.3% of positions (96.3% for this module's job: where the
-    top two logits nearly tie, a small error flips them). The bounds (6%, 1%, 90%) leave
+    (0.23%), next token equal at 99.3% of positions (96.3% for a 4-step tuned job: where
+    the top two logits nearly tie, a small error flips them). The bounds (6%, 1%, 90%) leave
     room for other seeds and chats; a real bug (a wrong permutation, vocabulary or tensor)
     moves logits by their own size, tens of units on average."""
     model, tokenizer = merged

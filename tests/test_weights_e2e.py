@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from test_compare_local import SYSTEM, TRAIN, VALID, _write
+from conftest import SYSTEM, TRAIN, VALID, TinyRun, copy_registry, write_chats
 from test_inference import one_torch_thread  # noqa: F401 (an autouse fixture, shared)
 from tunelab.cli import main
 from tunelab.local.weights import Kind, resolve
@@ -27,30 +27,29 @@ PROMPT = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": TRA
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, shared_cache) -> dict:
-    """Two real runs in one TUNELAB_HOME: 2 LoRA steps and 2 --full steps on
-    test_compare_local's persona, rates high enough to move the tuned answers."""
+def trained(tmp_path_factory, shared_cache, tiny_run: TinyRun) -> dict:
+    """Two real runs in one TUNELAB_HOME: the session's tiny LoRA job (2 steps on
+    conftest's persona) and 2 --full steps on the same persona, rates high enough to move
+    the tuned answers."""
     root = tmp_path_factory.mktemp("weights")
+    copy_registry(tiny_run.home, root / "home")  # the LoRA job, recorded here too
     config = root / "tiny.json"  # what has no flag: no samples after training, no checkpoints
     config.write_text(json.dumps({"max_samples": 0, "save_every": None}), encoding="utf-8")
-    common = ["train", str(_write(root / "train.jsonl", TRAIN)), "--validation-file",
-              str(_write(root / "valid.jsonl", VALID)), "--config", str(config),
-              "--max-steps", "2", "--batch-size", "2", "--max-length", "96",
-              "--precision", "fp32", "--seed", "0", "--json", "--yes"]
-    jobs = {}
+    argv = ["train", str(write_chats(root / "train.jsonl", TRAIN)), "--validation-file",
+            str(write_chats(root / "valid.jsonl", VALID)), "--config", str(config),
+            "--max-steps", "2", "--batch-size", "2", "--max-length", "96",
+            "--precision", "fp32", "--seed", "0", "--json", "--yes",
+            "--full", "--learning-rate", "1e-4"]
     with pytest.MonkeyPatch.context() as patch:  # module scope runs before conftest's env
         for name, value in {"TUNELAB_HOME": root / "home", "TUNELAB_CACHE_DIR": shared_cache,
                             "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}.items():
             patch.setenv(name, str(value))
-        for kind, extra in (("lora", ["--lora-r", "4", "--learning-rate", "1e-2"]),
-                            ("full", ["--full", "--learning-rate", "1e-4"])):
-            out = io.StringIO()
-            with contextlib.redirect_stdout(out):
-                assert main([*common, *extra]) == 0, out.getvalue()
-            result = json.loads(out.getvalue().strip().splitlines()[-1])
-            assert result["status"] == "succeeded"
-            jobs[kind] = result
-    return {"home": root / "home", **jobs}
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert main(argv) == 0, out.getvalue()
+    full = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert full["status"] == "succeeded"
+    return {"home": root / "home", "lora": tiny_run.result, "full": full}
 
 
 @pytest.fixture(params=["lora", "full"])
