@@ -8,9 +8,12 @@ the error is one line naming the path and the fix.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
@@ -19,9 +22,29 @@ from tunelab.errors import UsageError
 log = logging.getLogger("tunelab.home")
 
 
+# A server keeps the home it was started with, for its requests and its worker, whatever
+# the process's TUNELAB_HOME says later (one process may hold a server and a CLI).
+_PINNED: contextvars.ContextVar[Path | None] = contextvars.ContextVar("tunelab_home",
+                                                                      default=None)
+
+
 def home() -> Path:
     """The state folder's path; not created here (see `folder`)."""
+    pinned = _PINNED.get()
+    if pinned is not None:
+        return pinned
     return Path(os.environ.get("TUNELAB_HOME") or Path.home() / ".tunelab").expanduser()
+
+
+@contextlib.contextmanager
+def pinned(root: Path) -> Iterator[None]:
+    """`home()` is `root` inside this block (this thread or task, and what it copies its
+    context into)."""
+    token = _PINNED.set(root)
+    try:
+        yield
+    finally:
+        _PINNED.reset(token)
 
 
 def folder(path: Path, *, what: str = "TUNELAB_HOME") -> Path:

@@ -52,6 +52,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                   redoc_url=None, openapi_url=None)
     app.state.settings, app.state.files, app.state.jobs = settings, files, jobs
     app.state.worker, app.state.file_checks = worker, FileChecks(files)
+    app.add_middleware(PinnedHome, root=root)
     errors.install(app)
     dashboard = Dashboard(registry, jobs, worker, files, settings)  # the web pages at /
     auth.install(app, settings, dashboard.gate)
@@ -130,3 +131,16 @@ def _job_routes(app: FastAPI, settings: ServeSettings, checks: FileChecks,
                         limit: int = Query(10, ge=1, le=1000)) -> dict[str, Any]:
         job = jobs.get(job_id)
         return page(checkpoint_objects(jobs.registry, job), after=after, limit=limit)
+
+
+class PinnedHome:
+    """Every request is served in the home the app was created under (home.pinned), so the
+    door and the trainer it calls write this server's registry, whatever TUNELAB_HOME says
+    later in the process."""
+
+    def __init__(self, app: Any, root: Any) -> None:
+        self.app, self.root = app, root
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        with home.pinned(self.root):
+            await self.app(scope, receive, send)

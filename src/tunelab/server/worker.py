@@ -17,6 +17,7 @@ import logging
 import threading
 from typing import Any
 
+from tunelab import home
 from tunelab.errors import TunelabError
 from tunelab.local.orchestrator import cancel_requested
 from tunelab.registry import QUEUED_FOR_WORKER, SERVER, JobRecord
@@ -73,6 +74,10 @@ class Worker:
 
     # the loop -----------------------------------------------------------------------
     def _loop(self) -> None:
+        with home.pinned(self.jobs.home):  # the server's home, for the jobs it trains
+            self._serve()
+
+    def _serve(self) -> None:
         while not self._closing.is_set():
             try:
                 job = self._next()

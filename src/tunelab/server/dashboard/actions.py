@@ -8,6 +8,7 @@ returns at once and the job's events say how it went.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -82,7 +83,8 @@ class Actions:
                              "local job has weights to export", fix="pick a succeeded local job")
         target = home.home() / "exports" / f"{job.id}-{fmt}"
         self.registry.add_event(job.id, f"Export ({fmt}) requested from the dashboard")
-        self.background.submit(self._export, job.id, fmt, target)
+        self.background.submit(contextvars.copy_context().run, self._export, job.id, fmt,
+                               target)
         return str(target)
 
     def _export(self, job_id: str, fmt: str, target: Any) -> None:

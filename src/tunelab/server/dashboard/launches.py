@@ -13,6 +13,7 @@ which the provider has scrubbed of the key).
 
 from __future__ import annotations
 
+import contextvars
 import secrets
 import threading
 from collections.abc import Callable
@@ -123,7 +124,9 @@ class Launches:
             except BaseException as error:  # handed to whoever waits on `done`
                 done.set_exception(error)
 
-        threading.Thread(target=launch, name="tunelab-launch", daemon=True).start()
+        # In this request's context: the server's pinned home goes with it.
+        threading.Thread(target=contextvars.copy_context().run, args=(launch,),
+                         name="tunelab-launch", daemon=True).start()
         while not reporter.checked.wait(0.05) and not done.done():
             pass
         if done.done() and not reporter.checked.is_set() and done.exception() is not None:
