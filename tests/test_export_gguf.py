@@ -238,7 +238,7 @@ def test_tunelab_chat_answers_from_the_exported_gguf(trained, job, capsys) -> No
     from tunelab.server import ServeSettings, create_app
 
     settings = ServeSettings(aliases=(("natasha-gguf", str(path)),), run_worker=False)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
         assert "natasha-gguf" in [m["id"] for m in client.get("/v1/models").json()["data"]]
         asked = {"messages": [{"role": "user", "content": "Who are you?"}], "max_tokens": 4}
         reply = client.post("/v1/chat/completions", json={"model": "natasha-gguf", **asked})

@@ -269,7 +269,7 @@ def test_a_client_that_hangs_up_mid_upload_leaves_nothing(server: str, body_seen
     host, port = server.removeprefix("http://").split(":")
     head = b"".join(multipart_stream(0))[:-len(f"\r\n--{BOUNDARY}--\r\n")]
     with socket.create_connection((host, int(port))) as sock:
-        sock.sendall(b"POST /v1/files HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        sock.sendall(b"POST /v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
                      b"Content-Type: multipart/form-data; boundary=" + BOUNDARY.encode()
                      + b"\r\n\r\n")
         part = head + b"x" * 100_000

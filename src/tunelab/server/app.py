@@ -2,8 +2,9 @@
 
 Routes are thin: parse, call the registry (through server/jobs.py and server/files.py), the
 worker or the chat module, return OpenAI's shapes. Every failure becomes an OpenAI-shaped
-error (server/errors.py); every route but /health needs the bearer key when one is set
-(server/auth.py). The web dashboard (server/dashboard/) is served at `/`.
+error (server/errors.py); one gate in front of every route (server/auth.py) checks the Host
+and Origin, the bearer key (on every route but /health, when one is set) and the body's size.
+The web dashboard (server/dashboard/) is served at `/`.
 
 The app keeps the TUNELAB_HOME it was created under: its registry and its uploads' bytes.
 """

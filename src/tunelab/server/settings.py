@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from tunelab.errors import UsageError
 
 DEFAULT_MAX_UPLOAD = 512 * 1024 * 1024  # OpenAI's own per-file limit
+# Any other body (JSON, a dashboard form): a chat as long as any served model's context is
+# far under this (2 MiB is about 500k tokens of text).
+DEFAULT_MAX_JSON = 2 * 1024 * 1024
 DEFAULT_CHAT_QUEUE = 8  # chat requests that may wait while one generates
 DEFAULT_CHAT_WAIT_S = 120.0  # how long one of them waits before a 503
 
@@ -17,7 +20,8 @@ class ServeSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     api_key: str | None = None  # compared in constant time, never logged
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD  # an upload's file (POST /v1/files)
+    max_json_bytes: int = DEFAULT_MAX_JSON  # every other request body
     # Caps applied to every job, so a shared box (or a test) stays fast whatever clients ask.
     max_steps: int | None = None
     max_length: int | None = None

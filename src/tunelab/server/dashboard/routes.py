@@ -1,8 +1,9 @@
 """The dashboard's routes: pages (server-rendered with Jinja, autoescaped), their data
 (JSON and server-sent events) and the POST forms behind the buttons.
 
-Every POST checks the session's CSRF token and the Origin (security.check_post) before it
-reads or changes anything; every page carries the headers in security.HEADERS.
+Every POST checks the session's CSRF token (security.check_post) before it reads or changes
+anything, its Origin checked already in front of every route (server/auth.py); every page
+carries the headers in security.HEADERS.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from tunelab.registry import JobRecord, Registry
 from tunelab.server.dashboard import comparisons, security, stream, views
 from tunelab.server.dashboard.actions import EXPORT_FORMATS, OVERRIDES, Actions, read_overrides
 from tunelab.server.dashboard.launches import Launches, NewRun
-from tunelab.server.errors import error_response
 from tunelab.server.files import UploadedFiles
 from tunelab.server.jobs import ServerJobs
 from tunelab.server.settings import ServeSettings
@@ -49,6 +49,7 @@ class Dashboard:
         self.registry, self.files, self.settings = registry, files, settings
         self.sessions = security.Sessions(settings)
         self.gate = security.BrowserGate(self.sessions)
+        self.throttle = security.LoginThrottle()
         self.actions = Actions(jobs, worker, settings)
         self.launches = Launches(on_job=self.actions.started)
         self.checks = views.DataChecks()
@@ -94,10 +95,6 @@ class Dashboard:
         async def headers(request: Request, call_next):  # type: ignore[no-untyped-def]
             if not security.is_dashboard_path(request.url.path):
                 return await call_next(request)
-            if not security.host_allowed(request, self.settings):
-                return JSONResponse({"error": {"message": "this server answers only to "
-                                     "localhost", "type": "permission_error", "param": None,
-                                               "code": "host_refused"}}, 403)
             response = await call_next(request)
             for name, value in security.HEADERS.items():
                 response.headers.setdefault(name, value)
@@ -126,10 +123,17 @@ def _login_routes(app: FastAPI, board: Dashboard) -> None:
     async def login(request: Request) -> Response:
         form = {key: str(value) for key, value in (await request.form()).items()}
         target = security.safe_next(form.get("next"))
-        if not security.same_origin(request):
-            return error_response(403, "cross-site login refused", code="csrf_refused")
+        address = request.client.host if request.client else ""
+        wait = board.throttle.wait(address)
+        if wait:  # the key is not even looked at: a guesser learns nothing while waiting
+            answer = board.page(request, "login.html", 429, next=target, failed=False,
+                                wait=wait)
+            answer.headers["Retry-After"] = str(wait)
+            return answer
         if not board.sessions.key_ok(form.get("key", "")):
+            board.throttle.failed(address)
             return board.page(request, "login.html", 401, next=target, failed=True)
+        board.throttle.succeeded(address)
         response = RedirectResponse(target, 303)
         board.sessions.set_cookie(response, board.sessions.issue())
         return response
@@ -139,6 +143,9 @@ def _login_routes(app: FastAPI, board: Dashboard) -> None:
         _, refused = await board.guarded(request)
         if refused:
             return refused
+        nonce = board.sessions.session(request)
+        if nonce is not None:
+            board.sessions.revoke(nonce)
         response = RedirectResponse(security.LOGIN if board.sessions.keyed else "/", 303)
         response.delete_cookie(security.COOKIE, path="/")
         return response
