@@ -1,5 +1,5 @@
 """What the server and the dashboard promise after the second hardening round (issue 26,
-items 3, 4, 11 and 13).
+items 3, 4, 11, 13, 25, 26, 27 and 28).
 
 The API is driven over real HTTP (the app under uvicorn on a loopback port, worker off, so
 jobs stay queued) with httpx or the openai SDK; the dashboard through FastAPI's TestClient,
@@ -9,7 +9,10 @@ as tests/test_dashboard.py drives it. No test trains or loads a model: jobs are 
 from __future__ import annotations
 
 import json
+import logging
 import re
+import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +24,7 @@ from fastapi.testclient import TestClient
 from faultproxy import serve_in_thread
 from test_dashboard import add_job, csrf_of
 from test_server_hardening import counting
-from tunelab.registry import SERVER, open_registry
+from tunelab.registry import SERVER, Checkpoint, open_registry
 from tunelab.server import ServeSettings, create_app
 
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -217,3 +220,109 @@ def test_the_json_limit_is_a_setting() -> None:
         assert big.status_code == 413
 
 
+# 25. A damaged server-job row --------------------------------------------------------------
+def damage(job_id: str, home: Path) -> None:
+    with sqlite3.connect(home / "registry.sqlite") as db:
+        db.execute("UPDATE jobs SET metadata_json = '{not json' WHERE id = ?", (job_id,))
+
+
+def test_a_damaged_server_job_row_is_skipped_and_no_path_is_shown(
+        keyless: tuple[str, int], tunelab_home: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """One damaged row broke GET /v1/fine_tuning/jobs for every client with a 400 that
+    showed the server's absolute registry path."""
+    server, _ = keyless
+    add_job("ftjob-good", status="queued", origin=SERVER, base_model=MODEL)
+    add_job("ftjob-bad", status="queued", origin=SERVER, base_model=MODEL)
+    damage("ftjob-bad", tunelab_home)
+    client = openai.OpenAI(api_key="unused", base_url=server + "/v1", max_retries=0)
+    with caplog.at_level(logging.WARNING):
+        listed = client.fine_tuning.jobs.list()
+    assert [job.id for job in listed.data] == ["ftjob-good"]
+    assert any("ftjob-bad" in record.getMessage() for record in caplog.records)
+    one = httpx.get(server + "/v1/fine_tuning/jobs/ftjob-bad")
+    assert 400 <= one.status_code < 500
+    assert str(tunelab_home) not in one.text and str(tunelab_home.resolve()) not in one.text
+    assert "TUNELAB_HOME" in one.text
+
+
+# 26. A Last-Event-ID past what a number holds ----------------------------------------------
+def test_an_overflowing_last_event_id_starts_over(caplog: pytest.LogCaptureFixture) -> None:
+    """`99999999999999999999:0` logged an OverflowError and sent an empty stream."""
+    add_job("ftjob-curves")
+    with open_registry() as registry:
+        for step in (1, 2, 3):
+            registry.add_metrics("ftjob-curves", step, {"train_loss": 3.0 - step / 10})
+        registry.add_event("ftjob-curves", "done")
+    with dashboard() as http, caplog.at_level(logging.WARNING):
+        for cursor in ("99999999999999999999:0", "0:99999999999999999999",
+                       "9223372036854775808:1", "9" * 5000 + ":1"):
+            for query, headers in (("", {"Last-Event-ID": cursor}), (f"?after={cursor}", {})):
+                text = http.get(f"/jobs/ftjob-curves/stream{query}", headers=headers).text
+                steps = [point["step"] for block in text.split("\n\n")
+                         if "event: metrics" in block
+                         for point in json.loads(block.split("data: ", 1)[1])]
+                assert steps == [1, 2, 3], (cursor[:30], query[:30])
+                assert "event: end" in text
+    assert not any("Overflow" in record.getMessage() for record in caplog.records)
+
+
+# 27. Resume with an over-long checkpoint name ----------------------------------------------
+def test_resume_with_a_very_long_checkpoint_name_is_a_4xx(tmp_path: Path) -> None:
+    """A 5,000-character checkpoint name answered 500 (the name is too long for a path)."""
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step-000002").mkdir(parents=True)
+    add_job("ftjob-stopped", status="cancelled", origin=SERVER, run_dir=str(run))
+    with open_registry() as registry:
+        registry.upsert_checkpoint(Checkpoint("ftjob-stopped", "step-000002", "step",
+                                              time.time(), 2, 0.5,
+                                              str(run / "checkpoints" / "step-000002")))
+    with dashboard(raise_server_exceptions=False) as http:
+        token = csrf_of(http.get("/jobs/ftjob-stopped").text)
+        for name in ("step-" + "0" * 5000, "epoch-" + "9" * 300, "step-" + "é" * 200):
+            answer = http.post("/jobs/ftjob-stopped/resume",
+                               data={"csrf": token, "checkpoint": name})
+            assert answer.status_code == 404, (len(name), answer.status_code)
+            assert "no checkpoint" in answer.text
+    with open_registry() as registry:
+        assert registry.get_job("ftjob-stopped").status == "cancelled"
+
+
+# 28. Home-relative paths on the dashboard --------------------------------------------------
+def test_dashboard_error_text_shows_home_relative_paths(tunelab_home: Path,
+                                                        tmp_path: Path) -> None:
+    """The API showed TUNELAB_HOME/...; the dashboard showed the server's absolute paths."""
+    run = tunelab_home / "runs" / "ftjob-broken"
+    add_job("ftjob-broken", status="failed", run_dir=str(run),
+            error={"message": f"cannot read {run}/checkpoints/step-000002/state.json",
+                   "code": "bad"})
+    with open_registry() as registry:
+        registry.add_event("ftjob-broken", f"checkpoint written to {run}/checkpoints",
+                           level="error")
+    with dashboard() as http:
+        texts = [http.get("/jobs/ftjob-broken").text,
+                 http.get("/jobs/ftjob-broken/stream").text]
+        token = csrf_of(http.get("/new").text)
+        few = b'{"messages": [{"role": "user", "content": "hi"}]}\n' * 3
+        file_id = http.post("/new/upload", headers={"X-CSRF-Token": token},
+                            files={"file": ("few.jsonl", few)},
+                            data={"purpose": "fine-tune"}).json()["id"]
+        for step in ("dry-run", "start"):  # the data check's error names the upload's path
+            answer = http.post(f"/new/{step}", data={"csrf": token, "file": file_id,
+                                                     "provider": "openai"})
+            assert answer.status_code == 400
+            texts.append(answer.text)
+    for text in texts:
+        assert str(tunelab_home) not in text and str(tunelab_home.resolve()) not in text
+    assert "TUNELAB_HOME/runs/ftjob-broken/checkpoints/step-000002/state.json" in texts[0]
+    assert "TUNELAB_HOME/runs/ftjob-broken/checkpoints" in texts[0]  # the event
+    assert "TUNELAB_HOME/runs/ftjob-broken/checkpoints" in texts[1]
+    assert all(f"TUNELAB_HOME/server/files/{file_id}.jsonl" in text for text in texts[2:])
+
+
+def test_one_function_makes_paths_home_relative(tunelab_home: Path) -> None:
+    from tunelab.server.errors import home_relative
+
+    tunelab_home.mkdir(parents=True, exist_ok=True)
+    inside = tunelab_home.resolve() / "runs" / "x"
+    assert home_relative(f"at {inside} and {tunelab_home}/y", tunelab_home) \
+        == "at TUNELAB_HOME/runs/x and TUNELAB_HOME/y"

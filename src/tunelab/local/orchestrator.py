@@ -135,7 +135,8 @@ def choose_checkpoint(job: JobRecord, name: str) -> Path:
     root = Path(job.run_dir or ".") / "checkpoints"
     folder = root / name
     if job.provider != PROVIDER or not job.run_dir or Path(name).name != name \
-            or not name.startswith(("step-", "epoch-")) or not folder.is_dir():
+            or not name.startswith(("step-", "epoch-")) or len(name.encode()) > 255 \
+            or not folder.is_dir():  # 255 bytes: longer is no file name (ENAMETOOLONG)
         raise NotFoundError(f"job {job.id} has no checkpoint {name!r}",
                             fix=f"pick one listed by `tunelab jobs checkpoints {job.id}`")
     problem = checkpoint_problem(folder, full=bool((job.config or {}).get("full")))

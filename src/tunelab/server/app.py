@@ -54,7 +54,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app.state.settings, app.state.files, app.state.jobs = settings, files, jobs
     app.state.worker, app.state.file_checks = worker, FileChecks(files)
     app.add_middleware(PinnedHome, root=root)
-    errors.install(app)
+    errors.install(app, root)
     dashboard = Dashboard(registry, jobs, worker, files, settings)  # the web pages at /
     auth.install(app, settings, dashboard.gate)
     _file_routes(app, files)

@@ -3,12 +3,15 @@
     {"error": {"message": ..., "type": ..., "param": ..., "code": ...}}
 
 Route code raises ApiError; tunelab errors, FastAPI's validation errors and Starlette's
-HTTP errors (unknown route, wrong method) are translated here, in one place.
+HTTP errors (unknown route, wrong method) are translated here, in one place. No text leaves
+the server with its absolute paths: `home_relative` writes the home as TUNELAB_HOME, for
+these errors, the API's job errors and events (server/jobs.py) and every dashboard page.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -47,6 +50,14 @@ def error_response(status: int, message: str, *, code: str | None = None,
     if status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def home_relative(text: str, root: Path) -> str:
+    """`text` with the server's home, `root` (as given and resolved), written TUNELAB_HOME:
+    the name a user knows it by, and nothing about where it is on this machine."""
+    for path in sorted({str(root.resolve()), str(root)}, key=len, reverse=True):
+        text = text.replace(path, "TUNELAB_HOME")
+    return text
 
 
 def not_found(kind: str, ident: str, param: str | None = None) -> ApiError:
@@ -92,11 +103,12 @@ def _holds(node: Any, part: str | int) -> bool:
         and type(part) is int and 0 <= part < len(node)
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, root: Path) -> None:
+    """The handlers; `root` is the server's home, never shown as it is (home_relative)."""
     @app.exception_handler(ApiError)
     async def _api(_: Request, error: ApiError) -> JSONResponse:
-        return error_response(error.status, error.message, code=error.code, param=error.param,
-                              headers=error.headers)
+        return error_response(error.status, home_relative(error.message, root),
+                              code=error.code, param=error.param, headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -106,12 +118,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
         message = error.detail if isinstance(error.detail, str) else "bad request"
-        return error_response(error.status_code, message)
+        return error_response(error.status_code, home_relative(message, root))
 
     @app.exception_handler(TunelabError)
     async def _tunelab(_: Request, error: TunelabError) -> JSONResponse:
         status = 404 if isinstance(error, NotFoundError) else 400
-        return error_response(status, error.render())
+        return error_response(status, home_relative(error.render(), root))
 
     @app.exception_handler(Exception)
     async def _crash(_: Request, error: Exception) -> JSONResponse:

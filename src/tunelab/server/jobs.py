@@ -12,17 +12,20 @@ names the client knows before anything leaves the server.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunelab.errors import RegistryError
 from tunelab.registry import SERVER, Event, JobRecord, Registry
 from tunelab.registry.metrics import TRAINED_TOKENS
-from tunelab.server.errors import ApiError, not_found
+from tunelab.server.errors import ApiError, home_relative, not_found
 
 if TYPE_CHECKING:
     from tunelab.config import TrainConfig
 
 ORGANIZATION = "org-tunelab-local"
+log = logging.getLogger("tunelab.server")
 
 
 class ServerJobs:
@@ -51,9 +54,14 @@ class ServerJobs:
         return job
 
     def list(self) -> list[JobRecord]:
-        """Newest first."""
-        jobs = [self.registry.find_job(job_id)
-                for job_id in reversed(self.registry.job_ids(origin=SERVER))]
+        """Newest first. A damaged row is skipped with a warning: it must not hide the
+        others from every client."""
+        jobs = []
+        for job_id in reversed(self.registry.job_ids(origin=SERVER)):
+            try:
+                jobs.append(self.registry.find_job(job_id))
+            except RegistryError as error:
+                log.warning("skipped: %s", error.message)
         return [job for job in jobs if job is not None]
 
     def cancel(self, job_id: str) -> JobRecord:
@@ -112,9 +120,7 @@ class ServerJobs:
             path = job.config.get(key)
             if path and file_id:
                 text = text.replace(str(path), file_id)
-        for root in {str(self.home.resolve()), str(self.home)}:
-            text = text.replace(root, "TUNELAB_HOME")
-        return text
+        return home_relative(text, self.home)
 
 
 def page(items: list[dict[str, Any]], *, after: str | None, limit: int) -> dict[str, Any]:

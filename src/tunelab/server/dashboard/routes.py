@@ -3,11 +3,13 @@
 
 Every POST checks the session's CSRF token (security.check_post) before it reads or changes
 anything, its Origin checked already in front of every route (server/auth.py); every page
-carries the headers in security.HEADERS.
+carries the headers in security.HEADERS. No page or stream shows the server's home as it is:
+every value a template prints, and every stream message, goes through errors.home_relative.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -29,6 +31,7 @@ from tunelab.registry import JobRecord, Registry
 from tunelab.server.dashboard import comparisons, security, stream, views
 from tunelab.server.dashboard.actions import EXPORT_FORMATS, OVERRIDES, Actions, read_overrides
 from tunelab.server.dashboard.launches import Launches, NewRun
+from tunelab.server.errors import home_relative
 from tunelab.server.files import UploadedFiles
 from tunelab.server.jobs import ServerJobs
 from tunelab.server.settings import ServeSettings
@@ -47,6 +50,7 @@ class Dashboard:
     def __init__(self, registry: Registry, jobs: ServerJobs, worker: Worker,
                  files: UploadedFiles, settings: ServeSettings) -> None:
         self.registry, self.files, self.settings = registry, files, settings
+        self.root = jobs.home
         self.sessions = security.Sessions(settings)
         self.gate = security.BrowserGate(self.sessions)
         self.throttle = security.LoginThrottle()
@@ -55,10 +59,19 @@ class Dashboard:
         self.checks = views.DataChecks()
         self.comparisons = comparisons.Comparisons()
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
-                                     autoescape=select_autoescape(default=True))
+                                     autoescape=select_autoescape(default=True),
+                                     finalize=self.public)
         self.templates.filters["num"] = _num
 
     # rendering ----------------------------------------------------------------------
+    def public(self, value: Any) -> Any:
+        """A value as a page or a stream shows it: the home written TUNELAB_HOME."""
+        return home_relative(value, self.root) if type(value) is str else value
+
+    async def public_stream(self, messages: AsyncIterator[str]) -> AsyncIterator[str]:
+        async for text in messages:
+            yield self.public(text)
+
     def page(self, request: Request, template: str, status: int = 200,
              **context: Any) -> HTMLResponse:
         """The template with the session's CSRF token; a browser without a session gets an
@@ -188,15 +201,15 @@ def _job_routes(app: FastAPI, board: Dashboard) -> None:
     def job_stream(request: Request, job_id: str, after: str = "") -> StreamingResponse:
         board.job(job_id)  # a 404 now, not an empty stream
         cursor = stream.Cursor.parse(request.headers.get("last-event-id") or after)
-        return StreamingResponse(stream.job_stream(request, board.registry, job_id, cursor),
-                                 media_type="text/event-stream")
+        return StreamingResponse(board.public_stream(stream.job_stream(
+            request, board.registry, job_id, cursor)), media_type="text/event-stream")
 
     @app.get("/stream/jobs")
     def jobs_stream(request: Request, provider: str = "", status: str = "",
                     source: str = "") -> StreamingResponse:
         filters = {"provider": provider, "status": status, "origin": source}
-        return StreamingResponse(stream.jobs_stream(request, board.registry, filters),
-                                 media_type="text/event-stream")
+        return StreamingResponse(board.public_stream(stream.jobs_stream(
+            request, board.registry, filters)), media_type="text/event-stream")
 
     @app.post("/jobs/{job_id}/{action}")
     async def job_action(request: Request, job_id: str, action: str) -> Response:
@@ -325,7 +338,7 @@ def _compare_routes(app: FastAPI, board: Dashboard) -> None:
     def compare_status(run_id: str) -> dict[str, Any]:
         run = board.comparisons.get(run_id)
         if run is not None:
-            return run.to_dict()
+            return {**run.to_dict(), "error": board.public(run.error)}
         if comparisons.saved(run_id) is not None:
             return {"id": run_id, "status": "done"}
         raise NotFoundError(f"no comparison {run_id!r}")

@@ -27,6 +27,7 @@ from tunelab.server.dashboard import views
 POLL_S = 0.5
 MAX_S = 60.0
 RETRY_MS = 1000
+CURSOR_MAX = 2**63 - 1  # what the registry (SQLite INTEGER) holds
 
 
 @dataclass
@@ -36,12 +37,14 @@ class Cursor:
 
     @classmethod
     def parse(cls, value: str | None) -> Cursor:
-        """"STEP:SEQ" as sent in an id; anything else starts from the beginning."""
+        """"STEP:SEQ" as sent in an id; anything else (a number past what the registry
+        holds included: no stream ever sent it) starts from the beginning."""
         step, _, seq = (value or "").partition(":")
         try:
-            return cls(max(int(step), 0), max(int(seq), 0))
-        except ValueError:
+            cursor = cls(max(int(step), 0), max(int(seq), 0))
+        except ValueError:  # not numbers, or over Python's 4,300 digits
             return cls()
+        return cursor if max(cursor.step, cursor.seq) <= CURSOR_MAX else cls()
 
     def __str__(self) -> str:
         return f"{self.step}:{self.seq}"
