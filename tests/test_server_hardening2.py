@@ -1,5 +1,5 @@
 """What the server and the dashboard promise after the second hardening round (issue 26,
-items 3, 4, 11, 13, 25, 26, 27 and 28).
+items 3, 4, 5, 6, 11, 13, 16, 25, 26, 27 and 28).
 
 The API is driven over real HTTP (the app under uvicorn on a loopback port, worker off, so
 jobs stay queued) with httpx or the openai SDK; the dashboard through FastAPI's TestClient,
@@ -8,22 +8,25 @@ as tests/test_dashboard.py drives it. No test trains or loads a model: jobs are 
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
 import pytest
 from fastapi.testclient import TestClient
 
-from faultproxy import serve_in_thread
+from faultproxy import dialogues, serve_in_thread
 from test_dashboard import add_job, csrf_of
-from test_server_hardening import counting
+from test_server_hardening import counting, wait_until
 from tunelab.registry import SERVER, Checkpoint, open_registry
 from tunelab.server import ServeSettings, create_app
 
@@ -127,6 +130,140 @@ def test_without_a_key_a_cross_site_post_to_v1_is_refused(keyless: tuple[str, in
     same = httpx.post(server + "/v1/files", files={"file": ("t.jsonl", b"{}\n")},
                       data={"purpose": "fine-tune"}, headers={"Origin": server})
     assert same.status_code == 200, same.text
+
+
+# 5. The new-run page's model ---------------------------------------------------------------
+def upload_on_page(http: TestClient, tmp_path: Path) -> tuple[str, str]:
+    token = csrf_of(http.get("/new").text)
+    data = dialogues(tmp_path / "train.jsonl")
+    uploaded = http.post("/new/upload", headers={"X-CSRF-Token": token},
+                         files={"file": ("train.jsonl", data.read_bytes())},
+                         data={"purpose": "fine-tune"}).json()
+    return token, uploaded["id"]
+
+
+def test_the_new_run_model_is_a_listed_base_model_never_a_path(tmp_path: Path) -> None:
+    """The page resolved its model field as a server path: "/etc" and "/nonexistent" got
+    different errors, and any model folder on the disk could be trained on."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    with dashboard() as http:
+        token, file_id = upload_on_page(http, tmp_path)
+        page = http.get(f"/new?file={file_id}&provider=local").text
+        assert re.findall(r'<option value="([^"]+)" label="base model">', page) == [MODEL]
+        said = set()
+        for step in ("dry-run", "start"):
+            for name in ("/etc", "/nonexistent", str(folder), "../..", "gpt2"):
+                answer = http.post(f"/new/{step}", data={"csrf": token, "file": file_id,
+                                                         "provider": "local", "model": name})
+                assert answer.status_code == 400, (step, name, answer.status_code)
+                failure = re.search(r'id="failure">([^<]*)<', answer.text).group(1)
+                said.add(failure.replace(name[:80], "NAME"))
+        assert len(said) == 1 and "GET /v1/models" in said.pop()
+        with open_registry() as registry:
+            assert registry.list_jobs() == []
+        started = http.post("/new/start", data={"csrf": token, "file": file_id,
+                                                "provider": "local", "model": MODEL})
+        assert started.status_code == 303, started.text
+
+
+# 6. The compare form's models and judge ----------------------------------------------------
+class FakeComparison:
+    def __init__(self, models: list[str]) -> None:
+        self.models = models
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"models": [{"label": m, "metrics": {}, "answers": []} for m in self.models],
+                "items": [], "examples": 0, "eval_file": "valid.jsonl",
+                "settings": {"max_new_tokens": 8}, "judge": None}
+
+
+@pytest.fixture
+def compared(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """tunelab.evaluate.compare.compare replaced: it records what it was asked and how many
+    ran at once, and each waits for `release` (set, so none waits, unless a test clears it)."""
+    compare_module = importlib.import_module("tunelab.evaluate.compare")  # not the function
+    seen: dict[str, Any] = {"calls": [], "now": 0, "most": 0, "lock": threading.Lock(),
+                            "release": threading.Event()}
+    seen["release"].set()
+
+    def fake(models: list[str], **options: Any) -> FakeComparison:
+        with seen["lock"]:
+            seen["calls"].append((list(models), options.get("judge")))
+            seen["now"] += 1
+            seen["most"] = max(seen["most"], seen["now"])
+        try:
+            assert seen["release"].wait(30)
+            return FakeComparison(models)
+        finally:
+            with seen["lock"]:
+                seen["now"] -= 1
+
+    monkeypatch.setattr(compare_module, "compare", fake)
+    return seen
+
+
+def test_the_compare_form_takes_only_the_models_it_offers(tmp_path: Path,
+                                                          compared: dict[str, Any]) -> None:
+    """The compare form took paths, hub ids and cloud models (an adapter from another home
+    loaded; a cloud model or judge would spend the operator's keys)."""
+    add_job("ftjob-mine", fine_tuned_model=f"ft:{MODEL}:mine:ftjob-mine",
+            run_dir=str(tmp_path / "run"))
+    add_job("ftjob-cloud", "openai", fine_tuned_model="ft:gpt-4o-mini-2024-07-18:acme::x1")
+    adapter = tmp_path / "elsewhere" / "adapter"
+    adapter.mkdir(parents=True)
+    with dashboard() as http:
+        page = http.get("/compare").text
+        offered = set(re.findall(r'name="model" value="([^"]+)"', page))
+        assert offered == {"base", "ftjob-mine"}
+        judges = set(re.findall(r'<option value="([^"]+)">', page))
+        assert judges == {MODEL, "ftjob-mine"}
+        token = csrf_of(page)
+        for models, judge in ((["base", str(adapter)], ""), (["base", "ftjob-cloud"], ""),
+                              (["base", "ft:gpt-4o-mini-2024-07-18:acme::x1"], ""),
+                              (["base", "openai:gpt-4o-mini"], ""),
+                              (["base", "HuggingFaceTB/SmolLM2-360M-Instruct"], ""),
+                              (["base", "ftjob-mine"], "openai:gpt-4o"),
+                              (["base", "ftjob-mine"], str(adapter)),
+                              (["base", "ftjob-mine"], "base")):
+            answer = http.post("/compare", data={"csrf": token, "model": models,
+                                                 "judge": judge})
+            assert answer.status_code == 400, (models, judge, answer.status_code)
+            assert "GET /v1/models" in answer.text
+        assert compared["calls"] == []
+        answer = http.post("/compare", data={"csrf": token, "model": ["base", "ftjob-mine"],
+                                             "judge": "ftjob-mine"})
+        assert answer.status_code == 303, answer.text
+        wait_until(lambda: compared["calls"] == [(["base", "ftjob-mine"], "ftjob-mine")])
+
+
+# 16. Comparisons queue ---------------------------------------------------------------------
+def test_comparisons_started_together_run_one_at_a_time(tmp_path: Path,
+                                                        compared: dict[str, Any]) -> None:
+    """Three started at once all ran (1.38 GB), and two failed with an ImportError."""
+    add_job("ftjob-mine", fine_tuned_model=f"ft:{MODEL}:mine:ftjob-mine",
+            run_dir=str(tmp_path / "run"))
+    compared["release"].clear()
+    with dashboard() as http:
+        token = csrf_of(http.get("/compare").text)
+        ids = []
+        for _ in range(3):
+            answer = http.post("/compare", data={"csrf": token,
+                                                 "model": ["base", "ftjob-mine"]})
+            assert answer.status_code == 303
+            ids.append(answer.headers["location"].rsplit("/", 1)[1])
+        wait_until(lambda: compared["now"] == 1)
+        time.sleep(0.3)  # room for a second one to start, if one could
+        statuses = [http.get(f"/compare/{run}/status.json").json()["status"] for run in ids]
+        assert statuses == ["running", "queued", "queued"]
+        listing = http.get("/compare").text
+        assert listing.count("queued") >= 2
+        assert "queued" in http.get(f"/compare/{ids[2]}").text
+        compared["release"].set()
+        wait_until(lambda: all(http.get(f"/compare/{run}/status.json").json()["status"]
+                             == "done" for run in ids))
+    assert compared["most"] == 1 and len(compared["calls"]) == 3
 
 
 # 11. Login throttle and logout -------------------------------------------------------------

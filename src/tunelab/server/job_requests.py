@@ -137,22 +137,14 @@ def _check_file(path: str, file_id: str, param: str) -> None:
 
 
 def _check_model(model: str) -> None:
-    """The model is a base model GET /v1/models lists, and its files are here: found, not
-    loaded or converted (the job does that). Any other name gets the same 400, so a client
-    learns nothing about the server's filesystem."""
-    from tunelab.local.model_source import locate, model_dir
-    from tunelab.server.models import base_models
+    """The model is a base model GET /v1/models lists (server/models.py), else a 400."""
+    from tunelab.server.models import check_base_model
 
     try:
-        if model not in base_models():
-            raise UsageError("not a base model this server lists")
-        location = locate(model)
-        if location.suffix != ".gguf":
-            model_dir(location)
-    except (UsageError, OSError):
-        raise ApiError(400, f"model {model[:80]!r} is not available on this server: GET "
-                       "/v1/models lists the base models you can fine-tune here",
-                       code="model_not_available", param="model") from None
+        check_base_model(model)
+    except UsageError as error:
+        raise ApiError(400, error.message, code="model_not_available",
+                       param="model") from None
 
 
 def build_config(body: JobCreate, checks: FileChecks,

@@ -62,6 +62,24 @@ def base_models() -> tuple[str, ...]:
     return (DEFAULT_MODEL,)
 
 
+def check_base_model(model: str) -> None:
+    """UsageError unless `model` is a base model `base_models` lists and its files are here:
+    found, not loaded or converted. Any other name (a path, a hub id, a folder with a
+    config.json) gets the same message, so a client learns nothing about the server's disk.
+    The API's job requests and the dashboard's new-run form both ask this."""
+    from tunelab.local.model_source import locate, model_dir
+
+    try:
+        if model not in base_models():
+            raise UsageError("not a base model this server lists")
+        location = locate(model)
+        if location.suffix != ".gguf":
+            model_dir(location)
+    except (UsageError, OSError):
+        raise UsageError(f"model {model[:80]!r} is not available on this server: GET "
+                         "/v1/models lists the base models you can fine-tune here") from None
+
+
 def tuned_name(job: JobRecord) -> str:
     """A job's model name; before it has one, the name its checkpoints are listed under."""
     return job.fine_tuned_model or f"ft:{job.base_model}:{job.suffix or ''}:{job.id}"

@@ -34,6 +34,7 @@ from tunelab.server.dashboard.launches import Launches, NewRun
 from tunelab.server.errors import home_relative
 from tunelab.server.files import UploadedFiles
 from tunelab.server.jobs import ServerJobs
+from tunelab.server.models import base_models, check_base_model
 from tunelab.server.settings import ServeSettings
 from tunelab.server.upload import receive_upload
 from tunelab.server.worker import Worker
@@ -57,7 +58,7 @@ class Dashboard:
         self.actions = Actions(jobs, worker, settings)
         self.launches = Launches(on_job=self.actions.started)
         self.checks = views.DataChecks()
-        self.comparisons = comparisons.Comparisons()
+        self.comparisons = comparisons.Comparisons(registry)
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
                                      autoescape=select_autoescape(default=True),
                                      finalize=self.public)
@@ -251,7 +252,7 @@ def _run_routes(app: FastAPI, board: Dashboard) -> None:
                 examples = views.preview(path)
         launch = board.launches.get(chosen.get("launch") or "")
         return board.page(request, "new.html", status, uploads=uploads, presets=PRESETS,
-                          launch=launch,
+                          launch=launch, base_models=base_models(),
                           providers=provider_names(), form=chosen, report=report,
                           examples=examples,
                           overrides=list(OVERRIDES), **context)
@@ -295,10 +296,14 @@ def _run_routes(app: FastAPI, board: Dashboard) -> None:
 
 
 def _new_run(board: Dashboard, form: dict[str, str]) -> NewRun:
-    """The new-run form as the door's request needs it: the uploads' paths and ids."""
+    """The new-run form as the door's request needs it: the uploads' paths and ids. A local
+    run's model is a base model GET /v1/models lists, as for the API: never a path."""
     train = board.files.get(form.get("file", ""))
     valid = board.files.get(form["validation"]) if form.get("validation") else None
-    return NewRun(provider=form.get("provider") or "local",
+    provider = form.get("provider") or "local"
+    if provider == "local" and form.get("model"):
+        check_base_model(form["model"])
+    return NewRun(provider=provider,
                   train=board.files.data_path(train.id), train_id=train.id,
                   validation=board.files.data_path(valid.id) if valid else None,
                   validation_id=valid.id if valid else None,
@@ -316,6 +321,7 @@ def _compare_routes(app: FastAPI, board: Dashboard) -> None:
         running = [run.to_dict() for run in board.comparisons.runs.values()
                    if run.status != "done"]
         return board.page(request, "compare.html", choices=comparisons.choices(board.registry),
+                          judges=comparisons.judges(board.registry),
                           saved=comparisons.saved_list(), running=running)
 
     @app.post("/compare")

@@ -203,16 +203,16 @@ function newPage() {
   });
 }
 
-// A comparison still running: show its progress, then the result. -----------------------
+// A comparison queued or running: show its progress, then the result. ------------------
 function comparisonPage() {
   const box = document.getElementById("compare-run");
-  if (!box || box.dataset.status !== "running") return;
+  if (!box || !["queued", "running"].includes(box.dataset.status)) return;
   const list = document.getElementById("compare-progress");
   const poll = async () => {
     const answer = await fetch(`/compare/${encodeURIComponent(box.dataset.run)}/status.json`,
                                {credentials: "same-origin"});
     const run = await answer.json();
-    if (run.status !== "running") { window.location.reload(); return; }
+    if (run.status !== box.dataset.status) { window.location.reload(); return; }
     while (list.firstChild) list.removeChild(list.firstChild);
     for (const [what, pair] of Object.entries(run.progress || {})) {
       const item = document.createElement("li");
