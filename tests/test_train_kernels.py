@@ -326,7 +326,7 @@ def train_losses(folder, mode: str, full: bool) -> tuple[list[tuple[float, float
     session = trainer.setup(config, None, EncodedSet(items=[None] * 9), None,
                             base_ref=str(folder))
     steps = [trainer.train_step(session, batch) for batch in batches]
-    return [(step.loss, step.accuracy) for step in steps], session
+    return [(step.loss, step.metrics["train_mean_token_accuracy"]) for step in steps], session
 
 
 def moved_from_start(model: nn.Module, folder) -> bool:

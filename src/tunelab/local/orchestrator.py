@@ -28,6 +28,7 @@ from tunelab.config import TrainConfig, resolve_config
 from tunelab.errors import NotFoundError, TunelabError, UsageError
 from tunelab.local import checkpoints, launch, prepare, samples, trainer
 from tunelab.local.memory import release_freed_memory
+from tunelab.local.methods import Method, method_for
 from tunelab.local.recorder import EventHandler, RunRecorder
 from tunelab.local.state import TrainState, checkpoint_problem
 from tunelab.local.warm import Trial
@@ -214,12 +215,14 @@ def _run(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path,
          examples: prepare.Examples, resume_from: Path | None, recorder: RunRecorder,
          stop: threading.Event, trial: Trial | None) -> dict[str, Any]:
     recorder.message("loading model and tokenizing data")
-    tokenizer, data = _inputs(config, examples, trial)
+    method = method_for(config)  # what the run learns: it encodes the data and trains on it
+    tokenizer, data = _inputs(config, examples, trial, method)
     lent = trial.warm.lend(config) if trial else contextlib.nullcontext()
     with lent as base_model:  # a sweep's shared base goes back untouched, whatever happens
         session = trainer.setup(config, tokenizer, data.train, data.validation,
                                 base_ref=prepare.base_model_ref(config.model),
-                                resume_from=resume_from, base_model=base_model)
+                                resume_from=resume_from, base_model=base_model,
+                                method=method)
         recorder.message(session.kernels)  # which speed kernels run, or why none do
         state = TrainState()
         if resume_from is not None:
@@ -259,15 +262,16 @@ def _run(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path,
 OUTCOMES = {trainer.EARLY_STOPPED: "succeeded", trainer.PRUNED: "cancelled"}
 
 
-def _inputs(config: TrainConfig, examples: prepare.Examples,
-            trial: Trial | None) -> tuple[Any, prepare.Tokenized]:
-    """The tokenizer and the tokenized data: a sweep's, already made, or made now."""
+def _inputs(config: TrainConfig, examples: prepare.Examples, trial: Trial | None,
+            method: Method) -> tuple[Any, prepare.Tokenized]:
+    """The tokenizer and the data as `method` encodes it: a sweep's, already made, or made
+    now."""
     if trial is not None:
-        return trial.warm.tokenizer, trial.warm.tokenized(config)
+        return trial.warm.tokenizer, trial.warm.tokenized(config, method)
     from tunelab.local.model_source import load_tokenizer
 
     tokenizer = load_tokenizer(config.model)
-    return tokenizer, prepare.tokenize(config, tokenizer, examples)
+    return tokenizer, prepare.tokenize(config, tokenizer, examples, method)
 
 
 def _save(session: trainer.Session, run_dir: Path, tokenizer: Any, recorder: RunRecorder, *,

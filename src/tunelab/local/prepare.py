@@ -12,9 +12,9 @@ from typing import Any
 
 from tunelab.config import TrainConfig, check_paths
 from tunelab.errors import ConfigError, DataError
-from tunelab.local.encoding import EncodedSet, encode_examples
+from tunelab.local.encoding import EncodedSet
+from tunelab.local.methods import Method, method_for
 from tunelab.local.model_source import DEFAULT_MODEL, EMBEDDED_ALIASES
-from tunelab.local.validation import encode_validation
 
 
 @dataclass
@@ -44,15 +44,20 @@ def read_examples(config: TrainConfig) -> Examples:
     return Examples(load_examples(config.train_file), validation)
 
 
-def tokenize(config: TrainConfig, tokenizer: Any, examples: Examples) -> Tokenized:
-    train = encode_examples(tokenizer, examples.train, config.max_length, config.train_file)
+def tokenize(config: TrainConfig, tokenizer: Any, examples: Examples,
+             method: Method | None = None) -> Tokenized:
+    """The examples as `method` encodes them (default: the one config.method names)."""
+    method = method or method_for(config)
+    train = method.encode(tokenizer, examples.train, max_length=config.max_length,
+                          source=config.train_file)
     if not train.items:
         raise DataError("no example keeps an assistant token after truncation",
                         path=config.train_file, fix="raise --max-length or check the data")
     validation = None
     if examples.validation is not None:
         # Whole, not cut at max_length: validation.py says why.
-        validation = encode_validation(tokenizer, examples.validation, config.validation_file)
+        validation = method.encode(tokenizer, examples.validation, max_length=None,
+                                   source=config.validation_file)
     return Tokenized(train, validation)
 
 

@@ -11,18 +11,21 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from tunelab.local import checkpoints
+from tunelab.local.methods import Measured
 from tunelab.local.state import TrainState
 from tunelab.local.trainer import Hooks, StepReport
-from tunelab.local.validation import Validation
 from tunelab.registry import Checkpoint, Registry
 from tunelab.registry import metrics as vocabulary
 
 EventHandler = Callable[[dict[str, Any]], None]
+
+# How train.log and the validation events name a method's metrics; any other metric goes by
+# its vocabulary name.
+LABELS = {vocabulary.TRAIN_ACCURACY: "accuracy", vocabulary.VALID_ACCURACY: "token accuracy"}
 
 
 class RunRecorder(Hooks):
@@ -41,21 +44,23 @@ class RunRecorder(Hooks):
 
     # hooks from the loop ------------------------------------------------------------
     def on_step(self, state: TrainState, report: StepReport) -> None:
-        self._emit({"type": "step", **asdict(report)})
+        self._emit({"type": "step", **report.values()})
         if state.step % self.log_every and state.step != report.total_steps:
             return
         self._record_metrics(report.metrics())
-        self._log(f"step {report.step}/{report.total_steps} train_loss {report.train_loss:.4f} "
-                  f"accuracy {report.train_mean_token_accuracy:.3f} "
-                  f"learning_rate {report.learning_rate:.2e} {report.tokens_per_s:.0f} tok/s")
+        self._log(" ".join([
+            f"step {report.step}/{report.total_steps} train_loss {report.train_loss:.4f}",
+            *labelled(report.method_metrics),
+            f"learning_rate {report.learning_rate:.2e} {report.tokens_per_s:.0f} tok/s"]))
 
-    def on_validation(self, state: TrainState, result: Validation, is_best: bool) -> None:
+    def on_validation(self, state: TrainState, result: Measured, is_best: bool) -> None:
         values = validation_metrics(result)
         self._record_metrics({vocabulary.STEP: state.step, vocabulary.EPOCH: state.epoch,
                               **values})
+        said = ", ".join([f"validation loss {result.loss:.4f}", *labelled(result.metrics)])
         best = " (best so far)" if is_best else ""
-        self.message(f"step {state.step}: validation loss {result.loss:.4f}, token accuracy "
-                     f"{result.accuracy:.3f}{best}", data={vocabulary.STEP: state.step, **values})
+        self.message(f"step {state.step}: {said}{best}",
+                     data={vocabulary.STEP: state.step, **values})
         self._emit({"type": "validation", vocabulary.STEP: state.step, **values,
                     "best": is_best})
 
@@ -108,19 +113,22 @@ class RunRecorder(Hooks):
             self.on_event(event)
 
 
-def validation_metrics(result: Validation) -> dict[str, float]:
+def labelled(metrics: dict[str, float]) -> list[str]:
+    """A method's metrics as a log line says them: "label value" each."""
+    return [f"{LABELS.get(name, name)} {value:.3f}" for name, value in metrics.items()]
+
+
+def validation_metrics(result: Measured) -> dict[str, float]:
     """A validation in the vocabulary. The local trainer scores the whole validation file,
     so `valid_loss` and `full_valid_loss` are the same number (OpenAI's valid_loss is a
     sampled batch; a reader wanting the whole-file loss finds it under its own name)."""
     loss = round(result.loss, 6)
     return {vocabulary.VALID_LOSS: loss, vocabulary.FULL_VALID_LOSS: loss,
-            vocabulary.VALID_ACCURACY: round(result.accuracy, 6)}
+            **{name: round(value, 6) for name, value in result.metrics.items()}}
 
 
 def checkpoint_metrics(state: TrainState) -> dict[str, Any]:
-    """What a checkpoint row keeps: the losses and accuracies at its step."""
-    values = {vocabulary.TRAIN_LOSS: state.last_train_loss,
-              vocabulary.TRAIN_ACCURACY: state.train_accuracy,
-              vocabulary.VALID_LOSS: state.valid_loss,
-              vocabulary.VALID_ACCURACY: state.valid_accuracy}
+    """What a checkpoint row keeps: the losses and the method's metrics at its step."""
+    values = {vocabulary.TRAIN_LOSS: state.last_train_loss, **state.train_metrics,
+              vocabulary.VALID_LOSS: state.valid_loss, **state.valid_metrics}
     return {name: value for name, value in values.items() if value is not None}

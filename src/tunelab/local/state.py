@@ -14,14 +14,14 @@ from __future__ import annotations
 import json
 import random
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from tunelab.registry.metrics import LEGACY_SUMMARY_NAMES
+from tunelab.registry.metrics import LEGACY_SUMMARY_NAMES, TRAIN_ACCURACY, VALID_ACCURACY
 
 
 @dataclass
@@ -33,11 +33,11 @@ class TrainState:
     batches_done: int = 0  # micro-batches of this epoch already consumed, by all processes
     loss_sum: float = 0.0  # sum of every step's loss: train_loss is its mean, as HF reports
     last_train_loss: float | None = None  # the last step's
-    train_accuracy: float | None = None  # the last step's train_mean_token_accuracy
+    train_metrics: dict[str, float] = field(default_factory=dict)  # the method's, last step
     best_valid_loss: float | None = None
     stale_evals: int = 0  # validations in a row without a new best (early stopping)
     valid_loss: float | None = None  # the last validation's
-    valid_accuracy: float | None = None  # the last validation's valid_mean_token_accuracy
+    valid_metrics: dict[str, float] = field(default_factory=dict)  # the method's, last one
     trained_tokens: int = 0  # real (non-padding) tokens trained on
     train_seconds: float = 0.0  # time spent in training steps, excluding eval and saves
 
@@ -48,6 +48,15 @@ class TrainState:
     @property
     def tokens_per_s(self) -> float | None:
         return self.trained_tokens / self.train_seconds if self.train_seconds else None
+
+    # The job summary's accuracies (supervised runs; None for a method without them).
+    @property
+    def train_accuracy(self) -> float | None:
+        return self.train_metrics.get(TRAIN_ACCURACY)
+
+    @property
+    def valid_accuracy(self) -> float | None:
+        return self.valid_metrics.get(VALID_ACCURACY)
 
 
 def save_training_state(folder: Path, *, optimizer: Any, scheduler: Any, state: TrainState,
@@ -61,10 +70,19 @@ def save_training_state(folder: Path, *, optimizer: Any, scheduler: Any, state: 
 
 def load_training_state(folder: Path) -> TrainState:
     """A checkpoint's state; one written before the metric vocabulary (last_loss, tokens...)
-    resumes too, its fields renamed."""
+    or before training methods (train_accuracy beside the losses) resumes too."""
     saved = json.loads((folder / "state.json").read_text())
-    return TrainState(**{LEGACY_SUMMARY_NAMES.get(key, key): value
-                         for key, value in saved.items()})
+    values = {LEGACY_SUMMARY_NAMES.get(key, key): value for key, value in saved.items()}
+    for legacy, (kept_in, name) in LEGACY_ACCURACIES.items():
+        accuracy = values.pop(legacy, None)
+        if accuracy is not None:
+            values.setdefault(kept_in, {})[name] = accuracy
+    return TrainState(**values)
+
+
+# A supervised run's accuracies, as state.json kept them before methods had metrics.
+LEGACY_ACCURACIES = {"train_accuracy": ("train_metrics", TRAIN_ACCURACY),
+                     "valid_accuracy": ("valid_metrics", VALID_ACCURACY)}
 
 
 # The files besides the weights that resume reads (trainer.setup, trainer.restore_position).

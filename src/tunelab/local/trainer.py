@@ -1,11 +1,13 @@
 """The training loop: setup -> train -> save, on accelerate + peft, readable top to bottom.
 
 accelerate owns devices, mixed precision, gradient accumulation and (under `accelerate
-launch`) DDP/FSDP/DeepSpeed; nothing here is device- or process-specific. We own what
-decides speed and trust: assistant-only labels (encoding), length-grouped batches whose
-order is a function of (seed, epoch) (batching), a loss without wasted logits and other
-speed kernels (kernels/, switched by config.kernels) and checkpoints that resume to the
-exact next batch (checkpoints, state).
+launch`) DDP/FSDP/DeepSpeed; nothing here is device- or process-specific. The loop is handed
+a training method (methods/: supervised today), which owns what is learned: how examples
+are encoded and collated, the loss (behind it the speed kernels, switched by
+config.kernels) and its metrics, and what validation measures. The loop owns the rest:
+length-grouped batches whose order is a function of (seed, epoch) (batching), gradient
+accumulation, the schedule, early stopping, and checkpoints that resume to the exact next
+batch (checkpoints, state).
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from tunelab.config import TrainConfig
-from tunelab.local import checkpoints, kernels
-from tunelab.local.batching import collate, epoch_batches
+from tunelab.local import checkpoints
+from tunelab.local.batching import epoch_batches
 from tunelab.local.encoding import EncodedSet
 from tunelab.local.memory import keep_freed_memory
+from tunelab.local.methods import Measured, Method, method_for, vocabulary_problem
 from tunelab.local.state import (
     TrainState,
     load_torch,
@@ -34,7 +37,6 @@ from tunelab.local.state import (
     restore_rng,
     save_training_state,
 )
-from tunelab.local.validation import Validation, measure_validation
 from tunelab.registry.metrics import step_metrics
 
 CANCEL_REQUEST = "cancel.request"  # a file in the run folder: stop after this step
@@ -45,8 +47,7 @@ class Window:
     """The micro-batches of the optimizer step being accumulated."""
 
     losses: list[float] = field(default_factory=list)  # each one's mean (processes averaged)
-    correct: int = 0  # labelled tokens whose argmax was the label, every process
-    labelled: int = 0  # labelled tokens, every process
+    sums: dict[str, float] = field(default_factory=dict)  # the method's sums, every process
 
 
 @dataclass
@@ -54,10 +55,11 @@ class Session:
     """Everything one run trains with, built by `setup`."""
 
     config: TrainConfig
+    method: Method  # what the run learns: encoding, loss, metrics, validation
     accelerator: Any
     tokenizer: Any
     model: Any  # the transformers model, PEFT-wrapped unless config.full
-    loss_model: Any  # the loss kernels.apply chose around it, prepared by accelerate
+    loss_model: Any  # the method's loss module around it, prepared by accelerate
     optimizer: Any  # prepared by accelerate
     scheduler: Any  # stepped by us once per optimizer step, whatever the process count
     train_set: EncodedSet
@@ -68,15 +70,7 @@ class Session:
     window: Window = field(default_factory=Window)  # the step being accumulated
     saved: tuple[str, int] | None = None  # (name, step) of the last checkpoint written
     validated: int | None = None  # the step of the last validation
-    kernels: str = ""  # the line kernels.apply wrote: what it applied, or why none
-
-
-@dataclass(frozen=True)
-class StepLoss:
-    """What one optimizer step measured on the batches it trained on."""
-
-    loss: float  # the mean of its micro-batches' losses, as HF reports a step
-    accuracy: float  # token-weighted over the step's micro-batches
+    kernels: str = ""  # the method's line for the log: which speed kernels run, or why none
 
 
 @dataclass(frozen=True)
@@ -86,16 +80,22 @@ class StepReport:
     step: int
     epoch: float
     train_loss: float
-    train_mean_token_accuracy: float
+    method_metrics: dict[str, float]  # the method's train_metric_names (supervised: accuracy)
     learning_rate: float
     trained_tokens: int
     tokens_per_s: float
     total_steps: int
     eta_s: float
 
+    def values(self) -> dict[str, Any]:
+        """Flat, as events carry it: the method's metrics beside the loop's own."""
+        values = asdict(self)
+        values.update(values.pop("method_metrics"))
+        return values
+
     def metrics(self) -> dict[str, Any]:
         """The row a metrics store keeps: the vocabulary's names only."""
-        return step_metrics(asdict(self))
+        return step_metrics(self.values())
 
 
 class Hooks:
@@ -103,7 +103,7 @@ class Hooks:
 
     def on_step(self, state: TrainState, report: StepReport) -> None: ...
 
-    def on_validation(self, state: TrainState, result: Validation, is_best: bool) -> None: ...
+    def on_validation(self, state: TrainState, result: Measured, is_best: bool) -> None: ...
 
     def on_checkpoint(self, state: TrainState, name: str, kind: str, path: Path) -> None: ...
 
@@ -125,13 +125,20 @@ def accelerate_precision(config: TrainConfig) -> str:
 
 def setup(config: TrainConfig, tokenizer: Any, train_set: EncodedSet,
           val_set: EncodedSet | None, *, base_ref: str,
-          resume_from: Path | None = None, base_model: Any = None) -> Session:
+          resume_from: Path | None = None, base_model: Any = None,
+          method: Method | None = None) -> Session:
     """Everything the run trains with. `base_model`: an already loaded base to put this
-    run's fresh LoRA adapter on (a sweep reuses one across trials, see local/warm.py)."""
+    run's fresh LoRA adapter on (a sweep reuses one across trials, see local/warm.py).
+    `method`: what the run learns; by default the one config.method names, which must be
+    the one that encoded `train_set` and `val_set`."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
 
+    method = method or method_for(config)
+    problem = vocabulary_problem(method)
+    if problem:
+        raise ValueError(problem)
     # accelerate keeps its state in a process-wide singleton that refuses a second run with
     # another precision. One process trains many runs (the server's worker, `compare` after
     # `train`, the tests), so each run starts from a clean slate; the distributed process
@@ -142,20 +149,22 @@ def setup(config: TrainConfig, tokenizer: Any, train_set: EncodedSet,
                               gradient_accumulation_steps=config.grad_accum)
     set_seed(config.seed)
     model = build_model(config, base_ref, resume_from, base_model)
-    # Same math as plain transformers + peft, less memory traffic; off or auto (kernels/).
-    applied = kernels.apply(model, config.kernels)
+    # The method's loss around the model; its speed kernels compute the same math as plain
+    # transformers + peft with less memory traffic, off or auto (kernels/).
+    loss_module, kernels_note = method.loss_module(model, config.kernels)
     trainable = [param for param in model.parameters() if param.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
     per_epoch = steps_per_epoch(len(train_set.items), config, accelerator.num_processes)
     total = config.max_steps or per_epoch * config.epochs
     scheduler = make_scheduler(optimizer, config, total)
-    loss_model, optimizer = accelerator.prepare(applied.loss, optimizer)
+    loss_model, optimizer = accelerator.prepare(loss_module, optimizer)
     if resume_from is not None:
         optimizer.load_state_dict(load_torch(resume_from, "optimizer.pt"))
         scheduler.load_state_dict(load_torch(resume_from, "scheduler.pt"))
-    return Session(config, accelerator, tokenizer, model, loss_model, optimizer, scheduler,
-                   train_set, val_set, per_epoch, total, base_ref, kernels=applied.note)
+    return Session(config, method, accelerator, tokenizer, model, loss_model, optimizer,
+                   scheduler, train_set, val_set, per_epoch, total, base_ref,
+                   kernels=kernels_note)
 
 
 def build_model(config: TrainConfig, base_ref: str, resume_from: Path | None,
@@ -232,17 +241,17 @@ def train(session: Session, state: TrainState, hooks: Hooks, run_dir: Path,
         epoch_batch_count = len(epoch_order(session, state))
         for batch in epoch_loader(session, state):
             began = time.perf_counter()
-            step_loss = train_step(session, batch)
+            measured = train_step(session, batch)
             state.train_seconds += time.perf_counter() - began
             # Every process's tokens, so tokens/s is the whole run's under DDP too.
             state.trained_tokens += int(session.accelerator.reduce(
                 batch["attention_mask"].sum(), "sum"))
             state.batches_done += session.accelerator.num_processes
-            if step_loss is None:
+            if measured is None:
                 continue  # still accumulating gradients
             state.step += 1
-            state.loss_sum += step_loss.loss
-            state.last_train_loss, state.train_accuracy = step_loss.loss, step_loss.accuracy
+            state.loss_sum += measured.loss
+            state.last_train_loss, state.train_metrics = measured.loss, measured.metrics
             hooks.on_step(state, step_report(session, state, started_step, started_seconds))
             epoch_done = state.batches_done >= epoch_batch_count
             # end_pass checkpoints the pass's last step itself: saving it here as well would
@@ -305,37 +314,37 @@ def stop_requested(stop: threading.Event | None, run_dir: Path) -> bool:
     return (stop is not None and stop.is_set()) or (run_dir / CANCEL_REQUEST).exists()
 
 
-def train_step(session: Session, batch: dict[str, Any]) -> StepLoss | None:
+def train_step(session: Session, batch: dict[str, Any]) -> Measured | None:
     """One micro-batch forward/backward; the optimizer steps when accumulation is complete.
 
-    Returns the optimizer step's loss and token accuracy when one happened, else None.
+    Returns the optimizer step's loss (the mean of its micro-batches', as HF reports a step)
+    and the method's metrics when one happened, else None.
     """
-    accelerator = session.accelerator
+    accelerator, method = session.accelerator, session.method
     with accelerator.accumulate(session.loss_model):
-        loss = session.loss_model(**batch)
+        loss, sums = method.loss(session.loss_model, batch)
         accelerator.backward(loss)
         if accelerator.sync_gradients and session.config.max_grad_norm:
             accelerator.clip_grad_norm_(session.loss_model.parameters(),
                                         session.config.max_grad_norm)
         session.optimizer.step()
         session.optimizer.zero_grad()
-    add_to_window(session, loss)
+    add_to_window(session, loss, sums)
     if not accelerator.sync_gradients:
         return None
     session.scheduler.step()
     window, session.window = session.window, Window()
-    return StepLoss(sum(window.losses) / len(window.losses),
-                    window.correct / max(1, window.labelled))
+    return Measured(sum(window.losses) / len(window.losses), method.train_metrics(window.sums))
 
 
-def add_to_window(session: Session, loss: torch.Tensor) -> None:
-    """Count one micro-batch's loss and token accuracy into the step being accumulated."""
+def add_to_window(session: Session, loss: torch.Tensor, sums: dict[str, torch.Tensor]) -> None:
+    """Count one micro-batch's loss and the method's sums into the step being accumulated."""
     accelerator, window = session.accelerator, session.window
-    sums = accelerator.unwrap_model(session.loss_model).last  # what forward just summed
-    counts = accelerator.reduce(torch.stack([sums.correct, sums.count]), "sum")
+    if sums:  # one collective for all of them
+        totals = accelerator.reduce(torch.stack(list(sums.values())), "sum").tolist()
+        for name, total in zip(sums, totals, strict=True):
+            window.sums[name] = window.sums.get(name, 0) + total
     window.losses.append(float(accelerator.reduce(loss.detach(), "mean")))
-    window.correct += int(counts[0])
-    window.labelled += int(counts[1])
 
 
 def epoch_order(session: Session, state: TrainState) -> list[list[int]]:
@@ -347,7 +356,8 @@ def epoch_loader(session: Session, state: TrainState) -> Any:
     """The rest of the current epoch: its derived order, minus the batches already done."""
     remaining = epoch_order(session, state)[state.batches_done:]
     loader = DataLoader(session.train_set.items, batch_sampler=remaining,
-                        collate_fn=partial(collate, pad_id=session.tokenizer.pad_token_id))
+                        collate_fn=partial(session.method.collate,
+                                           pad_id=session.tokenizer.pad_token_id))
     return session.accelerator.prepare_data_loader(loader)
 
 
@@ -359,7 +369,8 @@ def step_report(session: Session, state: TrainState, started_step: int,
     return StepReport(
         step=state.step, epoch=round(state.epoch + state.batches_done / batches, 4),
         train_loss=round(state.last_train_loss or 0.0, 6),
-        train_mean_token_accuracy=round(state.train_accuracy or 0.0, 6),
+        method_metrics={name: round(state.train_metrics[name], 6)
+                        for name in session.method.train_metric_names},
         learning_rate=session.scheduler.get_last_lr()[0],
         trained_tokens=state.trained_tokens, tokens_per_s=round(state.tokens_per_s or 0.0, 1),
         total_steps=session.total_steps,
@@ -378,7 +389,7 @@ def validate(session: Session, state: TrainState, hooks: Hooks, run_dir: Path, *
     # A NaN or infinite loss (a diverging run) is never a best: nothing to keep.
     is_best = math.isfinite(result.loss) and (state.best_valid_loss is None
                                               or result.loss < state.best_valid_loss)
-    state.valid_loss, state.valid_accuracy = result.loss, result.accuracy
+    state.valid_loss, state.valid_metrics = result.loss, result.metrics
     state.stale_evals = 0 if is_best else state.stale_evals + 1
     if is_best:
         state.best_valid_loss = result.loss
@@ -388,10 +399,10 @@ def validate(session: Session, state: TrainState, hooks: Hooks, run_dir: Path, *
     return is_best
 
 
-def evaluate(session: Session) -> Validation:
-    """The validation loss and accuracy now: the same function `compare` measures with."""
+def evaluate(session: Session) -> Measured:
+    """The method's validation now (supervised: the function `compare` measures with)."""
     loss_model = session.accelerator.unwrap_model(session.loss_model)
-    return measure_validation(loss_model, session.val_set, session.tokenizer.pad_token_id)
+    return session.method.validate(loss_model, session.val_set, session.tokenizer.pad_token_id)
 
 
 # save ---------------------------------------------------------------------------------

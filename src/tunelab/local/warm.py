@@ -20,6 +20,7 @@ from typing import Any
 
 from tunelab.config import TrainConfig
 from tunelab.local import prepare
+from tunelab.local.methods import Method, method_for
 from tunelab.local.trainer import Judge
 from tunelab.local.validation import Validation, loss_for, measure_validation
 
@@ -32,7 +33,7 @@ class WarmStart:
     examples: prepare.Examples
     tokenizer: Any
     base: Any
-    _tokenized: dict[int, prepare.Tokenized] = field(default_factory=dict)
+    _tokenized: dict[tuple[str, int], prepare.Tokenized] = field(default_factory=dict)
     _patched_before: set[int] = field(default_factory=set)  # modules with their own forward
     _attributes: set[str] = field(default_factory=set)  # the base's own, as loaded
 
@@ -47,20 +48,23 @@ class WarmStart:
         return cls(config.model, examples, load_tokenizer(config.model), base,
                    _patched_before=own, _attributes=set(vars(base)))
 
-    def tokenized(self, config: TrainConfig) -> prepare.Tokenized:
-        """The examples tokenized for `config`; the training side depends on max_length only,
-        the validation side on nothing (it is never cut)."""
-        cached = self._tokenized.get(config.max_length)
+    def tokenized(self, config: TrainConfig, method: Method | None = None) -> prepare.Tokenized:
+        """The examples as `method` (default: config.method's) encodes them for `config`; the
+        training side depends on max_length only, the validation side on nothing (it is
+        never cut)."""
+        method = method or method_for(config)
+        cached = self._tokenized.get((method.name, config.max_length))
         if cached is None:
-            earlier = next(iter(self._tokenized.values()), None)
+            earlier = next((tokenized for (name, _), tokenized in self._tokenized.items()
+                            if name == method.name), None)
             if earlier is None:
-                cached = prepare.tokenize(config, self.tokenizer, self.examples)
+                cached = prepare.tokenize(config, self.tokenizer, self.examples, method)
             else:
                 train_only = prepare.Examples(self.examples.train, None)
                 cached = prepare.Tokenized(
-                    prepare.tokenize(config, self.tokenizer, train_only).train,
+                    prepare.tokenize(config, self.tokenizer, train_only, method).train,
                     earlier.validation)
-            self._tokenized[config.max_length] = cached
+            self._tokenized[method.name, config.max_length] = cached
         return cached
 
     def base_validation(self, config: TrainConfig) -> Validation | None:
