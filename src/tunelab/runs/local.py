@@ -21,7 +21,7 @@ from tunelab.runs.started import Started
 def start(request: RunRequest, reporter: Reporter, *, stop: threading.Event | None,
           trial: Trial | None) -> Started:
     config = request.config
-    if request.intent.dry_run:
+    if request.intent.dry_run or request.intent.validate_only:  # check and plan, train nothing
         from tunelab.local.dryrun import dry_run
 
         return Started(plan=dry_run(config))

@@ -41,7 +41,9 @@ class Intent:
     """How far the door goes with a request."""
 
     dry_run: bool = False  # check and describe the exact request; send and register nothing
-    validate_only: bool = False  # cloud: check the data and price it, nothing more
+    # Check and estimate, nothing more: a cloud job's data and price (no key needed), a
+    # local job's plan (as a dry run).
+    validate_only: bool = False
     upload_only: bool = False  # cloud: check and upload the files, create no job
     # Local: True trains here, to the end; False queues the job for the server's worker.
     # Cloud: the job is created either way; True means the caller follows it to its end.
