@@ -465,7 +465,8 @@ def test_resume_restarts_from_the_chosen_checkpoint(tmp_path: Path,
         registry.reopen(job_id, ("succeeded",), status="cancelled")
         kept = [c.name for c in registry.list_checkpoints(job_id) if c.kind == "step"]
     assert "step-000002" in kept and "step-000004" in kept
-    with client() as http:
+    # The server's worker resumes it in its turn, as it trains every run the server starts.
+    with client(ServeSettings(run_worker=True)) as http:
         page = http.get(f"/jobs/{job_id}").text
         answer = http.post(f"/jobs/{job_id}/resume",
                            data={"csrf": csrf_of(page), "checkpoint": "step-000002"})

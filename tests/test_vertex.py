@@ -155,7 +155,7 @@ def test_a_create_whose_answer_is_lost_adopts_the_job_instead_of_making_another(
 def test_dry_run_describes_exactly_what_create_job_sends_and_sends_nothing(provider, double,
                                                                            gcs):
     options = vertex.VertexOptions.resolve(project_id=PROJECT, bucket=BUCKET,
-                                           base_url=double.url)
+                                           base_url=double.url, adapter_size=4)
     described = vertex.describe_request(spec(str(TRAIN)), options)
     assert double.sent == [] and list(gcs.bucket(BUCKET).list_blobs()) == []
     assert described["object"].startswith(f"gs://{BUCKET}/tunelab/")
