@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from faultproxy import dialogues, serve_in_thread
 from tunelab.cli import main
 from tunelab.registry import SERVER, Checkpoint, JobRecord, open_registry
+from tunelab.registry.job_config import ImportedJob, MigrateState
 from tunelab.server import ServeSettings, create_app
 
 KEY = "dash-key-5b1e"
@@ -54,7 +55,7 @@ def test_jobs_page_lists_every_provider_and_filters() -> None:
     add_job("tuningJobs/123", "vertex", "failed", base_model="gemini-2.0-flash-001")
     add_job("ftjob-acme1", "acme", "queued", base_model="llama-3-8b")
     add_job("ftjob-old1", "openai", "succeeded", base_model="gpt-4o-mini-2024-07-18",
-            config={"migrate": {"pulled": True}})
+            config=ImportedJob(migrate=MigrateState(pulled_at=1.0)))
     add_job("ftjob-server1", status="queued", origin=SERVER)
     with client() as http:
         every = http.get("/").text
@@ -246,8 +247,8 @@ def test_a_run_started_from_the_page_is_queued_for_the_worker(tmp_path: Path) ->
     with open_registry() as registry:
         job = registry.get_job(job_id)
     assert (job.status, job.origin, job.provider) == ("queued", SERVER, "local")
-    assert job.config["max_steps"] == 3  # the server's cap wins over the form
-    assert job.config["batch_size"] == 2 and job.config["max_samples"] == 0  # preset quick
+    assert job.config.max_steps == 3  # the server's cap wins over the form
+    assert job.config.batch_size == 2 and job.config.max_samples == 0  # preset quick
     assert job.training_file == uploaded["id"]
 
 
@@ -547,8 +548,8 @@ def test_a_cloud_run_started_from_the_page_is_created_and_listed(
         "POST /v1/files", "POST /v1/fine_tuning/jobs"]
     with open_registry() as registry:
         job = registry.get_job("ftjob-page1")
-    assert job.provider == "openai" and job.config["hyperparameters"]["n_epochs"] == 2
-    assert job.config["estimated_cost"]["epochs"] == 2
+    assert job.provider == "openai" and job.config.hyperparameters.n_epochs == 2
+    assert job.config.estimated_cost["epochs"] == 2
 
 
 def test_a_cloud_run_without_its_key_names_the_variable(

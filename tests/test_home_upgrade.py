@@ -1,9 +1,11 @@
 """A TUNELAB_HOME written before the registry held the server's jobs (migration 3) opens,
 lists, shows and resumes with today's code, and `tunelab serve` still has its jobs and files.
+One written before job configs had kinds (migration 4) reads each row's config as its typed
+schema.
 
 The real test builds the old home with the old code itself (commit 133f765, extracted with
-`git archive` and run in a subprocess); a fast test covers the merge rules on documents
-written by hand in the same format.
+`git archive` and run in a subprocess); fast tests cover the merge rules on documents
+written by hand in the same format, and the config kinds on rows of every old shape.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import pytest
 
 from faultproxy import dialogues, serve_in_thread
 from tunelab.cli import main
+from tunelab.config import TrainConfig
 from tunelab.registry import SERVER, open_registry
+from tunelab.registry.job_config import CloudJob, ImportedJob
 from tunelab.registry.migrations import MIGRATIONS
 from tunelab.server import ServeSettings, create_app
 
@@ -99,6 +103,97 @@ def test_documents_merge_into_the_rows_the_trainer_wrote(tunelab_home: Path) -> 
     assert (server / "jobs" / "ftjob-a.json").exists()  # left as it was, read by nothing
 
 
+# the config kinds, on rows in every shape the old code wrote -------------------------------
+def registry_at_version_3(path: Path) -> sqlite3.Connection:
+    conn = registry_at_version_2(path)
+    MIGRATIONS[2][1](conn, path.parent)  # a Python step: the server documents (none here)
+    conn.execute("PRAGMA user_version = 3")
+    conn.commit()
+    return conn
+
+
+# What each writer put in config_json before there were kinds.
+OLD_LOCAL = {key: value for key, value in TrainConfig(
+    train_file="/data/train.jsonl", max_steps=2, seed=7, lora_r=8).model_dump(mode="json").items()
+    if key not in ("method", "kernels")}  # fields added since: their defaults apply
+OLD_CLOUD = {"hyperparameters": {"n_epochs": 3, "learning_rate": None, "batch_size": None},
+             "seed": None, "estimated_cost": {"provider": "openai", "epochs": 3,
+                                              "training_cost": 0.12, "shutdown": "2027-01-14"},
+             "local_files": {"training_file": "/data/train.jsonl"}}
+OLD_MIGRATE = {"inventoried_at": 1700.0, "shutdown": "2027-01-14",
+               "days_left_source": "openai deprecations", "result_files": ["file-r"],
+               "checkpoints": [{"id": "ftckpt-1", "step": 10, "model": "ft:gpt:o::c:ckpt-1"}],
+               "pulled": {"file-t": {"role": "training_file", "sha256": "ab",
+                                     "path": "/blobs/ab.jsonl", "bytes": 10}},
+               "checks": {"file-t": {"ok": True, "examples": 10, "errors": 0, "warnings": 1,
+                                     "first_error": None}},
+               "held_out": {"examples": 10, "train": 9, "val": 1, "train_file": "/h/t.jsonl",
+                            "val_file": "/h/v.jsonl", "seed": 0},
+               "pulled_at": 1800.0}
+OLD_ROWS = {  # id: (provider, origin, config_json)
+    "ftjob-cli": ("local", None, json.dumps(OLD_LOCAL)),
+    "ftjob-served": ("local", SERVER, json.dumps({"seed": 3, "max_steps": 3})),
+    "ftjob-cloud": ("openai", None, json.dumps(OLD_CLOUD)),
+    "ftjob-seen": ("openai", None, json.dumps({"local_files": {}})),  # first seen on a refresh
+    "ftjob-imported": ("openai", None, json.dumps(
+        {"migrate": OLD_MIGRATE, "local_files": {"training_file": "/blobs/ab.jsonl"}})),
+    "ftjob-ours-inventoried": ("openai", None, json.dumps({**OLD_CLOUD, "migrate": {}})),
+    "ftjob-bare": ("local", None, "{}"),
+    "ftjob-torn": ("local", None, '{"seed": 3'),
+}
+
+
+def test_old_rows_of_every_shape_read_as_typed_configs(
+        tunelab_home: Path, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    from tunelab.server.dashboard.views import source
+
+    tunelab_home.mkdir(parents=True, exist_ok=True)
+    conn = registry_at_version_3(tunelab_home / "registry.sqlite")
+    for seq, (job_id, (provider, origin, config)) in enumerate(OLD_ROWS.items(), start=1):
+        conn.execute("INSERT INTO jobs (id, provider, status, origin, config_json, seq, "
+                     "created_at, updated_at) VALUES (?, ?, 'succeeded', ?, ?, ?, ?, ?)",
+                     (job_id, provider, origin, config, seq, 100.0 - seq, 100.0))
+    conn.commit()
+    conn.close()
+
+    with caplog.at_level("WARNING", logger="tunelab.registry"), open_registry() as registry:
+        jobs = {job.id: job for job in registry.list_jobs()}
+        assert set(jobs) == set(OLD_ROWS) - {"ftjob-torn"}  # still damaged, skipped alone
+        assert "job ftjob-torn" in caplog.text
+        assert {job_id: job.kind for job_id, job in jobs.items()} == {
+            "ftjob-cli": "local", "ftjob-served": "local", "ftjob-cloud": "cloud",
+            "ftjob-seen": "cloud", "ftjob-imported": "imported",
+            "ftjob-ours-inventoried": "imported", "ftjob-bare": None}
+        cli, served = jobs["ftjob-cli"].config, jobs["ftjob-served"].config
+        assert isinstance(cli, TrainConfig) and (cli.seed, cli.max_steps, cli.lora_r) == (7, 2, 8)
+        assert cli.method == "supervised"  # a field added since, at its default
+        assert isinstance(served, TrainConfig) and served.max_steps == 3
+        cloud = jobs["ftjob-cloud"].config
+        assert isinstance(cloud, CloudJob) and cloud.hyperparameters.n_epochs == 3
+        assert cloud.local_files.training_file == "/data/train.jsonl"
+        assert cloud.estimated_cost["training_cost"] == 0.12
+        assert jobs["ftjob-seen"].config == CloudJob()
+        imported = jobs["ftjob-imported"].config
+        assert isinstance(imported, ImportedJob) and imported.hyperparameters is None
+        assert imported.migrate.pulled["file-t"].bytes == 10
+        assert imported.migrate.held_out.val_file == "/h/v.jsonl"
+        assert imported.migrate.checks["file-t"].warnings == 1
+        assert imported.local_files.training_file == "/blobs/ab.jsonl"
+        ours = jobs["ftjob-ours-inventoried"].config
+        assert isinstance(ours, ImportedJob) and ours.hyperparameters.n_epochs == 3
+        assert jobs["ftjob-bare"].config is None
+        assert [source(jobs[job_id]) for job_id in ("ftjob-cli", "ftjob-served",
+                                                    "ftjob-imported", "ftjob-cloud")] == [
+            "cli", "server", "imported", "cli"]
+    with sqlite3.connect(tunelab_home / "registry.sqlite") as conn:  # no JSON was rewritten
+        kept = dict(conn.execute("SELECT id, config_json FROM jobs").fetchall())
+    conn.close()
+    assert kept == {job_id: config for job_id, (_, _, config) in OLD_ROWS.items()}
+    shown = cli_json(capsys, "jobs", "show", "ftjob-imported")
+    assert shown["kind"] == "imported" and shown["config"]["migrate"]["shutdown"] == "2027-01-14"
+
+
 # the real upgrade, from a home the old code wrote ------------------------------------------
 OLD_HOME_SCRIPT = textwrap.dedent('''
     """Run by the old code: a local run stopped at its first checkpoint, and a queued server
@@ -170,6 +265,7 @@ def test_a_home_written_by_the_old_code_opens_lists_shows_and_resumes(
     assert listed == [job_id, run_id]
     shown = cli_json(capsys, "jobs", "show", run_id)
     assert shown["status"] == "cancelled" and shown["run_dir"]
+    assert shown["kind"] == "local" and shown["config"]["seed"] == 7  # migration 4
     served = cli_json(capsys, "jobs", "show", job_id)
     assert (served["provider"], served["origin"], served["status"]) == ("local", SERVER,
                                                                         "queued")

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from tunelab.cli import main
+from tunelab.config import TrainConfig
 from tunelab.registry import Checkpoint, JobRecord, open_registry
 
 
@@ -19,7 +20,7 @@ def make_job(job_id: str, *, status: str = "succeeded", lr: float = 5e-4,
             created_at=now - 60, updated_at=now,
             finished_at=now if status in ("succeeded", "cancelled") else None,
             base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
-            config={"learning_rate": lr, "epochs": 1, "batch_size": 2},
+            config=TrainConfig(learning_rate=lr, epochs=1, batch_size=2),
             metrics={"train_loss": 1.5, "last_train_loss": 1.0, "tokens_per_s": 200.0},
             run_dir=str(run_dir) if run_dir else None, **fields))
         for step, loss in enumerate(val, 1):

@@ -257,8 +257,8 @@ def test_retrain_here_then_compare_against_the_record(
     assert job.status == "succeeded"
     assert job.metadata == {"retrain_of": "ftjob-natasha", "replaces": NATASHA}
     # OpenAI's n_epochs 3, batch_size 1 and multiplier 1.8 (x the default 5e-4) carried over
-    assert (job.config["epochs"], job.config["batch_size"]) == (3, 1)
-    assert job.config["learning_rate"] == pytest.approx(9e-4)
+    assert (job.config.epochs, job.config.batch_size) == (3, 1)
+    assert job.config.learning_rate == pytest.approx(9e-4)
     blobs = {item["role"]: item["blob"]["path"] for item in pulled["files"]}
     assert (job.training_file, job.validation_file) == (
         blobs["training_file"], blobs["validation_file"])

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from tunelab.config import TrainConfig
 from tunelab.errors import NotFoundError
 from tunelab.registry import SERVER, Checkpoint, JobRecord, open_registry
 from tunelab.registry.migrations import MIGRATIONS, current_version, migrate
@@ -30,14 +31,15 @@ def test_job_events_metrics_round_trip():
     with open_registry() as registry:
         now = time.time()
         registry.create_job(JobRecord(id="ftjob-1", provider="local", status="queued",
-                                      created_at=now, updated_at=now, config={"epochs": 1}))
+                                      created_at=now, updated_at=now,
+                                      config=TrainConfig(epochs=1)))
         registry.add_event("ftjob-1", "started")
         registry.add_event("ftjob-1", "step 1", type="metrics",
                            data={"step": 1, "train_loss": 2.0})
         registry.add_metrics("ftjob-1", 1, {"train_loss": 2.0})
         registry.add_metrics("ftjob-1", 1, {"valid_loss": 1.5})
         job = registry.update_job("ftjob-1", status="succeeded", fine_tuned_model="ft:x:y:1")
-        assert job.finished_at is not None and job.config == {"epochs": 1}
+        assert job.finished_at is not None and job.config == TrainConfig(epochs=1)
         assert [e.seq for e in registry.list_events("ftjob-1")] == [1, 2]
         assert [e.message for e in registry.list_events("ftjob-1", after=1)] == ["step 1"]
         assert registry.list_metrics("ftjob-1") == [{"step": 1, "train_loss": 2.0,

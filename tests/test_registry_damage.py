@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from tunelab.cli import main
+from tunelab.config import TrainConfig
 from tunelab.errors import RegistryError
 from tunelab.registry import SERVER, Checkpoint, JobRecord, open_registry
 from tunelab.registry.migrations import MIGRATIONS
@@ -44,7 +45,8 @@ def filled_registry(home: Path, jobs: int = 3, events: int = 300) -> Path:
     """A registry of several pages, closed (its WAL folded back in, as on disk at rest)."""
     with open_registry() as registry:
         for index in range(jobs):
-            make_job(registry, f"ftjob-{index}", status="succeeded", config={"epochs": index})
+            make_job(registry, f"ftjob-{index}", status="succeeded",
+                     config=TrainConfig(epochs=index + 1))
             for seq in range(events):
                 registry.add_event(f"ftjob-{index}", f"step {seq}: " + "x" * 80)
     path = home / "registry.sqlite"

@@ -107,7 +107,7 @@ def test_grid_records_every_trial_and_picks_the_lowest_validation_loss(grid_swee
         {"learning_rate": 1.0, "lora_r": 2}, {"learning_rate": 1.0, "lora_r": 4}]
     for index, job in jobs.items():
         assert job.metadata == {"sweep": summary["sweep"], "trial": str(index)}
-        assert job.provider == "local" and job.config["max_steps"] == 2
+        assert job.provider == "local" and job.config.max_steps == 2
     succeeded = {i: job for i, job in jobs.items() if job.status == "succeeded"}
     best = min(succeeded, key=lambda i: succeeded[i].metrics["best_valid_loss"])
     assert summary["winner"]["index"] == best

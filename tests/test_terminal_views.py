@@ -16,6 +16,7 @@ from rich.console import Console
 
 from tunelab.cli import main
 from tunelab.cli.formatting import SPARK_BARS, Col, fitted_table, sparkline
+from tunelab.config import TrainConfig
 from tunelab.registry import JobRecord, open_registry
 
 OPENAI_ID = "ftjob-AbCdEfGhIjKlMnOpQrStUvWx"  # ftjob- and 24 characters, as OpenAI makes them
@@ -37,7 +38,7 @@ def add_jobs() -> None:
             fine_tuned_model=OPENAI_MODEL)
     add_job(LOCAL_ID, "local", base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
             fine_tuned_model=LOCAL_ID,
-            config={"learning_rate": 0.0005, "epochs": 3, "target_modules": "all-linear"},
+            config=TrainConfig(learning_rate=0.0005, epochs=3, target_modules="all-linear"),
             metrics={"train_loss": 1.61234, "best_valid_loss": 1.9, "trained_tokens": 34681})
     with open_registry() as registry:
         for step in range(1, 41):  # falling train loss every step, validation every 10

@@ -123,8 +123,8 @@ def job_view(job: JobRecord, rows: list[dict[str, Any]], now: float | None = Non
     shown = _metric_rows(job.metrics or {}, rows)
     if shown:
         parts += ["", pairs_table(shown, title="metrics")]
-    if job.config:
-        parts += ["", pairs_table(sorted(job.config.items()), title="config")]
+    if job.config is not None:
+        parts += ["", pairs_table(sorted(job.config_dict().items()), title="config")]
     return Group(*parts)
 
 
@@ -199,9 +199,10 @@ def compare(job_a: str = typer.Argument(..., help="First job id."),
 
 def compare_jobs(first: JobRecord, second: JobRecord, first_metrics: list[dict],
                  second_metrics: list[dict]) -> dict[str, Any]:
-    keys = sorted(set(first.config) | set(second.config))
-    diff = {key: (first.config.get(key), second.config.get(key)) for key in keys
-            if first.config.get(key) != second.config.get(key)}
+    configs = first.config_dict(), second.config_dict()
+    diff = {key: (configs[0].get(key), configs[1].get(key))
+            for key in sorted(configs[0].keys() | configs[1].keys())
+            if configs[0].get(key) != configs[1].get(key)}
 
     left, right = job_results(first, first_metrics), job_results(second, second_metrics)
     return {"a": first.id, "b": second.id, "config_diff": diff,

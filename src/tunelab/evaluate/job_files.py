@@ -7,12 +7,14 @@ to a tuned persona with the system prompt it was trained under.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from tunelab import home
 from tunelab.errors import TunelabError, UsageError
 from tunelab.evaluate import golden
 from tunelab.evaluate.specs import ModelSpec
 from tunelab.registry import JobRecord, open_registry
+from tunelab.registry.job_config import CloudJob
 
 
 def default_eval_file(specs: list[ModelSpec]) -> Path:
@@ -45,12 +47,16 @@ def training_system_prompt(spec: ModelSpec, share: float = 0.5) -> str | None:
     return None
 
 
-def job_file(job: JobRecord, role: str) -> Path | None:
+def job_file(job: JobRecord, role: Literal["training_file", "validation_file"]) -> Path | None:
     """A job's training_file or validation_file as a readable path: the copy kept here
-    (`config["local_files"]`: a cloud run's source, a pulled file), else as recorded."""
-    kept = local_file((job.config.get("local_files") or {}).get(role))
-    recorded = job.training_file if role == "training_file" else job.validation_file
-    return kept or local_file(recorded)
+    (a cloud or imported job's `config.local_files`: a cloud run's source, a pulled file),
+    else as recorded."""
+    training = role == "training_file"
+    kept = None
+    if isinstance(job.config, CloudJob):
+        files = job.config.local_files
+        kept = local_file(files.training_file if training else files.validation_file)
+    return kept or local_file(job.training_file if training else job.validation_file)
 
 
 def local_file(name: str | None) -> Path | None:

@@ -85,7 +85,7 @@ def _resume(registry: Registry, job_id: str, overrides: dict[str, Any] | None,
     if not checkpoints.candidates(root):
         raise NotFoundError(f"job {job_id} has no checkpoint to resume from",
                             fix="start it again with `tunelab train`")
-    config = resolve_config(base=job.config, flags=dict(overrides or {}))
+    config = resolve_config(base=job.config_dict(), flags=dict(overrides or {}))
     prepare.check_config(config)
     resume_from, skipped = _usable_checkpoint(job_id, root, config.full)
     if not launch.is_main_rank():  # under accelerate launch: rank 0 alone keeps the books
@@ -95,7 +95,7 @@ def _resume(registry: Registry, job_id: str, overrides: dict[str, Any] | None,
     examples = trial.warm.examples if trial else prepare.read_examples(config)
     _note_skipped(registry, job_id, skipped, resume_from, on_event)
     # Checked and ready: only now may a finished job leave its status.
-    registry.reopen(job_id, status="queued", config=config.model_dump(mode="json"),
+    registry.reopen(job_id, status="queued", config=config,
                     error=None, finished_at=None)
     return _execute(registry, job_id, config, run_dir, examples, resume_from, on_event, stop,
                     before=job if job.is_terminal else None, trial=trial)
@@ -140,7 +140,8 @@ def choose_checkpoint(job: JobRecord, name: str) -> Path:
             or not folder.is_dir():  # 255 bytes: longer is no file name (ENAMETOOLONG)
         raise NotFoundError(f"job {job.id} has no checkpoint {name!r}",
                             fix=f"pick one listed by `tunelab jobs checkpoints {job.id}`")
-    problem = checkpoint_problem(folder, full=bool((job.config or {}).get("full")))
+    problem = checkpoint_problem(folder, full=isinstance(job.config, TrainConfig)
+                                 and job.config.full)
     if problem is not None:
         raise UsageError(f"checkpoint {name} of job {job.id} cannot be resumed from ({problem})",
                          fix="pick another checkpoint")
@@ -329,7 +330,7 @@ def _register(registry: Registry, job_id: str, config: TrainConfig, run_dir: Pat
     fields = dict(status="queued", base_model=config.model or prepare.DEFAULT_MODEL,
                   suffix=config.suffix, training_file=config.train_file,
                   validation_file=config.validation_file,
-                  config=config.model_dump(mode="json"), run_dir=str(run_dir))
+                  config=config, run_dir=str(run_dir))
     if metadata:  # from the row's first moment, so a killed run keeps them too
         fields.update(metadata=dict(metadata))
     if trial is not None:  # `jobs show` and the sweep itself find the trial by these

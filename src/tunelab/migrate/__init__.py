@@ -6,7 +6,8 @@
     retrain     a replacement trained from the pulled data, here or on another provider
     status      where each model stands, its days left, and the next command
 
-Each step leaves its trace in the registry row of the old job (`config["migrate"]`) or in
-the golden set, so each is idempotent, resumes where it stopped, and `status` reads them.
+Each step leaves its trace in the registry row of the old job (its config, an ImportedJob:
+`config.migrate`, see state.py) or in the golden set, so each is idempotent, resumes where
+it stopped, and `status` reads them.
 Nothing here prints: the CLI (cli/migrate_cmd.py) renders what these functions return.
 """

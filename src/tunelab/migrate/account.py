@@ -10,13 +10,16 @@ from __future__ import annotations
 from tunelab.errors import UsageError
 from tunelab.providers.base import ProviderSettings
 from tunelab.providers.openai_compat import OpenAICompatProvider
+from tunelab.providers.retry import RetryPolicy
 from tunelab.registry import JobRecord
 
 
-def open_account(provider: str = "openai", base_url: str | None = None) -> OpenAICompatProvider:
+def open_account(provider: str = "openai", base_url: str | None = None,
+                 retry: RetryPolicy | None = None) -> OpenAICompatProvider:
     from tunelab.providers import get_provider
 
-    built = get_provider(provider, ProviderSettings(base_url=base_url))
+    built = get_provider(provider, ProviderSettings(base_url=base_url,
+                                                    retry=retry or RetryPolicy()))
     if not isinstance(built, OpenAICompatProvider):
         raise UsageError(f"--provider {provider}: migrate reads OpenAI-compatible accounts "
                          "(their jobs, files and model list)",

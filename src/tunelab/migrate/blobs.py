@@ -14,6 +14,7 @@ from typing import Any
 
 from tunelab import home
 from tunelab.providers.openai_compat import file_sha256
+from tunelab.registry.job_config import PulledFile
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,10 @@ def stored(sha256: str, suffix: str) -> Path:
     return root() / "sha256" / f"{sha256}{suffix}"
 
 
-def is_whole(blob: dict[str, Any] | None) -> bool:
+def is_whole(blob: PulledFile) -> bool:
     """Whether a blob recorded earlier is still there, with its size."""
-    if not blob:
-        return False
-    path = Path(blob["path"])
-    return path.is_file() and path.stat().st_size == blob["bytes"]
+    path = Path(blob.path)
+    return path.is_file() and path.stat().st_size == blob.bytes
 
 
 def download(name: str, suffix: str, fetch: Callable[[Path], None]) -> Blob:

@@ -13,11 +13,12 @@ from datetime import date
 from typing import Any
 
 from tunelab.data.lifecycle import days_left, lifecycle
-from tunelab.migrate.state import KEY, migrate_state, save_state
+from tunelab.migrate.state import save_state
 from tunelab.providers.base import Checkpoint, Job
 from tunelab.providers.openai_compat import OpenAICompatProvider, RemoteModel
 from tunelab.registry import Checkpoint as CheckpointRow
 from tunelab.registry import JobRecord, Registry, open_registry
+from tunelab.registry.job_config import LOCAL, ImportedCheckpoint, ImportedJob
 from tunelab.registry.metrics import TRAINED_TOKENS
 
 
@@ -38,7 +39,9 @@ class Entry:
     shutdown: str | None = None
     days_left: int | None = None
     lifecycle_source: str | None = None
-    imported: str | None = None  # "new", "updated", or None (no job to import)
+    # "new", "updated", or None (no job to import, or one trained here: an account that
+    # is this machine's own `tunelab serve`)
+    imported: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,13 +125,16 @@ def _orphan(provider: str, model: RemoteModel) -> Entry:
 
 
 def _import(registry: Registry, account: OpenAICompatProvider, job: Job,
-            checkpoints: list[Checkpoint], entry: Entry) -> str:
-    """Create or refresh the job's registry row; "new" or "updated"."""
+            checkpoints: list[Checkpoint], entry: Entry) -> str | None:
+    """Create or refresh the job's registry row; "new" or "updated" (None: the row is a run
+    trained here, which keeps its own config)."""
     found = {"inventoried_at": time.time(), "shutdown": entry.shutdown,
              "days_left_source": entry.lifecycle_source, "result_files": entry.result_files,
-             "checkpoints": [{k: c[k] for k in ("id", "step", "model")}
-                             for c in entry.checkpoints]}
+             "checkpoints": [ImportedCheckpoint(id=c.name, step=c.step, model=c.model)
+                             for c in checkpoints]}
     record = registry.find_job(job.id)
+    if record is not None and record.kind == LOCAL:
+        return None
     summary = dict(record.metrics) if record else {}
     if job.trained_tokens is not None:
         summary[TRAINED_TOKENS] = job.trained_tokens
@@ -141,7 +147,7 @@ def _import(registry: Registry, account: OpenAICompatProvider, job: Job,
             updated_at=now, finished_at=job.finished_at, base_model=job.base_model,
             fine_tuned_model=job.fine_tuned_model, suffix=entry.suffix,
             training_file=job.training_file, validation_file=job.validation_file,
-            config={KEY: {}}, metrics=summary, error=job.error,
+            config=ImportedJob(), metrics=summary, error=job.error,
             hyperparameters=entry.hyperparameters,
             metadata=dict(job.raw.get("metadata") or {}) or None))
         registry.add_event(job.id, f"imported from {account.name} by `tunelab migrate "
@@ -151,7 +157,7 @@ def _import(registry: Registry, account: OpenAICompatProvider, job: Job,
         record = registry.update_job(job.id, status=job.status, native_status=job.native_status,
                                      fine_tuned_model=job.fine_tuned_model, error=job.error,
                                      hyperparameters=entry.hyperparameters, metrics=summary)
-    save_state(registry, record, **{**migrate_state(record), **found})
+    save_state(registry, record, **found)
     for checkpoint in checkpoints:
         registry.upsert_checkpoint(CheckpointRow(
             job_id=job.id, name=checkpoint.name, kind=checkpoint.kind,

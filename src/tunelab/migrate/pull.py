@@ -21,8 +21,9 @@ from tunelab import home
 from tunelab.errors import TunelabError
 from tunelab.migrate import blobs, results
 from tunelab.migrate.account import account_of
-from tunelab.migrate.state import LOCAL_FILES, find_old_job, migrate_state, save_state
+from tunelab.migrate.state import find_old_job, local_files, migrate_state, save_state
 from tunelab.registry import JobRecord, open_registry
+from tunelab.registry.job_config import FileCheck, HeldOut, PulledFile
 
 TRAINING, VALIDATION, RESULT = "training_file", "validation_file", "result_file"
 SUFFIX = {TRAINING: ".jsonl", VALIDATION: ".jsonl", RESULT: ".csv"}
@@ -53,7 +54,7 @@ class PullReport:
 def wanted(job: JobRecord) -> list[tuple[str, str]]:
     """(role, remote file id) of every file worth keeping, in download order."""
     files = [(TRAINING, job.training_file), (VALIDATION, job.validation_file)]
-    files += [(RESULT, file_id) for file_id in migrate_state(job).get("result_files") or []]
+    files += [(RESULT, file_id) for file_id in migrate_state(job).result_files]
     return [(role, file_id) for role, file_id in files if file_id]
 
 
@@ -63,14 +64,14 @@ def pull(token: str) -> PullReport:
     account = account_of(job)
     report = PullReport(job.id, job.fine_tuned_model)
     for role, file_id in wanted(job):
-        known = (migrate_state(job).get("pulled") or {}).get(file_id)
-        fetched = not blobs.is_whole(known)
+        known = migrate_state(job).pulled.get(file_id)
+        fetched = known is None or not blobs.is_whole(known)
         if fetched:
             blob = blobs.download(file_id, SUFFIX[role],
                                   lambda path, fid=file_id: account.download_file(fid, path))
-            known = {"role": role, **blob.to_dict()}
+            known = PulledFile(role=role, **blob.to_dict())
             job = _remember(job.id, file_id, known)
-        report.files.append(Pulled(role, file_id, known, fetched))
+        report.files.append(Pulled(role, file_id, known.model_dump(), fetched))
     job = _checked(job, report)
     report.metric_steps = _load_metrics(job, report)
     report.held_out = _held_out(job)
@@ -80,17 +81,16 @@ def pull(token: str) -> PullReport:
     return report
 
 
-def _remember(job_id: str, file_id: str, blob: dict[str, Any]) -> JobRecord:
-    """Record one whole file on the job's row at once (what a resumed pull skips)."""
+def _remember(job_id: str, file_id: str, blob: PulledFile) -> JobRecord:
+    """Record one whole file on the job's row at once (what a resumed pull skips); a data
+    file becomes the job's local copy of its role."""
     with open_registry() as registry:
         job = registry.get_job(job_id)
-        pulled = {**(migrate_state(job).get("pulled") or {}), file_id: blob}
-        job = save_state(registry, job, pulled=pulled)
-        if blob["role"] in (TRAINING, VALIDATION):
-            config = {**job.config, LOCAL_FILES: {**(job.config.get(LOCAL_FILES) or {}),
-                                                  blob["role"]: blob["path"]}}
-            job = registry.update_job(job_id, config=config)
-    return job
+        pulled = {**migrate_state(job).pulled, file_id: blob}
+        files = local_files(job)
+        if blob.role in (TRAINING, VALIDATION):
+            files = files.model_copy(update={blob.role: blob.path})
+        return save_state(registry, job, pulled=pulled, local_files=files)
 
 
 def _checked(job: JobRecord, report: PullReport) -> JobRecord:
@@ -98,22 +98,24 @@ def _checked(job: JobRecord, report: PullReport) -> JobRecord:
     refused: it is what the old model was trained on)."""
     from tunelab.data.check import check_file
 
+    checks: dict[str, FileCheck] = {}
     for item in report.files:
         if item.role == RESULT:
             continue
         try:
             found = check_file(item.blob["path"], provider=job.provider, model=job.base_model)
             first = sorted(found.errors.listed, key=lambda p: p.line or 0)[:1]
-            item.check = {"ok": found.ok, "examples": found.examples,
-                          "errors": found.errors.total, "warnings": found.warnings.total,
-                          "first_error": f"line {first[0].line}: {first[0].code}: "
-                                         f"{first[0].message}" if first else None}
+            check = FileCheck(ok=found.ok, examples=found.examples,
+                              errors=found.errors.total, warnings=found.warnings.total,
+                              first_error=f"line {first[0].line}: {first[0].code}: "
+                                          f"{first[0].message}" if first else None)
         except TunelabError as error:
-            item.check = {"ok": False, "examples": 0, "errors": 1, "warnings": 0,
-                          "first_error": error.render()}
+            check = FileCheck(ok=False, examples=0, errors=1, warnings=0,
+                              first_error=error.render())
+        checks[item.file_id] = check
+        item.check = check.model_dump()
     with open_registry() as registry:
         job = registry.get_job(job.id)
-        checks = {item.file_id: item.check for item in report.files if item.check}
         return save_state(registry, job, checks=checks)
 
 
@@ -141,15 +143,15 @@ def _held_out(job: JobRecord) -> dict[str, Any] | None:
 
     if job.validation_file:
         return None
-    training = (job.config.get(LOCAL_FILES) or {}).get(TRAINING)
+    training = local_files(job).training_file
     if not training:
         return None
-    state = migrate_state(job).get("held_out")
-    if state and Path(state["train_file"]).is_file() and Path(state["val_file"]).is_file():
-        return state
+    held = migrate_state(job).held_out
+    if held and Path(held.train_file).is_file() and Path(held.val_file).is_file():
+        return held.model_dump()
     folder = home.home() / "migrate" / job.id
     folder.mkdir(parents=True, exist_ok=True)
-    made = split(training, val=HELD_OUT, seed=0, out_dir=folder, force=True)
+    made = HeldOut(**split(training, val=HELD_OUT, seed=0, out_dir=folder, force=True))
     with open_registry() as registry:
         save_state(registry, registry.get_job(job.id), held_out=made)
-    return made
+    return made.model_dump()

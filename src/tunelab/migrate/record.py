@@ -19,8 +19,7 @@ from tunelab.errors import NotFoundError, UsageError
 from tunelab.evaluate import golden
 from tunelab.evaluate.prompts import load_prompts
 from tunelab.migrate.account import account_of
-from tunelab.migrate.pull import TRAINING, VALIDATION
-from tunelab.migrate.state import LOCAL_FILES, find_old_job, migrate_state
+from tunelab.migrate.state import find_old_job, local_files, migrate_state
 from tunelab.providers.base import ChatOptions
 from tunelab.registry import JobRecord, open_registry
 
@@ -47,13 +46,13 @@ class RecordPlan:
 
 def prompt_files(job: JobRecord) -> list[Path]:
     """The job's own held-out prompts: its validation file, else the slice pull held out."""
-    files = job.config.get(LOCAL_FILES) or {}
-    if files.get(VALIDATION):
-        return [Path(files[VALIDATION])]
-    held_out = migrate_state(job).get("held_out")
+    files = local_files(job)
+    if files.validation_file:
+        return [Path(files.validation_file)]
+    held_out = migrate_state(job).held_out
     if held_out:
-        return [Path(held_out["val_file"])]
-    if files.get(TRAINING):
+        return [Path(held_out.val_file)]
+    if files.training_file:
         return []
     raise NotFoundError(f"the data of {job.id} is not pulled yet",
                         fix=f"pull it first: `tunelab migrate pull {job.id}`")

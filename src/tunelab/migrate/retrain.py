@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.errors import NotFoundError
-from tunelab.migrate.pull import TRAINING, VALIDATION
 from tunelab.migrate.state import (
-    LOCAL_FILES,
     REPLACES,
     RETRAIN_OF,
     find_old_job,
+    local_files,
     migrate_state,
 )
 from tunelab.registry import JobRecord, open_registry
@@ -65,15 +64,15 @@ def _number(value: Any) -> float | None:
 def data_files(job: JobRecord) -> tuple[Path, Path | None]:
     """Train on the pulled data; without a validation file, on all but the held-out slice
     (that slice is what `migrate record` asked, so compare measures unseen prompts)."""
-    files = job.config.get(LOCAL_FILES) or {}
-    held_out = migrate_state(job).get("held_out")
-    if held_out and not files.get(VALIDATION):
-        return Path(held_out["train_file"]), Path(held_out["val_file"])
-    if not files.get(TRAINING) or not Path(files[TRAINING]).is_file():
+    files = local_files(job)
+    held_out = migrate_state(job).held_out
+    if held_out and not files.validation_file:
+        return Path(held_out.train_file), Path(held_out.val_file)
+    if not files.training_file or not Path(files.training_file).is_file():
         raise NotFoundError(f"the training data of {job.id} is not pulled yet",
                             fix=f"pull it first: `tunelab migrate pull {job.id}`")
-    validation = files.get(VALIDATION)
-    return Path(files[TRAINING]), Path(validation) if validation else None
+    validation = files.validation_file
+    return Path(files.training_file), Path(validation) if validation else None
 
 
 def plan(token: str, target: str, *, base_learning_rate: float) -> RetrainPlan:

@@ -47,12 +47,12 @@ def _recorded(model: str | None) -> bool:
 def _row(job: JobRecord, newest: JobRecord | None) -> Row:
     state = migrate_state(job)
     model = job.fine_tuned_model
-    shutdown = state.get("shutdown")
+    shutdown = state.shutdown
     left = days_left(date.fromisoformat(shutdown)) if shutdown else None
     compared = golden.last_comparison(model) if model else None
     done = ["inventoried"]
     name = model or job.id
-    if state.get("pulled_at"):
+    if state.pulled_at:
         done.append("pulled")
         if _recorded(model):
             done.append("recorded")

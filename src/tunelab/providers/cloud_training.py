@@ -17,25 +17,27 @@ from typing import Any
 from tunelab.errors import ProviderError, TransientProviderError
 from tunelab.providers.base import Job, JobSpec, Provider, ProviderEvent
 from tunelab.registry import JobRecord, open_registry
+from tunelab.registry.job_config import CloudHyperparameters, CloudJob, LocalFiles
 from tunelab.registry.metrics import STEP, step_metrics
 from tunelab.registry.store import CANCELLING, TERMINAL
 
 MAX_OUTAGE_S = 3 * 3600.0  # a watch keeps retrying through network outages this long
 
 
-def run_config(spec: JobSpec, estimate: Any) -> dict[str, Any]:
+def run_config(spec: JobSpec, estimate: Any) -> CloudJob:
     """What the registry keeps as a cloud job's config: its hyperparameters and estimate."""
-    return {"hyperparameters": {"n_epochs": spec.epochs, "learning_rate": spec.learning_rate,
-                                "batch_size": spec.batch_size},
-            "seed": spec.seed, "estimated_cost": estimate.as_dict()}
+    return CloudJob(hyperparameters=CloudHyperparameters(
+        n_epochs=spec.epochs, learning_rate=spec.learning_rate, batch_size=spec.batch_size),
+        seed=spec.seed, estimated_cost=estimate.as_dict())
 
 
 def record_job(provider: Provider, job: Job, *, local_files: dict[str, str],
-               config: dict[str, Any], metadata: dict[str, str] | None = None,
+               config: CloudJob | None = None, metadata: dict[str, str] | None = None,
                hyperparameters: dict[str, Any] | None = None) -> JobRecord:
     """Put a provider's job in the registry (or refresh it): done right after create.
-    `metadata` and `hyperparameters` (what a sweep's trial varied) label a new row, or an
-    existing one that lacks them."""
+    `config` (run_config) and `local_files` are a new row's; `metadata` and
+    `hyperparameters` (what a sweep's trial varied) label a new row, or an existing one
+    that lacks them."""
     with open_registry() as registry:
         existing = registry.find_job(job.id)
         fields = dict(status=job.status, native_status=job.native_status,
@@ -51,7 +53,8 @@ def record_job(provider: Provider, job: Job, *, local_files: dict[str, str],
                            base_model=job.base_model, suffix=job.suffix,
                            training_file=job.training_file,
                            validation_file=job.validation_file,
-                           config={**config, "local_files": local_files},
+                           config=(config or CloudJob()).model_copy(
+                               update={"local_files": LocalFiles(**local_files)}),
                            metadata=dict(metadata) if metadata else None,
                            hyperparameters=hyperparameters, **fields)
         registry.create_job(record)
@@ -64,7 +67,7 @@ def refresh(provider: Provider, job_id: str) -> Job:
     (a local job's row is written by its trainer: nothing to copy)."""
     job = provider.get_job(job_id)
     if provider.capabilities.mirrored:
-        record_job(provider, job, local_files={}, config={})
+        record_job(provider, job, local_files={})
     return job
 
 
@@ -77,7 +80,7 @@ def cancel(provider: Provider, job_id: str) -> tuple[Job, str]:
         return job, "finished"
     job = provider.cancel(job_id)
     if provider.capabilities.mirrored:
-        record_job(provider, job, local_files={}, config={})
+        record_job(provider, job, local_files={})
     stopping = job.status not in TERMINAL or job.native_status == CANCELLING
     return job, "requested" if stopping else "cancelled"
 

@@ -6,6 +6,8 @@
     3  the server's jobs and files live here: jobs gain origin, hyperparameters, metadata and
        seq (creation order); files gain status; the job and file documents `tunelab serve`
        kept under TUNELAB_HOME/server are imported (registry/server_documents.py)
+    4  a job's config is typed by its kind (registry/job_config.py): jobs gain config_kind,
+       read from the shape each row's config_json already has; no JSON is rewritten
 
 A registry whose version is above the last number here was written by a newer tunelab: it
 is refused (RegistryError naming both versions), never used half-understood.
@@ -65,6 +67,23 @@ def _server_jobs_and_files(conn: sqlite3.Connection, home: Path | None) -> None:
                      [(seq, row[0]) for seq, row in enumerate(ordered, start=1)])
     conn.execute("CREATE UNIQUE INDEX jobs_seq ON jobs(seq)")
     conn.execute("CREATE INDEX jobs_origin ON jobs(origin, status)")
+
+
+# The kinds of the rows written before there were kinds. Each shape had one writer: a local
+# run (provider "local": the trainer, the server) kept its TrainConfig, a migrate import its
+# "migrate" state, a cloud job created or refreshed by tunelab its hyperparameters, seed,
+# estimate and "local_files". A config that is empty stays without a kind; one that is not
+# JSON too, so that its row is still reported as damaged when read, as before.
+_CONFIG_KINDS = """
+ALTER TABLE jobs ADD COLUMN config_kind TEXT;
+UPDATE jobs SET config_kind = CASE
+    WHEN json_valid(config_json) IS NOT 1 THEN NULL
+    WHEN json_type(config_json) IS NOT 'object' THEN NULL
+    WHEN NOT EXISTS (SELECT 1 FROM json_each(jobs.config_json)) THEN NULL
+    WHEN provider = 'local' THEN 'local'
+    WHEN json_type(config_json, '$.migrate') IS NOT NULL THEN 'imported'
+    ELSE 'cloud' END;
+"""
 
 
 MIGRATIONS: list[tuple[int, Step]] = [
@@ -131,6 +150,7 @@ MIGRATIONS: list[tuple[int, Step]] = [
     """),
     (2, _vocabulary_migration()),
     (3, _server_jobs_and_files),
+    (4, _CONFIG_KINDS),
 ]
 
 

@@ -1,7 +1,8 @@
 """Read and write jobs, events, metrics, files and checkpoints.
 
 Every write is its own short transaction so a training process, a server worker and a
-`jobs watch` in another terminal can share the file. Rows are plain dataclasses.
+`jobs watch` in another terminal can share the file. Rows are plain dataclasses; a job's
+config is typed by its kind (registry/job_config.py), parsed here once when a row is read.
 
 Two promises hold here, for every caller:
 - A terminal status (succeeded, failed, cancelled) never changes: a status write to a
@@ -29,6 +30,8 @@ from typing import Any, TypeVar
 from tunelab import home
 from tunelab.errors import NotFoundError, RegistryError
 from tunelab.registry import damage
+from tunelab.registry import job_config as configs
+from tunelab.registry.job_config import JobConfig, JobKind
 from tunelab.registry.migrations import migrate
 
 log = logging.getLogger("tunelab.registry")
@@ -63,7 +66,8 @@ class JobRecord:
     suffix: str | None = None
     training_file: str | None = None
     validation_file: str | None = None
-    config: dict[str, Any] = field(default_factory=dict)
+    # How the job was made, typed by its kind (None: the row keeps nothing).
+    config: JobConfig | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     error: dict[str, Any] | None = None
     run_dir: str | None = None
@@ -80,8 +84,19 @@ class JobRecord:
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
 
+    @property
+    def kind(self) -> JobKind | None:
+        """local (trained here), cloud (created on a provider by tunelab) or imported (by
+        `tunelab migrate inventory`); None when the row keeps no config."""
+        return configs.kind_of(self.config) if self.config is not None else None
+
+    def config_dict(self) -> dict[str, Any]:
+        """The config as JSON values, {} for none: for showing and diffing it key by key."""
+        return configs.as_dict(self.config)
+
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        """The row as JSON values (`jobs show --json`): the config as its schema dumps it."""
+        return {**self.__dict__, "config": self.config_dict(), "kind": self.kind}
 
 
 @dataclass
@@ -122,7 +137,7 @@ class Checkpoint:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-_JSON_COLUMNS = {"config": "config_json", "metrics": "metrics_json", "error": "error_json",
+_JSON_COLUMNS = {"metrics": "metrics_json", "error": "error_json",
                  "hyperparameters": "hyperparameters_json", "metadata": "metadata_json"}
 _NULLABLE_JSON = frozenset({"error", "hyperparameters", "metadata"})
 
@@ -132,7 +147,19 @@ def _job_from_row(row: sqlite3.Row) -> JobRecord:
     for attr, column in _JSON_COLUMNS.items():
         raw = data.pop(column)
         data[attr] = json.loads(raw) if raw else (None if attr in _NULLABLE_JSON else {})
+    data["config"] = configs.parse(data.pop("config_kind"), data.pop("config_json"))
     return JobRecord(**data)
+
+
+def _job_columns(job: JobRecord) -> dict[str, Any]:
+    """The row of `job` (all but seq), column by column."""
+    row = dict(job.__dict__)
+    row.pop("seq")
+    row["config_kind"], row["config_json"] = configs.dump(row.pop("config"))
+    for attr, column in _JSON_COLUMNS.items():
+        value = row.pop(attr)
+        row[column] = json.dumps(value) if value is not None else None
+    return row
 
 
 def _checkpoint_from_row(row: sqlite3.Row) -> Checkpoint:
@@ -230,11 +257,7 @@ class Registry:
     # jobs -----------------------------------------------------------------------------
     def create_job(self, job: JobRecord) -> JobRecord:
         """Insert `job`; its seq is the next in creation order, whatever the clock says."""
-        row = job.to_dict()
-        row.pop("seq")
-        for attr, column in _JSON_COLUMNS.items():
-            value = row.pop(attr)
-            row[column] = json.dumps(value) if value is not None else None
+        row = _job_columns(job)
         columns = ", ".join([*row, "seq"])
         marks = ", ".join([*(f":{name}" for name in row),
                            "(SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs)"])
@@ -278,6 +301,10 @@ class Registry:
             column = _JSON_COLUMNS.get(name, name)
             if name in _JSON_COLUMNS and value is not None:
                 value = json.dumps(value)
+            elif name == "config":
+                column = "config_json"
+                params["config_kind"], value = configs.dump(value)
+                sets.append("config_kind = :config_kind")
             sets.append(f"{column} = :{name}")
             params[name] = value
         if stamp:
@@ -309,13 +336,14 @@ class Registry:
         return self._parse(rows[0], _job_from_row, f"job {rows[0]['id']}") if rows else None
 
     def list_jobs(self, provider: str | None = None, limit: int = 100, *,
-                  sweep: str | None = None) -> list[JobRecord]:
+                  sweep: str | None = None, kind: JobKind | None = None) -> list[JobRecord]:
         """Newest first (a provider's own creation time for imported cloud jobs); only one
-        provider's, or one sweep's trials (metadata "sweep"), when asked."""
+        provider's, one sweep's trials (metadata "sweep"), or one kind's, when asked."""
         where, params = [], []
-        if provider:
-            where.append("provider = ?")
-            params.append(provider)
+        for column, value in (("provider", provider), ("config_kind", kind)):
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
         if sweep:
             # json_valid first: one damaged row must not fail the whole listing
             where.append("CASE WHEN json_valid(metadata_json) "

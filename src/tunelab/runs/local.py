@@ -48,7 +48,7 @@ def _queue(request: RunRequest) -> JobRecord:
             created_at=now, updated_at=now, origin=request.origin,
             base_model=config.model or DEFAULT_MODEL, suffix=config.suffix,
             training_file=files[0], validation_file=files[1],
-            config=config.model_dump(mode="json"),
+            config=config,
             hyperparameters=request.shown_hyperparameters, metadata=request.labels or None))
         registry.add_event(job.id, f"Created fine-tuning job: {job.id}")
         registry.add_event(job.id, f"Validating training file: {files[0]}")
@@ -67,5 +67,5 @@ def run_queued(job: JobRecord, reporter: Reporter, stop: threading.Event) -> dic
     if has_checkpoint:
         return orchestrator.resume(job.id, {}, on_event=reporter.event, stop=stop)
     shutil.rmtree(home.runs_dir() / job.id, ignore_errors=True)
-    return orchestrator.train(validate_config(job.config), job_id=job.id,
+    return orchestrator.train(validate_config(job.config_dict()), job_id=job.id,
                               on_event=reporter.event, stop=stop)

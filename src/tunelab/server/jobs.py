@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from tunelab.config import TrainConfig
 from tunelab.errors import RegistryError
 from tunelab.registry import SERVER, Event, JobRecord, Registry
+from tunelab.registry.job_config import CloudJob
 from tunelab.registry.metrics import TRAINED_TOKENS
 from tunelab.server.errors import ApiError, home_relative, not_found
-
-if TYPE_CHECKING:
-    from tunelab.config import TrainConfig
 
 ORGANIZATION = "org-tunelab-local"
 log = logging.getLogger("tunelab.server")
@@ -96,7 +95,8 @@ class ServerJobs:
             "hyperparameters": hyper,
             "method": {"type": "supervised", "supervised": {"hyperparameters": hyper}},
             "organization_id": ORGANIZATION, "result_files": [],
-            "seed": job.config.get("seed"), "estimated_finish": None, "integrations": [],
+            "seed": job.config.seed if isinstance(job.config, TrainConfig | CloudJob) else None,
+            "estimated_finish": None, "integrations": [],
             "metadata": job.metadata, "user_provided_suffix": job.suffix,
         }
 
@@ -115,11 +115,11 @@ class ServerJobs:
     def public(self, text: str, job: JobRecord) -> str:
         """`text` with this machine's paths replaced: the job's data files by the file ids
         the client uploaded, anything else under the home by TUNELAB_HOME."""
-        for key, file_id in (("train_file", job.training_file),
-                             ("validation_file", job.validation_file)):
-            path = job.config.get(key)
-            if path and file_id:
-                text = text.replace(str(path), file_id)
+        if isinstance(job.config, TrainConfig):
+            for path, file_id in ((job.config.train_file, job.training_file),
+                                  (job.config.validation_file, job.validation_file)):
+                if path and file_id:
+                    text = text.replace(str(path), file_id)
         return home_relative(text, self.home)
 
 

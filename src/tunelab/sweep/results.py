@@ -50,7 +50,9 @@ def write_winner_config(plan: plans.SweepPlan, best: TrialRow) -> Path | None:
         return None
     with open_registry() as registry:
         job = registry.get_job(best.job_id)
-    return save_config(TrainConfig(**job.config), plan.folder / "winner.yaml", force=True)
+    if not isinstance(job.config, TrainConfig):
+        return None
+    return save_config(job.config, plan.folder / "winner.yaml", force=True)
 
 
 def let_go_of_losers(plan: plans.SweepPlan, board: Board, best: TrialRow | None) -> list[str]:

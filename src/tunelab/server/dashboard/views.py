@@ -14,12 +14,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tunelab.config import TrainConfig
 from tunelab.data import lifecycle
 from tunelab.errors import TunelabError
 from tunelab.evaluate.job_files import job_file
 from tunelab.migrate.state import REPLACES, RETRAIN_OF
 from tunelab.registry import SERVER, JobRecord, Registry
 from tunelab.registry import metrics as vocab
+from tunelab.registry.job_config import IMPORTED, CloudJob
 from tunelab.registry.store import STATUSES, TERMINAL
 
 JOB_LIMIT = 1000
@@ -37,7 +39,7 @@ def when(stamp: float | None) -> str:
 
 def source(job: JobRecord) -> str:
     """Who made the row: a migrate import, the server (API or dashboard) or the CLI."""
-    if "migrate" in (job.config or {}):
+    if job.kind == IMPORTED:
         return "imported"
     return "server" if job.origin == SERVER else "cli"
 
@@ -107,14 +109,23 @@ def samples(job: JobRecord) -> list[dict[str, str]]:
         return []
 
 
+# The settings of a local run that a job's page shows.
+SHOWN_SETTINGS = frozenset({"model", "epochs", "max_steps", "learning_rate", "lr_scheduler",
+                            "batch_size", "grad_accum", "max_length", "full", "lora_r",
+                            "lora_alpha", "precision", "seed", "eval_every", "save_every"})
+
+
 def hyperparameters(job: JobRecord) -> dict[str, Any]:
-    """What the job trained with: the resolved config's knobs, else the provider's echo."""
-    keys = ("model", "epochs", "max_steps", "learning_rate", "lr_scheduler", "batch_size",
-            "grad_accum", "max_length", "full", "lora_r", "lora_alpha", "precision", "seed",
-            "eval_every", "save_every")
-    config = job.config or {}
-    shown = {key: config[key] for key in keys if config.get(key) is not None}
-    return shown or dict(job.hyperparameters or {})
+    """What the job trained with: a local run's resolved settings; else what the provider
+    echoed or a trial varied (the row's hyperparameters); else what tunelab asked for."""
+    config = job.config
+    if isinstance(config, TrainConfig):
+        return config.model_dump(mode="json", include=SHOWN_SETTINGS, exclude_none=True)
+    if job.hyperparameters or not isinstance(config, CloudJob):
+        return dict(job.hyperparameters or {})
+    asked = config.hyperparameters.model_dump(exclude_none=True) if config.hyperparameters \
+        else {}
+    return {**asked, **({"seed": config.seed} if config.seed is not None else {})}
 
 
 def data_files(job: JobRecord, checks: DataChecks) -> list[dict[str, Any]]:
@@ -123,7 +134,7 @@ def data_files(job: JobRecord, checks: DataChecks) -> list[dict[str, Any]]:
                            ("validation", job.validation_file)):
         if not recorded:
             continue
-        path = job_file(job, f"{role}_file")
+        path = job_file(job, "training_file" if role == "training" else "validation_file")
         summary = checks.summary(path, job.provider) if path else None
         if summary and role == "validation" and "errors" in summary:
             # The minimum example count is a rule for training files only.
@@ -228,7 +239,7 @@ def total_steps(events: list[dict[str, Any]], job: JobRecord) -> int | None:
             event["message"].startswith("training ") else None
         if match:
             return int(match.group(1))
-    return (job.config or {}).get("max_steps")
+    return job.config.max_steps if isinstance(job.config, TrainConfig) else None
 
 
 def progress(points: list[dict[str, Any]], total: int | None, status: str) -> dict[str, Any]:
