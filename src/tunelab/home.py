@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from functools import cache
@@ -45,6 +46,31 @@ def pinned(root: Path) -> Iterator[None]:
         yield
     finally:
         _PINNED.reset(token)
+
+
+MAX_NAME = 200  # characters of an outside id used as a file name (file systems allow 255)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def outside_name(value: str, *, what: str = "id") -> str:
+    """An id that came from outside (a provider's file id or job id), as one file name in a
+    folder of the home: the id itself when it is safe, else a one-line refusal. Refused:
+    path separators, `.`/`..`, absolute paths, control characters, a drive letter, an
+    empty or overlong id. The one gate where an outside id becomes a path (SECURITY.md,
+    "What a provider may send")."""
+    from tunelab.errors import ProviderError
+
+    text = str(value)
+    if (not text or len(text) > MAX_NAME or text in (".", "..") or "/" in text
+            or "\\" in text or ":" in text or _CONTROL.search(text)
+            or text.startswith((".", "-")) or os.path.isabs(text)):
+        shown = _CONTROL.sub("?", text[:80]) + ("..." if len(text) > 80 else "")
+        raise ProviderError(f"refused the {what} from the provider that cannot be a file name "
+                            f"here: {shown!r}", code="unsafe_id",
+                            fix="nothing was written; the provider's id must be a plain name "
+                                "(no /, \\, .., control characters, at most "
+                                f"{MAX_NAME} characters)")
+    return text
 
 
 def folder(path: Path, *, what: str = "TUNELAB_HOME") -> Path:

@@ -43,8 +43,9 @@ def is_whole(blob: PulledFile) -> bool:
 
 def download(name: str, suffix: str, fetch: Callable[[Path], None]) -> Blob:
     """Run `fetch(path)` into a .part file (which it writes from the start: a .part left by
-    a broken run starts over), then keep the bytes under their hash."""
-    partial = root() / "partial" / f"{name}.part"
+    a broken run starts over), then keep the bytes under their hash. `name` is the
+    provider's file id: it becomes a file name only through home.outside_name."""
+    partial = root() / "partial" / f"{home.outside_name(name, what='file id')}.part"
     partial.parent.mkdir(parents=True, exist_ok=True)
     fetch(partial)
     sha = file_sha256(partial)

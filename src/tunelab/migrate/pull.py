@@ -61,6 +61,7 @@ def wanted(job: JobRecord) -> list[tuple[str, str]]:
 def pull(token: str) -> PullReport:
     with open_registry() as registry:
         job = find_old_job(registry, token)
+    home.outside_name(job.id, what="job id")  # it names a folder below: refused before anything
     account = account_of(job)
     report = PullReport(job.id, job.fine_tuned_model)
     for role, file_id in wanted(job):
@@ -149,7 +150,7 @@ def _held_out(job: JobRecord) -> dict[str, Any] | None:
     held = migrate_state(job).held_out
     if held and Path(held.train_file).is_file() and Path(held.val_file).is_file():
         return held.model_dump()
-    folder = home.home() / "migrate" / job.id
+    folder = home.home() / "migrate" / home.outside_name(job.id, what="job id")
     folder.mkdir(parents=True, exist_ok=True)
     made = HeldOut(**split(training, val=HELD_OUT, seed=0, out_dir=folder, force=True))
     with open_registry() as registry:
