@@ -4,14 +4,17 @@ scenario of tests/hostile_openai.py each, over real HTTP through the real openai
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
 
 from faultproxy import serve_in_thread
 from hostile_openai import ROGUE, create_hostile_app, hostile_account
+from openai_double import NATASHA
 from tunelab import home
 from tunelab.cli import main
+from tunelab.registry import open_registry
 
 KEY = "sk-canary-hostile-0123456789abcdef"
 TODAY = "2026-12-02"
@@ -79,3 +82,47 @@ def test_item2_job_id_never_leaves_the_home(env: None, tmp_path: Path,
     assert not (home.home() / ".." / ".." / "x").exists()
     assert not (home.home().parent.parent / "x").exists()
     assert all(inside_home(p) for p in every_file(tmp_path) if "x" in p.parts)
+
+
+# item 7: the key is scrubbed from whatever leaves a provider call --------------------------
+def test_item7_key_scrubbed_from_inventory_warnings_and_golden_set(
+        env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    account, served = serve("key_echo")
+    with served as port, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, out, err = tunelab(capsys, "migrate", "inventory", "--base-url",
+                                 f"http://127.0.0.1:{port}/v1", "--json")
+        assert code == 0, err
+        assert KEY not in out and KEY not in err
+        assert all(KEY not in str(w.message) for w in caught)
+        assert tunelab(capsys, "migrate", "pull", NATASHA)[0] == 0
+        code, out, err = tunelab(capsys, "migrate", "record", NATASHA, "--yes")
+        assert code == 0, err
+    assert KEY not in out + err
+    for path in (home.home() / "golden").rglob("*"):
+        if path.is_file():
+            assert KEY not in path.read_text(), path
+
+
+# item 8: credentials in --base-url are never stored -----------------------------------------
+def test_item8_base_url_credentials_stripped(env: None,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    account, served = serve("honest")
+    with served as port:
+        code, out, err = tunelab(capsys, "migrate", "inventory", "--base-url",
+                                 f"http://user:{KEY}@127.0.0.1:{port}/v1")
+        assert code == 0, err
+    assert KEY not in out + err
+    with open_registry() as registry:
+        endpoints = {job.endpoint for job in registry.list_jobs()}
+    assert endpoints == {f"http://127.0.0.1:{port}/v1"}
+
+
+# item 21: a download cut mid-body is retried ---------------------------------------------
+def test_item21_cut_download_is_retried(env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    account, served = serve("cut_download")
+    with served as port:
+        inventory(capsys, port)
+        code, out, err = tunelab(capsys, "migrate", "pull", NATASHA, "--json")
+    assert code == 0, err
+    assert account.calls["download file-natasha-train"] == 2

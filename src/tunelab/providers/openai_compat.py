@@ -21,18 +21,19 @@ import hashlib
 import json
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import openai
 from openai.types import FileObject
 from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
 from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 
-from tunelab.errors import NotFoundError, TransientProviderError
+from tunelab.errors import NotFoundError, ProviderError, TransientProviderError
 from tunelab.home import cache_dir
 from tunelab.providers.base import (
     ChatOptions,
@@ -45,12 +46,22 @@ from tunelab.providers.base import (
 )
 from tunelab.providers.profiles import Profile, no_fine_tuning, resolve_key
 from tunelab.providers.retry import DEFAULT_ATTEMPTS, Attempts, RetryPolicy
-from tunelab.providers.sdk_errors import from_openai, scrub, scrub_json
+from tunelab.providers.sdk_errors import (
+    from_openai,
+    public_endpoint,
+    scrub,
+    scrub_json,
+    transport_errors,
+)
 from tunelab.registry import open_registry
 from tunelab.registry.metrics import step_metrics
 
 TOKEN_KEY = "tunelab_token"  # metadata key that makes a job create idempotent
 REQUEST_TIMEOUT_S = 120.0  # one request, when no --timeout is given
+# Caps on what an account may send (SECURITY.md, "What a provider may send"):
+MAX_PAGES = 1000  # pages of one listing (100 jobs a page): a has_more that never ends stops
+MAX_DOWNLOAD_BYTES = 512 * 2**20  # one downloaded file (OpenAI's own upload limit);
+# `tunelab migrate pull --max-download-mb` raises it
 T = TypeVar("T")
 
 
@@ -65,15 +76,28 @@ def file_sha256(path: Path) -> str:
 # The SDK objects below become tunelab's here, and only here: every string in them is
 # scrubbed of the key (and of anything shaped like one) on the way in, so the registry and
 # the CLI only ever hold scrubbed text.
+def _dump(obj: Any, key: str | None, **options: Any) -> dict[str, Any]:
+    """An SDK object as scrubbed JSON. A field of the wrong type makes pydantic warn with the
+    value itself (`input_value='sk-...'`): such warnings are silenced, the value scrubbed."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return scrub_json(obj.model_dump(mode="json", **options), key)
+
+
 def _job_from_sdk(job: FineTuningJob, key: str | None) -> Job:
-    raw = scrub_json(job.model_dump(mode="json"), key)
+    raw = _dump(job, key)
     status = raw.get("status") or "unknown"
     return Job(id=raw["id"], status=status, native_status=status,
                base_model=raw.get("model") or "", fine_tuned_model=raw.get("fine_tuned_model"),
                created_at=raw.get("created_at"), finished_at=raw.get("finished_at"),
                training_file=raw.get("training_file"),
                validation_file=raw.get("validation_file"), suffix=_suffix_of(raw),
-               trained_tokens=raw.get("trained_tokens"), error=raw.get("error") or None, raw=raw)
+               trained_tokens=_count(raw.get("trained_tokens")),
+               error=raw.get("error") or None, raw=raw)
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _suffix_of(raw: dict[str, Any]) -> str | None:
@@ -83,14 +107,14 @@ def _suffix_of(raw: dict[str, Any]) -> str | None:
 
 
 def _event_from_sdk(event: FineTuningJobEvent, key: str | None) -> ProviderEvent:
-    raw = scrub_json(event.model_dump(mode="json"), key)
+    raw = _dump(event, key)
     return ProviderEvent(id=raw["id"], created_at=float(raw.get("created_at") or 0),
                          message=raw.get("message") or "", level=raw.get("level") or "info",
                          type=raw.get("type") or "message", data=raw.get("data"))
 
 
 def _checkpoint_from_sdk(checkpoint: FineTuningJobCheckpoint, key: str | None) -> Checkpoint:
-    raw = scrub_json(checkpoint.model_dump(mode="json", exclude_none=True), key)
+    raw = _dump(checkpoint, key, exclude_none=True)
     return Checkpoint(job_id=raw["fine_tuning_job_id"], name=raw["id"], kind="step",
                       created_at=float(raw["created_at"]), step=raw.get("step_number"),
                       metrics=step_metrics(raw.get("metrics") or {}),
@@ -152,6 +176,18 @@ class RemoteModel:
     id: str
     owned_by: str | None = None
     shutdown_date: str | None = None
+    unreadable_date: str | None = None  # what the endpoint sent instead of a date
+
+
+def _shutdown_date(value: Any, key: str | None) -> tuple[str | None, str | None]:
+    """(the day as YYYY-MM-DD, what was sent when it is no date)."""
+    if value in (None, ""):
+        return None, None
+    text = scrub(str(value), key)
+    try:
+        return date.fromisoformat(text[:10]).isoformat(), None
+    except ValueError:
+        return None, text[:40]
 
 
 class OpenAICompatProvider:
@@ -163,12 +199,14 @@ class OpenAICompatProvider:
         self.profile = profile
         self.name = profile.name
         self.capabilities = profile.capabilities
-        self.base_url = (base_url or profile.base_url).rstrip("/")
+        address = (base_url or profile.base_url).rstrip("/")
+        # What is stored and printed: the address without user:password@ (item 8, issue 26)
+        self.base_url = public_endpoint(address)
         self._key = resolve_key(profile)
         # No SDK retries: they are silent, and blind for creates (see the module docstring).
         # Ours (tunelab.providers.retry) report each one and keep to --timeout, which also
         # bounds each request.
-        self._client = openai.OpenAI(api_key=self._key, base_url=self.base_url, max_retries=0,
+        self._client = openai.OpenAI(api_key=self._key, base_url=address, max_retries=0,
                                      timeout=retry.timeout or REQUEST_TIMEOUT_S)
         self._retry = retry
         self._sleep = sleep
@@ -344,30 +382,71 @@ class OpenAICompatProvider:
             self._key)
 
     # the account (tunelab migrate) -----------------------------------------------------
-    def all_jobs(self) -> list[Job]:
-        """Every fine-tuning job of the account, newest first, following every page."""
-        return self._retrying("listing every job", lambda: [
-            _job_from_sdk(job, self._key)
-            for job in self._client.fine_tuning.jobs.list(limit=100)])
+    def all_jobs(self, on_page: Callable[[int, int], None] | None = None) -> list[Job]:
+        """Every fine-tuning job of the account, newest first, following every page: at
+        most MAX_PAGES pages and, with --timeout, within it (a has_more that never ends is
+        the provider's fault, not a reason to page forever). `on_page(pages, jobs)` after
+        each page."""
+        started = time.monotonic()
+        page = self._retrying("listing every job",
+                              lambda: self._client.fine_tuning.jobs.list(limit=100))
+        found: list[Job] = []
+        pages = 1
+        while True:
+            found += [_job_from_sdk(job, self._key) for job in page.data]
+            if on_page is not None:
+                on_page(pages, len(found))
+            if not page.has_next_page():
+                return found
+            if pages >= MAX_PAGES:
+                raise ProviderError(f"{self.name} listed jobs for {pages} pages ({len(found)} "
+                                    "jobs) and still said there were more; stopped",
+                                    code="too_many_pages",
+                                    fix="check --base-url: a real account ends its listing")
+            spent = time.monotonic() - started
+            if self._retry.timeout is not None and spent > self._retry.timeout:
+                raise TransientProviderError(
+                    f"{self.name}: listing jobs took over --timeout {self._retry.timeout:g}s "
+                    f"({pages} pages, {len(found)} jobs so far)", code="timeout",
+                    fix="raise --timeout, or check --base-url")
+            page = self._retrying("listing every job", page.get_next_page)
+            pages += 1
 
     def list_models(self) -> list[RemoteModel]:
-        """Every model the key reaches, each with its announced shutdown day."""
+        """Every model the key reaches, each with its announced shutdown day (a day that is
+        no date is kept aside as `unreadable_date`; ids are scrubbed like every text)."""
         found = self._retrying("listing models", lambda: list(self._client.models.list()))
-        return [RemoteModel(model.id, model.owned_by,
-                            str(getattr(model, "shutdown_date", None) or "")[:10] or None)
-                for model in found]
+        models = []
+        for model in found:
+            day, unreadable = _shutdown_date(getattr(model, "shutdown_date", None), self._key)
+            models.append(RemoteModel(scrub(model.id, self._key), model.owned_by, day,
+                                      unreadable))
+        return models
 
-    def download_file(self, file_id: str, target: Path) -> None:
-        """Write a file's content to `target`, whole (each retry starts the file over)."""
+    def download_file(self, file_id: str, target: Path,
+                      max_bytes: int = MAX_DOWNLOAD_BYTES) -> None:
+        """Write a file's content to `target`, whole (each retry starts the file over), and
+        no more than `max_bytes` of it: past that the file is removed and refused."""
 
         def send() -> None:
             try:
                 with self._client.files.with_streaming_response.content(file_id) as answer, \
                         target.open("wb") as handle:
+                    written = 0
                     for chunk in answer.iter_bytes(1 << 20):
+                        written += len(chunk)
+                        if written > max_bytes:
+                            break
                         handle.write(chunk)
-            except httpx.TransportError as error:  # the stream broke off: the network's fault
+            # the stream broke off: the network's fault (the SDK's own httpx2 included)
+            except transport_errors() as error:
                 raise openai.APIConnectionError(request=error.request) from None
+            if written > max_bytes:
+                target.unlink(missing_ok=True)
+                raise ProviderError(f"{self.name}: file {scrub(file_id, self._key)} is larger "
+                                    f"than the {max_bytes / 2**20:g} MB download cap; "
+                                    "nothing kept", code="too_large",
+                                    fix="raise the cap if the file is expected to be that big")
 
         self._retrying(f"downloading {file_id}", send)
 
@@ -381,7 +460,10 @@ class OpenAICompatProvider:
         answer = self._retrying(f"asking {model}", lambda: self._client.chat.completions.create(
             model=model, messages=messages, **settings))
         usage = answer.usage
-        return Reply(text=answer.choices[0].message.content or "", model=answer.model or model,
+        # An answer may echo the key (a prompt injection, a logging proxy): scrubbed like
+        # every text that leaves a provider call.
+        return Reply(text=scrub(answer.choices[0].message.content or "", self._key),
+                     model=answer.model or model,
                      latency_s=time.perf_counter() - started,
                      prompt_tokens=usage.prompt_tokens if usage else None,
                      completion_tokens=usage.completion_tokens if usage else None)

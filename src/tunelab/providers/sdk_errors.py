@@ -4,6 +4,7 @@
       AuthenticationError / PermissionDeniedError   -> AuthError
       NotFoundError                                 -> NotFoundError
       APIConnectionError, 408, 409, 429, 5xx        -> TransientProviderError (retry_after)
+      httpx / httpx2 TransportError (a broken body) -> APIConnectionError (transport_errors)
       any other APIError                            -> ProviderError(code, message)
     google (google-genai, google-api-core, google-auth, httpx)
       DefaultCredentialsError, RefreshError         -> AuthError (gcloud auth ... login)
@@ -27,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import re
+import urllib.parse
 import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -56,6 +58,17 @@ def scrub(text: str, key: str | None = None) -> str:
     if key and len(key) >= 4:
         text = text.replace(key, "***")
     return _SECRETS.sub("***", text)
+
+
+def public_endpoint(url: str) -> str:
+    """`url` as it may be stored (the registry's endpoint column) or printed: without the
+    `user:password@` a --base-url may carry, and scrubbed like any text."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        parts = parts._replace(netloc=host + (f":{parts.port}" if parts.port else ""))
+    return scrub(urllib.parse.urlunsplit(parts))
 
 
 def scrub_json(value: Any, key: str | None = None) -> Any:
@@ -176,6 +189,12 @@ def _google_api_error(code: int | None, status: str | None, message: str | None,
     if retryable_status(code):
         return TransientProviderError(text, code=label, fix="wait a moment and retry")
     return ProviderError(text, code=label, fix="see Google's message; fix and retry")
+
+
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """A broken connection as the HTTP clients raise it: the openai SDK's httpx2 raises
+    its own TransportError, not httpx's (item 21 of issue 26). Imported here, lazily."""
+    return _http_transport_errors()
 
 
 def _http_transport_errors() -> tuple[type[BaseException], ...]:
