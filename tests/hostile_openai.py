@@ -33,7 +33,8 @@ from fastapi.responses import Response, StreamingResponse
 
 from openai_double import NATASHA, Account, _job, create_app, dialogue, jsonl, natasha_account
 
-HUGE = 3 * 1024 * 1024
+HUGE_FILE = jsonl([dialogue(n) for n in range(14_000)])  # about 3 MB of good data
+HUGE = len(HUGE_FILE)
 ROGUE = "ftjob-rogue"
 
 
@@ -56,7 +57,7 @@ def hostile_account(scenario: str, *, key: str = "", victim: str = "",
                                training="file-coach-train", validation=None, results=[],
                                hyper={}, created=1_700_000_400, status="failed"))
     elif scenario == "huge_file":
-        account.files["file-huge"] = ("huge.jsonl", b"x" * HUGE)
+        account.files["file-huge"] = ("huge.jsonl", HUGE_FILE)
         _add_job(account, _job(ROGUE, "gpt-4o-mini-2024-07-18", None, training="file-huge",
                                validation=None, results=[], hyper={}, created=1_700_000_400,
                                status="failed"))

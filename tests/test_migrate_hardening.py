@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from faultproxy import serve_in_thread
-from hostile_openai import ROGUE, create_hostile_app, hostile_account
-from openai_double import NATASHA
+from hostile_openai import HUGE, ROGUE, create_hostile_app, hostile_account
+from openai_double import COACH, NATASHA
 from tunelab import home
 from tunelab.cli import main
 from tunelab.registry import open_registry
@@ -118,6 +118,80 @@ def test_item8_base_url_credentials_stripped(env: None,
     assert endpoints == {f"http://127.0.0.1:{port}/v1"}
 
 
+# item 14: a listing that never ends -------------------------------------------------------
+def test_item14_endless_listing_is_capped(env: None, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunelab.providers import openai_compat
+
+    monkeypatch.setattr(openai_compat, "MAX_PAGES", 5)
+    account, served = serve("endless_pages")
+    with served as port:
+        code, out, err = tunelab(capsys, "migrate", "inventory", "--base-url",
+                                 f"http://127.0.0.1:{port}/v1")
+    assert code != 0 and "Traceback" not in err
+    assert "5 pages" in err
+
+
+def test_item14_endless_listing_honours_timeout(env: None,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    account, served = serve("endless_pages")
+    with served as port:
+        code, out, err = tunelab(capsys, "migrate", "inventory", "--base-url",
+                                 f"http://127.0.0.1:{port}/v1", "--timeout", "1")
+    assert code != 0 and "Traceback" not in err
+    assert "--timeout" in err
+
+
+# item 15: a download has a cap, and a flag to raise it ------------------------------------
+def test_item15_download_cap(env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    from tunelab.providers.openai_compat import MAX_DOWNLOAD_BYTES
+
+    assert MAX_DOWNLOAD_BYTES >= 100 * 2**20
+    account, served = serve("huge_file")
+    with served as port:
+        inventory(capsys, port)
+        code, out, err = tunelab(capsys, "migrate", "pull", ROGUE, "--max-download-mb", "1")
+        assert code != 0 and "Traceback" not in err
+        assert "--max-download-mb" in err
+        assert not list((home.home() / "blobs").rglob("*.part"))
+        code, out, err = tunelab(capsys, "migrate", "pull", ROGUE, "--max-download-mb", "4",
+                                 "--json")
+    assert code == 0, err
+    assert json.loads(out)["files"][0]["blob"]["bytes"] == HUGE
+
+
+# item 18: bad rows in a result file are skipped and counted ------------------------------
+@pytest.mark.parametrize("scenario", ["bad_results", "not_csv"])
+def test_item18_bad_result_rows_skipped(env: None, capsys: pytest.CaptureFixture[str],
+                                        scenario: str) -> None:
+    account, served = serve(scenario)
+    with served as port:
+        inventory(capsys, port)
+        code, out, err = tunelab(capsys, "migrate", "pull", NATASHA, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    if scenario == "bad_results":
+        assert report["metric_steps"] == 2  # steps 1 and 5; step 4's field is too long
+        assert report["skipped_rows"] == 7
+    else:
+        assert report["metric_steps"] == 0 and report["skipped_rows"] >= 1
+    assert report["files"][0]["check"]["ok"]
+
+
+# item 20: a garbage shutdown date is one warning ------------------------------------------
+def test_item20_garbage_shutdown_date_warns(env: None,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    account, served = serve("bad_date")
+    with served as port:
+        code, out, err = tunelab(capsys, "migrate", "inventory", "--base-url",
+                                 f"http://127.0.0.1:{port}/v1", "--json")
+    assert code == 0 and "Traceback" not in err
+    assert "next-tuesday-ish" in err
+    models = {entry["fine_tuned_model"]: entry for entry in json.loads(out)["models"]}
+    assert models[COACH]["shutdown"] == "2026-10-23"
+    assert len([e for e in models.values() if e["job_id"]]) == 3
+
+
 # item 21: a download cut mid-body is retried ---------------------------------------------
 def test_item21_cut_download_is_retried(env: None, capsys: pytest.CaptureFixture[str]) -> None:
     account, served = serve("cut_download")
@@ -126,3 +200,36 @@ def test_item21_cut_download_is_retried(env: None, capsys: pytest.CaptureFixture
         code, out, err = tunelab(capsys, "migrate", "pull", NATASHA, "--json")
     assert code == 0, err
     assert account.calls["download file-natasha-train"] == 2
+
+
+# item 22: outside text is never read as Rich markup ---------------------------------------
+def test_item22_markup_in_a_model_name(env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = tunelab(capsys, "migrate", "pull", "[/x]")
+    assert code != 0 and "Traceback" not in err and "MarkupError" not in err
+    assert "[/x]" in err
+
+
+# item 36: tables at 80 columns --------------------------------------------------------------
+def test_item36_tables_keep_ids_whole_at_80_columns(
+        env: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunelab.cli import console
+
+    for each in (console.out, console.err):
+        monkeypatch.setattr(each, "_width", 80)
+    account, served = serve("honest")
+    with served as port:
+        code, inv, err = tunelab(capsys, "migrate", "inventory", "--base-url",
+                                 f"http://127.0.0.1:{port}/v1")
+        assert code == 0, err
+        code, status, err = tunelab(capsys, "migrate", "status")
+        assert code == 0, err
+        code, jobs, err = tunelab(capsys, "jobs", "list")
+        assert code == 0, err
+    ids = ("ftjob-natasha", "ftjob-coach", "ftjob-failed")
+    for printed, names in ((inv, (NATASHA, COACH, *ids)), (status, (NATASHA, COACH, *ids)),
+                           (jobs, ids)):
+        table = [line for line in printed.splitlines()
+                 if "──" in line or any(name in line for name in names)]
+        assert table and max(len(line) for line in table) <= 80, printed
+        for name in names:
+            assert name in printed, printed

@@ -14,6 +14,7 @@ Progress goes to stderr, so with --json stdout holds one JSON object.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -21,10 +22,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 
 from tunelab.cli.config_flags import ProviderFlags, ProviderValues, TrainingFlags, generated
-from tunelab.cli.console import err, out
+from tunelab.cli.console import err, out, plain
+from tunelab.cli.formatting import Col, fitted_table
 from tunelab.cli.train_options import CLOUD, BaseUrlFlag
 from tunelab.errors import TransientProviderError, UsageError
 
@@ -37,8 +38,19 @@ ModelArg = Annotated[str, typer.Argument(help="A fine-tuned model (ft:...) or it
 YesFlag = Annotated[bool, typer.Option("--yes", "-y", help="Don't ask about the cost.")]
 
 
+def _finite(value: Any) -> Any:
+    """`value` with every NaN or infinity as null: what --json prints is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {name: _finite(item) for name, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
 def _emit(payload: Any) -> None:
-    print(json.dumps(payload, ensure_ascii=False, default=str))
+    print(json.dumps(_finite(payload), ensure_ascii=False, default=str, allow_nan=False))
 
 
 def _days(value: int | None) -> str:
@@ -48,11 +60,28 @@ def _days(value: int | None) -> str:
 
 
 # inventory --------------------------------------------------------------------------------
+# Ids and model names are what a user copies: never cut (issue 26, item 36).
+INVENTORY_COLUMNS = (Col("model", key=True), Col("job", key=True), Col("status", drop=2),
+                     Col("base model", wrap=True, min_width=12, drop=6),
+                     Col("shutdown", drop=3), Col("left", drop=1),
+                     Col("suffix", drop=7), Col("hyperparameters", wrap=True, drop=8),
+                     Col("files", wrap=True, min_width=14, drop=5),
+                     Col("checkpoints", wrap=True, min_width=8, drop=4))
+# The job id goes on its own line under the model, in the same uncut column.
+STATUS_COLUMNS = (Col("model / job", key=True), Col("step", drop=2),
+                  Col("shutdown", drop=4), Col("left", drop=1),
+                  Col("replacement", key=True, drop=5),
+                  Col("next", wrap=True, min_width=16, drop=3))
+
+
 @app.command("inventory")
 def inventory(
     provider: Annotated[str, typer.Option("--provider", help="openai, or an OpenAI-compatible "
                                           "endpoint from providers.yaml.")] = "openai",
     base_url: Annotated[str | None, typer.Option("--base-url", help="API base URL.")] = None,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", min=0.1, help="Seconds each read of the account may take, retries and "
+                                   "the pages of the job listing included.")] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Every fine-tuned model and job of the account: base model, shutdown date and days
@@ -60,27 +89,27 @@ def inventory(
     (`tunelab jobs list/show`); a second run adds nothing twice."""
     from tunelab.migrate.account import open_account
     from tunelab.migrate.inventory import take_inventory
+    from tunelab.providers.retry import RetryPolicy
 
-    account = open_account(provider, base_url)
-    with err.status(f"reading the {account.name} account"):
-        entries = take_inventory(account)
+    account = open_account(provider, base_url, RetryPolicy(timeout=timeout))
+    reading = plain(f"reading the {account.name} account")
+    with err.status(reading) as shown:
+        entries = take_inventory(
+            account, on_page=lambda pages, jobs: shown.update(plain(
+                f"reading the {account.name} account: {jobs} jobs ({pages} pages)")),
+            on_note=lambda text: err.print(f"warning: {text}"))
     if json_out:
         _emit({"provider": account.name, "models": [entry.to_dict() for entry in entries]})
         return
-    table = Table(title=f"{account.name}: fine-tuned models and jobs")
-    for column in ("model / job", "base model", "shutdown", "left", "suffix",
-                   "hyperparameters", "files", "checkpoints"):
-        table.add_column(column)
-    for entry in entries:
-        hyper = ", ".join(f"{k} {v}" for k, v in entry.hyperparameters.items())
-        files = "\n".join(f for f in (entry.training_file, entry.validation_file, *
-                                      entry.result_files) if f)
-        table.add_row(f"{entry.fine_tuned_model or '(no model)'}\n"
-                      f"{entry.job_id or '(no job visible)'} {entry.status or ''}",
-                      entry.base_model, entry.shutdown or "-", _days(entry.days_left),
-                      entry.suffix or "", hyper, files,
-                      "\n".join(str(c["step"]) for c in entry.checkpoints))
-    out.print(table)
+    rows = [[entry.fine_tuned_model or "(no model)", entry.job_id or "(no job visible)",
+             entry.status or "", entry.base_model, entry.shutdown or "-",
+             _days(entry.days_left), entry.suffix or "",
+             ", ".join(f"{k} {v}" for k, v in entry.hyperparameters.items()),
+             " ".join(f for f in (entry.training_file, entry.validation_file,
+                                  *entry.result_files) if f),
+             " ".join(str(c["step"]) for c in entry.checkpoints)] for entry in entries]
+    out.print(fitted_table(INVENTORY_COLUMNS, rows, out.width,
+                           title=f"{account.name}: fine-tuned models and jobs"))
     new = sum(entry.imported == "new" for entry in entries)
     known = sum(entry.imported == "updated" for entry in entries)
     out.print(f"registry: {new} job(s) imported, {known} refreshed. "
@@ -89,19 +118,33 @@ def inventory(
 
 # pull -------------------------------------------------------------------------------------
 @app.command("pull")
-def pull(model: ModelArg, json_out: JsonFlag = False) -> None:
+def pull(
+    model: ModelArg,
+    max_download_mb: Annotated[float | None, typer.Option(
+        "--max-download-mb", min=0.001, help="Largest file to download, in MB (default: "
+                                             "the cap SECURITY.md names, 512): a bigger one "
+                                             "is refused and nothing of it kept.")] = None,
+    json_out: JsonFlag = False,
+) -> None:
     """Download the job's training, validation and result files into TUNELAB_HOME/blobs (by
     content hash), check the data with the data doctor, and load the metrics into the
     registry. Run again, it fetches only what is missing."""
+    from tunelab.errors import ProviderError
     from tunelab.migrate.pull import pull as run_pull
 
-    with err.status(f"pulling {model}"):
+    with err.status(plain(f"pulling {model}")):  # a model name is no markup (item 22)
         try:
-            report = run_pull(model)
+            report = run_pull(model, max_bytes=None if max_download_mb is None
+                              else int(max_download_mb * 2**20))
         except TransientProviderError as error:
             raise TransientProviderError(error.message, code=error.code,
                                          fix=f"run `tunelab migrate pull {model}` again: it "
                                              "keeps the files already whole") from None
+        except ProviderError as error:
+            if not error.message.startswith("[too_large] "):
+                raise
+            raise ProviderError(error.message, fix="pass a larger --max-download-mb if the "
+                                                   "file is expected to be that big") from None
     if json_out:
         _emit(report.to_dict())
         return
@@ -114,6 +157,9 @@ def pull(model: ModelArg, json_out: JsonFlag = False) -> None:
                                                     f"{item.check['first_error']}"
             out.print(f"{'':16} data doctor: {item.check['examples']} examples, {verdict}, "
                       f"{item.check['warnings']} warning(s)")
+    if report.skipped_rows:
+        err.print(f"warning: {report.skipped_rows} row(s) of the result file skipped "
+                  "(a step or value that is no finite number, a field too long, or not CSV)")
     out.print(f"metrics: {report.metric_steps} steps in the registry "
               f"(tunelab jobs show {report.job_id})")
     if report.held_out:
@@ -266,12 +312,11 @@ def status(json_out: JsonFlag = False) -> None:
     if not rows:
         out.print("nothing inventoried yet. Start with: tunelab migrate inventory")
         return
-    table = Table(title="tunelab migrate status")
-    for column in ("model / job", "step", "shutdown", "left", "replacement", "next"):
-        table.add_column(column)
+    cells = []
     for row in rows:
-        done = STEPS.index(row.step) + 1
-        table.add_row(f"{row.model or '(no model)'}\n{row.job_id} {row.status}",
-                      f"{row.step} ({done}/{len(STEPS)})", row.shutdown or "-",
-                      _days(row.days_left), row.replacement or "", row.next)
-    out.print(table)
+        cells += [[row.model or "(no model)",
+                   f"{row.step} ({STEPS.index(row.step) + 1}/{len(STEPS)})",
+                   row.shutdown or "-", _days(row.days_left), row.replacement or "",
+                   row.next],
+                  [f"  {row.job_id} ({row.status})", "", "", "", "", ""]]
+    out.print(fitted_table(STATUS_COLUMNS, cells, out.width, title="tunelab migrate status"))

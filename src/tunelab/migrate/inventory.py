@@ -8,6 +8,7 @@ id: a second run refreshes the rows, it never adds one twice. Models with no job
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
@@ -68,10 +69,18 @@ def hyperparameters_of(job: Job) -> dict[str, Any]:
     return {key: value for key, value in {**legacy, **nested}.items() if value is not None}
 
 
-def take_inventory(account: OpenAICompatProvider) -> list[Entry]:
-    """Read the account, import its jobs, and return one entry per job and per orphan model."""
+def take_inventory(account: OpenAICompatProvider,
+                   on_page: Callable[[int, int], None] | None = None,
+                   on_note: Callable[[str], None] | None = None) -> list[Entry]:
+    """Read the account, import its jobs, and return one entry per job and per orphan model.
+    `on_page(pages, jobs)` follows the job listing; `on_note(text)` hears what was ignored
+    (a shutdown_date that is no date: that model goes on without one)."""
     models = {model.id: model for model in account.list_models()}
-    jobs = account.all_jobs()
+    for model in models.values():
+        if model.unreadable_date and on_note is not None:
+            on_note(f"{model.id}: shutdown_date {model.unreadable_date!r} is not a date "
+                    "(YYYY-MM-DD); ignored")
+    jobs = account.all_jobs(on_page)
     entries = []
     with open_registry() as registry:
         for job in jobs:

@@ -22,6 +22,7 @@ from tunelab.errors import TunelabError
 from tunelab.migrate import blobs, results
 from tunelab.migrate.account import account_of
 from tunelab.migrate.state import find_old_job, local_files, migrate_state, save_state
+from tunelab.providers.openai_compat import MAX_DOWNLOAD_BYTES
 from tunelab.registry import JobRecord, open_registry
 from tunelab.registry.job_config import FileCheck, HeldOut, PulledFile
 
@@ -46,6 +47,7 @@ class PullReport:
     files: list[Pulled] = field(default_factory=list)
     metric_steps: int = 0
     held_out: dict[str, Any] | None = None  # the split made when there was no validation file
+    skipped_rows: int = 0  # result-file rows that were no metrics (results.parse)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,7 +60,10 @@ def wanted(job: JobRecord) -> list[tuple[str, str]]:
     return [(role, file_id) for role, file_id in files if file_id]
 
 
-def pull(token: str) -> PullReport:
+def pull(token: str, max_bytes: int | None = None) -> PullReport:
+    """Fetch what is missing, each file at most `max_bytes` (--max-download-mb; default
+    openai_compat.MAX_DOWNLOAD_BYTES)."""
+    limit = MAX_DOWNLOAD_BYTES if max_bytes is None else max_bytes
     with open_registry() as registry:
         job = find_old_job(registry, token)
     home.outside_name(job.id, what="job id")  # it names a folder below: refused before anything
@@ -69,7 +74,8 @@ def pull(token: str) -> PullReport:
         fetched = known is None or not blobs.is_whole(known)
         if fetched:
             blob = blobs.download(file_id, SUFFIX[role],
-                                  lambda path, fid=file_id: account.download_file(fid, path))
+                                  lambda path, fid=file_id: account.download_file(
+                                      fid, path, limit))
             known = PulledFile(role=role, **blob.to_dict())
             job = _remember(job.id, file_id, known)
         report.files.append(Pulled(role, file_id, known.model_dump(), fetched))
@@ -126,7 +132,9 @@ def _load_metrics(job: JobRecord, report: PullReport) -> int:
     rows: list[dict[str, Any]] = []
     for item in report.files:
         if item.role == RESULT:
-            rows += results.parse(Path(item.blob["path"]).read_bytes(), item.blob["path"])
+            parsed = results.parse(Path(item.blob["path"]).read_bytes(), item.blob["path"])
+            rows += parsed.rows
+            report.skipped_rows += parsed.skipped
     if not rows:
         return 0
     with open_registry() as registry:

@@ -3,6 +3,10 @@
 The file is CSV, `step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy`
 (newer jobs add full_valid_loss and full_valid_mean_token_accuracy), and the files API hands
 it back base64-encoded. Validation columns are empty on steps without a validation pass.
+
+What the provider sends is checked row by row: a row whose step is no whole number from 0
+to MAX_STEP, whose value is no finite number, or that holds a field over MAX_FIELD_CHARS is
+skipped and counted; content that is no CSV at all is one skipped row. The rest is kept.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import base64
 import binascii
 import csv
 import io
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 from tunelab.errors import DataError
@@ -18,6 +24,14 @@ from tunelab.registry import metrics
 
 # OpenAI's column names that differ from the vocabulary's.
 RENAMED = {"train_accuracy": metrics.TRAIN_ACCURACY}
+MAX_STEP = 10**9  # a step beyond this is no step of a fine-tune
+MAX_FIELD_CHARS = 1024  # a number needs far fewer; csv's own limit (131,072) aborts instead
+
+
+@dataclass
+class Parsed:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    skipped: int = 0  # rows (or a whole file) that were not metrics
 
 
 def _text(raw: bytes, where: str) -> str:
@@ -31,27 +45,60 @@ def _text(raw: bytes, where: str) -> str:
                         fix="pull it again: `tunelab migrate pull JOB`") from None
 
 
+class _BadRow(ValueError):
+    pass
+
+
 def _number(value: str | None) -> float | None:
     value = (value or "").strip()
     if not value:
         return None
+    if len(value) > MAX_FIELD_CHARS:
+        raise _BadRow(value[:20])
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         return None
+    if not math.isfinite(number):
+        raise _BadRow(value)
+    return number
 
 
-def parse(raw: bytes, where: str = "result file") -> list[dict[str, Any]]:
-    """One row per step, `step` first, vocabulary names only, missing values left out."""
-    rows = []
-    for line in csv.DictReader(io.StringIO(_text(raw, where))):
-        values = {RENAMED.get(name.strip(), name.strip()): _number(value)
-                  for name, value in line.items() if name}
-        step = values.get(metrics.STEP)
-        if step is None:
+def _row(line: dict[str | None, Any]) -> dict[str, Any]:
+    """One step's metrics; _BadRow for a line without a good step or with a bad value."""
+    if None in line:  # more fields than the header names
+        raise _BadRow("extra fields")
+    values = {RENAMED.get(name.strip(), name.strip()): _number(value)
+              for name, value in line.items() if name}
+    step = values.get(metrics.STEP)
+    if step is None or not step.is_integer() or not 0 <= step <= MAX_STEP:
+        raise _BadRow(str(step))
+    return {**metrics.step_metrics(values), metrics.STEP: int(step)}
+
+
+def parse(raw: bytes, where: str = "result file") -> Parsed:
+    """One row per step, `step` first, vocabulary names only, missing values left out; bad
+    rows skipped and counted (a file that is no result file at all counts as one)."""
+    found = Parsed()
+    try:
+        text = _text(raw, where)
+    except DataError:
+        return Parsed(skipped=1)
+    reader = csv.DictReader(io.StringIO(text))
+    while True:
+        try:
+            line = next(reader)
+        except StopIteration:
+            return found
+        except csv.Error:  # a field past csv's own limit: that line is lost, not the file
+            found.skipped += 1
             continue
-        rows.append({**metrics.step_metrics(values), metrics.STEP: int(step)})
-    return rows
+        try:
+            row = _row(line)
+        except _BadRow:
+            found.skipped += 1
+            continue
+        found.rows.append(row)
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
