@@ -4,6 +4,7 @@ scenario of tests/hostile_openai.py each, over real HTTP through the real openai
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -176,6 +177,43 @@ def test_item18_bad_result_rows_skipped(env: None, capsys: pytest.CaptureFixture
     else:
         assert report["metric_steps"] == 0 and report["skipped_rows"] >= 1
     assert report["files"][0]["check"]["ok"]
+
+
+# item 19: the registry refuses steps and losses that are not numbers ----------------------
+def local_row(job_id: str, **fields: object) -> None:
+    from tunelab.registry import JobRecord
+
+    with open_registry() as registry:
+        registry.create_job(JobRecord(**{"id": job_id, "provider": "openai", "endpoint": "e",
+                                         "status": "running", "created_at": 1.0,
+                                         "updated_at": 1.0, "base_model": "m", **fields}))
+
+
+def test_item19_registry_refuses_bad_steps_and_keeps_no_nan(
+        env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    from tunelab.errors import DataError
+
+    local_row("ftjob-x", status="succeeded")
+    with open_registry() as registry:
+        for step in (-1, math.inf, math.nan, 1e30, 2.5):
+            with pytest.raises(DataError):
+                registry.add_metrics("ftjob-x", step, {"train_loss": 1.0})
+        registry.add_metrics("ftjob-x", 1, {"train_loss": math.nan, "valid_loss": math.inf,
+                                            "train_mean_token_accuracy": 0.5})
+        assert registry.list_metrics("ftjob-x") == [
+            {"step": 1, "train_mean_token_accuracy": 0.5}]
+    for args in (("jobs", "show", "ftjob-x", "--json"), ("jobs", "list", "--json")):
+        code, out, err = tunelab(capsys, *args)
+        assert code == 0, err
+        json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} in --json"))
+
+
+def test_item19_json_output_is_strict(env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    from tunelab.cli.migrate_cmd import _emit
+
+    _emit({"x": math.nan, "y": [math.inf]})
+    printed = capsys.readouterr().out
+    json.loads(printed, parse_constant=lambda name: pytest.fail(f"{name} in --json"))
 
 
 # item 20: a garbage shutdown date is one warning ------------------------------------------

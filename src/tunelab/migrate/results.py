@@ -5,7 +5,7 @@ The file is CSV, `step,train_loss,train_accuracy,valid_loss,valid_mean_token_acc
 it back base64-encoded. Validation columns are empty on steps without a validation pass.
 
 What the provider sends is checked row by row: a row whose step is no whole number from 0
-to MAX_STEP, whose value is no finite number, or that holds a field over MAX_FIELD_CHARS is
+to metrics.MAX_STEP, whose value is no finite number, or that holds a field over MAX_FIELD_CHARS is
 skipped and counted; content that is no CSV at all is one skipped row. The rest is kept.
 """
 
@@ -24,7 +24,6 @@ from tunelab.registry import metrics
 
 # OpenAI's column names that differ from the vocabulary's.
 RENAMED = {"train_accuracy": metrics.TRAIN_ACCURACY}
-MAX_STEP = 10**9  # a step beyond this is no step of a fine-tune
 MAX_FIELD_CHARS = 1024  # a number needs far fewer; csv's own limit (131,072) aborts instead
 
 
@@ -71,7 +70,7 @@ def _row(line: dict[str | None, Any]) -> dict[str, Any]:
     values = {RENAMED.get(name.strip(), name.strip()): _number(value)
               for name, value in line.items() if name}
     step = values.get(metrics.STEP)
-    if step is None or not step.is_integer() or not 0 <= step <= MAX_STEP:
+    if step is None or not step.is_integer() or not 0 <= step <= metrics.MAX_STEP:
         raise _BadRow(str(step))
     return {**metrics.step_metrics(values), metrics.STEP: int(step)}
 

@@ -9,12 +9,13 @@ TransientProviderError (network, 429, 5xx); every other error ends it.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from tunelab.errors import ProviderError, TransientProviderError
+from tunelab.errors import DataError, ProviderError, TransientProviderError
 from tunelab.providers.base import Job, JobSpec, Provider, ProviderEvent
 from tunelab.registry import JobRecord, open_registry
 from tunelab.registry.job_config import CloudHyperparameters, CloudJob, LocalFiles
@@ -120,8 +121,9 @@ def _store(job: Job, events: list[ProviderEvent]) -> None:
                                data={**(event.data or {}), "provider_event_id": event.id},
                                created_at=event.created_at or None)
             values = metrics_of(event)
-            if values:
-                registry.add_metrics(job.id, int(values.pop(STEP)), values)
+            if values:  # the registry checks the step (a provider may send -1 or inf)
+                with contextlib.suppress(DataError):
+                    registry.add_metrics(job.id, values.pop(STEP), values)
 
 
 def watch(provider: Provider, job_id: str, *, interval: float = 60.0,

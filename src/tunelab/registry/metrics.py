@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 STEP = "step"
+MAX_STEP = 10**9  # a step beyond this is no step of a fine-tune (registry refuses it)
 EPOCH = "epoch"
 TRAIN_LOSS = "train_loss"
 VALID_LOSS = "valid_loss"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import secrets
 import sqlite3
 import threading
@@ -28,10 +29,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tunelab import home
-from tunelab.errors import NotFoundError, RegistryError
+from tunelab.errors import DataError, NotFoundError, RegistryError
 from tunelab.registry import damage
 from tunelab.registry import job_config as configs
 from tunelab.registry.job_config import JobConfig, JobKind
+from tunelab.registry.metrics import MAX_STEP
 from tunelab.registry.migrations import migrate
 
 log = logging.getLogger("tunelab.registry")
@@ -389,8 +391,14 @@ class Registry:
                                lambda row: f"event {row['seq']} of job {job_id}")
 
     # metrics --------------------------------------------------------------------------
-    def add_metrics(self, job_id: str, step: int, values: dict[str, Any]) -> None:
-        """Record one step's metrics; a later write for the same step merges into it."""
+    def add_metrics(self, job_id: str, step: object, values: dict[str, Any]) -> None:
+        """Record one step's metrics; a later write for the same step merges into it.
+
+        The one check on what becomes a metric (a provider's events and result files, a
+        local run): a step that is no whole number from 0 to MAX_STEP is refused
+        (DataError); a NaN or infinite value is left out of the row, so what is stored
+        is always JSON."""
+        step = _metric_step(step)
         with self._db() as conn:
             rows = conn.execute("SELECT data_json FROM metrics WHERE job_id = ? AND step = ?",
                                 (job_id, step)).fetchall()
@@ -399,7 +407,8 @@ class Registry:
             except ValueError:  # a damaged row: this write replaces it
                 earlier = {}
             conn.execute("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?)",
-                         (job_id, step, json.dumps({**earlier, **values})))
+                         (job_id, step, json.dumps(_finite({**earlier, **values}),
+                                                   allow_nan=False)))
 
     def list_metrics(self, job_id: str, after_step: int | None = None) -> list[dict[str, Any]]:
         """The job's metric rows by step; with `after_step`, only the steps past it (a live
@@ -478,3 +487,18 @@ def open_registry(path: Path | None = None) -> Registry:
     Use it as a context manager, `with open_registry() as registry:`, so it is always closed.
     """
     return Registry(path or home.registry_path())
+
+
+def _finite(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in values.items()
+            if not (isinstance(value, float) and not math.isfinite(value))}
+
+
+def _metric_step(step: object) -> int:
+    """`step` as a metrics row's step: a whole number from 0 to MAX_STEP, else DataError."""
+    if isinstance(step, float) and math.isfinite(step) and step.is_integer():
+        step = int(step)
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= MAX_STEP:
+        raise DataError(f"refused a metrics row with step {step!r}: a step is a whole number "
+                        f"from 0 to {MAX_STEP:,}", fix="the row is not stored; the others are")
+    return step
