@@ -12,7 +12,7 @@ import pytest
 
 from faultproxy import serve_in_thread
 from hostile_openai import HUGE, ROGUE, create_hostile_app, hostile_account
-from openai_double import COACH, NATASHA
+from openai_double import COACH, NATASHA, Account
 from tunelab import home
 from tunelab.cli import main
 from tunelab.registry import open_registry
@@ -46,6 +46,16 @@ def inventory(capsys: pytest.CaptureFixture[str], port: int, *more: str) -> dict
     return json.loads(out)
 
 
+def inventory_then_pull(capsys: pytest.CaptureFixture[str], scenario: str,
+                        *args: str) -> tuple[Account, int, str, str]:
+    """The scenario's account, inventoried, then `migrate pull ARGS`."""
+    account, served = serve(scenario)
+    with served as port:
+        inventory(capsys, port)
+        code, out, err = tunelab(capsys, "migrate", "pull", *args)
+    return account, code, out, err
+
+
 def inside_home(path: Path) -> bool:
     return path.resolve().is_relative_to(home.home().resolve())
 
@@ -74,10 +84,7 @@ def test_item1_file_id_never_leaves_the_home(env: None, tmp_path: Path,
 
 def test_item2_job_id_never_leaves_the_home(env: None, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    account, served = serve("job_traversal")
-    with served as port:
-        inventory(capsys, port)
-        code, out, err = tunelab(capsys, "migrate", "pull", "../../x/j")
+    _, code, out, err = inventory_then_pull(capsys, "job_traversal", "../../x/j")
     assert code != 0 and "Traceback" not in err
     assert "job id" in err
     assert not (home.home() / ".." / ".." / "x").exists()
@@ -165,10 +172,7 @@ def test_item15_download_cap(env: None, capsys: pytest.CaptureFixture[str]) -> N
 @pytest.mark.parametrize("scenario", ["bad_results", "not_csv"])
 def test_item18_bad_result_rows_skipped(env: None, capsys: pytest.CaptureFixture[str],
                                         scenario: str) -> None:
-    account, served = serve(scenario)
-    with served as port:
-        inventory(capsys, port)
-        code, out, err = tunelab(capsys, "migrate", "pull", NATASHA, "--json")
+    _, code, out, err = inventory_then_pull(capsys, scenario, NATASHA, "--json")
     assert code == 0, err
     report = json.loads(out)
     if scenario == "bad_results":
@@ -232,10 +236,7 @@ def test_item20_garbage_shutdown_date_warns(env: None,
 
 # item 21: a download cut mid-body is retried ---------------------------------------------
 def test_item21_cut_download_is_retried(env: None, capsys: pytest.CaptureFixture[str]) -> None:
-    account, served = serve("cut_download")
-    with served as port:
-        inventory(capsys, port)
-        code, out, err = tunelab(capsys, "migrate", "pull", NATASHA, "--json")
+    account, code, out, err = inventory_then_pull(capsys, "cut_download", NATASHA, "--json")
     assert code == 0, err
     assert account.calls["download file-natasha-train"] == 2
 
@@ -245,6 +246,37 @@ def test_item22_markup_in_a_model_name(env: None, capsys: pytest.CaptureFixture[
     code, out, err = tunelab(capsys, "migrate", "pull", "[/x]")
     assert code != 0 and "Traceback" not in err and "MarkupError" not in err
     assert "[/x]" in err
+
+
+# item 23: a provider's job id equal to a local one ---------------------------------------
+def test_item23_provider_id_equal_to_a_local_id(env: None,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    local_row("ftjob-same", endpoint="https://elsewhere/v1", status="succeeded",
+              base_model="mine", fine_tuned_model="ft:mine")
+    account, served = serve("local_id", local_id="ftjob-same")
+    with served as port:
+        found = inventory(capsys, port)
+        code, out, err = tunelab(capsys, "migrate", "status", "--json")
+    with open_registry() as registry:
+        mine = registry.get_job("ftjob-same")
+    assert (mine.base_model, mine.fine_tuned_model, mine.status) == (
+        "mine", "ft:mine", "succeeded")
+    rows = json.loads(out)["models"]
+    assert "ftjob-same" not in {row["job_id"] for row in rows}
+    entry = next(e for e in found["models"] if e["job_id"] == "ftjob-same")
+    assert entry["imported"] is None
+
+
+# item 24: one file for both roles -----------------------------------------------------------
+def test_item24_one_file_both_roles(env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    account, served = serve("same_file")
+    with served as port:
+        inventory(capsys, port)
+        code, out, err = tunelab(capsys, "migrate", "pull", NATASHA, "--json")
+        assert code == 0, err
+        code, out, err = tunelab(capsys, "migrate", "record", NATASHA, "--yes", "--json")
+    assert code == 0, err
+    assert json.loads(out)["prompts"] > 0
 
 
 # item 36: tables at 80 columns --------------------------------------------------------------

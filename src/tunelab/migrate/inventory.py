@@ -142,7 +142,10 @@ def _import(registry: Registry, account: OpenAICompatProvider, job: Job,
              "checkpoints": [ImportedCheckpoint(id=c.name, step=c.step, model=c.model)
                              for c in checkpoints]}
     record = registry.find_job(job.id)
-    if record is not None and record.kind == LOCAL:
+    # A row is this job only if provider, endpoint and id all match: a local run, or a job
+    # of another account that has the same id, is left as it is (and this one not imported).
+    if record is not None and (record.kind == LOCAL or (record.provider, record.endpoint)
+                               != (account.name, account.base_url)):
         return None
     summary = dict(record.metrics) if record else {}
     if job.trained_tokens is not None:

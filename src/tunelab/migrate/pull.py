@@ -78,6 +78,8 @@ def pull(token: str, max_bytes: int | None = None) -> PullReport:
                                       fid, path, limit))
             known = PulledFile(role=role, **blob.to_dict())
             job = _remember(job.id, file_id, known)
+        elif known.role != role and role in (TRAINING, VALIDATION):
+            job = _keep_as(job.id, role, known.path)  # one file id in both roles: both kept
         report.files.append(Pulled(role, file_id, known.model_dump(), fetched))
     job = _checked(job, report)
     report.metric_steps = _load_metrics(job, report)
@@ -98,6 +100,15 @@ def _remember(job_id: str, file_id: str, blob: PulledFile) -> JobRecord:
         if blob.role in (TRAINING, VALIDATION):
             files = files.model_copy(update={blob.role: blob.path})
         return save_state(registry, job, pulled=pulled, local_files=files)
+
+
+def _keep_as(job_id: str, role: str, path: str) -> JobRecord:
+    """A file already kept in one role becomes the job's local copy of another too (a job
+    whose training file is also its validation file)."""
+    with open_registry() as registry:
+        job = registry.get_job(job_id)
+        return save_state(registry, job,
+                          local_files=local_files(job).model_copy(update={role: path}))
 
 
 def _checked(job: JobRecord, report: PullReport) -> JobRecord:
