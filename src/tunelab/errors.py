@@ -16,10 +16,14 @@ Code below the CLI raises these and never prints or exits. SDK errors (openai's,
 become these in one place, tunelab.providers.sdk_errors, which keeps only the provider's code
 and first line of message and scrubs keys and tokens out of it. Retrying code catches
 TransientProviderError; every other ProviderError is final.
+
+A fix or a "Next:" line that names a command builds it with `command`, so that what came
+from outside (a provider's model name or job id, a path) is pasted as one word of text.
 """
 
 from __future__ import annotations
 
+import shlex
 from collections import Counter
 
 
@@ -39,6 +43,12 @@ class TunelabError(Exception):
 
     def __str__(self) -> str:
         return self.render()
+
+
+def command(*words: object) -> str:
+    """A command line to suggest, each word quoted for a POSIX shell where it needs to be:
+    pasted, a model name holding `$(...)`, `;` or a space stays one word, never runs."""
+    return shlex.join(str(word) for word in words)
 
 
 class DataError(TunelabError):

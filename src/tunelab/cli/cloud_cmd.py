@@ -20,7 +20,7 @@ from rich.text import Text
 
 from tunelab.cli.console import err, out
 from tunelab.cli.formatting import Col, event_line, fitted_table
-from tunelab.errors import UsageError
+from tunelab.errors import UsageError, command
 from tunelab.providers import cloud_training
 from tunelab.providers.base import (
     Job,
@@ -124,7 +124,7 @@ def follow(provider: Provider, job_id: str, *, interval: float, as_json: bool,
                 last = update.job or last
     except KeyboardInterrupt:
         err.print(f"Detached from {job_id}; it keeps running on {provider.name}. Reattach: "
-                  f"tunelab jobs watch {job_id}")
+                  + command("tunelab", "jobs", "watch", job_id))
         return 130
     return _finish(provider, last, as_json=as_json, prompts=prompts)
 
@@ -140,7 +140,8 @@ def _finish(provider: Provider, job: Job | None, *, as_json: bool, prompts: str 
         error = job.error or {}
         err.print(f"❌ Job {job.id} ended {job.status}: [{error.get('code') or 'no code'}] "
                   f"{error.get('message') or 'no message from the provider'}", markup=False)
-        err.print(f"   What to do: read `tunelab jobs events {job.id}`; if it names the data, "
+        err.print(f"   What to do: read `{command('tunelab', 'jobs', 'events', job.id)}`; if "
+                  "it names the data, "
                   "run `tunelab data check FILE`, fix it and train again.")
     if as_json:
         emit_json(summary)

@@ -10,15 +10,48 @@ numbers and paths inside user text). Style goes in as data, never inside a strin
 rich also parses plain strings handed to a spinner (`console.status`) or to a progress
 `TextColumn` as markup, whatever the console says: give those `plain(text)` or
 `markup=False`.
+
+Text from outside (a provider's model name, a model's answer, an error a provider wrote) may
+hold terminal control sequences: both consoles show every control character escaped
+(formatting.terminal_safe), whatever is printed on them. rich's own colours and cursor
+moves are added after, so they still work. A live display's table is drawn outside this
+net: build it with formatting's helpers, which apply the same function.
 """
 
 from __future__ import annotations
 
-from rich.console import Console
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from rich.console import Console, ConsoleOptions, ConsoleRenderable, RenderHook
+from rich.segment import Segment
 from rich.text import Text
+
+from tunelab.cli.formatting import terminal_safe
+
+
+class _Escaped:
+    """A renderable drawn as `inner` is, with its text's control characters escaped."""
+
+    def __init__(self, inner: ConsoleRenderable) -> None:
+        self.inner = inner
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Segment]:
+        for segment in console.render(self.inner, options):
+            # a control segment is rich's own cursor move, not text
+            yield segment if segment.control else Segment(terminal_safe(segment.text),
+                                                          segment.style)
+
+
+class _EscapeControls(RenderHook):
+    def process_renderables(self, renderables: list[Any]) -> Sequence[Any]:
+        return [_Escaped(item) for item in renderables]
+
 
 out = Console(markup=False, emoji=False, highlight=False, soft_wrap=True)
 err = Console(stderr=True, markup=False, emoji=False, highlight=False, soft_wrap=True)
+for _console in (out, err):
+    _console.push_render_hook(_EscapeControls())
 
 
 def styled(*parts: str | Text | tuple[str, str]) -> Text:

@@ -9,7 +9,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 
 from tunelab.cli.console import err as err_console
 from tunelab.cli.console import out as console
-from tunelab.errors import DataError
+from tunelab.errors import DataError, command
 
 app = typer.Typer(help="Check, price, convert and split a dataset.", no_args_is_help=True)
 
@@ -51,7 +51,7 @@ def _data_errors(count: int, file: str, priced: bool = False) -> DataError:
     what = "; those examples are not priced" if priced else ""
     return DataError(f"{count:,} data error{'s' if count != 1 else ''} in {file}{what}",
                      fix="fix the lines listed above" if not priced
-                     else f"see them with `tunelab data check {file}`")
+                     else f"see them with `{command('tunelab', 'data', 'check', file)}`")
 
 
 def _print_json(payload: dict) -> None:

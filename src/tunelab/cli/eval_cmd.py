@@ -20,6 +20,7 @@ from rich.table import Table
 from tunelab.cli.console import err as err_console
 from tunelab.cli.console import out as console
 from tunelab.cli.console import plain, styled
+from tunelab.cli.formatting import terminal_safe
 from tunelab.errors import TunelabError
 from tunelab.local.generation import DEFAULT
 
@@ -153,7 +154,7 @@ def chat(
             _print_json({"model": spec.to_dict(), "settings": settings.to_dict(),
                          "system": system, "message": message, **answer.to_dict()})
         else:
-            print(answer.text)
+            print(terminal_safe(answer.text))  # a model's words: no control sequences
         return
     _repl(spec, start, settings, asker)
 

@@ -6,12 +6,18 @@ numbers; only what a person reads goes through here.
 `fitted_table` is the one way a listing fits the terminal: the columns a user copies from
 (job ids, model names) are never cut; other columns wrap first, then the least important
 ones are left out.
+
+`terminal_safe` is the one way outside text (what a provider, a model or a file sent) is
+made harmless to the terminal: its control characters are shown escaped, never sent raw.
+The helpers here apply it to every cell and value they print, and cli.console applies it
+to everything printed on its two consoles.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,6 +31,27 @@ from rich.text import Text
 
 SPARK_BARS = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 20  # characters: a curve's shape, not its detail
+
+
+# outside text ----------------------------------------------------------------------------
+# C0 controls but tab and newline (ESC starts the sequences that set the window title, clear
+# the screen, move the cursor, write the clipboard or make links; BEL ends one; CR overwrites
+# the line), DEL, and the C1 controls (0x9b is a one-byte CSI on some terminals).
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROLS_AND_NEWLINES = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str, *, newlines: bool = True) -> str:
+    """`text` with every control character but tab (and newline, unless `newlines` is False)
+    written as a visible escape (`\\x1b`, `\\n`): what a provider sent stays readable, and
+    cannot retitle the window, clear the screen or fill the clipboard."""
+    pattern = _CONTROLS if newlines else _CONTROLS_AND_NEWLINES
+    return pattern.sub(_escaped, text) if pattern.search(text) else text
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    return {"\n": "\\n", "\r": "\\r"}.get(char) or f"\\x{ord(char):02x}"
 
 
 # times -----------------------------------------------------------------------------------
@@ -53,8 +80,9 @@ def local_time_ago(stamp: float | None, now: float | None = None) -> str:
 
 
 def event_line(stamp: float | None, level: str, message: str) -> str:
-    """One event as `jobs events` and `jobs watch` print it."""
-    return f"{local_time(stamp, seconds=True)} [{level}] {message}"
+    """One event as `jobs events` and `jobs watch` print it: one line, whatever it holds."""
+    return terminal_safe(f"{local_time(stamp, seconds=True)} [{level}] {message}",
+                         newlines=False)
 
 
 def duration(seconds: float | None) -> str:
@@ -79,8 +107,8 @@ def value(item: Any) -> str:
     if isinstance(item, float):
         return f"{item:.6g}"
     if isinstance(item, dict | list | tuple):
-        return json.dumps(item, ensure_ascii=False)
-    return str(item)
+        return terminal_safe(json.dumps(item, ensure_ascii=False))
+    return terminal_safe(str(item))
 
 
 def metric(item: Any) -> str:
@@ -96,7 +124,8 @@ def pairs_table(rows: Iterable[Sequence[Any]], *, title: str | None = None) -> T
     """Keys in one aligned column, values beside them (a row may carry more than one: a
     metric and its curve); values wrap, keys never do."""
     rows = list(rows)
-    table = Table(title=title, title_justify="left", title_style="bold", show_header=False,
+    table = Table(title=title and terminal_safe(title), title_justify="left",
+                  title_style="bold", show_header=False,
                   box=None, padding=(0, 2, 0, 0), pad_edge=False)
     table.add_column(no_wrap=True, style="dim")
     for _ in range(max((len(row) for row in rows), default=2) - 1):
@@ -152,6 +181,7 @@ GAP = 2  # between columns: one space of right padding, one of SIMPLE_HEAD's bla
 def fitted_table(columns: Sequence[Col], rows: Sequence[Sequence[str]], width: int, *,
                  title: str | None = None) -> Table:
     """A table no wider than `width` in which no `key` cell is ever cut."""
+    rows = [[terminal_safe(cell) for cell in row] for row in rows]  # widths as shown
     natural = [max([cell_len(col.header), *(cell_len(row[i]) for row in rows)])
                for i, col in enumerate(columns)]
     least = [min(natural[i], col.min_width) if col.wrap else natural[i]
@@ -164,7 +194,8 @@ def fitted_table(columns: Sequence[Col], rows: Sequence[Sequence[str]], width: i
     while needed(least) > width and any(columns[i].drop for i in keep):
         keep.remove(max(keep, key=lambda i: columns[i].drop))
     widths = _spread(keep, columns, natural, least, width - needed(least))
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+    table = Table(title=title and terminal_safe(title), title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False,
                   show_edge=False, padding=(0, 1, 0, 0))
     for i in keep:
         col = columns[i]

@@ -27,7 +27,7 @@ from tunelab.cli.config_flags import ProviderFlags, ProviderValues, TrainingFlag
 from tunelab.cli.console import err, out, plain
 from tunelab.cli.formatting import Col, fitted_table
 from tunelab.cli.train_options import CLOUD, BaseUrlFlag
-from tunelab.errors import TransientProviderError, UsageError
+from tunelab.errors import TransientProviderError, UsageError, command
 
 app = typer.Typer(help="Leave a closing provider: inventory, pull, record, retrain, status.",
                   no_args_is_help=True)
@@ -137,9 +137,10 @@ def pull(
             report = run_pull(model, max_bytes=None if max_download_mb is None
                               else int(max_download_mb * 2**20))
         except TransientProviderError as error:
+            again = command("tunelab", "migrate", "pull", model)
             raise TransientProviderError(error.message, code=error.code,
-                                         fix=f"run `tunelab migrate pull {model}` again: it "
-                                             "keeps the files already whole") from None
+                                         fix=f"run `{again}` again: it keeps the files "
+                                             "already whole") from None
         except ProviderError as error:
             if not error.message.startswith("[too_large] "):
                 raise
@@ -160,12 +161,12 @@ def pull(
     if report.skipped_rows:
         err.print(f"warning: {report.skipped_rows} row(s) of the result file skipped "
                   "(a step or value that is no finite number, a field too long, or not CSV)")
-    out.print(f"metrics: {report.metric_steps} steps in the registry "
-              f"(tunelab jobs show {report.job_id})")
+    out.print(f"metrics: {report.metric_steps} steps in the registry; see them with: "
+              + command("tunelab", "jobs", "show", report.job_id))
     if report.held_out:
         out.print(f"no validation file: held out {report.held_out['val']} of "
                   f"{report.held_out['examples']} examples for record and retrain")
-    out.print(f"Next: tunelab migrate record {report.model or report.job_id}")
+    out.print("Next: " + command("tunelab", "migrate", "record", report.model or report.job_id))
 
 
 # record -----------------------------------------------------------------------------------
@@ -219,15 +220,16 @@ def record(
         try:
             result = recording.run(plan, lambda done, _: progress.update(task, completed=done))
         except TransientProviderError as error:
+            again = command("tunelab", "migrate", "record", model)
             raise TransientProviderError(error.message, code=error.code,
-                                         fix=f"run `tunelab migrate record {model}` again: "
-                                             "it asks only what is not recorded") from None
+                                         fix=f"run `{again}` again: it asks only what is not "
+                                             "recorded") from None
     if json_out:
         _emit(result)
         return
     out.print(f"recorded {result['answers']} answer(s) to {result['prompts']} prompt(s) "
               f"({result['asked']} asked now) -> {result['golden']}")
-    out.print(f"Next: tunelab migrate retrain {plan.model} --to local")
+    out.print("Next: " + command("tunelab", "migrate", "retrain", plan.model, "--to", "local"))
 
 
 # retrain ----------------------------------------------------------------------------------
@@ -292,8 +294,9 @@ def retrain(
     if linked is not None:
         retraining.note(plan, linked)
         err.print(f"{linked.id} is linked to {plan.job.id} (replaces "
-                  f"{plan.job.fine_tuned_model}). Next: tunelab compare "
-                  f"recorded:{plan.job.fine_tuned_model} {linked.id} --report compare.html")
+                  f"{plan.job.fine_tuned_model}). Next: "
+                  + command("tunelab", "compare", f"recorded:{plan.job.fine_tuned_model}",
+                            linked.id, "--report", "compare.html"))
     raise typer.Exit(code)
 
 

@@ -23,6 +23,7 @@ from tunelab.cli.console import err, out, plain, styled
 from tunelab.cli.formatting import Col, fitted_table
 from tunelab.cli.train_options import CLOUD, BaseUrlFlag, TimeoutFlag, known_provider
 from tunelab.config import declared
+from tunelab.errors import command
 
 LIST_HELP = "One value, a list (a,b,c: every one is tried) or a range (low..high, with --trials)."
 # Every TrainConfig key but the FILE argument, --preset and the trials' own folders; those
@@ -56,7 +57,8 @@ def sweep(
     resume: str | None = typer.Option(None, "--resume", help="Continue sweep SWEEP_ID "
                                       "(running the same command again does too)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object at the end."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Cloud: don't ask to confirm the cost."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Don't ask to confirm a sweep of many "
+                             "trials, or (cloud) its cost."),
     flags: dict[str, Any] = SWEEP_FLAGS,
     max_cost: float | None = typer.Option(None, "--max-cost", rich_help_panel=CLOUD,
                                           help="Cloud: refuse above this estimate for the "
@@ -109,14 +111,17 @@ def run_sweep(request: Any, *, resume: str | None, watch: CloudWatch, json_out: 
     """Open or resume the sweep, run it with a live table, print the result; exit code."""
     from tunelab.sweep.board import Board
     from tunelab.sweep.runner import execute, open_sweep, resume_sweep
+    from tunelab.sweep.space import size
 
     if resume:
         plan, resumed = resume_sweep(resume), True
     else:
-        plan, resumed = open_sweep(request)
+        plan, resumed = open_sweep(request, confirm=lambda trials: _confirm_trials(trials,
+                                                                                  watch.yes))
     verb = "resuming" if resumed else "started"
-    err.print(styled((f"sweep {plan.id}", "bold"), f" {verb}: {plan.mode}, {plan.provider}; "
-                     f"folder {plan.folder}"))
+    trials = size(plan.parsed_space(), plan.trials)
+    err.print(styled((f"sweep {plan.id}", "bold"), f" {verb}: {plan.mode}, {trials:,} "
+                     f"trial(s), {plan.provider}; folder {plan.folder}"))
     # peft calls a transformers API that warns about its own rename on every load: noise.
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
     board = Board(plan.id, plan.provider, plan.mode)
@@ -134,6 +139,25 @@ def run_sweep(request: Any, *, resume: str | None, watch: CloudWatch, json_out: 
     if summary["ended"] == "interrupted":
         return 130
     return 0 if summary["winner"] or summary["ended"] == "created" else 1
+
+
+def _confirm_trials(trials: int, yes: bool) -> None:
+    """A sweep of more than ASK_ABOVE_TRIALS trials starts only when the user says so."""
+    from tunelab.cli.run_reporter import interactive
+    from tunelab.errors import UsageError
+    from tunelab.sweep.runner import ASK_ABOVE_TRIALS
+
+    if yes:
+        return
+    if not interactive():
+        raise UsageError(f"this sweep would run {trials:,} trials (above {ASK_ABOVE_TRIALS} "
+                         "they are confirmed), and this is not an interactive terminal",
+                         fix="pass --yes to run them all, or list fewer values (or sample "
+                             "some with --trials N)")
+    if not typer.confirm(f"This sweep would run {trials:,} trials, one training each. "
+                         "Start it?", err=True):
+        raise UsageError("sweep not started",
+                         fix="list fewer values, or sample some with --trials N")
 
 
 def _target(plan: Any, watch: CloudWatch) -> Any:
@@ -204,9 +228,11 @@ def trial_table(board: Any, width: int | None = None) -> Table:
 def _print_summary(summary: dict[str, Any]) -> None:
     winner = summary.get("winner")
     if summary["ended"] == "interrupted":
-        out.print(f"sweep interrupted; resume with: tunelab sweep --resume {summary['sweep']}")
+        out.print("sweep interrupted; resume with: "
+                  + command("tunelab", "sweep", "--resume", summary["sweep"]))
     elif summary["ended"] == "created":
-        out.print(f"jobs created; watch them with: tunelab sweep --resume {summary['sweep']}")
+        out.print("jobs created; watch them with: "
+                  + command("tunelab", "sweep", "--resume", summary["sweep"]))
     if winner is None:
         if summary["ended"] != "created":
             out.print("no trial succeeded with a validation loss: no winner")

@@ -17,7 +17,7 @@ from tunelab import runs
 from tunelab.cli.console import err, out, plain, styled
 from tunelab.cli.run_reporter import TerminalReporter
 from tunelab.cli.train_options import TrainOptions
-from tunelab.errors import UsageError
+from tunelab.errors import UsageError, command
 from tunelab.runs import Intent, RunRequest, Started, Target
 
 
@@ -33,7 +33,7 @@ def run_train(options: TrainOptions) -> int:
 
         save_config(request.config, options.save_config, force=options.force)
         print(f"saved the resolved config to {options.save_config}; train with: "
-              f"tunelab train {options.file} --config {options.save_config}")
+              + command("tunelab", "train", options.file, "--config", options.save_config))
         return 0
     if options.nproc != 1:
         from tunelab.local import launch
@@ -96,7 +96,7 @@ def _render_start(started: Started, request: RunRequest, options: TrainOptions) 
         return _render_checked(started, options)
     job = started.job
     if options.cloud.no_wait:
-        err.print(f"Not waiting. Follow it with: tunelab jobs watch {job.id}")
+        err.print("Not waiting. Follow it with: " + command("tunelab", "jobs", "watch", job.id))
         if options.json:
             from tunelab.cli.cloud_cmd import emit_json, record_summary
 
@@ -185,4 +185,4 @@ def _print_result(result: dict[str, Any]) -> None:
     shown = {key: metrics.get(key) for key in RESULT_METRICS}
     print("  ".join(f"{key} {value}" for key, value in shown.items() if value is not None))
     if result["status"] == "cancelled":
-        print(f"resume with: tunelab train --resume {result['id']}")
+        print("resume with: " + command("tunelab", "train", "--resume", result["id"]))

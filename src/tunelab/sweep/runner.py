@@ -1,9 +1,11 @@
 """A sweep from start to end: open it (or find the one to resume), run its trials, finish.
 
 `open_sweep` turns what the user asked (a SweepRequest the CLI builds) into a plan, checks
-every trial's config before anything loads, and writes it; the same request again finds the
-unfinished sweep it started and resumes it. `execute` runs the plan's trials, locally or on a
-cloud provider, and ends with the winner, the curves and the winner's config.
+every trial's config before anything loads, asks `confirm` when it holds more than
+ASK_ABOVE_TRIALS trials (a 100 x 100 grid is 10,000 trainings), and writes it; the same
+request again finds the unfinished sweep it started and resumes it. `execute` runs the
+plan's trials, locally or on a cloud provider, and ends with the winner, the curves and the
+winner's config.
 """
 
 from __future__ import annotations
@@ -20,10 +22,14 @@ from tunelab.runs import Target
 from tunelab.sweep import plan as plans
 from tunelab.sweep import results
 from tunelab.sweep.board import Board
-from tunelab.sweep.space import parse_flags
+from tunelab.sweep.space import parse_flags, size
 
 if TYPE_CHECKING:
     from tunelab.local.warm import WarmStart
+
+# A sweep of more trials than this is said and confirmed before it starts, as a cloud start
+# confirms its cost: a typo'd list, or two long ones, is a week of training.
+ASK_ABOVE_TRIALS = 50
 
 
 @dataclass(frozen=True)
@@ -44,8 +50,11 @@ class SweepRequest:
     cloud: dict[str, Any] = field(default_factory=dict)  # base_url, project_id, ... no keys
 
 
-def open_sweep(request: SweepRequest) -> tuple[plans.SweepPlan, bool]:
-    """The plan to run, and whether it is an unfinished one being resumed."""
+def open_sweep(request: SweepRequest, *, confirm: Callable[[int], None] | None = None
+               ) -> tuple[plans.SweepPlan, bool]:
+    """The plan to run, and whether it is an unfinished one being resumed. A new plan of more
+    than ASK_ABOVE_TRIALS trials is first handed to `confirm(trials)`, which raises to refuse
+    it; without `confirm` such a plan is refused."""
     _check(request)
     values, space = parse_flags(request.varied)
     if not space:
@@ -70,6 +79,13 @@ def open_sweep(request: SweepRequest) -> tuple[plans.SweepPlan, bool]:
         raise UsageError("--trials: a cloud sweep creates its jobs together, and TPE needs "
                          "each result before its next pick",
                          fix="list the values to run the grid, or sweep locally")
+    trials = size(space, plan.trials)
+    if trials > ASK_ABOVE_TRIALS:
+        if confirm is None:
+            raise UsageError(f"this sweep would run {trials:,} trials, more than "
+                             f"{ASK_ABOVE_TRIALS} unconfirmed",
+                             fix="list fewer values, or sample some with --trials N")
+        confirm(trials)
     return plans.create(plan), False
 
 

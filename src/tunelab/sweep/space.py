@@ -131,6 +131,14 @@ def grid(space: Space) -> list[dict[str, Any]]:
     return [dict(zip(keys, values, strict=True)) for values in itertools.product(*axes)]
 
 
+def size(space: Space, trials: int | None) -> int:
+    """How many trials a sweep runs: --trials N, else every combination of the lists."""
+    if trials is not None:
+        return trials
+    return math.prod(len(param.values) for param in space.values()
+                     if isinstance(param, Choices))
+
+
 def label(params: dict[str, Any]) -> str:
     """A trial's parameters in a few characters: `lr=5e-04 lora_r=16`."""
     short = {"learning_rate": "lr"}
