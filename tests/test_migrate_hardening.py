@@ -147,7 +147,7 @@ def test_item14_endless_listing_honours_timeout(env: None,
         code, out, err = tunelab(capsys, "migrate", "inventory", "--base-url",
                                  f"http://127.0.0.1:{port}/v1", "--timeout", "1")
     assert code != 0 and "Traceback" not in err
-    assert "--timeout" in err
+    assert "--timeout 1s" in err and "pages" in err  # stopped by it, not refused as a flag
 
 
 # item 15: a download has a cap, and a flag to raise it ------------------------------------
