@@ -107,7 +107,11 @@ def test_export_format_adapter_copies_the_adapter_and_finds_jobs_by_model_name(
                  "-o", str(out)]) == 0
     assert f"exported adapter of {local_job}" in capsys.readouterr().out
     copied = sorted(path.name for path in out.iterdir())
-    assert copied == sorted(path.name for path in trained_adapter.iterdir())
+    # the adapter's files, and what the export says it wrote (what --force may replace)
+    assert copied == sorted([*(path.name for path in trained_adapter.iterdir()), "tunelab.json"])
+    marker = json.loads((out / "tunelab.json").read_text())
+    assert marker["kind"] == "adapter" and marker["format"] == "adapter"
+    assert sorted(marker["files"]) == copied
 
 
 def test_export_refuses_a_cloud_job(tmp_path: Path, capsys) -> None:

@@ -258,8 +258,12 @@ def test_checkpoint_latest_exports_that_checkpoint(job, tmp_path, capsys) -> Non
                  "-o", str(out), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["checkpoint"] == str(latest)
+    adapter = latest / "adapter"  # the checkpoint's weights, as they are; beside them the
+    # tokenizer and chat template training used (issue 26, item 32) and tunelab.json
+    assert {path.name for path in adapter.iterdir()} < {item["path"] for item in result["files"]}
     for item in result["files"]:
-        assert (out / item["path"]).read_bytes() == (latest / "adapter" / item["path"]).read_bytes()
+        if (adapter / item["path"]).exists():
+            assert (out / item["path"]).read_bytes() == (adapter / item["path"]).read_bytes()
     assert main(["export", job.id, "--checkpoint", "9999", "-o", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "no checkpoint '9999'" in err and latest.name in err
@@ -301,16 +305,21 @@ def test_bad_input_gets_one_line_and_nothing_is_written(tmp_path, capsys) -> Non
 
 
 @pytest.mark.slow
-def test_a_full_folder_is_kept_without_force_and_replaced_with_it(job, tmp_path,
-                                                                  capsys) -> None:
+def test_a_full_folder_is_kept_and_force_replaces_only_an_earlier_export(job, tmp_path,
+                                                                         capsys) -> None:
     out = tmp_path / "taken"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     argv = ["export", job.id, "--format", "adapter", "-o", str(out)]
     err = _one_line_error(capsys, argv, 2)
     assert "--force" in err and [p.name for p in out.iterdir()] == ["keep.txt"]
-    assert main([*argv, "--force"]) == 0
-    assert (out / "adapter_config.json").is_file() and not (out / "keep.txt").exists()
+    # a folder no export wrote is the user's: --force refuses it too (issue 26, item 12)
+    err = _one_line_error(capsys, [*argv, "--force"], 2)
+    assert "earlier export" in err and [p.name for p in out.iterdir()] == ["keep.txt"]
+    (out / "keep.txt").unlink()
+    assert main(argv) == 0  # an empty folder is written into
+    assert main([*argv, "--force"]) == 0  # an earlier export is replaced
+    assert (out / "adapter_config.json").is_file() and (out / "tunelab.json").is_file()
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging
 
 

@@ -7,6 +7,8 @@ Each test failed on the code before its fix. Exports use the session's tiny trai
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 import shlex
 from pathlib import Path
@@ -114,6 +116,140 @@ def test_the_resume_line_of_a_cancelled_run_and_a_sweep_are_quoted(
     assert "resume with: tunelab train --resume 'ftjob-$(id)'" in capsys.readouterr().out
     _print_summary({"ended": "interrupted", "sweep": "sweep-`id`", "winner": None})
     assert "resume with: tunelab sweep --resume 'sweep-`id`'" in capsys.readouterr().out
+
+
+# export: what --force may replace (12), a full disk (31), a checkpoint's files (32), ------
+# a killed export's leftovers (33), the umask (34)
+def test_export_force_replaces_only_an_earlier_export(
+        tiny_job: dict, tunelab_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    job = tiny_job["id"]
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    link = tmp_path / "link"
+    link.symlink_to(work)
+    monkeypatch.chdir(work)
+    registry_before = (tunelab_home / "registry.sqlite").stat().st_size
+    for target in (".", str(tunelab_home), str(link), str(work)):
+        code, _, err = run(capsys, "export", job, "--format", "adapter", "-o", target,
+                           "--force")
+        assert code == 2, (target, err)
+        assert "--force" in one_error_line(err) and "earlier export" in err, err
+        assert entries(work) == ["notes.txt"] and (work / "notes.txt").read_text() == "mine"
+        assert entries(tmp_path) == ["home", "link", "work"]  # no staging left beside
+    assert (tunelab_home / "registry.sqlite").stat().st_size == registry_before
+    assert main(["jobs", "show", job]) == 0  # the home and its runs are all there
+
+    out = tmp_path / "exported"
+    assert run(capsys, "export", job, "--format", "adapter", "-o", str(out))[0] == 0
+    first = entries(out)
+    assert "tunelab.json" in first
+    # an earlier export is replaced whole
+    assert run(capsys, "export", job, "--format", "adapter", "-o", str(out), "--force")[0] == 0
+    assert entries(out) == first
+    # ... but not once a file of the user's sits in it
+    (out / "my-eval.txt").write_text("keep me")
+    code, _, err = run(capsys, "export", job, "--format", "adapter", "-o", str(out), "--force")
+    assert code == 2 and "my-eval.txt" in one_error_line(err)
+    assert (out / "my-eval.txt").read_text() == "keep me"
+
+
+def test_an_adapter_export_onto_a_full_disk_says_so_and_leaves_nothing(
+        tiny_job: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    def half_then_full(src, dst, *args, **kwargs):  # what a write onto a full disk does
+        Path(dst).write_bytes(b"\0" * 100)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+
+    monkeypatch.setattr(shutil, "copyfile", half_then_full)
+    parent = tmp_path / "disk"
+    parent.mkdir()
+    code, _, err = run(capsys, "export", tiny_job["id"], "--format", "adapter", "-o",
+                       str(parent / "out"))
+    assert code == 2 and "disk is full" in one_error_line(err), err
+    assert entries(parent) == []
+
+
+def test_an_hf_export_onto_a_full_disk_is_one_line_and_leaves_nothing(
+        tiny_job: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from safetensors import SafetensorError
+    from transformers import modeling_utils
+
+    def full(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"\0" * 100)
+        # safetensors' words on a full disk (tried on a 64 KiB tmpfs)
+        raise SafetensorError("Error while serializing: I/O error: No space left on device "
+                              "(os error 28)")
+
+    monkeypatch.setattr(modeling_utils, "safe_save_file", full)
+    parent = tmp_path / "disk"
+    parent.mkdir()
+    code, _, err = run(capsys, "export", tiny_job["id"], "-o", str(parent / "out"))
+    assert code == 2 and "disk is full" in one_error_line(err), err
+    assert entries(parent) == []
+
+
+def test_a_checkpoint_exports_the_same_files_as_the_final_adapter(
+        tiny_job: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    final, latest = tmp_path / "final", tmp_path / "latest"
+    assert run(capsys, "export", tiny_job["id"], "--format", "adapter", "-o", str(final))[0] == 0
+    assert run(capsys, "export", tiny_job["id"], "--format", "adapter", "--checkpoint",
+               "latest", "-o", str(latest))[0] == 0
+    assert entries(latest) == entries(final)
+    assert {"tokenizer_config.json", "adapter_model.safetensors"} <= set(entries(latest))
+    assert not {"optimizer.pt", "state.json"} & set(entries(latest))  # weights, not a resume
+
+
+def test_a_killed_exports_staging_folder_is_cleaned_up_next_time(
+        tiny_job: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import subprocess
+    import sys
+
+    parent = tmp_path / "exports"
+    parent.mkdir()
+    # an export killed while it writes: its own process, stopped mid-write by SIGKILL
+    script = ("import sys, time\n"
+              "from tunelab.local import export\n"
+              "def stuck(request, weights, out, progress):\n"
+              "    (out / 'adapter_model.safetensors').write_bytes(b'half')\n"
+              "    print('writing', flush=True)\n"
+              "    time.sleep(600)\n"
+              "export._write = stuck\n"
+              "from tunelab.cli import main\n"
+              "sys.exit(main(sys.argv[1:]))\n")
+    process = subprocess.Popen([sys.executable, "-c", script, "export", tiny_job["id"],
+                                "--format", "adapter", "-o", str(parent / "a")],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "writing"
+    finally:
+        process.kill()
+        process.wait()
+    left = entries(parent)
+    assert len(left) == 1 and left[0].startswith("."), left  # the killed one's staging
+    mine = parent / ".notes-1a2b3c4d"  # a hidden folder of the user's: not tunelab's
+    mine.mkdir()
+    assert run(capsys, "export", tiny_job["id"], "--format", "adapter", "-o",
+               str(parent / "b"))[0] == 0
+    assert entries(parent) == [".notes-1a2b3c4d", "b"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_an_export_folder_follows_the_umask(umask: int, tiny_job: dict, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    before = os.umask(umask)
+    try:
+        assert run(capsys, "export", tiny_job["id"], "--format", "adapter", "-o",
+                   str(tmp_path / "out"))[0] == 0
+    finally:
+        os.umask(before)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o777 & ~umask
+    for path in (tmp_path / "out").iterdir():
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
 
 
 # item 17: a sweep of many trials says how many and asks before it starts ----------------

@@ -12,16 +12,26 @@
 
 Everything is written into a staging folder beside the target and renamed into place, so a
 crash, a full disk or a refused template never leaves a half-written export, and an
-existing folder is replaced (with force) only once the new one is complete.
+existing folder is replaced (with force) only once the new one is complete. A staging folder
+whose export was killed (kill -9, a power cut) is removed by the next export beside it: only
+one named as tunelab names them, made on this machine by a process that is gone.
+
+Every export writes DIR/tunelab.json: what it holds (kind, base model, job, format) and the
+files it wrote. `force` replaces only such a folder, as it was written: a folder of the
+user's, the one they work in, TUNELAB_HOME, or an export they added files to is refused,
+and nothing is touched. Folders and files are created under the user's umask.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
+import json
+import os
 import re
+import secrets
 import shutil
-import tempfile
+import socket
 import time
 import warnings
 from collections.abc import Callable
@@ -29,9 +39,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunelab.errors import NotFoundError, UsageError
+from tunelab import home
+from tunelab.errors import NotFoundError, UsageError, command
 from tunelab.local import checkpoints
-from tunelab.local.weights import LOCAL_PROVIDER, Kind, Weights, resolve, write_export_marker
+from tunelab.local.weights import (
+    EXPORT_MARKER,
+    LOCAL_PROVIDER,
+    Kind,
+    Weights,
+    resolve,
+    write_export_marker,
+)
 from tunelab.registry import JobRecord, open_registry
 
 FORMATS = ("hf", "adapter", "gguf")
@@ -50,7 +68,7 @@ class ExportRequest:
     format: str = "hf"
     quantize: str = "f16"  # gguf only
     checkpoint: str | None = None  # best, latest or a step number; None: the final weights
-    force: bool = False  # replace a non-empty output folder
+    force: bool = False  # replace an earlier export (nothing else)
     modelfile: bool = True  # gguf: write the Ollama Modelfile (needs a chat template)
     system: str | None = None  # gguf: the Modelfile's SYSTEM, the training data's prompt
     sampling: dict[str, float | int] = field(default_factory=dict)  # gguf: Modelfile PARAMETERs
@@ -95,10 +113,17 @@ def export_job(request: ExportRequest, progress: Progress | None = None) -> Expo
         weights = _tuned(request.job, request.checkpoint)
         kind = _exported_kind(weights, request.format)
         _write(request, weights, staging, progress or _silent)
+        written = sorted(str(path.relative_to(staging)) for path in staging.rglob("*")
+                         if path.is_file())
+        write_export_marker(staging, kind, base=weights.base, job_id=weights.job_id,
+                            fmt=request.format, files=[*written, EXPORT_MARKER])
         files = _inventory(staging)
         _move_into_place(staging, target)
-    except OSError as error:
-        raise _write_error(request.output_dir, error) from None
+    except Exception as error:  # noqa: BLE001 - a write error, whoever raised it, is one line
+        failed = _os_error(error)
+        if failed is None:
+            raise
+        raise _write_error(request.output_dir, failed) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     fine_tuned = _record_event(weights.job_id, target, request.format)
@@ -132,7 +157,13 @@ def _exported_kind(weights: Weights, fmt: str) -> Kind:
 
 def _write(request: ExportRequest, weights: Weights, out: Path, progress: Progress) -> None:
     if request.format == "adapter":
-        shutil.copytree(weights.path, out, dirs_exist_ok=True)
+        _copy_tree(weights.path, out)
+        # A checkpoint keeps the adapter alone; the run's final adapter/ has the tokenizer
+        # beside it. Either way the export carries the tokenizer and chat template training
+        # used, so every adapter export holds the same files.
+        if not (out / "tokenizer_config.json").is_file():
+            progress("saving the tokenizer", 0, 0)
+            _tokenizer_for(weights.path, resolve(weights.base).model_dir()).save_pretrained(out)
     elif request.format == "hf":
         progress("merging the adapter" if weights.kind is Kind.ADAPTER else "copying", 0, 0)
         if weights.kind is Kind.ADAPTER:
@@ -140,11 +171,20 @@ def _write(request: ExportRequest, weights: Weights, out: Path, progress: Progre
             model.save_pretrained(out, safe_serialization=True)
             tokenizer.save_pretrained(out)
         else:
-            shutil.copytree(weights.path, out, dirs_exist_ok=True)
-        write_export_marker(out, _exported_kind(weights, "hf"), base=weights.base,
-                            job_id=weights.job_id)
+            _copy_tree(weights.path, out)
     else:
         _write_gguf(request, weights, out, progress)
+
+
+def _copy_tree(source: Path, out: Path) -> None:
+    """Copy a weights folder's files, each a new file under the umask (copytree would copy
+    the run's modes, and fold a full disk into one shutil.Error with no errno)."""
+    for path in sorted(source.rglob("*")):
+        copy = out / path.relative_to(source)
+        if path.is_dir():
+            copy.mkdir(exist_ok=True)
+        elif path.is_file() and path.name != EXPORT_MARKER:  # an export's: written anew
+            shutil.copyfile(path, copy)
 
 
 def _write_gguf(request: ExportRequest, weights: Weights, out: Path,
@@ -208,7 +248,7 @@ def _checkpoint_folder(job_ref: str, which: str) -> Path:
     if found is None:
         have = ", ".join(kept) or "none"
         raise NotFoundError(f"{job_ref} has no checkpoint {which!r} (kept: {have})",
-                            fix=f"see `tunelab checkpoints {job_ref}`")
+                            fix=f"see `{command('tunelab', 'checkpoints', job_ref)}`")
     return found
 
 
@@ -272,24 +312,116 @@ def _tokenizer_for(folder: Path, base_dir: Path):
     return model_source.load_tokenizer(str(base_dir))
 
 
-# where it goes ----------------------------------------------------------------------------
+# where it goes ---------------------------------------------------------------------------
 def _checked_target(output_dir: Path, *, force: bool) -> Path:
     target = output_dir.expanduser().resolve()
     if target.exists() and not target.is_dir():
         raise UsageError(f"-o {output_dir}: is a file, not a folder",
                          fix="pick a folder path that does not exist yet")
-    if target.exists() and any(target.iterdir()) and not force:
+    if not target.exists() or not any(target.iterdir()):
+        return target
+    if not force:
         raise UsageError(f"-o {output_dir}: already exists and is not an empty folder",
-                         fix="pick a new folder, or add --force to replace it")
+                         fix="pick a new folder, or add --force to replace an earlier export")
+    problem = _not_an_export(target)
+    if problem is not None:
+        raise UsageError(f"-o {output_dir}: --force replaces only an earlier export, and "
+                         f"this folder {problem}; nothing was touched",
+                         fix="pick a new folder, or empty this one yourself")
     return target
+
+
+def _not_an_export(folder: Path) -> str | None:
+    """Why --force must not replace `folder` (resolved), or None for an earlier export that
+    holds nothing but what it wrote."""
+    state, here = home.home().expanduser().resolve(), Path.cwd().resolve()
+    if folder == state or folder in state.parents:
+        return "holds TUNELAB_HOME (the registry and every run)"
+    if folder == here or folder in here.parents:
+        return "is the folder you are in"
+    try:
+        marker = json.loads((folder / EXPORT_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"has no {EXPORT_MARKER} from one"
+    if not isinstance(marker, dict) or marker.get("kind") not in {kind.value for kind in Kind}:
+        return f"has a {EXPORT_MARKER} that is not an export's"
+    wrote = marker.get("files")
+    if isinstance(wrote, list):  # exports before the list came wrote model files only
+        others = sorted(str(path.relative_to(folder)) for path in folder.rglob("*")
+                        if not path.is_dir() and str(path.relative_to(folder)) not in wrote)
+        if others:
+            shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more"
+                                             if len(others) > 3 else "")
+            return f"holds files the export did not write ({shown})"
+    return None
+
+
+# Staging and replaced folders sit beside the target, hidden, named for what they are, the
+# machine and the process that made them: .NAME.tunelab-staging-HOST-PID-TOKEN
+_LEFTOVER = re.compile(r"\.(?P<name>.+)\.tunelab-(?P<what>staging|replaced)-"
+                       r"(?P<host>[0-9a-f]{6})-(?P<pid>\d+)-[0-9a-f]{8}")
+
+
+def _host() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def _sibling(target: Path, what: str) -> Path:
+    return target.with_name(f".{target.name}.tunelab-{what}-{_host()}-{os.getpid()}-"
+                            f"{secrets.token_hex(4)}")
 
 
 def _staging_beside(target: Path, shown: Path) -> Path:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        _clean_leftovers(target.parent)
+        while True:
+            staging = _sibling(target, "staging")
+            try:
+                staging.mkdir(mode=0o777)  # under the umask, as any folder the user makes
+                return staging
+            except FileExistsError:
+                continue
     except OSError as error:
         raise _write_error(shown, error) from None
+
+
+def _clean_leftovers(parent: Path) -> None:
+    """What exports killed mid-way left in `parent`: their staging folders go; a folder an
+    export was replacing goes back in place if nothing took its name, else goes too. Only
+    tunelab's names, made on this machine, by processes that are gone."""
+    for path in parent.iterdir():
+        found = _LEFTOVER.fullmatch(path.name)
+        if found is None or found["host"] != _host() or path.is_symlink() \
+                or not path.is_dir() or _alive(int(found["pid"])):
+            continue
+        original = parent / found["name"]
+        if found["what"] == "replaced" and not os.path.lexists(original):
+            path.rename(original)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
+def _os_error(error: Exception) -> OSError | None:
+    """The OS error behind a failed write: an OSError, or safetensors' SafetensorError, which
+    names it only in its text ("... No space left on device (os error 28)")."""
+    if isinstance(error, OSError):
+        return error
+    found = re.search(r"\(os error (\d+)\)", str(error))
+    if found is None:
+        return None
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code))
 
 
 def _write_error(shown: Path, error: OSError) -> UsageError:
@@ -319,7 +451,7 @@ def _move_into_place(staging: Path, target: Path) -> None:
     only after the new one is complete beside it."""
     retired = None
     if target.exists():
-        retired = target.with_name(f".{target.name}-replaced-{staging.name[-8:]}")
+        retired = _sibling(target, "replaced")
         target.rename(retired)
     try:
         staging.rename(target)

@@ -120,10 +120,12 @@ def adapter_base(adapter: Path) -> str:
     return str(base)
 
 
-def write_export_marker(folder: Path, kind: Kind, *, base: str | None,
-                        job_id: str | None) -> None:
-    """Say what an exported folder holds: a merged model looks like any HF folder."""
-    marker = {"kind": kind.value, "base_model": base, "job_id": job_id}
+def write_export_marker(folder: Path, kind: Kind, *, base: str | None, job_id: str | None,
+                        fmt: str = "hf", files: list[str] | None = None) -> None:
+    """Say what an exported folder holds (a merged model looks like any HF folder), in which
+    format, and the files the export wrote (what `export --force` may replace)."""
+    marker = {"kind": kind.value, "base_model": base, "job_id": job_id, "format": fmt,
+              **({"files": files} if files is not None else {})}
     (folder / EXPORT_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
 
 
