@@ -304,3 +304,54 @@ def test_a_sweep_asks_only_above_the_threshold(tmp_path: Path) -> None:
 
     with pytest.raises(RuntimeError, match=f"no to {2 * (ASK_ABOVE_TRIALS + 1)}"):
         open_sweep(request, confirm=refuse)
+
+
+# item 30: a full disk is named as one, not as a damaged registry -------------------------
+# No file may grow past 16 KiB in this process: sqlite cannot make its 32 KiB -shm file, as
+# on a full disk (there it fails with ENOSPC, here with EFBIG: both are SQLITE_IOERR_SHMSIZE).
+FILE_SIZE_LIMIT = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384))
+from tunelab.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_registry_on_a_full_disk_is_not_called_damaged(tunelab_home: Path) -> None:
+    import subprocess
+    import sys
+
+    add_job("ftjob-kept", provider="local")
+    for argv in (["jobs", "list"], ["jobs", "show", "ftjob-kept"]):
+        done = subprocess.run([sys.executable, "-c", FILE_SIZE_LIMIT, *argv],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, done.stderr
+        line = one_error_line(done.stderr)
+        assert "full" in line and "damaged" not in line and "backup" not in line, line
+        assert str(tunelab_home / "runs") in line  # what to free
+    with open_registry() as registry:  # and it is intact
+        assert registry.get_job("ftjob-kept").status == "succeeded"
+
+
+@pytest.mark.parametrize("name", ["SQLITE_FULL", "SQLITE_IOERR_SHMSIZE", "SQLITE_IOERR_WRITE"])
+def test_sqlites_words_for_no_room_say_disk_full(name: str, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+    import sqlite3
+
+    from tunelab.registry import damage
+
+    text = "database or disk is full" if name == "SQLITE_FULL" else "disk I/O error"
+    error = sqlite3.OperationalError(text)
+    error.sqlite_errorname = name
+    # an I/O error is a full disk when the disk has no room left; else it may be damage
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(damage.shutil, "disk_usage",
+                        lambda path: usage._replace(free=4096))
+    said = damage.explain(tmp_path / "registry.sqlite", error).render()
+    assert "is full" in said and "damaged" not in said
+    monkeypatch.setattr(damage.shutil, "disk_usage",
+                        lambda path: usage._replace(free=50 * 2**30))
+    said = damage.explain(tmp_path / "registry.sqlite", error).render()
+    assert ("damaged" in said) == (name == "SQLITE_IOERR_WRITE")

@@ -10,11 +10,18 @@ machine (load 8, bench/registry_open_check.py) it took 1.2 ms for 10k metric row
 45 ms for 100k (18 MB) and 250 ms for 1M (178 MB), against 4.4, 112 and 920 ms for
 integrity_check: cheap enough at every open for any registry a person accumulates, and it
 is what catches a corrupt page in a table nothing reads at start.
+
+A full disk is not damage. sqlite says SQLITE_FULL when a write finds no room, but the first
+thing to fail on a full disk is usually the 32 KiB -shm file every WAL connection maps,
+even for a read: SQLITE_IOERR_SHMSIZE, "disk I/O error" (tried on a full tmpfs). Both, and
+any other I/O error on a disk with (next to) nothing free, are told as a full disk with
+what tunelab keeps that can go; the registry itself is intact.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -25,6 +32,11 @@ from tunelab.errors import RegistryError
 FILE_ERRORS = (sqlite3.DatabaseError, sqlite3.OperationalError)
 
 WRITABLE_FIX = "make it writable, or set TUNELAB_HOME to a folder you can write to"
+
+# sqlite's words for a write that found no room: the database or its journal could not grow
+# (SQLITE_FULL), or the -shm file could not (its only cause in practice: ENOSPC, a quota).
+NO_ROOM = frozenset({"SQLITE_FULL", "SQLITE_IOERR_SHMSIZE"})
+ALMOST_FULL = 1 << 20  # bytes: less free than this, and any I/O error is the full disk
 
 
 def explain(path: Path, error: sqlite3.Error) -> RegistryError:
@@ -40,10 +52,28 @@ def explain(path: Path, error: sqlite3.Error) -> RegistryError:
     if "locked" in text or "busy" in text:
         return RegistryError(f"the registry {path} is locked by another process ({text})",
                              fix="wait for the other tunelab command to finish, then retry")
-    if "disk is full" in text:
-        return RegistryError(f"the disk holding the registry {path} is full",
-                             fix="free some space, then retry")
+    if _no_room(path, error):
+        return disk_full(path)
     return damaged(path, text)
+
+
+def disk_full(path: Path) -> RegistryError:
+    return RegistryError(
+        f"the disk holding the registry {path} is full (the registry itself is intact)",
+        fix="free some space on it, then retry; tunelab's biggest files are the checkpoints "
+            f"of old runs, in {path.parent / 'runs'}")
+
+
+def _no_room(path: Path, error: sqlite3.Error) -> bool:
+    name = getattr(error, "sqlite_errorname", "") or ""
+    if name in NO_ROOM or "disk is full" in str(error):
+        return True
+    if not name.startswith("SQLITE_IOERR"):
+        return False
+    try:
+        return shutil.disk_usage(path.parent).free < ALMOST_FULL
+    except OSError:
+        return False
 
 
 def damaged(path: Path, detail: str) -> RegistryError:
