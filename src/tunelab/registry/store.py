@@ -495,7 +495,11 @@ def _finite(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _metric_step(step: object) -> int:
-    """`step` as a metrics row's step: a whole number from 0 to MAX_STEP, else DataError."""
+    """`step` as a metrics row's step: a whole number from 0 to MAX_STEP (a provider may
+    send it as text: "3"), else DataError."""
+    if isinstance(step, str):
+        with contextlib.suppress(ValueError):
+            step = float(step)
     if isinstance(step, float) and math.isfinite(step) and step.is_integer():
         step = int(step)
     if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= MAX_STEP:
