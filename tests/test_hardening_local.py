@@ -8,6 +8,7 @@ Each test failed on the code before its fix. Exports use the session's tiny trai
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import shlex
@@ -105,6 +106,21 @@ def test_the_next_line_after_a_pull_quotes_the_providers_model_name(
     assert code == 0
     assert suggested(out, "Next: ") == ["tunelab", "migrate", "record", SHELLY]
     assert "tunelab jobs show 'ftjob-x; reboot'" in out
+
+
+def test_migrate_status_next_commands_quote_the_providers_ids_and_names(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from tunelab.registry.job_config import ImportedJob, MigrateState
+
+    add_job("ftjob-$(id)", config=ImportedJob())  # inventoried: pull it next
+    add_job("ftjob-pulled", fine_tuned_model=SHELLY,  # pulled: record it next
+            config=ImportedJob(migrate=MigrateState(pulled_at=1796210969.0)))
+    code, out, _ = run(capsys, "migrate", "status", "--json")
+    assert code == 0
+    nexts = {row["job_id"]: shlex.split(row["next"]) for row in json.loads(out)["models"]}
+    assert nexts == {"ftjob-$(id)": ["tunelab", "migrate", "pull", "ftjob-$(id)"],
+                     "ftjob-pulled": ["tunelab", "migrate", "record", SHELLY]}
+    assert "'ftjob-$(id)'" in out  # quoted, so pasted it is text
 
 
 def test_the_resume_line_of_a_cancelled_run_and_a_sweep_are_quoted(

@@ -19,7 +19,7 @@ from tunelab.data.atomic_write import atomic_text, refuse_existing
 from tunelab.data.formats import CONVERTERS, CSV_HEADER, FORMATS, detect_format, openai_to_csv_row
 from tunelab.data.reader import Record, iter_records
 from tunelab.data.rules import example_errors
-from tunelab.errors import DataError, UsageError
+from tunelab.errors import DataError, UsageError, command
 
 NAME_HINTS = {"gemini": "gemini", "vertex": "gemini", "sharegpt": "sharegpt", "alpaca": "alpaca"}
 Examples = Iterator[tuple[int, dict]]
@@ -84,7 +84,8 @@ def _checked(source: Path, fmt: str, records: Iterable[Record]) -> Examples:
         broken = example_errors(example)
         if broken:
             raise DataError(f"{broken[0][0]}: {broken[0][1]}", path=str(source),
-                            line=record.line, fix=f"run `tunelab data check {source}`")
+                            line=record.line,
+                            fix=f"run `{command('tunelab', 'data', 'check', source)}`")
         yield record.line, example
 
 

@@ -31,6 +31,7 @@ from tunelab.errors import (
     DataError,
     EncodingError,
     UsageError,
+    command,
     wide_encoding,
 )
 
@@ -78,7 +79,8 @@ def load_examples(path: str | Path) -> list[dict]:
                                 looks_like=EIGHT_BIT)
         if problem is not None:
             raise DataError(f"{problem.code}: {problem.message}", path=str(path),
-                            line=problem.line, fix=f"run `tunelab data check {path}` to see all")
+                            line=problem.line,
+                            fix=f"run `{command('tunelab', 'data', 'check', path)}` to see all")
         examples.append(record.example)  # type: ignore[arg-type]
     return examples
 

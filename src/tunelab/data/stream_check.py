@@ -14,7 +14,7 @@ from pathlib import Path
 from tunelab.data.problems import Problem
 from tunelab.data.reader import parse_line
 from tunelab.data.rules import example_errors
-from tunelab.errors import DataError
+from tunelab.errors import DataError, command
 
 # A chat example far longer than any context a model here trains on (131,072 tokens is
 # TrainConfig's cap on max_length, about 0.5 MB of text) still fits with room to spare.
@@ -49,4 +49,4 @@ def count_examples(path: str | Path, *, max_line_bytes: int = MAX_LINE_BYTES) ->
 
 def _error(path: Path, problem: Problem, fix: str | None = None) -> DataError:
     return DataError(f"{problem.code}: {problem.message}", path=str(path), line=problem.line,
-                     fix=fix or f"run `tunelab data check {path}` to see all")
+                     fix=fix or f"run `{command('tunelab', 'data', 'check', path)}` to see all")

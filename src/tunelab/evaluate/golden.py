@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab import home
-from tunelab.errors import NotFoundError, UsageError
+from tunelab.errors import NotFoundError, UsageError, command
 
 GREEDY = "greedy"
 SAMPLE = "sample"
@@ -162,7 +162,8 @@ def load(model: str) -> GoldenSet:
     answers = read_log(model)
     if header is None or not any(a.kind == GREEDY for a in answers):
         raise NotFoundError(f"no recorded answers of {model}",
-                            fix=f"record them first: `tunelab migrate record {model}`")
+                            fix="record them first: "
+                                f"`{command('tunelab', 'migrate', 'record', model)}`")
     return GoldenSet(header, answers)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tunelab.errors import DataError, NotFoundError
+from tunelab.errors import DataError, NotFoundError, command
 from tunelab.evaluate import fluency, golden, metrics
 from tunelab.evaluate.cache import AnswerCache, cache_key
 from tunelab.evaluate.specs import ModelSpec
@@ -139,7 +139,8 @@ class Asker:
                           if m.get("role") == "user"), "")
             raise NotFoundError(f"{spec.model} was not recorded answering {str(asked)[:60]!r}",
                                 fix="compare on its golden set (drop --eval), or record it: "
-                                    f"`tunelab migrate record {spec.model} --prompts FILE`")
+                                    f"`{command('tunelab', 'migrate', 'record', spec.model)}"
+                                    " --prompts FILE`")
         return Answer(found.answer, found.latency_s, found.prompt_tokens,
                       found.completion_tokens)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tunelab.errors import NotFoundError, UsageError
+from tunelab.errors import NotFoundError, UsageError, command
 from tunelab.evaluate import golden
 from tunelab.local import weights
 from tunelab.registry import JobRecord, open_registry
@@ -133,7 +133,7 @@ def _tuned(token: str, job: JobRecord) -> ModelSpec:
         return ModelSpec(token, LOCAL, str(found.path), job_id=job.id)
     if not job.fine_tuned_model:
         raise NotFoundError(f"job {job.id} has no tuned model yet (status {job.status})",
-                            fix=f"wait for it: `tunelab jobs watch {job.id}`")
+                            fix=f"wait for it: `{command('tunelab', 'jobs', 'watch', job.id)}`")
     return ModelSpec(token, job.provider, job.fine_tuned_model, _job_base_url(job), job.id)
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from tunelab.errors import NotFoundError, UsageError
+from tunelab.errors import NotFoundError, UsageError, command
 from tunelab.local import model_source
 from tunelab.registry import JobRecord, open_registry
 
@@ -60,7 +60,8 @@ class Weights:
         none of its own: load its base's, then the adapter on top."""
         if self.kind is Kind.ADAPTER:
             raise UsageError(f"{self.name} is a LoRA adapter, not a whole model",
-                             fix=f"merge it first: `tunelab export {self.name} --merge -o DIR`")
+                             fix="merge it first: "
+                                 f"`{command('tunelab', 'export', self.name)} --merge -o DIR`")
         return model_source.model_dir(self.path)
 
 
@@ -94,9 +95,9 @@ def of_job(job: JobRecord, name: str | None = None) -> Weights:
                             fix="train it again with `tunelab train`")
     found = _run_weights(name, Path(job.run_dir), job.id, job.base_model)
     if found is None:
+        resume = command("tunelab", "train", "--resume", job.id)
         raise NotFoundError(f"job {job.id} ({job.status}) has no trained weights in "
-                            f"{job.run_dir}", fix=f"let it finish, or resume it with "
-                                                  f"`tunelab train --resume {job.id}`")
+                            f"{job.run_dir}", fix=f"let it finish, or resume it with `{resume}`")
     return found
 
 
@@ -149,7 +150,7 @@ def _folder(name: str, path: Path) -> Weights:
         if found is None:
             raise NotFoundError(f"{name}: this run folder holds no trained weights yet",
                                 fix="let the run finish, or resume it with "
-                                    f"`tunelab train --resume {path.name}`")
+                                    f"`{command('tunelab', 'train', '--resume', path.name)}`")
         return found
     raise UsageError(f"{name}: not a model folder (no model config.json, no {ADAPTER_CONFIG})",
                      fix="pass a job id, a run or adapter folder, an HF model folder or a .gguf")
@@ -218,7 +219,7 @@ def _check_local(job: JobRecord, name: str) -> None:
         raise UsageError(f"{name} is a {job.provider} job: cloud models can't be exported or "
                          "loaded here, their weights stay with the provider",
                          fix="use a local job (`tunelab train FILE`), or talk to the cloud "
-                             f"model by name with `tunelab chat {name}`")
+                             f"model by name with `{command('tunelab', 'chat', name)}`")
 
 
 def _read_json(path: Path) -> dict:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunelab.errors import NotFoundError, UsageError
+from tunelab.errors import NotFoundError, UsageError, command
 from tunelab.evaluate import golden
 from tunelab.evaluate.prompts import load_prompts
 from tunelab.migrate.account import account_of
@@ -55,7 +55,7 @@ def prompt_files(job: JobRecord) -> list[Path]:
     if files.training_file:
         return []
     raise NotFoundError(f"the data of {job.id} is not pulled yet",
-                        fix=f"pull it first: `tunelab migrate pull {job.id}`")
+                        fix=f"pull it first: `{command('tunelab', 'migrate', 'pull', job.id)}`")
 
 
 def _unique(prompts: list[Messages]) -> list[Messages]:

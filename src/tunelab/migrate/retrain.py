@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunelab.errors import NotFoundError
+from tunelab.errors import NotFoundError, command
 from tunelab.migrate.state import (
     REPLACES,
     RETRAIN_OF,
@@ -70,7 +70,7 @@ def data_files(job: JobRecord) -> tuple[Path, Path | None]:
         return Path(held_out.train_file), Path(held_out.val_file)
     if not files.training_file or not Path(files.training_file).is_file():
         raise NotFoundError(f"the training data of {job.id} is not pulled yet",
-                            fix=f"pull it first: `tunelab migrate pull {job.id}`")
+                            fix=f"pull it first: `{command('tunelab', 'migrate', 'pull', job.id)}`")
     validation = files.validation_file
     return Path(files.training_file), Path(validation) if validation else None
 

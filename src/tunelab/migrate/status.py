@@ -7,11 +7,13 @@ the last comparison), so status is true whichever process or machine ran the ste
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
 
 from tunelab.data.lifecycle import days_left
+from tunelab.errors import command
 from tunelab.evaluate import golden
 from tunelab.migrate.state import inventoried_jobs, migrate_state, replacements
 from tunelab.registry import JobRecord, open_registry
@@ -60,18 +62,24 @@ def _row(job: JobRecord, newest: JobRecord | None) -> Row:
                 done.append("retrained")
                 if compared and newest.id in (compared.get("candidates") or []):
                     done.append("compared")
+    # Each a command line to paste: a provider's ids and names quoted (errors.command).
     nexts = {
-        "inventoried": f"tunelab migrate pull {job.id}",
-        "pulled": f"tunelab migrate record {name}" if model else "nothing more: no model",
-        "recorded": f"tunelab migrate retrain {name} --to local",
-        "retrained": (f"tunelab compare recorded:{name} {newest.id} --report compare.html"
+        "inventoried": command("tunelab", "migrate", "pull", job.id),
+        "pulled": command("tunelab", "migrate", "record", name) if model
+        else "nothing more: no model",
+        "recorded": command("tunelab", "migrate", "retrain", name, "--to", "local"),
+        "retrained": (command("tunelab", "compare", f"recorded:{name}", newest.id, "--report",
+                              "compare.html")
                       if newest is not None and newest.status == "succeeded" else
-                      f"tunelab jobs watch {newest.id}" if newest is not None else ""),
-        "compared": f"tunelab serve (answers as {name} with {newest.id})" if newest else "",
+                      command("tunelab", "jobs", "watch", newest.id) if newest is not None
+                      else ""),
+        "compared": f"tunelab serve (answers as {shlex.quote(name)} with "
+                    f"{shlex.quote(newest.id)})" if newest else "",
     }
     if newest is not None and newest.status in ("failed", "cancelled") and \
             done[-1] == "retrained":
-        nexts["retrained"] = f"tunelab migrate retrain {name} --to {newest.provider}"
+        nexts["retrained"] = command("tunelab", "migrate", "retrain", name, "--to",
+                                     newest.provider)
     return Row(job.id, model, job.status, done[-1], shutdown, left,
                newest.id if newest else None, nexts[done[-1]])
 

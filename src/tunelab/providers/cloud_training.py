@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from tunelab.errors import DataError, ProviderError, TransientProviderError
+from tunelab.errors import DataError, ProviderError, TransientProviderError, command
 from tunelab.providers.base import Job, JobSpec, Provider, ProviderEvent
 from tunelab.registry import JobRecord, open_registry
 from tunelab.registry.job_config import CloudHyperparameters, CloudJob, LocalFiles
@@ -149,7 +149,8 @@ def watch(provider: Provider, job_id: str, *, interval: float = 60.0,
                 raise ProviderError(f"lost contact with {provider.name} for "
                                     f"{outage / 60:.0f} min; the job itself goes on there",
                                     code="connection_lost",
-                                    fix=f"reattach later with `tunelab jobs watch {job_id}`") \
+                                    fix="reattach later with "
+                                        f"`{command('tunelab', 'jobs', 'watch', job_id)}`") \
                     from None
             yield WatchUpdate(None, outage_s=outage, problem=error.render())
             sleep(min(interval, 2.0 * 2 ** min(failures, 5)))

@@ -36,7 +36,13 @@ from tunelab.data.gemini import (
     openai_to_gemini,
     prepare_file,
 )
-from tunelab.errors import NotFoundError, ProviderError, TransientProviderError, UsageError
+from tunelab.errors import (
+    NotFoundError,
+    ProviderError,
+    TransientProviderError,
+    UsageError,
+    command,
+)
 from tunelab.providers.base import (
     Capabilities,
     ChatOptions,
@@ -413,7 +419,7 @@ class VertexProvider:
         job = self._fetch(model)
         if not job.fine_tuned_model:
             raise UsageError(f"job {model} has no tuned endpoint yet ({job.native_status})",
-                             fix=f"wait for it: `tunelab jobs watch {model}`")
+                             fix=f"wait for it: `{command('tunelab', 'jobs', 'watch', model)}`")
         return job.fine_tuned_model
 
 

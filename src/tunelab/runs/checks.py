@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from tunelab.errors import DataError, UsageError
+from tunelab.errors import DataError, UsageError, command
 
 WARN_DAYS = 30  # fewer days than this before closing or shutdown: say so, and go on
 WAYS_ON = ("train elsewhere: --provider vertex, --provider local, or --provider NAME "
@@ -100,7 +100,7 @@ def check_data(path: Path, *, provider: str, model: str | None, epochs: int | No
         first = sorted(report.errors.listed, key=lambda p: p.line or 0)[0]
         raise DataError(f"{report.errors.total} error(s); first: {first.code}: {first.message}",
                         path=str(path), line=first.line,
-                        fix=f"run `tunelab data check {path}` for every problem")
+                        fix=f"run `{command('tunelab', 'data', 'check', path)}` for every problem")
     return report
 
 

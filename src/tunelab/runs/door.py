@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tunelab.errors import UsageError
+from tunelab.errors import UsageError, command
 from tunelab.providers import cloud_training, job_provider
 from tunelab.providers.base import Job, ProviderSettings
 from tunelab.registry import QUEUED_FOR_WORKER, SERVER, JobRecord, open_registry
@@ -95,7 +95,7 @@ def _check_requeue(job: JobRecord) -> None:
 
     if job.status not in RESUMABLE:
         raise UsageError(f"{job.id} is {job.status}; only a cancelled or failed job resumes",
-                         fix=f"see `tunelab train --resume {job.id} --help`")
+                         fix=f"see `{command('tunelab', 'train', '--resume', job.id, '--help')}`")
     if job.origin != SERVER and not (
             job.run_dir and checkpoints.candidates(Path(job.run_dir) / "checkpoints")):
         raise NotFoundError(f"job {job.id} has no checkpoint to resume from",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.config import TrainConfig, save_config
+from tunelab.errors import command
 from tunelab.evaluate.plots import loss_curve_png
 from tunelab.registry import open_registry
 from tunelab.sweep import plan as plans
@@ -94,8 +95,8 @@ def summary(plan: plans.SweepPlan, board: Board, ended: str, best: TrialRow | No
         change = (best.best_valid_loss or 0.0) / board.base_valid_loss - 1
         result["winner_vs_base"] = round(change, 4)
     if files.get("winner_config") and plan.base.get("train_file"):
-        result["train_command"] = (f"tunelab train {plan.base['train_file']} --config "
-                                   f"{files['winner_config']}")
+        result["train_command"] = command("tunelab", "train", plan.base["train_file"],
+                                          "--config", files["winner_config"])
     (plan.folder / "summary.json").write_text(json.dumps(result, indent=2, default=str),
                                               encoding="utf-8")
     return result
