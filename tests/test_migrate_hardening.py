@@ -87,6 +87,8 @@ def test_item2_job_id_never_leaves_the_home(env: None, tmp_path: Path,
     _, code, out, err = inventory_then_pull(capsys, "job_traversal", "../../x/j")
     assert code != 0 and "Traceback" not in err
     assert "job id" in err
+    with open_registry() as registry:  # no row, so no page or link is built on that id
+        assert all("/" not in job.id for job in registry.list_jobs())
     assert not (home.home() / ".." / ".." / "x").exists()
     assert not (home.home().parent.parent / "x").exists()
     assert all(inside_home(p) for p in every_file(tmp_path) if "x" in p.parts)
@@ -213,11 +215,28 @@ def test_item19_registry_refuses_bad_steps_and_keeps_no_nan(
 
 
 def test_item19_json_output_is_strict(env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """A row written before the registry refused NaN (put in with SQL here) still leaves as
+    strict JSON: every --json output and the dashboard's stream."""
+    import sqlite3
+
     from tunelab.cli.migrate_cmd import _emit
+    from tunelab.server.dashboard.stream import message
 
     _emit({"x": math.nan, "y": [math.inf]})
     printed = capsys.readouterr().out
     json.loads(printed, parse_constant=lambda name: pytest.fail(f"{name} in --json"))
+    local_row("ftjob-old", status="succeeded")
+    with sqlite3.connect(home.home() / "registry.sqlite") as conn:
+        conn.execute("UPDATE jobs SET metrics_json = ? WHERE id = 'ftjob-old'",
+                     ('{"train_loss": NaN, "valid_loss": Infinity}',))
+    for args in (("jobs", "show", "ftjob-old", "--json"), ("jobs", "list", "--json")):
+        code, out, err = tunelab(capsys, *args)
+        assert code == 0, err
+        json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} in {args}"))
+    sent = message("job", {"metrics": {"train_loss": math.nan}})
+    data = sent.split("data: ", 1)[1]
+    assert json.loads(data, parse_constant=lambda name: pytest.fail(f"{name} streamed")) == {
+        "metrics": {"train_loss": None}}
 
 
 # item 20: a garbage shutdown date is one warning ------------------------------------------

@@ -9,7 +9,6 @@ exactly one JSON object.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from tunelab.cli.console import err, out
+from tunelab.cli.console import emit_json, err, out
 from tunelab.cli.formatting import Col, event_line, fitted_table
 from tunelab.errors import UsageError, command
 from tunelab.providers import cloud_training
@@ -33,10 +32,6 @@ from tunelab.registry import JobRecord
 from tunelab.registry.metrics import TRAIN_LOSS, TRAINED_TOKENS, validation_loss
 
 AUTO_TEST_PROMPTS = 5
-
-
-def emit_json(payload: dict[str, Any]) -> None:
-    print(json.dumps(payload, ensure_ascii=False, default=str))
 
 
 def _show_retry(notice: RetryNotice) -> None:

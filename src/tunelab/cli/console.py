@@ -20,6 +20,7 @@ net: build it with formatting's helpers, which apply the same function.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -28,6 +29,7 @@ from rich.segment import Segment
 from rich.text import Text
 
 from tunelab.cli.formatting import terminal_safe
+from tunelab.registry.metrics import finite
 
 
 class _Escaped:
@@ -62,3 +64,9 @@ def styled(*parts: str | Text | tuple[str, str]) -> Text:
 def plain(text: object) -> Text:
     """`text` exactly as written, for the places rich would otherwise parse as markup."""
     return Text(str(text))
+
+
+def emit_json(payload: Any) -> None:
+    """A command's --json result on stdout: one strict JSON object (NaN and infinities as
+    null, anything else unusual as its text)."""
+    print(json.dumps(finite(payload), ensure_ascii=False, default=str, allow_nan=False))

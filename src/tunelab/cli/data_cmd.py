@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
+from tunelab.cli.console import emit_json
 from tunelab.cli.console import err as err_console
 from tunelab.cli.console import out as console
 from tunelab.errors import DataError, command
@@ -55,7 +54,7 @@ def _data_errors(count: int, file: str, priced: bool = False) -> DataError:
 
 
 def _print_json(payload: dict) -> None:
-    print(json.dumps(payload, ensure_ascii=False))
+    emit_json(payload)
 
 
 @app.command("check")

@@ -9,7 +9,6 @@ endpoint from providers.yaml).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from tunelab.cli.console import emit_json, plain, styled
 from tunelab.cli.console import err as err_console
 from tunelab.cli.console import out as console
-from tunelab.cli.console import plain, styled
 from tunelab.cli.formatting import terminal_safe
 from tunelab.errors import TunelabError
 from tunelab.local.generation import DEFAULT
@@ -64,7 +63,7 @@ def _settings(max_new_tokens: int, temperature: float, top_p: float, seed: int,
 
 
 def _print_json(payload: dict[str, Any]) -> None:
-    print(json.dumps(payload, ensure_ascii=False))
+    emit_json(payload)
 
 
 def _progress() -> Progress:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 
-from tunelab.cli.console import err
+from tunelab.cli.console import emit_json, err
 
 
 def export(
@@ -58,7 +57,7 @@ def export(
     with _progress() as report:
         result = export_job(request, report)
     if as_json:
-        print(json.dumps(result.to_dict(), ensure_ascii=False))
+        emit_json(result.to_dict())
         return
     _print_result(result, job)
 

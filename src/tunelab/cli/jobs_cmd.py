@@ -7,7 +7,6 @@ refreshed from its provider on the way, never stale. list and compare read the r
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Annotated, Any
 
@@ -16,7 +15,7 @@ from rich.console import Group
 from rich.table import Table
 
 from tunelab.cli.config_flags import ProviderFlags, ProviderValues, generated
-from tunelab.cli.console import out, styled
+from tunelab.cli.console import emit_json, out, styled
 from tunelab.cli.formatting import (
     Col,
     curve,
@@ -66,7 +65,7 @@ def list_jobs(
     with open_registry() as registry:
         jobs = registry.list_jobs(provider=provider, limit=limit, sweep=sweep)
     if json_out:
-        print(json.dumps({"jobs": [_summary(job) for job in jobs]}, ensure_ascii=False))
+        emit_json({"jobs": [_summary(job) for job in jobs]})
         return
     out.print(jobs_table(jobs, out.width))
 
@@ -102,7 +101,7 @@ def show(job_id: str = typer.Argument(..., help="Job id."),
     """One job: status, model, metrics, config and error."""
     job = _refreshed(job_id, timeout)
     if json_out:
-        print(json.dumps(job.to_dict(), ensure_ascii=False, default=str))
+        emit_json(job.to_dict())
         return
     with open_registry() as registry:
         rows = registry.list_metrics(job_id)
@@ -185,7 +184,7 @@ def compare(job_a: str = typer.Argument(..., help="First job id."),
         report = compare_jobs(first, second, registry.list_metrics(job_a),
                               registry.list_metrics(job_b))
     if json_out:
-        print(json.dumps(report, ensure_ascii=False))
+        emit_json(report)
         return
     table = Table(title=f"{job_a} vs {job_b}")
     for column in ("", "A", "B"):
@@ -265,7 +264,7 @@ def watch(job_id: str = typer.Argument(..., help="Job id."),
                 break
             time.sleep(interval)
     if json_out:
-        print(json.dumps(_summary(job), ensure_ascii=False))
+        emit_json(_summary(job))
     raise typer.Exit(0 if job.status == "succeeded" else 1)
 
 

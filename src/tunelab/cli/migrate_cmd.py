@@ -13,8 +13,6 @@ Progress goes to stderr, so with --json stdout holds one JSON object.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import sys
 from pathlib import Path
@@ -24,7 +22,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from tunelab.cli.config_flags import ProviderFlags, ProviderValues, TrainingFlags, generated
-from tunelab.cli.console import err, out, plain
+from tunelab.cli.console import emit_json, err, out, plain
 from tunelab.cli.formatting import Col, fitted_table
 from tunelab.cli.train_options import CLOUD, BaseUrlFlag
 from tunelab.errors import TransientProviderError, UsageError, command
@@ -38,19 +36,8 @@ ModelArg = Annotated[str, typer.Argument(help="A fine-tuned model (ft:...) or it
 YesFlag = Annotated[bool, typer.Option("--yes", "-y", help="Don't ask about the cost.")]
 
 
-def _finite(value: Any) -> Any:
-    """`value` with every NaN or infinity as null: what --json prints is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {name: _finite(item) for name, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
-
-
 def _emit(payload: Any) -> None:
-    print(json.dumps(_finite(payload), ensure_ascii=False, default=str, allow_nan=False))
+    emit_json(payload)
 
 
 def _days(value: int | None) -> str:

@@ -7,7 +7,6 @@ object with --json). Everything else lives in tunelab.sweep.
 
 from __future__ import annotations
 
-import json
 import threading
 import warnings
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from rich.live import Live
 from rich.table import Table
 
 from tunelab.cli.config_flags import ProviderFlags, ProviderValues, TrainingFlags, generated
-from tunelab.cli.console import err, out, plain, styled
+from tunelab.cli.console import emit_json, err, out, plain, styled
 from tunelab.cli.formatting import Col, fitted_table
 from tunelab.cli.train_options import CLOUD, BaseUrlFlag, TimeoutFlag, known_provider
 from tunelab.config import declared
@@ -133,7 +132,7 @@ def run_sweep(request: Any, *, resume: str | None, watch: CloudWatch, json_out: 
                           wait=watch.wait, interval=watch.interval)
         live.update(trial_table(board))
     if json_out:
-        print(json.dumps(summary, ensure_ascii=False, default=str))
+        emit_json(summary)
     else:
         _print_summary(summary)
     if summary["ended"] == "interrupted":

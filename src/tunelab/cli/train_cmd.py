@@ -6,7 +6,6 @@ sends one request through the door (tunelab.runs) and renders what comes back.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import typer
 from rich.table import Table
 
 from tunelab.cli.config_flags import ProviderFlags, ProviderValues, TrainingFlags, generated
-from tunelab.cli.console import out, plain
+from tunelab.cli.console import emit_json, out, plain
 from tunelab.cli.formatting import Col, fitted_table
 from tunelab.cli.train_options import CLOUD, BaseUrlFlag, CloudOptions, TimeoutFlag, TrainOptions
 from tunelab.config import TrainConfig
@@ -89,7 +88,7 @@ def presets(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) 
     from tunelab.config import PRESET_NOTE, PRESETS
 
     if json_out:
-        print(json.dumps({"presets": PRESETS, "note": PRESET_NOTE}))
+        emit_json({"presets": PRESETS, "note": PRESET_NOTE})
         return
     out.print(presets_table(PRESETS, out.width))
     out.print(plain(PRESET_NOTE))

@@ -14,7 +14,7 @@ from dataclasses import asdict
 from typing import Any
 
 from tunelab import runs
-from tunelab.cli.console import err, out, plain, styled
+from tunelab.cli.console import emit_json, err, out, plain, styled
 from tunelab.cli.run_reporter import TerminalReporter
 from tunelab.cli.train_options import TrainOptions
 from tunelab.errors import UsageError, command
@@ -88,7 +88,7 @@ def _render_start(started: Started, request: RunRequest, options: TrainOptions) 
         from tunelab.cli.train_view import render_dry_run
 
         if options.json:
-            print(json.dumps(started.plan, ensure_ascii=False))
+            emit_json(started.plan)
         else:
             render_dry_run(started.plan)
         return 0
@@ -98,7 +98,7 @@ def _render_start(started: Started, request: RunRequest, options: TrainOptions) 
     if options.cloud.no_wait:
         err.print("Not waiting. Follow it with: " + command("tunelab", "jobs", "watch", job.id))
         if options.json:
-            from tunelab.cli.cloud_cmd import emit_json, record_summary
+            from tunelab.cli.cloud_cmd import record_summary
 
             emit_json(record_summary(job))
         return 0
@@ -112,8 +112,6 @@ def _render_start(started: Started, request: RunRequest, options: TrainOptions) 
 
 def _render_checked(started: Started, options: TrainOptions) -> int:
     """--validate-only and --dry-run (nothing created), --upload-only (files, no job)."""
-    from tunelab.cli.cloud_cmd import emit_json
-
     if options.cloud.upload_only:
         if options.json:
             emit_json({"files": {role: asdict(ref) for role, ref in started.uploads.items()}})
@@ -163,7 +161,7 @@ def _follow(run: Any, json_out: bool) -> tuple[int, Started]:
         started = run(progress.on_event, stop)
     result = started.result
     if json_out:
-        print(json.dumps(result, ensure_ascii=False))
+        emit_json(result)
     else:
         _print_result(result)
     code = 130 if result["status"] == "cancelled" else 0 if result["status"] == "succeeded" \

@@ -14,6 +14,8 @@ from datetime import date
 from typing import Any
 
 from tunelab.data.lifecycle import days_left, lifecycle
+from tunelab.errors import ProviderError
+from tunelab.home import outside_name
 from tunelab.migrate.state import save_state
 from tunelab.providers.base import Checkpoint, Job
 from tunelab.providers.openai_compat import OpenAICompatProvider, RemoteModel
@@ -80,7 +82,7 @@ def take_inventory(account: OpenAICompatProvider,
         if model.unreadable_date and on_note is not None:
             on_note(f"{model.id}: shutdown_date {model.unreadable_date!r} is not a date "
                     "(YYYY-MM-DD); ignored")
-    jobs = account.all_jobs(on_page)
+    jobs = [job for job in account.all_jobs(on_page) if _safe_id(job.id, on_note)]
     entries = []
     with open_registry() as registry:
         for job in jobs:
@@ -93,6 +95,18 @@ def take_inventory(account: OpenAICompatProvider,
         if model.id.startswith("ft:") and model.id not in made and ":ckpt-" not in model.id:
             entries.append(_orphan(account.name, model))
     return entries
+
+
+def _safe_id(job_id: str, on_note: Callable[[str], None] | None) -> bool:
+    """A job id tunelab can keep: one that can name a folder (home.outside_name). Any other
+    is left out of the registry, said in a note, so no page or path is ever built on it."""
+    try:
+        outside_name(job_id, what="job id")
+    except ProviderError as error:
+        if on_note is not None:
+            on_note(f"{error.message}; that job is left out of the inventory")
+        return False
+    return True
 
 
 def _live_shutdown(models: dict[str, RemoteModel], *names: str | None) -> date | None:

@@ -17,6 +17,7 @@ step's; the accuracies and `valid_loss` are the last ones measured.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 STEP = "step"
@@ -61,3 +62,16 @@ def validation_loss(values: dict[str, Any]) -> float | None:
         if values.get(name) is not None:
             return float(values[name])
     return None
+
+
+def finite(value: Any) -> Any:
+    """`value` with every NaN or infinity (at any depth) as None: what leaves the program as
+    JSON (--json, the dashboard's streams) is strict JSON, even for a row written before the
+    registry refused such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {name: finite(item) for name, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(item) for item in value]
+    return value

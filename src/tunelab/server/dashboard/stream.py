@@ -22,6 +22,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from tunelab.registry import Registry
+from tunelab.registry.metrics import finite
 from tunelab.server.dashboard import views
 
 POLL_S = 0.5
@@ -52,7 +53,10 @@ class Cursor:
 
 def message(event: str, data: Any, cursor: Cursor | None = None) -> str:
     head = f"id: {cursor}\n" if cursor is not None else ""
-    return f"{head}event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+    # Strict JSON: a browser's JSON.parse throws on NaN (a row from before the registry
+    # refused non-finite numbers).
+    body = json.dumps(finite(data), ensure_ascii=False, allow_nan=False)
+    return f"{head}event: {event}\ndata: {body}\n\n"
 
 
 @dataclass
