@@ -178,7 +178,8 @@ def test_a_prompt_over_the_context_is_a_400_that_counts(app_and_url) -> None:
     assert counted and int(counted[1]) > 9000, error["message"]
     assert (error["code"], error["param"]) == ("context_length_exceeded", "messages")
     # far over: the count is a lower bound, from a prefix, and still names the limit
-    huge = [{"role": "user", "content": "hello " * 2_000_000}]
+    # (300k words: far over, and under the server's 2 MB limit for a JSON body)
+    huge = [{"role": "user", "content": "hello " * 300_000}]
     error = error_of(post_chat(url, {"model": MODEL, "messages": huge}))
     assert "8192" in error["message"] and "at least" in error["message"]
     mid = [{"role": "user", "content": "hello " * 5000}]
