@@ -371,3 +371,81 @@ def test_sqlites_words_for_no_room_say_disk_full(name: str, tmp_path: Path,
                         lambda path: usage._replace(free=50 * 2**30))
     said = damage.explain(tmp_path / "registry.sqlite", error).render()
     assert ("damaged" in said) == (name == "SQLITE_IOERR_WRITE")
+
+
+# item 29: SIGTERM stops a run as a cancel does; a running job whose process is gone shows ---
+def test_sigterm_cancels_a_run_with_a_checkpoint_and_an_event(
+        tmp_path: Path, tunelab_home: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import TRAIN, VALID, write_chats
+    from tunelab.local import checkpoints
+
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({"max_samples": 0}), encoding="utf-8")
+    argv = ["train", str(write_chats(tmp_path / "train.jsonl", TRAIN)), "--validation-file",
+            str(write_chats(tmp_path / "val.jsonl", VALID)), "--config", str(config),
+            "--max-steps", "1000", "--save-every", "1000", "--batch-size", "2",
+            "--max-length", "56", "--lora-r", "4", "--precision", "fp32", "--yes"]
+    process = subprocess.Popen([sys.executable, "-m", "tunelab", *argv],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    run_dir = None
+    while run_dir is None and time.monotonic() < deadline and process.poll() is None:
+        run_dir = next((path.parent for path in (tunelab_home / "runs").glob("*/metrics.jsonl")
+                        if path.stat().st_size), None)
+        time.sleep(0.2)
+    assert run_dir is not None, f"no step was logged (exit code {process.poll()})"
+    process.send_signal(signal.SIGTERM)  # what systemd, docker stop and kill send
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err.decode()[-2000:]
+    with open_registry() as registry:
+        job = registry.get_job(run_dir.name)
+        events = [event.message for event in registry.list_events(job.id)]
+    assert job.status == "cancelled" and job.fine_tuned_model is None
+    assert any("SIGTERM" in message for message in events), events
+    latest = checkpoints.read_pointer(run_dir / "checkpoints", "latest")
+    assert latest is not None and (latest / "optimizer.pt").is_file()  # resumable
+    assert not (run_dir / "train.pid").exists()
+
+
+def dead_pid() -> int:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return int(done.stdout)
+
+
+def test_a_running_job_whose_process_is_gone_is_shown_as_such(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    waits = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        assert len(waits) < 20, "jobs watch waits for a process that is gone"
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    for job_id, pid in (("ftjob-killed", dead_pid()), ("ftjob-alive", os.getpid())):
+        run_dir = tmp_path / job_id
+        run_dir.mkdir()
+        (run_dir / "train.pid").write_text(str(pid))
+        add_job(job_id, provider="local", status="running", run_dir=str(run_dir))
+    code, out, _ = run(capsys, "jobs", "list")
+    assert code == 0
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("ftjob-")}
+    assert "process gone" in rows["ftjob-killed"] and "process gone" not in rows["ftjob-alive"]
+    code, out, _ = run(capsys, "jobs", "show", "ftjob-killed")
+    flat = " ".join(out.split())  # the value may wrap at the terminal's width
+    assert "running (process gone" in flat
+    assert "tunelab train --resume ftjob-killed" in flat  # what to do about it
+    # watch does not wait forever for a process that is gone
+    code, out, err = run(capsys, "jobs", "watch", "ftjob-killed", "--interval", "0.01")
+    assert code == 1 and "process gone" in out + err

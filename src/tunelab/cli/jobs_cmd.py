@@ -28,6 +28,8 @@ from tunelab.cli.formatting import (
     pairs_table,
 )
 from tunelab.cli.train_options import BaseUrlFlag, TimeoutFlag
+from tunelab.errors import command
+from tunelab.local.liveness import process_gone
 from tunelab.registry import JobRecord, metrics, open_registry
 
 app = typer.Typer(help="List, inspect, compare, watch and cancel fine-tuning jobs.",
@@ -79,7 +81,7 @@ SWEEP_COLUMN = Col("sweep", drop=7)  # whole or not at all: `--sweep` takes it
 
 
 def jobs_table(jobs: list[JobRecord], width: int) -> Table:
-    rows = [[job.id, job.provider, job.status, job.base_model or "",
+    rows = [[job.id, job.provider, _status(job), job.base_model or "",
              job.fine_tuned_model or "", local_time(job.created_at), _duration(job)]
             for job in jobs]
     columns = JOB_COLUMNS
@@ -87,6 +89,17 @@ def jobs_table(jobs: list[JobRecord], width: int) -> Table:
         columns = (*JOB_COLUMNS, SWEEP_COLUMN)
         rows = [[*row, _sweep_of(job)] for row, job in zip(rows, jobs, strict=True)]
     return fitted_table(columns, rows, width, title="jobs")
+
+
+# A running local job whose process is gone (kill -9, an OOM kill, a reboot) is shown so, not
+# changed: a read does not write the registry, whose finished statuses are final, and the
+# same home may be shared with a machine whose processes this one cannot see. Resuming it
+# (or `jobs cancel`, which records that no process was running it) settles it.
+GONE = "running (process gone)"
+
+
+def _status(job: JobRecord) -> str:
+    return GONE if process_gone(job) else job.status
 
 
 def _sweep_of(job: JobRecord) -> str:
@@ -111,7 +124,11 @@ def show(job_id: str = typer.Argument(..., help="Job id."),
 def job_view(job: JobRecord, rows: list[dict[str, Any]], now: float | None = None) -> Group:
     """`tunelab jobs show` for a person: the job, its metrics with their loss curves, its
     config; local dates, aligned columns. `--json` keeps the machine values."""
-    facts = [("provider", job.provider), ("status", job.status),
+    status = job.status
+    if process_gone(job):
+        status = (f"{GONE}: resume it with {command('tunelab', 'train', '--resume', job.id)}"
+                  f", or settle it with {command('tunelab', 'jobs', 'cancel', job.id)}")
+    facts = [("provider", job.provider), ("status", status),
              ("base model", job.base_model), ("fine-tuned model", job.fine_tuned_model),
              ("created", local_time_ago(job.created_at, now)),
              ("finished", local_time_ago(job.finished_at, now)),
@@ -261,6 +278,10 @@ def watch(job_id: str = typer.Argument(..., help="Job id."),
                 last_step = max(last_step, row["step"])
             job = registry.get_job(job_id)
             if job.is_terminal:
+                break
+            if process_gone(job):  # it will never end: say so rather than wait forever
+                print(f"{job_id} is {GONE}; resume it with "
+                      f"{command('tunelab', 'train', '--resume', job_id)}", flush=True)
                 break
             time.sleep(interval)
     if json_out:

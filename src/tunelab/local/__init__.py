@@ -12,6 +12,7 @@
     checkpoints    atomic checkpoint folders, `latest` and `best` pointers, retention
     state          what a checkpoint holds besides the weights; resume reads it back
     recorder       the loop's progress into train.log, metrics.jsonl, the registry, events
+    liveness       is a run's process still there (its train.pid); no torch
     warm           one loaded base and tokenized data lent to a sweep's trials
     launch         `train --nproc N` under `accelerate launch`; rank 0 keeps the books
     dryrun         `train --dry-run`: the plan and a few timed steps, nothing kept

@@ -3,9 +3,10 @@
 Both run a job to its end in the calling thread and return the result object. The job is
 registered (queued) before the model loads, so its id is never lost; it then moves to
 running and ends succeeded, failed or cancelled. `stop` (a threading.Event) cancels
-cleanly: the loop finishes its step, saves a checkpoint and returns; Ctrl-C in the main
-thread sets it. A cancelled or killed job resumes from its `latest` checkpoint, or, when
-that one does not read back, from the newest older one that does (a warning event says so).
+cleanly: the loop finishes its step, saves a checkpoint and returns; Ctrl-C or SIGTERM (what
+systemd, docker stop and kill send) in the main thread sets it. A cancelled or killed job
+resumes from its `latest` checkpoint, or, when that one does not read back, from the newest
+older one that does (a warning event says so).
 
 A finished job's status is final (the registry enforces it), with one exception: resume
 reopens it. A resume that fails puts a finished job back exactly as it was, so a succeeded
@@ -27,6 +28,7 @@ from tunelab import home
 from tunelab.config import TrainConfig, resolve_config
 from tunelab.errors import NotFoundError, TunelabError, UsageError
 from tunelab.local import checkpoints, launch, prepare, samples, trainer
+from tunelab.local.liveness import PID_FILE, live_pid
 from tunelab.local.memory import release_freed_memory
 from tunelab.local.methods import Method, method_for
 from tunelab.local.recorder import EventHandler, RunRecorder
@@ -158,7 +160,7 @@ def request_cancel(job_id: str) -> str:
         if job.is_terminal:
             return "finished"
         run_dir = Path(job.run_dir or ".")
-        live = _live_pid(run_dir) is not None
+        live = live_pid(run_dir) is not None
         if live:
             (run_dir / trainer.CANCEL_REQUEST).write_text("cancel requested\n")
         # A live run's native status says it still has to stop (after its step, checkpointed).
@@ -189,12 +191,16 @@ def _execute(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path
     recorder = RunRecorder(registry, job_id, run_dir, config.log_every, on_event)
     stop = stop or threading.Event()
     (run_dir / "config.json").write_text(config.model_dump_json(indent=2), encoding="utf-8")
-    (run_dir / "train.pid").write_text(str(os.getpid()))
+    (run_dir / PID_FILE).write_text(str(os.getpid()))
     (run_dir / trainer.CANCEL_REQUEST).unlink(missing_ok=True)
     try:
-        with _interrupt_sets(stop):
-            return _run(registry, job_id, config, run_dir, examples, resume_from, recorder, stop,
-                        trial)
+        with _interrupt_sets(stop) as caught:
+            result = _run(registry, job_id, config, run_dir, examples, resume_from, recorder,
+                          stop, trial)
+        if caught:
+            recorder.message(f"stopped by {caught[0]}, as a cancel stops a run: the job ended "
+                             f"{result['status']}", level="warning")
+        return result
     except TunelabError as error:
         # OpenAI's code for a job that failed on its data or settings; the message says which.
         _fail(registry, recorder, job_id, error.render(), "training_failed", before)
@@ -208,7 +214,7 @@ def _execute(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path
               before)
         raise
     finally:
-        (run_dir / "train.pid").unlink(missing_ok=True)
+        (run_dir / PID_FILE).unlink(missing_ok=True)
         release_freed_memory()
 
 
@@ -358,20 +364,10 @@ def _fresh_run_dir(config: TrainConfig, job_id: str) -> Path:
 
 
 def _refuse_if_alive(run_dir: Path, job_id: str) -> None:
-    pid = _live_pid(run_dir)
+    pid = live_pid(run_dir)
     if pid is not None and pid != os.getpid():
         raise UsageError(f"job {job_id} is still training (pid {pid})",
                          fix=f"wait, or stop it first with `tunelab jobs cancel {job_id}`")
-
-
-def _live_pid(run_dir: Path) -> int | None:
-    """The pid in the run's train.pid if that process still exists."""
-    try:
-        pid = int((run_dir / "train.pid").read_text())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    return pid
 
 
 def _fail(registry: Registry, recorder: RunRecorder, job_id: str, message: str, code: str,
@@ -392,19 +388,26 @@ def _fail(registry: Registry, recorder: RunRecorder, job_id: str, message: str, 
 
 
 @contextlib.contextmanager
-def _interrupt_sets(stop: threading.Event) -> Iterator[None]:
-    """While training in the main thread, the first Ctrl-C sets `stop`; a second one raises."""
+def _interrupt_sets(stop: threading.Event) -> Iterator[list[str]]:
+    """While training in the main thread, the first Ctrl-C or SIGTERM sets `stop` (the run
+    checkpoints and ends cancelled, as a cancel ends it); a second one raises. Yields the
+    names of the signals caught, for the job's events (a handler must not write the
+    registry: it runs between any two statements of the thread it interrupts)."""
+    caught: list[str] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield caught
         return
 
     def handler(signum: int, frame: Any) -> None:
+        caught.append(signal.Signals(signum).name)
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {signum: signal.signal(signum, handler)
+                for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield caught
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
