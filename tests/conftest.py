@@ -133,11 +133,18 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> Ti
 def copy_registry(source_home: Path, target_home: Path) -> None:
     """`source_home`'s registry (jobs, events, metrics, checkpoints) as `target_home`'s,
     replacing what was there. sqlite's backup, not a file copy: the registry is in WAL mode,
-    so recent rows may still be in -wal. Run folders stay where they are."""
+    so recent rows may still be in -wal. Run folders stay where they are: the registry names
+    them relative to its home, so each is linked into target_home/runs."""
     target_home.mkdir(parents=True, exist_ok=True)
     with contextlib.closing(sqlite3.connect(source_home / "registry.sqlite")) as source, \
             contextlib.closing(sqlite3.connect(target_home / "registry.sqlite")) as target:
         source.backup(target)
+    if (source_home / "runs").is_dir():
+        (target_home / "runs").mkdir(exist_ok=True)
+        for run in (source_home / "runs").iterdir():
+            link = target_home / "runs" / run.name
+            if not link.exists():
+                link.symlink_to(run, target_is_directory=True)
 
 
 @pytest.fixture

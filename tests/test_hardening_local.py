@@ -449,3 +449,96 @@ def test_a_running_job_whose_process_is_gone_is_shown_as_such(
     # watch does not wait forever for a process that is gone
     code, out, err = run(capsys, "jobs", "watch", "ftjob-killed", "--interval", "0.01")
     assert code == 1 and "process gone" in out + err
+
+
+# item 35: a copied or moved home names its own runs, never the original's ---------------
+def local_run(home: Path, job_id: str, status: str = "running") -> Path:
+    """A local job of `home` with a run folder and a kept checkpoint, as the trainer leaves
+    them (absolute paths in, as every writer hands them over)."""
+    from tunelab.registry.store import Checkpoint
+
+    run_dir = home / "runs" / job_id
+    (run_dir / "checkpoints" / "step-000002").mkdir(parents=True)
+    with open_registry(home / "registry.sqlite") as registry:
+        add = JobRecord(id=job_id, provider="local", status=status, created_at=1.0,
+                        updated_at=1.0, run_dir=str(run_dir))
+        registry.create_job(add)
+        registry.upsert_checkpoint(Checkpoint(job_id, "step-000002", "step", 2.0, step=2,
+                                              path=str(run_dir / "checkpoints" /
+                                                       "step-000002")))
+    return run_dir
+
+
+def test_a_copied_home_acts_on_its_own_runs(tmp_path: Path, tunelab_home: Path,
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    original = tmp_path / "original"
+    local_run(original, "ftjob-moved")
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    monkeypatch.setenv("TUNELAB_HOME", str(copy))
+    with open_registry() as registry:
+        job = registry.get_job("ftjob-moved")
+        [checkpoint] = registry.list_checkpoints("ftjob-moved")
+    assert job.run_dir == str(copy / "runs" / "ftjob-moved")
+    assert checkpoint.path == str(copy / "runs" / "ftjob-moved" / "checkpoints" / "step-000002")
+    code, out, _ = run(capsys, "jobs", "cancel", "ftjob-moved")
+    assert code == 0
+    assert not any(path.name == "cancel.request" for path in original.rglob("*"))
+    shutil.rmtree(original)  # the copy stands on its own
+    code, out, _ = run(capsys, "jobs", "checkpoints", "ftjob-moved")
+    assert code == 0 and "step-000002" in out
+
+
+def test_old_rows_of_a_moved_home_are_upgraded_to_home_relative_paths(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    from tunelab.registry.migrations import MIGRATIONS
+
+    old = tmp_path / "old-home"
+    old.mkdir()
+    conn = sqlite3.connect(old / "registry.sqlite")
+    version = next(number for number, step in MIGRATIONS if number == 4)
+    for number, step in MIGRATIONS[:version]:  # the registry as tunelab left it before
+        if isinstance(step, str):
+            conn.executescript(f"BEGIN;\n{step}\nPRAGMA user_version = {number};\nCOMMIT;")
+        else:
+            step(conn, old)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.commit()
+    from tunelab.config import TrainConfig
+
+    elsewhere = tmp_path / "my-runs" / "first"  # --output-dir outside the home
+    rows = [("ftjob-a", str(old / "runs" / "ftjob-a"), TrainConfig().model_dump_json()),
+            ("ftjob-b", str(elsewhere), TrainConfig(output_dir=str(elsewhere)).model_dump_json()),
+            ("ftjob-c", str(old / "runs" / "ftjob-c"), "{torn")]  # damaged config JSON
+    for seq, (job_id, run_dir, config) in enumerate(rows, 1):
+        kind = None if config == "{torn" else "local"
+        conn.execute("INSERT INTO jobs (id, provider, status, created_at, updated_at, "
+                     "run_dir, config_json, config_kind, seq) VALUES (?, 'local', "
+                     "'succeeded', 1, 1, ?, ?, ?, ?)", (job_id, run_dir, config, kind, seq))
+        (Path(run_dir) / "checkpoints" / "step-000001").mkdir(parents=True)
+        conn.execute("INSERT INTO checkpoints VALUES (?, 'step-000001', 'step', 1, 0, ?, "
+                     "'{}', 1)", (job_id, str(Path(run_dir) / "checkpoints" / "step-000001")))
+    conn.commit()
+    conn.close()
+    new = tmp_path / "new-home"
+    old.rename(new)  # moved: every absolute path in it now names a folder that is gone
+    monkeypatch.setenv("TUNELAB_HOME", str(new))
+    with open_registry() as registry:
+        jobs = {job_id: registry.get_job(job_id) for job_id in ("ftjob-a", "ftjob-b")}
+        listed = {job_id: registry.list_checkpoints(job_id) for job_id, _, _ in rows}
+    assert jobs["ftjob-a"].run_dir == str(new / "runs" / "ftjob-a")
+    assert [c.path for c in listed["ftjob-a"]] == [
+        str(new / "runs" / "ftjob-a" / "checkpoints" / "step-000001")]
+    assert jobs["ftjob-b"].run_dir == str(elsewhere)  # not the home's: left as it was
+    assert [c.path for c in listed["ftjob-b"]] == [str(elsewhere / "checkpoints" /
+                                                       "step-000001")]
+    assert len(listed["ftjob-c"]) == 1  # a row whose config is damaged moves all the same
+    stored = sqlite3.connect(new / "registry.sqlite").execute(
+        "SELECT id, run_dir FROM jobs ORDER BY id").fetchall()
+    assert stored == [("ftjob-a", "runs/ftjob-a"), ("ftjob-b", str(elsewhere)),
+                      ("ftjob-c", "runs/ftjob-c")]

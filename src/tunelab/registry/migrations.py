@@ -8,6 +8,9 @@
        kept under TUNELAB_HOME/server are imported (registry/server_documents.py)
     4  a job's config is typed by its kind (registry/job_config.py): jobs gain config_kind,
        read from the shape each row's config_json already has; no JSON is rewritten
+    5  run folders and checkpoint paths under the home become relative to it
+       (registry/home_paths.py), so a copied or moved home names its own runs; a home
+       already moved is recognised by the run folders tunelab placed (runs/<job id>)
 
 A registry whose version is above the last number here was written by a newer tunelab: it
 is refused (RegistryError naming both versions), never used half-understood.
@@ -23,7 +26,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from tunelab.registry import damage, server_documents
+from tunelab.registry import damage, home_paths, server_documents
 from tunelab.registry.metrics import LEGACY_STEP_NAMES, LEGACY_SUMMARY_NAMES, VALID_LOSS
 
 PythonStep = Callable[[sqlite3.Connection, Path | None], None]
@@ -84,6 +87,40 @@ UPDATE jobs SET config_kind = CASE
     WHEN json_type(config_json, '$.migrate') IS NOT NULL THEN 'imported'
     ELSE 'cloud' END;
 """
+
+
+def _home_relative_paths(conn: sqlite3.Connection, home: Path | None) -> None:
+    """Store the home's paths relative to it. A path under this home is cut to its part
+    below it. A run folder tunelab placed itself (runs/<job id>, no --output-dir) under
+    another folder is one of a home since copied or moved here, when that folder is here
+    too: it becomes runs/<job id>, and its checkpoints follow it. The rest (a run's
+    --output-dir elsewhere, a registry copied without its runs) stays as it was."""
+    if home is None:
+        return
+    moved: dict[str, tuple[str, str]] = {}  # job id: (old run_dir, new run_dir)
+    for job_id, run_dir, output_dir in conn.execute(
+            "SELECT id, run_dir, CASE WHEN json_valid(config_json) THEN "
+            "json_extract(config_json, '$.output_dir') END FROM jobs "
+            "WHERE run_dir IS NOT NULL").fetchall():
+        new = home_paths.stored(home, run_dir)
+        old = Path(run_dir)
+        if new == run_dir and old.is_absolute() and output_dir is None \
+                and (old.parent.name, old.name) == ("runs", job_id) \
+                and (home / "runs" / job_id).is_dir():
+            new = f"runs/{job_id}"
+        if new != run_dir:
+            moved[job_id] = (run_dir, new)
+            conn.execute("UPDATE jobs SET run_dir = ? WHERE id = ?", (new, job_id))
+    for job_id, name, path in conn.execute(
+            "SELECT job_id, name, path FROM checkpoints WHERE path IS NOT NULL").fetchall():
+        new = home_paths.stored(home, path)
+        if new == path and job_id in moved:
+            old_run, new_run = moved[job_id]
+            if Path(path).is_relative_to(old_run):  # else kept outside its run folder
+                new = (Path(new_run) / Path(path).relative_to(old_run)).as_posix()
+        if new != path:
+            conn.execute("UPDATE checkpoints SET path = ? WHERE job_id = ? AND name = ?",
+                         (new, job_id, name))
 
 
 MIGRATIONS: list[tuple[int, Step]] = [
@@ -151,6 +188,7 @@ MIGRATIONS: list[tuple[int, Step]] = [
     (2, _vocabulary_migration()),
     (3, _server_jobs_and_files),
     (4, _CONFIG_KINDS),
+    (5, _home_relative_paths),
 ]
 
 

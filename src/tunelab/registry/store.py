@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from tunelab import home
 from tunelab.errors import DataError, NotFoundError, RegistryError
-from tunelab.registry import damage
+from tunelab.registry import damage, home_paths
 from tunelab.registry import job_config as configs
 from tunelab.registry.job_config import JobConfig, JobKind
 from tunelab.registry.metrics import MAX_STEP
@@ -144,8 +144,9 @@ _JSON_COLUMNS = {"metrics": "metrics_json", "error": "error_json",
 _NULLABLE_JSON = frozenset({"error", "hyperparameters", "metadata"})
 
 
-def _job_from_row(row: sqlite3.Row) -> JobRecord:
+def _job_from_row(row: sqlite3.Row, home_dir: Path) -> JobRecord:
     data = dict(row)
+    data["run_dir"] = home_paths.resolved(home_dir, data["run_dir"])
     for attr, column in _JSON_COLUMNS.items():
         raw = data.pop(column)
         data[attr] = json.loads(raw) if raw else (None if attr in _NULLABLE_JSON else {})
@@ -153,10 +154,11 @@ def _job_from_row(row: sqlite3.Row) -> JobRecord:
     return JobRecord(**data)
 
 
-def _job_columns(job: JobRecord) -> dict[str, Any]:
+def _job_columns(job: JobRecord, home_dir: Path) -> dict[str, Any]:
     """The row of `job` (all but seq), column by column."""
     row = dict(job.__dict__)
     row.pop("seq")
+    row["run_dir"] = home_paths.stored(home_dir, row["run_dir"])
     row["config_kind"], row["config_json"] = configs.dump(row.pop("config"))
     for attr, column in _JSON_COLUMNS.items():
         value = row.pop(attr)
@@ -164,9 +166,10 @@ def _job_columns(job: JobRecord) -> dict[str, Any]:
     return row
 
 
-def _checkpoint_from_row(row: sqlite3.Row) -> Checkpoint:
+def _checkpoint_from_row(row: sqlite3.Row, home_dir: Path) -> Checkpoint:
     return Checkpoint(row["job_id"], row["name"], row["kind"], row["created_at"], row["step"],
-                      row["epoch"], row["path"], json.loads(row["metrics_json"]))
+                      row["epoch"], home_paths.resolved(home_dir, row["path"]),
+                      json.loads(row["metrics_json"]))
 
 
 def _event_from_row(row: sqlite3.Row) -> Event:
@@ -187,6 +190,9 @@ class Registry:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # TUNELAB_HOME: run folders and checkpoints under it are stored relative to it
+        # (registry/home_paths.py), so that a copied or moved home names its own.
+        self.home_dir = path.parent
         self._lock = threading.RLock()
         home.folder(path.parent)
         if damage.is_folder(path):
@@ -259,7 +265,7 @@ class Registry:
     # jobs -----------------------------------------------------------------------------
     def create_job(self, job: JobRecord) -> JobRecord:
         """Insert `job`; its seq is the next in creation order, whatever the clock says."""
-        row = _job_columns(job)
+        row = _job_columns(job, self.home_dir)
         columns = ", ".join([*row, "seq"])
         marks = ", ".join([*(f":{name}" for name in row),
                            "(SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs)"])
@@ -307,6 +313,8 @@ class Registry:
                 column = "config_json"
                 params["config_kind"], value = configs.dump(value)
                 sets.append("config_kind = :config_kind")
+            elif name == "run_dir":
+                value = home_paths.stored(self.home_dir, value)
             sets.append(f"{column} = :{name}")
             params[name] = value
         if stamp:
@@ -321,9 +329,12 @@ class Registry:
             where += f" AND (status NOT IN ({_TERMINAL_SQL}) OR status = :status)"
         return self._write(f"UPDATE jobs SET {', '.join(sets)} WHERE {where}", params).rowcount
 
+    def _job(self, row: sqlite3.Row) -> JobRecord:
+        return _job_from_row(row, self.home_dir)
+
     def find_job(self, job_id: str) -> JobRecord | None:
         rows = self._read("SELECT * FROM jobs WHERE id = ?", (job_id,))
-        return self._parse(rows[0], _job_from_row, f"job {job_id}") if rows else None
+        return self._parse(rows[0], self._job, f"job {job_id}") if rows else None
 
     def get_job(self, job_id: str) -> JobRecord:
         job = self.find_job(job_id)
@@ -335,7 +346,7 @@ class Registry:
     def find_job_by_model(self, model: str) -> JobRecord | None:
         rows = self._read("SELECT * FROM jobs WHERE fine_tuned_model = ? "
                           "ORDER BY created_at DESC LIMIT 1", (model,))
-        return self._parse(rows[0], _job_from_row, f"job {rows[0]['id']}") if rows else None
+        return self._parse(rows[0], self._job, f"job {rows[0]['id']}") if rows else None
 
     def list_jobs(self, provider: str | None = None, limit: int = 100, *,
                   sweep: str | None = None, kind: JobKind | None = None) -> list[JobRecord]:
@@ -354,7 +365,7 @@ class Registry:
         sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
         rows = self._read(sql + " ORDER BY created_at DESC, seq DESC LIMIT ?",
                           (*params, limit))
-        return self._parse_all(rows, _job_from_row, lambda row: f"job {row['id']}")
+        return self._parse_all(rows, self._job, lambda row: f"job {row['id']}")
 
     def job_ids(self, *, origin: str | None = None, statuses: tuple[str, ...] | None = None,
                 native_status: str | None = None) -> list[str]:
@@ -458,7 +469,8 @@ class Registry:
     def upsert_checkpoint(self, checkpoint: Checkpoint) -> None:
         self._write("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (checkpoint.job_id, checkpoint.name, checkpoint.kind, checkpoint.step,
-                     checkpoint.epoch, checkpoint.path, json.dumps(checkpoint.metrics),
+                     checkpoint.epoch, home_paths.stored(self.home_dir, checkpoint.path),
+                     json.dumps(checkpoint.metrics),
                      checkpoint.created_at))
 
     def delete_checkpoint(self, job_id: str, name: str) -> None:
@@ -471,7 +483,7 @@ class Registry:
         worker deciding to resume) sees only what can be loaded."""
         rows = self._read("SELECT * FROM checkpoints WHERE job_id = ? ORDER BY step, name",
                           (job_id,))
-        listed = self._parse_all(rows, _checkpoint_from_row,
+        listed = self._parse_all(rows, lambda row: _checkpoint_from_row(row, self.home_dir),
                                  lambda row: f"checkpoint {row['name']} of job {job_id}")
         present = [row for row in listed if row.path is None or Path(row.path).is_dir()]
         if len(present) < len(listed):
