@@ -66,6 +66,27 @@ def test_escape_sequences_from_a_provider_never_reach_the_terminal(
     assert "\\x1b]0;pwned" in out
 
 
+def test_live_displays_escape_a_providers_text_too() -> None:
+    """A live display (jobs watch's panel, a spinner) is drawn outside the consoles' net."""
+    from io import StringIO
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from tunelab.cli.cloud_cmd import _Progress
+    from tunelab.cli.console import plain
+
+    panel = _Progress("ftjob-x")
+    event = SimpleNamespace(type="message", data=None, message=f"created {HOSTILE}\nfake line")
+    panel.apply(SimpleNamespace(job=SimpleNamespace(status="running\x1b[2J"), events=[event]))
+    bare = Console(file=StringIO(), width=200, color_system=None)  # no escaping of its own
+    bare.print(panel)
+    bare.print(plain(f"pulling {HOSTILE}"))
+    drawn = bare.file.getvalue()
+    assert not RAW_CONTROL.search(drawn), repr(drawn)
+    assert "\\x1b]0;pwned" in drawn and "fake line" in drawn
+
+
 def test_terminal_safe_keeps_text_and_newlines_and_escapes_controls() -> None:
     from tunelab.cli.formatting import terminal_safe
 

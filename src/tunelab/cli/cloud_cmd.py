@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tunelab.cli.console import emit_json, err, out
-from tunelab.cli.formatting import Col, event_line, fitted_table
+from tunelab.cli.formatting import Col, event_line, fitted_table, terminal_safe
 from tunelab.errors import UsageError, command
 from tunelab.providers import cloud_training
 from tunelab.providers.base import (
@@ -91,10 +91,14 @@ class _Progress:
         losses = [f"{label} {self.metrics[key]:.4f}" for key, label in
                   (("train_loss", "train loss"), ("valid_loss", "valid loss"))
                   if isinstance(self.metrics.get(key), int | float)]
-        table.add_row(Text(self.job_id, style="bold"), Text(self.status, style="cyan"),
+        # A live display is drawn outside the consoles' escaping: its outside text is made
+        # safe here (the provider's status and event line).
+        table.add_row(Text(self.job_id, style="bold"),
+                      Text(terminal_safe(self.status), style="cyan"),
                       f"step {step}/{total}" if step is not None and total else
                       (f"step {step}" if step is not None else ""), "  ".join(losses))
-        table.add_row("", Text(self.line[:120], style="dim"), "", "")
+        table.add_row("", Text(terminal_safe(self.line[:120], newlines=False), style="dim"),
+                      "", "")
         return table
 
 

@@ -62,8 +62,10 @@ def styled(*parts: str | Text | tuple[str, str]) -> Text:
 
 
 def plain(text: object) -> Text:
-    """`text` exactly as written, for the places rich would otherwise parse as markup."""
-    return Text(str(text))
+    """`text` exactly as written, for the places rich would otherwise parse as markup (a
+    spinner, a live display), its control characters escaped as the consoles escape them:
+    a live display is drawn outside their render hook."""
+    return Text(terminal_safe(str(text)))
 
 
 def emit_json(payload: Any) -> None:

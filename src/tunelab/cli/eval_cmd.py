@@ -105,7 +105,8 @@ def test(
     asker = _asker()
     answers = []
     with _progress() as progress:
-        task = progress.add_task(f"asking {spec.label}", total=len(conversations))
+        task = progress.add_task(terminal_safe(f"asking {spec.label}"),
+                                 total=len(conversations))
         for messages in conversations:
             answers.append(asker.ask(spec, messages, settings))
             progress.advance(task)
@@ -224,7 +225,7 @@ def compare(
 
         def advance(what: str, done: int, total: int) -> None:
             if what not in tasks:
-                tasks[what] = progress.add_task(what, total=total)
+                tasks[what] = progress.add_task(terminal_safe(what), total=total)
             progress.update(tasks[what], completed=done)
 
         comparison = run_compare(models, eval_file=eval_file, limit=limit, judge=judge,

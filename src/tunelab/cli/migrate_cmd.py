@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from tunelab.cli.config_flags import ProviderFlags, ProviderValues, TrainingFlags, generated
 from tunelab.cli.console import emit_json, err, out, plain
-from tunelab.cli.formatting import Col, fitted_table
+from tunelab.cli.formatting import Col, fitted_table, terminal_safe
 from tunelab.cli.train_options import CLOUD, BaseUrlFlag
 from tunelab.errors import TransientProviderError, UsageError, command
 
@@ -202,7 +202,7 @@ def record(
     _confirm_cost(plan, yes)
     with Progress(TextColumn("{task.description}", markup=False), BarColumn(),
                   MofNCompleteColumn(), console=err, transient=True) as progress:
-        task = progress.add_task(f"recording {plan.model}", total=plan.total,
+        task = progress.add_task(terminal_safe(f"recording {plan.model}"), total=plan.total,
                                  completed=plan.done)
         try:
             result = recording.run(plan, lambda done, _: progress.update(task, completed=done))
