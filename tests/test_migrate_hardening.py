@@ -232,7 +232,7 @@ def test_item19_json_output_is_strict(env: None, capsys: pytest.CaptureFixture[s
     for args in (("jobs", "show", "ftjob-old", "--json"), ("jobs", "list", "--json")):
         code, out, err = tunelab(capsys, *args)
         assert code == 0, err
-        json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} in {args}"))
+        json.loads(out, parse_constant=lambda name, shown=args: pytest.fail(f"{name} in {shown}"))
     sent = message("job", {"metrics": {"train_loss": math.nan}})
     data = sent.split("data: ", 1)[1]
     assert json.loads(data, parse_constant=lambda name: pytest.fail(f"{name} streamed")) == {
