@@ -45,10 +45,14 @@ def run_train(options: TrainOptions) -> int:
 def start(request: RunRequest, options: TrainOptions) -> tuple[int, Started]:
     """Send `request` through the door and render what comes back; the exit code and the
     start (its job, when one was made: `migrate retrain` links it)."""
-    if options.dry_run or not request.target.is_local:  # rendering: no training here
-        reporter = TerminalReporter(yes=options.cloud.yes, max_cost=options.cloud.max_cost)
+    reporter = TerminalReporter(yes=options.cloud.yes, max_cost=options.cloud.max_cost)
+    if options.dry_run:  # checks and a plan, no question asked: a spinner meanwhile
         with err.status(plain("checking...")):
             started = runs.start(request, reporter)
+        return _render_start(started, request, options), started
+    if not request.target.is_local:  # rendering: the launch's steps print as they happen,
+        # and the cost question needs the terminal to itself (no live display around it)
+        started = runs.start(request, reporter)
         return _render_start(started, request, options), started
     return _follow(lambda on_event, stop: runs.start(
         request, TerminalReporter(on_event=on_event), stop=stop), options.json)
@@ -56,8 +60,7 @@ def start(request: RunRequest, options: TrainOptions) -> tuple[int, Started]:
 
 def given_flags(options: TrainOptions) -> dict[str, Any]:
     """The TrainConfig keys the flags set, with --preset among them."""
-    flags = options.flags if isinstance(options.flags, dict) else options.flags.overrides()
-    flags = {key: value for key, value in flags.items() if value is not None}
+    flags = {key: value for key, value in options.flags.items() if value is not None}
     if options.preset:
         flags["preset"] = options.preset
     return flags

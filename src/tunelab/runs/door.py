@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tunelab.errors import UsageError, command
+from tunelab.errors import NotFoundError, UsageError, command
 from tunelab.providers import cloud_training, job_provider
 from tunelab.providers.base import Job, ProviderSettings
 from tunelab.registry import QUEUED_FOR_WORKER, SERVER, JobRecord, open_registry
@@ -90,7 +90,6 @@ def resume(job: JobRecord, checkpoint: str | None = None, *, reporter: Reporter,
 def _check_requeue(job: JobRecord) -> None:
     """Only a cancelled or failed job goes back in the queue; one the server did not make
     needs a checkpoint (the worker would start the server's own from scratch)."""
-    from tunelab.errors import NotFoundError
     from tunelab.local import checkpoints
 
     if job.status not in RESUMABLE:

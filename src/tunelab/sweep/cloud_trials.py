@@ -23,7 +23,7 @@ from tunelab.errors import UsageError
 from tunelab.providers import cloud_training, get_provider
 from tunelab.providers.base import Provider
 from tunelab.registry import open_registry
-from tunelab.runs import Intent, LaunchStep, RunRequest, Target, start_many
+from tunelab.runs import Intent, LaunchStep, RunRequest, Silent, Target, start_many
 from tunelab.runs.checks import CostEstimate
 from tunelab.sweep import plan as plans
 from tunelab.sweep.board import Board, fill_from_job
@@ -95,17 +95,15 @@ def _request(plan: plans.SweepPlan, target: Target, params: dict[str, Any],
                       shown_hyperparameters=params)
 
 
-class _SweepReporter:
+class _SweepReporter(Silent):
     """The door's questions for a sweep: its warnings and per-trial estimates gathered, then
     one confirmation of the total through the CLI's `confirm`."""
 
     def __init__(self, indices: list[int], confirm: Callable[[Quote], None]) -> None:
+        super().__init__()
         self.indices, self.confirm = indices, confirm
         self.warnings: list[str] = []
         self.estimates: list[CostEstimate] = []
-
-    def event(self, event: dict[str, Any]) -> None:
-        pass
 
     def step(self, step: LaunchStep) -> None:
         if step.name == "checked":

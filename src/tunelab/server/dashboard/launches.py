@@ -24,7 +24,7 @@ from typing import Any
 
 from tunelab.errors import TunelabError
 from tunelab.registry import SERVER, JobRecord
-from tunelab.runs import Intent, LaunchStep, RunRequest, Started, Target
+from tunelab.runs import Intent, RunRequest, Silent, Started, Target
 from tunelab.runs.checks import CostEstimate
 
 
@@ -71,25 +71,23 @@ class Launch:
     failure: str | None = None
 
 
-class _PageReporter:
+class _PageReporter(Silent):
     """The door's questions for one launch: warnings kept for the page, the cost accepted
-    (the user pressed start), and the moment the checks have all passed."""
+    (the user pressed start). `settled` is set once every check has passed (the cost
+    question) or the launch has ended, whichever comes first."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.warnings: list[str] = []
-        self.checked = threading.Event()
-
-    def event(self, event: dict[str, Any]) -> None:
-        pass
-
-    def step(self, step: LaunchStep) -> None:
-        pass
+        self.checked = False
+        self.settled = threading.Event()
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
 
     def confirm_cost(self, estimate: CostEstimate) -> None:
-        self.checked.set()
+        self.checked = True
+        self.settled.set()
 
     @property
     def warning(self) -> str | None:
@@ -123,13 +121,14 @@ class Launches:
                 done.set_result(runs.start(request, reporter))
             except BaseException as error:  # handed to whoever waits on `done`
                 done.set_exception(error)
+            finally:
+                reporter.settled.set()
 
         # In this request's context: the server's pinned home goes with it.
         threading.Thread(target=contextvars.copy_context().run, args=(launch,),
                          name="tunelab-launch", daemon=True).start()
-        while not reporter.checked.wait(0.05) and not done.done():
-            pass
-        if done.done() and not reporter.checked.is_set() and done.exception() is not None:
+        reporter.settled.wait()
+        if not reporter.checked and done.exception() is not None:
             raise done.exception()  # a check failed: nothing was sent
         token = secrets.token_hex(8)
         self.launches[token] = Launch(run.provider, reporter.warning)
