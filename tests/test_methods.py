@@ -24,13 +24,14 @@ from tunelab.registry.metrics import TRAIN_ACCURACY, VALID_ACCURACY
 
 def test_the_config_refuses_a_method_there_is_not(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as flag:
-        resolve_config(flags={"method": "dpo"})
+        resolve_config(flags={"method": "ppo"})
     said = flag.value.render()
-    assert "--method: unknown training method (the methods are: supervised), got 'dpo'" in said
+    assert ("--method: unknown training method (the methods are: supervised, dpo), got 'ppo'"
+            in said)
     config_file = tmp_path / "run.json"
     config_file.write_text(json.dumps({"method": "DPO"}))
     with pytest.raises(ConfigError, match=r"key 'method' in .*run\.json: unknown training "
-                                          r"method \(the methods are: supervised\)"):
+                                          r"method \(the methods are: supervised, dpo\)"):
         resolve_config(config_file=config_file)
     assert TrainConfig().method == "supervised"
 

@@ -30,8 +30,9 @@ PresetName = Literal["quick", "standard", "extended", "precision"]
 # transformers + peft elsewhere; off: plain everywhere, for a model that misbehaves.
 KernelMode = Literal["auto", "off"]
 # What a run learns from its examples (local/methods/: encoding, loss, validation, metrics).
-# Only supervised fine-tuning so far; preference tuning (DPO) is the next method.
-MethodName = Literal["supervised"]
+# supervised: learn the assistant turns of chats; dpo: learn to prefer one answer over another
+# (OpenAI's preference format), against a frozen reference model.
+MethodName = Literal["supervised", "dpo"]
 
 
 # accelerate's set_seed seeds numpy too, whose seeds are 32-bit: a larger seed would fail
@@ -75,7 +76,11 @@ class TrainConfig(BaseModel):
     preset: Annotated[PresetName | None, Flag(DATA)] = Field(
         None, description="quick, standard, extended or precision (see `tunelab presets`).")
     method: Annotated[MethodName, Flag(DATA)] = Field(
-        "supervised", description="Training method: supervised (learn the assistant turns).")
+        "supervised", description="Training method: supervised (learn the assistant turns) "
+                                   "or dpo (prefer preferred_output over non_preferred_output).")
+    beta: Annotated[float | None, Flag(DATA, sweep=True, dashboard=True)] = Field(
+        None, gt=0, description="DPO: how far the model may move from the reference model "
+                                "(OpenAI's beta; 0.1 when not given).")
     # schedule
     epochs: Annotated[int, Flag(SCHEDULE, sweep=True, dashboard=True)] = Field(
         1, ge=1, le=1000, description="Passes over the data.")

@@ -30,6 +30,9 @@ class Capabilities:
     # False for the local provider: its trainer writes the registry itself, so copying its
     # view back would race the trainer.
     mirrored: bool = True
+    # The training methods (config.MethodName) its create_job takes; asked before any upload,
+    # so a provider without DPO refuses a preference file by name.
+    methods: frozenset[str] = frozenset({"supervised"})
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,8 @@ class JobSpec:
     seed: int | None = None
     metadata: dict[str, str] = field(default_factory=dict)  # OpenAI's job metadata
     config: TrainConfig | None = None  # local: the resolved run config (wins over the above)
+    method: str = "supervised"  # config.MethodName: supervised, or dpo (preference pairs)
+    beta: float | None = None  # dpo only; None leaves the provider's default
 
 
 @dataclass

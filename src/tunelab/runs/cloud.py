@@ -105,7 +105,8 @@ def spec(request: RunRequest, model: str, training_file: str,
                    validation_file=validation_file, suffix=request.config.suffix,
                    epochs=request.given("epochs"), learning_rate=multiplier,
                    batch_size=request.given("batch_size"), seed=request.given("seed"),
-                   metadata=dict(request.labels))
+                   metadata=dict(request.labels), method=request.config.method,
+                   beta=request.config.beta)
 
 
 def _model(request: RunRequest) -> str:
