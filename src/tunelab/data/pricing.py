@@ -30,10 +30,14 @@ DEFAULT_MODELS = {
     "kimi": "moonshot-v1-8k",
     "local": "HuggingFaceTB/SmolLM2-135M-Instruct",
 }
+# For preference pairs where DEFAULT_MODELS' model trains no DPO (OpenAI: the gpt-4.1 family).
+DEFAULT_DPO_MODELS = {"openai": "gpt-4.1-mini-2025-04-14"}
 _VERSION_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{3,4})$")
 FIELDS = ("provider", "model", "training_per_1m", "input_per_1m", "output_per_1m",
           "max_train_tokens", "as_of", "source")
 LIFECYCLE_FIELDS = ("fine_tuning_closes", "shutdown", "lifecycle_source", "lifecycle_note")
+# A row that trains DPO names its source in dpo_source; dpo_training_per_1m is null where
+# no source gives the price.
 
 
 @dataclass(frozen=True)
@@ -50,10 +54,16 @@ class Price:
     shutdown: date | None = None
     lifecycle_source: str = ""
     lifecycle_note: str = ""
+    dpo_source: str = ""  # where it says this model trains DPO; "" when it does not
+    dpo_training_per_1m: float | None = None  # None: DPO offered, no source gives a price
 
     @property
     def trainable(self) -> bool:
         return self.training_per_1m is not None
+
+    @property
+    def offers_dpo(self) -> bool:
+        return bool(self.dpo_source)
 
     def inference_cost(self, input_tokens: float, output_tokens: float) -> float:
         """Dollars for one request of this size."""
@@ -122,7 +132,9 @@ def inference_cost_per_1k(provider: str, model: str, input_tokens: float,
     return None if row is None else 1000 * row.inference_cost(input_tokens, output_tokens)
 
 
-def default_model(provider: str) -> str:
+def default_model(provider: str, method: str = "supervised") -> str:
+    if method == "dpo" and provider in DEFAULT_DPO_MODELS:
+        return DEFAULT_DPO_MODELS[provider]
     return DEFAULT_MODELS.get(provider) or DEFAULT_MODELS["openai"]
 
 
@@ -194,7 +206,16 @@ def _price(raw: dict, where: str) -> Price:
                                                 f"{key} fine_tuning_closes"),
                    shutdown=parse_day(raw.get("shutdown"), where, f"{key} shutdown"),
                    lifecycle_source=str(raw.get("lifecycle_source") or ""),
-                   lifecycle_note=str(raw.get("lifecycle_note") or ""))
+                   lifecycle_note=str(raw.get("lifecycle_note") or ""),
+                   dpo_source=str(raw.get("dpo_source") or ""),
+                   dpo_training_per_1m=_dpo_price(raw.get("dpo_training_per_1m"), where, key))
+
+
+def _dpo_price(value: object, where: str, key: str) -> float | None:
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return value  # type: ignore[return-value]
+    raise UsageError(f"{where}: {key} dpo_training_per_1m {value!r} is not a number",
+                     fix="write USD per 1M tokens, or null where no source gives one")
 
 
 def _terms(name: str, raw: dict, where: str) -> ProviderTerms:
