@@ -27,7 +27,8 @@ from tunelab.registry import JobRecord, open_registry
 
 KEY = "sk-canary-contract-0123456789"
 CONTRACT = ("name", "capabilities", "base_url", "upload", "describe_request", "create_job",
-            "get_job", "list_jobs", "list_events", "list_checkpoints", "cancel", "chat")
+            "get_job", "list_jobs", "list_events", "list_checkpoints", "cancel", "chat",
+            "download_weights")
 
 
 def test_the_protocol_names_every_operation_callers_use() -> None:

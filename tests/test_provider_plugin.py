@@ -53,6 +53,7 @@ class DummyProvider:
     def list_checkpoints(self, job_id): raise NotImplementedError
     def cancel(self, job_id): raise NotImplementedError
     def chat(self, model, messages, options=None): raise NotImplementedError
+    def download_weights(self, job_id, kind, dest): raise NotImplementedError
 
 
 def build(settings: ProviderSettings) -> DummyProvider:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
+from tunelab.errors import UsageError
 from tunelab.providers.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -33,6 +34,10 @@ class Capabilities:
     # The training methods (config.MethodName) its create_job takes; asked before any upload,
     # so a provider without DPO refuses a preference file by name.
     methods: frozenset[str] = frozenset({"supervised"})
+    methods_note: str = ""  # why the others are missing, said in that refusal
+    # What download_weights can bring home: "adapter" (a PEFT folder) and/or "merged" (a
+    # whole model folder). Empty where the provider keeps what it trained (OpenAI, Vertex).
+    weights: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -185,3 +190,17 @@ class Provider(Protocol):
 
     def chat(self, model: str, messages: list[dict[str, Any]],
              options: ChatOptions = ChatOptions()) -> Reply: ...
+
+    def download_weights(self, job_id: str, kind: str, dest: Path) -> Path:
+        """Bring home what job `job_id` trained. `kind` is one of capabilities.weights:
+        "adapter" (a PEFT folder: adapter_config.json and its weights) or "merged" (a model
+        folder: config.json and its weights). Unpacks into the empty folder `dest` and returns
+        the folder holding those files. A provider with no weights to give raises
+        no_weights(name) (tunelab pull asks capabilities.weights first)."""
+
+
+def no_weights(provider: str) -> UsageError:
+    """The refusal of a provider that keeps the weights it trains."""
+    return UsageError(f"{provider} does not let you download the weights it trains",
+                      fix="`tunelab pull` takes jobs of a provider that does (together); "
+                          "a local job's adapter is already on this machine")

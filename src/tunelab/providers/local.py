@@ -29,6 +29,7 @@ from tunelab.providers.base import (
     ProviderEvent,
     ProviderSettings,
     Reply,
+    no_weights,
 )
 from tunelab.registry import JobRecord, open_registry
 from tunelab.registry.metrics import TRAINED_TOKENS
@@ -79,7 +80,7 @@ class LocalProvider:
 
     name = NAME
     capabilities = Capabilities(fine_tuning=True, chat=True, files=True, checkpoints=True,
-                                mirrored=False)
+                                mirrored=False, methods=frozenset({"supervised", "dpo"}))
     base_url: str | None = None  # no API: jobs run in this process
 
     def __init__(self, *, on_event: EventHandler | None = None,
@@ -174,6 +175,9 @@ class LocalProvider:
                      latency_s=time.perf_counter() - started,
                      prompt_tokens=completion.prompt_tokens,
                      completion_tokens=completion.completion_tokens)
+
+    def download_weights(self, job_id: str, kind: str, dest: Path) -> Path:
+        raise no_weights(self.name)  # its adapter is on this machine already
 
     def _record(self, job_id: str) -> JobRecord:
         with open_registry() as registry:

@@ -43,6 +43,7 @@ from tunelab.providers.base import (
     JobSpec,
     ProviderEvent,
     Reply,
+    no_weights,
 )
 from tunelab.providers.profiles import Profile, no_fine_tuning, resolve_key
 from tunelab.providers.retry import DEFAULT_ATTEMPTS, Attempts, RetryPolicy
@@ -449,6 +450,9 @@ class OpenAICompatProvider:
                                     fix="raise the cap if the file is expected to be that big")
 
         self._retrying(f"downloading {file_id}", send)
+
+    def download_weights(self, job_id: str, kind: str, dest: Path) -> Path:
+        raise no_weights(self.name)  # OpenAI's API serves fine-tunes, never their weights
 
     # chat -------------------------------------------------------------------------------
     def chat(self, model: str, messages: list[dict[str, Any]],

@@ -53,6 +53,7 @@ from tunelab.providers.base import (
     ProviderEvent,
     ProviderSettings,
     Reply,
+    no_weights,
 )
 from tunelab.providers.sdk_errors import google_errors
 from tunelab.providers.vertex_jobs import (
@@ -242,7 +243,9 @@ class VertexProvider:
     """Gemini supervised tuning on Vertex AI. Nothing touches the network until a call."""
 
     name = NAME
-    capabilities = Capabilities(fine_tuning=True, chat=True, files=True)
+    capabilities = Capabilities(
+        fine_tuning=True, chat=True, files=True, methods=frozenset({"supervised"}),
+        methods_note="tunelab's Vertex path sends Gemini's supervised format only")
 
     def __init__(self, options: VertexOptions) -> None:
         self.options = options
@@ -412,6 +415,9 @@ class VertexProvider:
                      latency_s=time.perf_counter() - started,
                      prompt_tokens=usage.prompt_token_count if usage else None,
                      completion_tokens=usage.candidates_token_count if usage else None)
+
+    def download_weights(self, job_id: str, kind: str, dest: Path) -> Path:
+        raise no_weights(self.name)  # a tuned Gemini lives behind its endpoint only
 
     def _chat_target(self, model: str) -> str:
         if "/tuningJobs/" not in model:
