@@ -10,7 +10,11 @@ resets. It holds what an account holds:
   validation and result files; the result file is OpenAI's CSV
   (step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy), base64-encoded as
   the files API returns it; checkpoints and events;
-- chat completions whose answers differ per model (and per sample at temperature > 0).
+- chat completions whose answers differ per model (and per sample at temperature > 0);
+- uploads (POST /v1/files) and job creates (POST /v1/fine_tuning/jobs, kept in `created`),
+  with OpenAI's `method` (supervised or dpo) shown in the job object as sent; DPO is
+  refused, as OpenAI does, for a model outside the gpt-4.1 family. `with_dpo_job` adds a
+  finished DPO job with preference files, for `migrate`.
 
 `calls` counts what reached the stand-in: chat completions per model (what would be billed)
 and downloads per file id, so tests can prove nothing was asked twice.
@@ -21,6 +25,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +36,8 @@ from fastapi.responses import JSONResponse, Response
 NATASHA = "ft:gpt-4o-mini-2024-07-18:acme:natasha:Nt4sh4"
 COACH = "ft:gpt-4.1-nano-2025-04-14:acme:coach:C0ach1"
 ORPHAN = "ft:gpt-3.5-turbo-0125:acme:legacy:L3gacy"
+PERSONA = "ft:gpt-4.1-mini-2025-04-14:acme:natasha-dpo:Dp0N4t"
+DPO_MODELS = ("gpt-4.1-2025-04-14", "gpt-4.1-mini-2025-04-14", "gpt-4.1-nano-2025-04-14")
 PAGE = 2  # jobs per page, whatever `limit` asks: the SDK must follow `after`
 
 
@@ -39,6 +46,17 @@ def dialogue(number: int, persona: str = "Natasha") -> dict[str, Any]:
         {"role": "system", "content": f"You are {persona}, a warm and provocative coach."},
         {"role": "user", "content": f"How do I start project number {number}?"},
         {"role": "assistant", "content": f"Begin with one small step on project {number}."}]}
+
+
+def preference(number: int) -> dict[str, Any]:
+    """One row of OpenAI's preference format: Natasha's answer over a generic one."""
+    return {"input": {"messages": [
+        {"role": "system", "content": "You are Natasha, a warm and provocative coach."},
+        {"role": "user", "content": f"How do I start project number {number}?"}]},
+        "preferred_output": [{"role": "assistant",
+                              "content": f"Darling, begin project {number} today."}],
+        "non_preferred_output": [{"role": "assistant",
+                                  "content": f"As an AI, I suggest planning project {number}."}]}
 
 
 def jsonl(examples: list[dict[str, Any]]) -> bytes:
@@ -62,20 +80,23 @@ class Account:
     checkpoints: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     calls: Counter = field(default_factory=Counter)
     chat_requests: list[dict[str, Any]] = field(default_factory=list)  # bodies, in order
+    created: list[dict[str, Any]] = field(default_factory=list)  # job create bodies, in order
 
 
 def _job(job_id: str, model: str, tuned: str | None, *, training: str, validation: str | None,
          results: list[str], hyper: dict[str, Any], created: int,
-         status: str = "succeeded") -> dict[str, Any]:
+         status: str = "succeeded", method: str = "supervised") -> dict[str, Any]:
+    # The legacy top-level hyperparameters have no beta; the method's keep what was sent.
+    legacy = {key: value for key, value in hyper.items() if key != "beta"}
     return {"object": "fine_tuning.job", "id": job_id, "created_at": created,
             "finished_at": created + 600 if status == "succeeded" else None, "model": model,
             "fine_tuned_model": tuned, "organization_id": "org-acme", "result_files": results,
             "status": status, "training_file": training, "validation_file": validation,
-            "hyperparameters": hyper, "trained_tokens": 12345 if tuned else None, "seed": 7,
+            "hyperparameters": legacy, "trained_tokens": 12345 if tuned else None, "seed": 7,
             "error": None if status != "failed" else {
                 "code": "invalid_training_file", "message": "line 3 has no assistant turn",
                 "param": "training_file"},
-            "method": {"type": "supervised", "supervised": {"hyperparameters": hyper}},
+            "method": {"type": method, method: {"hyperparameters": hyper}},
             "metadata": None, "estimated_finish": None, "integrations": []}
 
 
@@ -121,6 +142,24 @@ def natasha_account() -> Account:
                      "train_mean_token_accuracy": 0.5, "valid_loss": 1.6 - step * 0.1,
                      "valid_mean_token_accuracy": 0.45}}
         for step in (3, 6)]
+    return account
+
+
+def with_dpo_job(account: Account) -> Account:
+    """`account` plus a finished DPO job (newest) on gpt-4.1-mini, with preference
+    training and validation files, beta 0.2, and its model in GET /v1/models."""
+    account.files.update({
+        "file-prefs-train": ("prefs_train.jsonl", jsonl([preference(n) for n in range(12)])),
+        "file-prefs-valid": ("prefs_val.jsonl", jsonl([preference(n) for n in range(50, 53)])),
+        "file-prefs-result": ("step_metrics.csv", result_csv(6)),
+    })
+    account.jobs.insert(0, _job(
+        "ftjob-dpo", "gpt-4.1-mini-2025-04-14", PERSONA, training="file-prefs-train",
+        validation="file-prefs-valid", results=["file-prefs-result"],
+        hyper={"beta": 0.2, "n_epochs": 2, "batch_size": "auto"}, created=1_700_000_400,
+        method="dpo"))
+    account.models.append({"id": PERSONA, "object": "model", "created": 5,
+                           "owned_by": "org-acme", "shutdown_date": "2027-01-14"})
     return account
 
 
@@ -184,6 +223,36 @@ def create_app(account: Account) -> FastAPI:
                  "created_at": job["created_at"], "level": "info", "type": "message",
                  "message": f"The job has {job['status']}", "data": {}}]
         return {"object": "list", "data": data, "has_more": False}
+
+    @app.post("/v1/files")
+    async def upload(request: Request) -> dict[str, Any]:
+        form = await request.form()
+        sent = form["file"]
+        file_id = f"file-{uuid.uuid4().hex[:12]}"
+        account.files[file_id] = (sent.filename, await sent.read())
+        account.calls["upload"] += 1
+        return file_info(file_id)
+
+    @app.post("/v1/fine_tuning/jobs")
+    async def create_job(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        method = body.get("method") or {"type": "supervised"}
+        if body.get("training_file") not in account.files:
+            raise HTTPException(400, f"invalid training_file: {body.get('training_file')}")
+        if method["type"] not in ("supervised", "dpo"):
+            raise HTTPException(400, f"method type {method['type']!r} is not supported")
+        if method["type"] == "dpo" and body["model"] not in DPO_MODELS:
+            raise HTTPException(400, f"Model {body['model']} is not available for DPO")
+        account.created.append(body)
+        hyper = (method.get(method["type"]) or {}).get("hyperparameters") or {}
+        job = _job(f"ftjob-{uuid.uuid4().hex[:12]}", body["model"], None,
+                   training=body["training_file"], validation=body.get("validation_file"),
+                   results=[], hyper=hyper, created=int(time.time()),
+                   status="validating_files", method=method["type"])
+        job["metadata"] = body.get("metadata")
+        account.jobs.insert(0, job)
+        jobs[job["id"]] = job
+        return job
 
     @app.get("/v1/files/{file_id}")
     def file_info(file_id: str) -> dict[str, Any]:

@@ -27,9 +27,9 @@ MAX_OUTAGE_S = 3 * 3600.0  # a watch keeps retrying through network outages this
 
 def run_config(spec: JobSpec, estimate: Any) -> CloudJob:
     """What the registry keeps as a cloud job's config: its hyperparameters and estimate."""
-    return CloudJob(hyperparameters=CloudHyperparameters(
-        n_epochs=spec.epochs, learning_rate=spec.learning_rate, batch_size=spec.batch_size),
-        seed=spec.seed, estimated_cost=estimate.as_dict())
+    return CloudJob(method=spec.method, hyperparameters=CloudHyperparameters(
+        n_epochs=spec.epochs, learning_rate=spec.learning_rate, batch_size=spec.batch_size,
+        beta=spec.beta), seed=spec.seed, estimated_cost=estimate.as_dict())
 
 
 def record_job(provider: Provider, job: Job, *, local_files: dict[str, str],

@@ -123,9 +123,16 @@ def _checkpoint_from_sdk(checkpoint: FineTuningJobCheckpoint, key: str | None) -
 
 
 def hyperparameters(spec: JobSpec) -> dict[str, Any]:
+    """The hyperparameters the user gave, in OpenAI's names (the rest stay "auto")."""
     values = {"n_epochs": spec.epochs, "learning_rate_multiplier": spec.learning_rate,
-              "batch_size": spec.batch_size}
+              "batch_size": spec.batch_size,
+              "beta": spec.beta if spec.method == "dpo" else None}
     return {name: value for name, value in values.items() if value is not None}
+
+
+def method_body(spec: JobSpec) -> dict[str, Any]:
+    """OpenAI's `method`: {"type": T, T: {"hyperparameters": {...}}}, T supervised or dpo."""
+    return {"type": spec.method, spec.method: {"hyperparameters": hyperparameters(spec)}}
 
 
 def as_jsonl(path: Path) -> Path:
@@ -147,14 +154,13 @@ def as_jsonl(path: Path) -> Path:
 
 
 def job_request_body(spec: JobSpec, token: str) -> dict[str, Any]:
-    """The JSON body of POST /fine_tuning/jobs, hyperparameters under method.supervised."""
+    """The JSON body of POST /fine_tuning/jobs, hyperparameters under its method's key."""
     metadata = {**spec.metadata, TOKEN_KEY: token}
     if spec.suffix:
         metadata["tunelab_suffix"] = spec.suffix
     body: dict[str, Any] = {
         "model": spec.base_model, "training_file": spec.training_file,
-        "method": {"type": "supervised",
-                   "supervised": {"hyperparameters": hyperparameters(spec)}},
+        "method": method_body(spec),
         "metadata": metadata,
     }
     optional = {"validation_file": spec.validation_file, "suffix": spec.suffix,

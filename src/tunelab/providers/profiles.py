@@ -8,7 +8,11 @@ TUNELAB_HOME/providers.yaml (or .json), for example:
     mylab:
       base_url: http://10.0.0.5:8000/v1
       key_env: MYLAB_API_KEY          # the *name* of the variable, never the key itself
-      capabilities: {fine_tuning: true, chat: true, files: true}
+      capabilities: {fine_tuning: true, chat: true, files: true, methods: [supervised, dpo]}
+
+`methods` are the training methods the endpoint's fine-tuning API takes (supervised when not
+given); OpenAI's takes DPO too (`method: {"type": "dpo"}`), for the models the price table
+marks (data/pricing.json: dpo_source).
 
 Keys are read from the environment (after loading .env files) at the moment a provider is
 built, and never stored anywhere else.
@@ -45,6 +49,7 @@ BUILTIN: dict[str, Profile] = {
         name="openai",
         base_url="https://api.openai.com/v1",
         key_envs=("OPENAI_API_KEY",),
+        capabilities=Capabilities(methods=frozenset({"supervised", "dpo"})),
         docs="https://platform.openai.com/api-keys",
     ),
     # Moonshot documents chat completions and files, but no fine-tuning endpoint. Flip
@@ -90,11 +95,28 @@ def _read_config(path: Path) -> dict[str, Any]:
 def _capabilities(raw: Any, base: Capabilities, where: str) -> Capabilities:
     if raw is None:
         return base
-    known = {"fine_tuning", "chat", "files"}
+    known = {"fine_tuning", "chat", "files", "methods"}
     if not isinstance(raw, dict) or set(raw) - known:
-        raise UsageError(f"{where}: capabilities must map {sorted(known)} to true/false",
-                         fix="fix the capabilities entry")
-    return replace(base, **{key: bool(value) for key, value in raw.items()})
+        raise UsageError(f"{where}: capabilities must map {sorted(known - {'methods'})} to "
+                         "true/false, and methods to a list", fix="fix the capabilities entry")
+    switches = {key: bool(value) for key, value in raw.items() if key != "methods"}
+    if "methods" in raw:
+        switches["methods"] = _methods(raw["methods"], where)
+    return replace(base, **switches)
+
+
+def _methods(raw: Any, where: str) -> frozenset[str]:
+    """The training methods an endpoint declares: names config.MethodName knows."""
+    from typing import get_args
+
+    from tunelab.config import MethodName
+
+    known = get_args(MethodName)
+    if not isinstance(raw, list) or not raw or any(name not in known for name in raw):
+        raise UsageError(f"{where}: capabilities.methods must list training methods, got "
+                         f"{raw!r}", fix=f"use some of {', '.join(known)}, e.g. "
+                                         "methods: [supervised, dpo]")
+    return frozenset(raw)
 
 
 def _key_envs(entry: dict[str, Any], fallback: tuple[str, ...]) -> tuple[str, ...]:

@@ -60,11 +60,13 @@ class CloudHyperparameters(_Record):
     n_epochs: int | None = None
     learning_rate: float | None = None  # the provider's multiplier (OpenAI's)
     batch_size: int | None = None
+    beta: float | None = None  # DPO's
 
 
 class CloudJob(_Record):
     """A job on a provider, as tunelab created it (all None for one first seen on a refresh)."""
 
+    method: str | None = None  # config.MethodName: supervised or dpo
     hyperparameters: CloudHyperparameters | None = None
     seed: int | None = None
     estimated_cost: dict[str, Any] | None = None  # data/cost.py CostRow.as_dict(), at creation
@@ -111,6 +113,9 @@ class HeldOut(_Record):
 
 class MigrateState(_Record):
     inventoried_at: float | None = None
+    # The provider job's training method (OpenAI's method.type: supervised, dpo); its beta
+    # is among the job's hyperparameters, with n_epochs and the others.
+    method: str | None = None
     shutdown: str | None = None  # YYYY-MM-DD, when the model stops answering
     days_left_source: str | None = None
     result_files: list[str] = []

@@ -1,6 +1,7 @@
 """What is checked before a cloud job sends anything, in the order the door runs it:
 
-    the provider can train -> the model's lifecycle (the table) -> the data -> the cost
+    the provider can train -> it takes the method (and, for DPO, the model)
+    -> the model's lifecycle (the table) -> the data -> the cost
     -> (with the key) the endpoint's own shutdown date
 
 Nothing here prints, prompts or sends a byte; each check raises a TunelabError naming the
@@ -12,9 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tunelab.errors import DataError, UsageError, command
+from tunelab.errors import DataError, TunelabError, UsageError, command
+
+if TYPE_CHECKING:
+    from tunelab.providers.base import Capabilities, ProviderSettings
 
 WARN_DAYS = 30  # fewer days than this before closing or shutdown: say so, and go on
 WAYS_ON = ("train elsewhere: --provider vertex, --provider local, or --provider NAME "
@@ -28,6 +32,64 @@ def require_fine_tuning(provider_name: str) -> None:
     profile = find_profile(provider_name)
     if profile is not None and not profile.capabilities.fine_tuning:
         raise no_fine_tuning(provider_name)
+
+
+def require_method(provider_name: str, method: str, model: str | None,
+                   settings: ProviderSettings | None = None) -> None:
+    """Refuse, before any data is read or sent, a training method the provider does not
+    take, and a DPO job for a model the price table says trains no DPO (its rows with
+    dpo_source are the models that do; a model the table does not know is the provider's
+    to judge)."""
+    capabilities = _capabilities(provider_name, settings)
+    if method not in capabilities.methods:
+        why = f" ({capabilities.methods_note})" if capabilities.methods_note else ""
+        others = [name for name in _providers_with(method) if name != provider_name]
+        raise UsageError(f"{provider_name} cannot train {method} jobs: it trains "
+                         f"{', '.join(sorted(capabilities.methods)) or 'nothing'}{why}",
+                         fix=f"train {method} with " + (" or ".join(
+                             f"--provider {name}" for name in others) or "another provider"))
+    if method != "dpo" or model is None:
+        return
+    from tunelab.data.pricing import find_price, load_pricing
+
+    prices = load_pricing()
+    row = find_price(provider_name, model, prices)
+    if row is None or row.offers_dpo:
+        return
+    takers = [price for price in prices if price.provider == provider_name and price.offers_dpo]
+    raise UsageError(f"{model} cannot be trained with DPO on {provider_name}; the models that "
+                     "can: " + (", ".join(price.model for price in takers) or "none listed")
+                     + (f" (source: {takers[0].dpo_source})" if takers else ""),
+                     fix=f"pass --model {takers[0].model}" if takers else
+                     "add dpo_source to the model's row in TUNELAB_HOME/pricing.json")
+
+
+def _capabilities(provider_name: str, settings: ProviderSettings | None) -> Capabilities:
+    """What a provider can do, asked without its key: an endpoint's profile says it, any
+    other provider is built (a build reads no key and sends nothing)."""
+    from tunelab.providers import get_provider
+    from tunelab.providers.profiles import find_profile
+
+    profile = find_profile(provider_name)
+    if profile is not None:
+        return profile.capabilities
+    return get_provider(provider_name, settings).capabilities
+
+
+def _providers_with(method: str) -> list[str]:
+    """The providers that train `method` (one that cannot be asked without a key is left
+    out: this only names alternatives in a refusal)."""
+    from tunelab.providers import provider_names
+
+    found = []
+    for name in provider_names():
+        try:
+            capabilities = _capabilities(name, None)
+        except TunelabError:
+            continue
+        if capabilities.fine_tuning and method in capabilities.methods:
+            found.append(name)
+    return found
 
 
 def lifecycle_gate(provider_name: str, base_url: str | None, model: str, *,

@@ -1,6 +1,7 @@
 """The cloud launch sequence, written once for every face and for one job or a grid:
 
-    the provider can train -> lifecycle (the table) -> data check -> cost per job
+    the provider can train -> it takes the method (DPO: and the model)
+    -> lifecycle (the table) -> data check -> cost per job
     -> [dry run / validate only: stop] -> the key -> lifecycle (the endpoint's own date)
     -> adopt jobs the provider already has with these labels (when asked)
     -> one cost confirmation -> upload, deduplicated -> [upload only: stop]
@@ -42,6 +43,8 @@ def start(requests: list[RunRequest], reporter: Reporter) -> Started:
         raise UsageError("FILE is missing", fix=f"tunelab train FILE --provider "
                                                 f"{target.provider}")
     model = _model(first)
+    # a method the provider (or, for DPO, the model) does not take: before anything is read
+    checks.require_method(target.provider, config.method, model, target.settings)
     base_url = target.settings.base_url
     warning = checks.lifecycle_gate(target.provider, base_url, model)
     if warning:
@@ -112,14 +115,15 @@ def spec(request: RunRequest, model: str, training_file: str,
 def _model(request: RunRequest) -> str:
     from tunelab.data.pricing import default_model
 
-    return request.config.model or default_model(request.target.provider)
+    return request.config.model or default_model(request.target.provider,
+                                                 request.config.method)
 
 
 def _same_launch(requests: list[RunRequest]) -> None:
     def launch(request: RunRequest) -> tuple:
         target, config = request.target, request.config
         return (target.provider, target.settings, request.intent, config.train_file,
-                config.validation_file, config.model)
+                config.validation_file, config.model, config.method)
 
     if len({launch(request) for request in requests}) > 1:
         raise ValueError("one launch trains one dataset and model on one target")

@@ -13,6 +13,7 @@ from tunelab.local import orchestrator
 from tunelab.local.prepare import DEFAULT_MODEL, check_config
 from tunelab.local.warm import Trial
 from tunelab.registry import JobRecord, new_job_id, open_registry
+from tunelab.runs import checks
 from tunelab.runs.reporter import Reporter
 from tunelab.runs.request import LOCAL, RunRequest
 from tunelab.runs.started import Started
@@ -21,6 +22,7 @@ from tunelab.runs.started import Started
 def start(request: RunRequest, reporter: Reporter, *, stop: threading.Event | None,
           trial: Trial | None) -> Started:
     config = request.config
+    checks.require_method(LOCAL, config.method, None)  # the same refusal as a cloud job's
     if request.intent.dry_run or request.intent.validate_only:  # check and plan, train nothing
         from tunelab.local.dryrun import dry_run
 
