@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from faultproxy import dialogues, serve_in_thread
+from openai_double import jsonl, preference
 from tunelab.cli import main
 from tunelab.registry import SERVER, JobRecord, open_registry
 from tunelab.server import ServeSettings, create_app
@@ -145,6 +146,38 @@ def test_job_lifecycle_while_queued(client: openai.OpenAI, tmp_path: Path) -> No
     with pytest.raises(openai.BadRequestError):
         client.fine_tuning.jobs.cancel(job.id)
     assert client.fine_tuning.jobs.checkpoints.list(job.id).data == []
+
+
+def test_a_dpo_job_is_queued_with_its_method_and_beta(client: openai.OpenAI,
+                                                      tmp_path: Path) -> None:
+    prefs = tmp_path / "prefs.jsonl"
+    prefs.write_bytes(jsonl([preference(n) for n in range(6)]))
+    training = client.files.create(file=prefs.open("rb"), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(
+        model=MODEL, training_file=training.id,
+        method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.3, "n_epochs": 2}}})
+    # shown as OpenAI shows a DPO job: beta under method.dpo, not among the legacy ones
+    assert job.method.type == "dpo" and job.method.supervised is None
+    assert (job.method.dpo.hyperparameters.beta, job.method.dpo.hyperparameters.n_epochs) \
+        == (0.3, 2)
+    assert client.fine_tuning.jobs.retrieve(job.id).method.type == "dpo"
+    assert "beta" not in client.fine_tuning.jobs.retrieve(job.id).hyperparameters.to_dict()
+    with open_registry() as registry:  # what the worker will train: local DPO, beta 0.3
+        config = registry.get_job(job.id).config
+    assert (config.method, config.beta, config.epochs) == ("dpo", 0.3, 2)
+    # chat examples are no preference pairs; an unknown method is OpenAI's 400 naming it
+    chat = client.files.create(file=dialogues(tmp_path / "chat.jsonl").open("rb"),
+                               purpose="fine-tune")
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.fine_tuning.jobs.create(model=MODEL, training_file=chat.id,
+                                       method={"type": "dpo"})
+    assert caught.value.body["param"] == "training_file" and "line 1" in caught.value.message
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.fine_tuning.jobs.create(model=MODEL, training_file=training.id,
+                                       method={"type": "reinforcement"})
+    assert caught.value.body["param"] == "method.type"
+    assert "'supervised' or 'dpo'" in caught.value.message
+    assert [j.id for j in client.fine_tuning.jobs.list()] == [job.id]
 
 
 def cli_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:

@@ -21,9 +21,14 @@ from tunelab.errors import DataError, command
 MAX_LINE_BYTES = 8 * 1024 * 1024
 
 
-def count_examples(path: str | Path, *, max_line_bytes: int = MAX_LINE_BYTES) -> int:
+def count_examples(path: str | Path, *, max_line_bytes: int = MAX_LINE_BYTES,
+                   method: str = "supervised") -> int:
     """How many examples `path` (.jsonl) holds, or DataError naming the first bad line; a
-    file without one example is an error too. Memory: one line, at most `max_line_bytes`."""
+    file without one example is an error too. Each line is a chat example, or for `method`
+    dpo a preference pair (data/preference.py). Memory: one line, at most `max_line_bytes`."""
+    rules = example_errors
+    if method == "dpo":
+        from tunelab.data.preference import pair_errors as rules
     path, count = Path(path), 0
     with path.open("rb") as handle:
         for number, raw in enumerate(iter(lambda: handle.readline(max_line_bytes + 1), b""), 1):
@@ -36,7 +41,7 @@ def count_examples(path: str | Path, *, max_line_bytes: int = MAX_LINE_BYTES) ->
                 continue
             problem = record.error
             if problem is None:
-                broken = example_errors(record.example)
+                broken = rules(record.example)
                 problem = Problem(number, *broken[0]) if broken else None
             if problem is not None:
                 raise _error(path, problem)

@@ -3,7 +3,8 @@ here, before queueing, so a bad request is a 400 now rather than a failed job la
 
 Cheap checks come first and the training file last:
 1. the request's shape and every value in it (JobCreate, by pydantic, before the route
-   runs): model name length, hyperparameter types and ranges, suffix, seed, method;
+   runs): model name length, hyperparameter types and ranges, suffix, seed, method
+   (supervised, or dpo with its beta);
 2. the files exist and were uploaded for fine-tuning (registry rows);
 3. the resolved TrainConfig, and that the model names one this machine has (no loading);
 4. the files' contents, one line at a time with bounded memory (data/stream_check.py), at
@@ -15,7 +16,7 @@ from __future__ import annotations
 import threading
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tunelab.config import SEED_MAX, TrainConfig, validate_config
 from tunelab.data.stream_check import count_examples
@@ -50,17 +51,43 @@ class Hyperparameters(BaseModel):
         float, Field(strict=True, gt=0, le=MAX_MULTIPLIER, allow_inf_nan=False)] | None = None
 
 
+class DpoHyperparameters(Hyperparameters):
+    beta: Auto | _like("beta", float) | None = None
+
+
 class Supervised(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     hyperparameters: Hyperparameters | None = None
 
 
-class Method(BaseModel):
+class Dpo(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["supervised"] = "supervised"
+    hyperparameters: DpoHyperparameters | None = None
+
+
+class Method(BaseModel):
+    """OpenAI's `method`: supervised (chat examples) or dpo (preference pairs), trained here
+    with TrainConfig.method; any other type is a 400 naming method.type."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["supervised", "dpo"] = "supervised"
     supervised: Supervised | None = None
+    dpo: Dpo | None = None
+
+    @model_validator(mode="after")
+    def _settings_of_its_type(self) -> Method:
+        other = {"supervised": self.dpo, "dpo": self.supervised}[self.type]
+        if other is not None:
+            raise ValueError(f"method type {self.type!r} takes settings under "
+                             f"method.{self.type} only")
+        return self
+
+    def hyperparameters(self) -> Hyperparameters | None:
+        chosen = self.dpo if self.type == "dpo" else self.supervised
+        return chosen.hyperparameters if chosen is not None else None
 
 
 class JobCreate(BaseModel):
@@ -83,9 +110,8 @@ class JobCreate(BaseModel):
 
 def requested_hyperparameters(body: JobCreate) -> dict[str, Any]:
     """What the client set, in either place OpenAI accepts (method's wins); "auto" is unset."""
-    method = body.method.supervised if body.method and body.method.supervised else None
     given = {}
-    for hyper in (body.hyperparameters, method.hyperparameters if method else None):
+    for hyper in (body.hyperparameters, body.method.hyperparameters() if body.method else None):
         if hyper is not None:
             given.update(hyper.model_dump(exclude_none=True))
     return {name: value for name, value in given.items() if value != "auto"}
@@ -113,22 +139,23 @@ class FileChecks:
                            param=param)
         return str(self.files.data_path(file_id))
 
-    def check(self, checks: list[tuple[str, str, str]]) -> None:
-        """Read each (param, file id, path) through: a 400 naming the first bad line."""
+    def check(self, checks: list[tuple[str, str, str]], method: str = "supervised") -> None:
+        """Read each (param, file id, path) through, as data for `method` (chat examples,
+        or preference pairs for dpo): a 400 naming the first bad line."""
         if not self.slots.acquire(blocking=False):
             raise ApiError(503, "the server is checking other training files; retry "
                            f"in {RETRY_AFTER_S} s", code="server_busy",
                            headers={"Retry-After": str(RETRY_AFTER_S)})
         try:
             for param, file_id, path in checks:
-                _check_file(path, file_id, param)
+                _check_file(path, file_id, param, method)
         finally:
             self.slots.release()
 
 
-def _check_file(path: str, file_id: str, param: str) -> None:
+def _check_file(path: str, file_id: str, param: str, method: str) -> None:
     try:
-        count_examples(path)
+        count_examples(path, method=method)
     except DataError as error:
         where = f"line {error.line}: " if error.line else ""
         detail = error.message.split(": ", 1)[-1] if error.path else error.message
@@ -152,6 +179,7 @@ def build_config(body: JobCreate, checks: FileChecks,
     """The validated TrainConfig for a job request, and the hyperparameters to echo."""
     hyper = requested_hyperparameters(body)
     multiplier = hyper.get("learning_rate_multiplier")
+    method = body.method.type if body.method else "supervised"
     files = [(param, file_id, checks.record_path(file_id, param))
              for param, file_id in (("training_file", body.training_file),
                                     ("validation_file", body.validation_file)) if file_id]
@@ -159,6 +187,7 @@ def build_config(body: JobCreate, checks: FileChecks,
     values: dict[str, Any] = {
         "train_file": paths["training_file"], "validation_file": paths.get("validation_file"),
         "model": body.model, "suffix": body.suffix, "epochs": hyper.get("n_epochs"),
+        "method": method, "beta": hyper.get("beta"),
         "batch_size": hyper.get("batch_size"), "seed": body.seed,
         "learning_rate": _FIELDS["learning_rate"].default * multiplier
         if multiplier is not None else None,
@@ -176,7 +205,9 @@ def build_config(body: JobCreate, checks: FileChecks,
         raise ApiError(400, "; ".join(error.problems), code="invalid_hyperparameters",
                        param="hyperparameters") from None
     _check_model(body.model)
-    checks.check(files)  # last: the only step that reads the files
+    checks.check(files, method)  # last: the only step that reads the files
     echo = {"n_epochs": config.epochs, "batch_size": config.batch_size,
             "learning_rate_multiplier": multiplier if multiplier is not None else 1.0}
+    if method == "dpo":  # the trainer's default beta when none was asked
+        echo["beta"] = config.beta if config.beta is not None else "auto"
     return config, echo

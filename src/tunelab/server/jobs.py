@@ -84,6 +84,7 @@ class ServerJobs:
     # OpenAI's shapes ----------------------------------------------------------------
     def job_object(self, job: JobRecord) -> dict[str, Any]:
         hyper = job.hyperparameters or {}
+        method = job.config.method if isinstance(job.config, TrainConfig) else "supervised"
         return {
             "object": "fine_tuning.job", "id": job.id, "created_at": int(job.created_at),
             "model": job.base_model, "training_file": job.training_file,
@@ -92,8 +93,9 @@ class ServerJobs:
             "finished_at": int(job.finished_at) if job.finished_at else None,
             "error": self._error_object(job),
             "trained_tokens": job.metrics.get(TRAINED_TOKENS),
-            "hyperparameters": hyper,
-            "method": {"type": "supervised", "supervised": {"hyperparameters": hyper}},
+            # OpenAI's top-level (legacy) hyperparameters have no beta; the method's do
+            "hyperparameters": {key: value for key, value in hyper.items() if key != "beta"},
+            "method": {"type": method, method: {"hyperparameters": hyper}},
             "organization_id": ORGANIZATION, "result_files": [],
             "seed": job.config.seed if isinstance(job.config, TrainConfig | CloudJob) else None,
             "estimated_finish": None, "integrations": [],
