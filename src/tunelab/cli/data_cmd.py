@@ -1,4 +1,5 @@
-"""`tunelab data ...`: check, cost, convert and split a dataset of chat examples."""
+"""`tunelab data ...`: check, cost, convert and split a dataset of chat examples or
+preference pairs."""
 
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ def _print_json(payload: dict) -> None:
 
 @app.command("check")
 def check(
-    file: str = typer.Argument(..., help="A .jsonl (OpenAI chat), .json (array) or .csv file."),
+    file: str = typer.Argument(..., help="A .jsonl (OpenAI chat or DPO pairs), .json (array) "
+                               "or .csv file."),
     provider: str = typer.Option("openai", "--provider", "-p", help=PROVIDER_HELP),
     model: str | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     epochs: int | None = typer.Option(None, "--epochs", "-e", help=EPOCHS_HELP),
@@ -74,6 +76,13 @@ def check(
     tiktoken (o200k_base or cl100k_base) with the cookbook's per-message overhead for
     OpenAI-style providers, the model's own chat template for --provider local. Gemini has
     no offline tokenizer: its counts are o200k_base estimates.
+
+    A file of preference pairs (OpenAI's DPO rows: input.messages, preferred_output,
+    non_preferred_output; its first valid row decides) is checked by the pair rules (one
+    assistant answer per output, the input ending on the user's turn, two different
+    answers, no chat rows mixed in), counted as its input once plus both answers, and
+    priced for DPO on the models that train it (--model defaults to gpt-4.1-mini for
+    OpenAI); "unknown" where no source gives a DPO price.
 
     Exit code: 0 valid (warnings allowed), 1 data errors, 2 unreadable file or bad usage.
     """
@@ -102,20 +111,22 @@ def cost(
     TUNELAB_HOME/pricing.json overrides or adds rows. Kimi has no fine-tuning API, so it
     shows an inference price only. Tokens are counted with the --provider/--model
     tokenizer and reused for every row, so other families' rows are estimates.
+    A file of preference pairs is priced for DPO, on the models that train it.
     Exit code 1 if the file has data errors (those examples are not priced).
     """
     report = _check(file, provider, model, epochs)
     if as_json:
-        _print_json({"ok": report.ok, "examples": report.valid_examples,
+        _print_json({"ok": report.ok, "format": report.format, "method": report.method,
+                     "examples": report.valid_examples,
                      "billing_tokens": report.billing_tokens, "epochs": report.epochs,
                      "tokenizer": report.tokenizer,
                      "cost": [row.as_dict() for row in report.cost]})
     else:
-        from tunelab.cli.data_view import cost_table
+        from tunelab.cli.data_view import cost_table, unit
 
         console.print(cost_table(report.cost))
-        console.print(f"{report.valid_examples:,} examples, {report.billing_tokens:,} billing "
-                      f"tokens per epoch ({report.tokenizer}), {report.epochs} epochs")
+        console.print(f"{report.valid_examples:,} {unit(report)}, {report.billing_tokens:,} "
+                      f"billing tokens per epoch ({report.tokenizer}), {report.epochs} epochs")
     if not report.ok:
         raise _data_errors(report.errors.total, file, priced=True)
 
@@ -126,18 +137,27 @@ def convert(
                                  "any supported format (detected from its first record)."),
     out: str = typer.Argument(..., metavar="OUT", help="The file to write (.jsonl, .json or "
                               ".csv)."),
-    to: str | None = typer.Option(None, "--to", help="openai, gemini, csv, sharegpt or alpaca. "
-                                  "Default: from OUT's name (.csv; gemini, vertex, sharegpt or "
-                                  "alpaca in the name), else openai."),
+    to: str | None = typer.Option(None, "--to", help="Chat: openai, gemini, csv, sharegpt or "
+                                  "alpaca. Preference pairs: openai (DPO rows), trl, trl-text, "
+                                  "trl-implicit, alpaca or sharegpt. Default: from OUT's name "
+                                  "(.csv; gemini, vertex, sharegpt, alpaca or trl in the name), "
+                                  "else openai."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead."),
 ) -> None:
-    """Convert IN between OpenAI chat JSONL, Vertex Gemini JSONL, CSV, ShareGPT and Alpaca.
+    """Convert IN between OpenAI chat JSONL, Vertex Gemini JSONL, CSV, ShareGPT and Alpaca,
+    or preference pairs between OpenAI's DPO rows and TRL's, LLaMA-Factory's and Axolotl's.
 
     OpenAI -> X -> OpenAI gives back the same messages wherever X can hold them; what X
     cannot hold (tool calls, multi-turn dialogues in CSV, weight 0 outside OpenAI) stops the
     conversion with the line to fix. OUT is written only when every example converted, and
     an existing OUT is never replaced without --force.
+
+    Preference pairs (a first row with chosen/rejected or preferred_output) are read from
+    TRL's prompt/chosen/rejected (message lists: trl; strings: trl-text), TRL's implicit
+    prompt and other whole-conversation chosen/rejected rows (Axolotl argilla_chat,
+    SageMaker: trl-implicit), LLaMA-Factory's pairwise alpaca and sharegpt rows, and
+    OpenAI's own; a row that does not map stops the conversion with its line and the reason.
     """
     from tunelab.data.convert import convert as run_convert
 
@@ -145,7 +165,8 @@ def convert(
     if as_json:
         _print_json(result)
     else:
-        console.print(f"✅ Converted {result['examples']:,} examples: {result['from']} → "
+        rows = "preference pairs" if result.get("format") == "preference" else "examples"
+        console.print(f"✅ Converted {result['examples']:,} {rows}: {result['from']} → "
                       f"{result['to']} in {result['out']}")
 
 
@@ -172,3 +193,5 @@ def split(
     else:
         console.print(f"✅ Split {result['examples']:,} examples: {result['train']:,} → "
                       f"{result['train_file']}, {result['val']:,} → {result['val_file']}")
+
+

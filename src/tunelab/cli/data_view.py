@@ -27,29 +27,42 @@ def summary_table(report: CheckReport) -> Table:
     table.add_column(style="bold")
     table.add_column()
     target = report.target
+    pairs = report.format == "preference"
+    table.add_row("format", "preference pairs (OpenAI DPO rows): priced for --method dpo"
+                  if pairs else "chat examples: priced for supervised fine-tuning")
     table.add_row("target", f"{target.provider} / {target.model}")
     table.add_row("tokenizer", report.tokenizer)
     table.add_row("examples", f"{report.examples:,} ({report.valid_examples:,} valid)")
-    table.add_row("messages per example", _spread(report.messages))
-    table.add_row("tokens per example", _spread(report.tokens["per_example"]))
-    table.add_row("assistant tokens", f"{report.tokens['assistant']:,} of "
-                  f"{report.tokens['total']:,} in all")
-    table.add_row("billing tokens per epoch",
-                  f"{report.billing_tokens:,} (each example capped at {target.limit:,})")
+    table.add_row("input messages per pair" if pairs else "messages per example",
+                  _spread(report.messages))
+    table.add_row("tokens per pair" if pairs else "tokens per example",
+                  _spread(report.tokens["per_example"]))
+    if pairs:
+        table.add_row("counted as", report.tokens["counted_as"])
+    table.add_row("answer tokens" if pairs else "assistant tokens",
+                  f"{report.tokens['assistant']:,} of {report.tokens['total']:,} in all")
+    cap = ("each input + answer capped at" if pairs else "each example capped at")
+    table.add_row("billing tokens per epoch", f"{report.billing_tokens:,} ({cap} {target.limit:,})")
     table.add_row("epochs", str(report.epochs))
     return table
 
 
 def cost_table(rows: list[CostRow]) -> Group:
-    """The price table, then one marked line per shut-down model and per closing deadline."""
-    table = Table(title="Cost in USD", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+    """The price table, then one marked line per shut-down model and per closing deadline.
+    DPO rows (a preference file) show only the models that train DPO, "unknown" where no
+    source gives their DPO rate."""
+    dpo = any(row.method == "dpo" for row in rows)
+    caption = ("DPO: only the models that train it; unknown: no source gives its DPO price"
+               if dpo else "— : no fine-tuning API")
+    table = Table(title="DPO training cost in USD" if dpo else "Cost in USD",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
                   collapse_padding=True,
                   caption="inference: 1,000 requests shaped like your examples; "
-                          "— : no fine-tuning API; days left: until fine-tuning closes / "
+                          f"{caption}; days left: until fine-tuning closes / "
                           "until the model shuts down; ✗ : shut down, not offered",
                   caption_justify="left")
-    for name in ("provider", "model", "ep", "tokens", "train $", "infer $/1k",
-                 "days left"):
+    for name in ("provider", "model", "ep", "tokens", "DPO $" if dpo else "train $",
+                 "infer $/1k", "days left"):
         left = name in ("provider", "model")
         table.add_column(name, justify="left" if left else "right", no_wrap=True)
     for row in rows:
@@ -60,8 +73,9 @@ def cost_table(rows: list[CostRow]) -> Group:
         if row.training_tokens is None:
             table.add_row(row.provider, model, "—", "—", "—", inference, _days_left(row))
         else:
+            price = "unknown" if row.training_cost is None else f"${row.training_cost:,.4f}"
             table.add_row(row.provider, model, str(row.epochs), f"{row.training_tokens:,}",
-                          f"${row.training_cost:,.4f}", inference, _days_left(row))
+                          price, inference, _days_left(row))
     return Group(table, *(Text(line) for line in lifecycle_lines(rows)))
 
 
@@ -104,8 +118,8 @@ def show_warnings(console: Console, report: CheckReport) -> None:
 
 def show_verdict(console: Console, report: CheckReport) -> None:
     if report.ok:
-        console.print(f"✅ Validation passed: {report.valid_examples:,} training examples",
-                      highlight=False)
+        console.print(f"✅ Validation passed: {report.valid_examples:,} "
+                      f"{unit(report)}", highlight=False)
         return
     total = report.errors.total
     console.print(f"❌ {total:,} error{'s' if total != 1 else ''} in {report.path}",
@@ -116,6 +130,11 @@ def show_verdict(console: Console, report: CheckReport) -> None:
     if total > SHOWN:
         console.print(f"   ... and {total - SHOWN:,} more (use --json for the list)",
                       highlight=False)
+
+
+def unit(report: CheckReport) -> str:
+    """What the file's rows are, plural: training examples or preference pairs."""
+    return "preference pairs" if report.format == "preference" else "training examples"
 
 
 def _first_message(report: CheckReport, code: str) -> str:

@@ -36,9 +36,14 @@ def default_epochs(examples: int) -> int:
     return TARGET_EPOCHS
 
 
-def billing_tokens(per_example: Iterable[int], limit: int) -> int:
-    """Tokens billed per epoch: every example counts, but none beyond the model's limit."""
-    return sum(min(limit, tokens) for tokens in per_example)
+def billing_tokens(per_example: Iterable[int], limit: int, shared: Iterable[int] = ()) -> int:
+    """Tokens billed per epoch: every example counts, but none beyond the model's limit.
+
+    A preference pair is two sequences (input + each answer) whose input is billed once:
+    its sequences go in `per_example` and its input in `shared`, which is taken off again.
+    Cutting each sequence at the limit and its input at the limit keeps that exact."""
+    return (sum(min(limit, tokens) for tokens in per_example)
+            - sum(min(limit, tokens) for tokens in shared))
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,7 @@ class CostRow:
     days_to_close: int | None = None  # negative once past
     days_to_shutdown: int | None = None
     lifecycle_source: str = ""
+    method: str = "supervised"  # or "dpo": training priced at the row's DPO rate
 
     def as_dict(self) -> dict:
         row = asdict(self)
@@ -70,32 +76,44 @@ class CostRow:
 
 def cost_table(per_example: Sequence[int], epochs: int, prices: Sequence[Price], *,
                mean_input: float, mean_output: float, now: date | None = None,
-               terms: dict[str, ProviderTerms] | None = None) -> list[CostRow]:
+               terms: dict[str, ProviderTerms] | None = None, method: str = "supervised",
+               shared: Sequence[int] = ()) -> list[CostRow]:
     """One row per priced model. Token counts come from the target's tokenizer for all rows,
     so rows of other tokenizer families are estimates. `now` (default: lifecycle.today())
-    decides which models are closed or shut down."""
+    decides which models are closed or shut down.
+
+    With method "dpo" only the models that train DPO have a row, priced at their DPO rate
+    (training_cost None where no source gives it), and billing is counted as in
+    billing_tokens: `per_example` holds the pairs' sequences, `shared` their inputs."""
     now = now or lifecycles.today()
     terms = load_provider_terms() if terms is None else terms
     rows = []
-    billed = _billing_by_limit(per_example, {price.max_train_tokens for price in prices})
+    if method == "dpo":
+        prices = [price for price in prices if price.offers_dpo]
+    limits = {price.max_train_tokens for price in prices}
+    billed = _billing_by_limit(per_example, limits)
+    once = _billing_by_limit(shared, limits) if shared else dict.fromkeys(limits, 0)
     for price in prices:
         life = lifecycles.of_price(price, price.provider, price.model,
                                    terms=terms.get(price.provider))
         dates = {"status": "open", **_dates(life, now)}
-        if dates["status"] == "open" and not price.trainable:
+        rate = price.dpo_training_per_1m if method == "dpo" else price.training_per_1m
+        if dates["status"] == "open" and not (price.offers_dpo if method == "dpo"
+                                              else price.trainable):
             dates["status"] = "inference_only"
         inference = 1000 * price.inference_cost(mean_input, mean_output)
         if dates["status"] == "shut_down":
             rows.append(CostRow(price.provider, price.model, None, None, None, None,
-                                price.as_of, price.source, **dates))
+                                price.as_of, price.source, **dates, method=method))
         elif dates["status"] != "open":
             rows.append(CostRow(price.provider, price.model, None, None, None, inference,
-                                price.as_of, price.source, **dates))
+                                price.as_of, price.source, **dates, method=method))
         else:
-            tokens = billed[price.max_train_tokens] * epochs
+            limit = price.max_train_tokens
+            tokens = (billed[limit] - once[limit]) * epochs
             rows.append(CostRow(price.provider, price.model, epochs, tokens,
-                                tokens * price.training_per_1m / 1e6,  # type: ignore[operator]
-                                inference, price.as_of, price.source, **dates))
+                                None if rate is None else tokens * rate / 1e6,
+                                inference, price.as_of, price.source, **dates, method=method))
     return rows
 
 

@@ -21,7 +21,7 @@ import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 from tunelab.data.problems import Problem
 from tunelab.data.rules import ERRORS, example_errors
@@ -74,15 +74,18 @@ def load_examples(path: str | Path) -> list[dict]:
         if problem is None:
             broken = example_errors(record.example)
             problem = Problem(record.line, *broken[0]) if broken else None
-        if problem is not None and problem.code == "invalid_utf8":
-            raise EncodingError(str(path), where=f" (line {problem.line})",
-                                looks_like=EIGHT_BIT)
         if problem is not None:
-            raise DataError(f"{problem.code}: {problem.message}", path=str(path),
-                            line=problem.line,
-                            fix=f"run `{command('tunelab', 'data', 'check', path)}` to see all")
+            raise_problem(path, problem)
         examples.append(record.example)  # type: ignore[arg-type]
     return examples
+
+
+def raise_problem(path: str | Path, problem: Problem) -> NoReturn:
+    """The error a reader of a file that must be valid raises on its first problem."""
+    if problem.code == "invalid_utf8":
+        raise EncodingError(str(path), where=f" (line {problem.line})", looks_like=EIGHT_BIT)
+    raise DataError(f"{problem.code}: {problem.message}", path=str(path), line=problem.line,
+                    fix=f"run `{command('tunelab', 'data', 'check', path)}` to see all")
 
 
 def _check_readable(path: Path) -> str:

@@ -42,7 +42,7 @@ MIN_EXAMPLES = 10
 def example_errors(example: object) -> list[tuple[str, str]]:
     """Every (code, message) this example breaks; an empty list means OpenAI accepts it."""
     if not isinstance(example, dict):
-        return [("not_an_object", f"got a JSON {_kind(example)}; {ERRORS['not_an_object']}")]
+        return [("not_an_object", f"got a JSON {json_kind(example)}; {ERRORS['not_an_object']}")]
     messages = example.get("messages")
     if not isinstance(messages, list):
         return [("missing_messages", ERRORS["missing_messages"])]
@@ -62,22 +62,22 @@ def example_errors(example: object) -> list[tuple[str, str]]:
             blank = False
         # Most messages are exactly {role, content}: skip the full scan for them.
         if len(message) != 2 or type(content) is not str or role not in ALLOWED_ROLES or blank:
-            found.extend(_message_errors(index, message))
+            found.extend(message_errors(message, f"message {index}"))
     if not has_assistant:
         found.append(("no_assistant_message", ERRORS["no_assistant_message"]))
     return found
 
 
-def _message_errors(index: int, message: dict) -> list[tuple[str, str]]:
-    """The slow path: everything wrong with one message, each with its 1-based index."""
-    where = f"message {index}"
+def message_errors(message: dict, where: str) -> list[tuple[str, str]]:
+    """The slow path: everything wrong with one message, each prefixed with `where`
+    ("message 3", "preferred_output")."""
     role = message.get("role")
     calls = message.get("tool_calls") or message.get("function_call")
     found: list[tuple[str, str]] = []
     if "role" not in message:
         found.append(("missing_role", f"{where}: {ERRORS['missing_role']}"))
     elif role not in ALLOWED_ROLES:
-        found.append(("unrecognized_role", f"{where}: role {_short(role)} is not one of "
+        found.append(("unrecognized_role", f"{where}: role {short(role)} is not one of "
                       "system, user, assistant, tool, function"))
     unknown = sorted(str(key) for key in message if key not in ALLOWED_KEYS)
     if unknown:
@@ -88,21 +88,21 @@ def _message_errors(index: int, message: dict) -> list[tuple[str, str]]:
     elif "content" in message and not isinstance(message["content"], str) \
             and not (message["content"] is None and calls):
         found.append(("content_not_string", f"{where}: content is a JSON "
-                      f"{_kind(message['content'])}; {ERRORS['content_not_string']}"))
+                      f"{json_kind(message['content'])}; {ERRORS['content_not_string']}"))
     elif role == "assistant" and not calls and not str(message.get("content") or "").strip():
         found.append(("blank_assistant_content", f"{where}: {ERRORS['blank_assistant_content']}"))
     weight = message.get("weight", 0)
     if type(weight) is not int or weight not in (0, 1):  # bools and 1.0 are rejected too
-        found.append(("invalid_weight", f"{where}: weight is {_short(weight)}; "
+        found.append(("invalid_weight", f"{where}: weight is {short(weight)}; "
                       f"{ERRORS['invalid_weight']}"))
     return found
 
 
-def _kind(value: object) -> str:
+def json_kind(value: object) -> str:
     names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
     return names.get(type(value), "number")
 
 
-def _short(value: object) -> str:
+def short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."

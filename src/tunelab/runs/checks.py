@@ -151,12 +151,24 @@ def _endpoint(provider_name: str, base_url: str | None) -> str | None:
 
 
 def check_data(path: Path, *, provider: str, model: str | None, epochs: int | None,
-               role: str = "FILE") -> Any:
-    """The data engineer's full check; DataError when the file breaks a rule."""
+               role: str = "FILE", method: str = "supervised") -> Any:
+    """The data engineer's full check; DataError when the file breaks a rule, or when it
+    holds the other method's rows (chat examples for dpo, preference pairs otherwise)."""
     from tunelab.data.check import check_file
+    from tunelab.data.preference import file_format
 
     if not path.is_file():
         raise UsageError(f"{role} {path} does not exist", fix="check the path")
+    pairs = file_format(path) == "preference"
+    if pairs and method != "dpo":
+        raise DataError(f"{role} holds preference pairs (OpenAI DPO rows), which train only "
+                        f"with --method dpo, not {method}", path=str(path),
+                        fix="add --method dpo")
+    if method == "dpo" and not pairs:
+        raise DataError(f"{role} holds chat examples, and --method dpo trains on preference "
+                        "pairs", path=str(path),
+                        fix=f"make pairs with `{command('tunelab', 'data', 'pairs', path)} "
+                            "--rejected-from MODEL -o PAIRS.jsonl`, or drop --method dpo")
     report = check_file(path, provider=provider, model=model, epochs=epochs)
     if not report.ok:
         first = sorted(report.errors.listed, key=lambda p: p.line or 0)[0]
