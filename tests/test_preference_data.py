@@ -297,3 +297,19 @@ def test_pairs_and_chat_formats_do_not_cross(tmp_path: Path,
     assert main(["data", "convert", str(mixed), str(tmp_path / "o.jsonl")]) == 1
     assert "m.jsonl:2: a preference pair where chat examples are read" in \
         capsys.readouterr().err
+
+
+def test_the_servers_streaming_check_names_the_method_a_row_needs(tmp_path: Path) -> None:
+    from tunelab.data.stream_check import count_examples
+
+    pairs = write_jsonl(tmp_path / "prefs.jsonl", [pair(0), pair(1)])
+    chats = write_jsonl(tmp_path / "chat.jsonl", [{"messages": [
+        {"role": "user", "content": "q"}, ANSWER]}, pair(2)])
+    assert count_examples(pairs, method="dpo") == 2
+    with pytest.raises(DataError, match=r"prefs.jsonl:1: mixed_formats: a preference pair, "
+                                        r"which trains only with method dpo"):
+        count_examples(pairs)
+    with pytest.raises(DataError, match=r"chat.jsonl:1: mixed_formats: a chat example"):
+        count_examples(chats, method="dpo")
+    with pytest.raises(DataError, match=r"chat.jsonl:2: mixed_formats: a preference pair"):
+        count_examples(chats)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tunelab.data.preference import pair_errors, row_kind
 from tunelab.data.problems import Problem
 from tunelab.data.reader import parse_line
 from tunelab.data.rules import example_errors
@@ -26,9 +27,8 @@ def count_examples(path: str | Path, *, max_line_bytes: int = MAX_LINE_BYTES,
     """How many examples `path` (.jsonl) holds, or DataError naming the first bad line; a
     file without one example is an error too. Each line is a chat example, or for `method`
     dpo a preference pair (data/preference.py). Memory: one line, at most `max_line_bytes`."""
-    rules = example_errors
-    if method == "dpo":
-        from tunelab.data.preference import pair_errors as rules
+    expected = "preference" if method == "dpo" else "chat"
+    rules = pair_errors if method == "dpo" else example_errors
     path, count = Path(path), 0
     with path.open("rb") as handle:
         for number, raw in enumerate(iter(lambda: handle.readline(max_line_bytes + 1), b""), 1):
@@ -41,7 +41,9 @@ def count_examples(path: str | Path, *, max_line_bytes: int = MAX_LINE_BYTES,
                 continue
             problem = record.error
             if problem is None:
-                broken = rules(record.example)
+                kind = row_kind(record.example)
+                broken = [_other_method(kind)] if kind not in (None, expected) \
+                    else rules(record.example)
                 problem = Problem(number, *broken[0]) if broken else None
             if problem is not None:
                 raise _error(path, problem)
@@ -50,6 +52,13 @@ def count_examples(path: str | Path, *, max_line_bytes: int = MAX_LINE_BYTES,
         raise DataError("the file holds no examples", path=str(path),
                         fix="upload a .jsonl file with one chat example per line")
     return count
+
+
+def _other_method(kind: str | None) -> tuple[str, str]:
+    """A row of the other method's kind: name the method that trains it."""
+    if kind == "preference":
+        return ("mixed_formats", "a preference pair, which trains only with method dpo")
+    return ("mixed_formats", "a chat example, and method dpo trains on preference pairs")
 
 
 def _error(path: Path, problem: Problem, fix: str | None = None) -> DataError:
