@@ -150,7 +150,7 @@ def with_dpo_job(account: Account) -> Account:
     training and validation files, beta 0.2, and its model in GET /v1/models."""
     account.files.update({
         "file-prefs-train": ("prefs_train.jsonl", jsonl([preference(n) for n in range(12)])),
-        "file-prefs-valid": ("prefs_val.jsonl", jsonl([preference(n) for n in range(50, 53)])),
+        "file-prefs-valid": ("prefs_val.jsonl", jsonl([preference(n) for n in range(50, 60)])),
         "file-prefs-result": ("step_metrics.csv", result_csv(6)),
     })
     account.jobs.insert(0, _job(

@@ -58,8 +58,10 @@ def spellings(found: Any) -> dict[str, str]:
 
 
 def provider_flags() -> set[str]:
-    return {"--" + key.replace("_", "-") for entry in PROVIDERS.values() if entry.settings
-            for key in entry.settings.model_fields}
+    """Each provider setting's flag, and a yes/no setting's --no- form too."""
+    return {prefix + key.replace("_", "-") for entry in PROVIDERS.values() if entry.settings
+            for key, info in entry.settings.model_fields.items()
+            for prefix in (("--", "--no-") if bool in get_args(info.annotation) else ("--",))}
 
 
 def test_every_field_is_a_train_flag_and_every_train_flag_a_field_or_the_commands() -> None:

@@ -313,3 +313,21 @@ def test_the_servers_streaming_check_names_the_method_a_row_needs(tmp_path: Path
         count_examples(chats, method="dpo")
     with pytest.raises(DataError, match=r"chat.jsonl:2: mixed_formats: a preference pair"):
         count_examples(chats)
+
+
+def test_a_big_pair_file_checked_in_parallel_reports_as_in_one_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunelab.data import parallel
+    from tunelab.data.check import check_file
+
+    rows = [pair(index % 150) for index in range(400)]
+    rows[200] = changed(preferred_output=[])
+    rows[300] = {"messages": [{"role": "user", "content": "q"}, ANSWER]}
+    path = write_jsonl(tmp_path / "big.jsonl", rows)
+    serial = check_file(path, workers=1).as_dict()
+    monkeypatch.setattr(parallel, "RANGE_BYTES", 4096)
+    assert len(parallel.plan(path, 2)) > 5
+    assert check_file(path, workers=2).as_dict() == serial
+    assert [(e["line"], e["code"]) for e in serial["errors"]] == [
+        (201, "empty_output"), (301, "mixed_formats")]
+    assert serial["warning_counts"] == {"duplicate_example": 398 - 150}

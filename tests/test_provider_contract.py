@@ -39,8 +39,12 @@ def test_the_protocol_names_every_operation_callers_use() -> None:
 @pytest.mark.parametrize("name", sorted(PROVIDERS))
 def test_every_registered_provider_implements_the_contract(
         name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    for variable in ("OPENAI_API_KEY", "MOONSHOT_API_KEY"):
+    for variable in ("OPENAI_API_KEY", "MOONSHOT_API_KEY", "AZURE_OPENAI_API_KEY",
+                     "FIREWORKS_API_KEY"):
         monkeypatch.setenv(variable, KEY)
+    # Azure's resource and Fireworks' account are where their APIs live, like a base URL
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://tunelab-test.openai.azure.com")
+    monkeypatch.setenv("FIREWORKS_ACCOUNT_ID", "tunelab-test")
     entry = PROVIDERS[name]
     own = entry.settings() if entry.settings else None  # its own settings, at their defaults
     provider = entry.build(ProviderSettings(own=own))

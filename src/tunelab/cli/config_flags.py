@@ -154,6 +154,11 @@ def _flag(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
+def _switch(key: str) -> str:
+    """A yes/no setting says either (--azure-bom/--no-azure-bom); not given: the default."""
+    return f"{_flag(key)}/--no-{_flag(key)[2:]}"
+
+
 @dataclass(frozen=True)
 class ProviderFlags:
     """A flag per field of each registered provider's own settings model, under the
@@ -172,10 +177,11 @@ class ProviderFlags:
         return list(models.values())
 
     def parameters(self) -> list[inspect.Parameter]:
-        return [_option(f"{name}__{key}", _plain_type(info.annotation), (_flag(key),),
+        return [_option(f"{name}__{key}", kind, (_switch(key) if kind is bool else _flag(key),),
                         info.description or "", panel)
                 for name, model, panel in self._models()
-                for key, info in model.model_fields.items()]
+                for key, info in model.model_fields.items()
+                for kind in (_plain_type(info.annotation),)]
 
     def collect(self, values: Mapping[str, Any]) -> ProviderValues:
         given = []

@@ -109,9 +109,12 @@ def _sweep_of(job: JobRecord) -> str:
 
 
 @app.command("show")
-def show(job_id: str = typer.Argument(..., help="Job id."),
+def show(job_id: str = typer.Argument(..., help="Job id, or the model it made."),
          json_out: JsonFlag = False, timeout: CloudTimeout = None) -> None:
     """One job: status, model, metrics, config and error."""
+    with open_registry() as registry:  # a model name (ft:..., Azure's BASE.ft-...) names its job
+        made = None if registry.find_job(job_id) else registry.find_job_by_model(job_id)
+    job_id = made.id if made is not None else job_id
     job = _refreshed(job_id, timeout)
     if json_out:
         emit_json(job.to_dict())

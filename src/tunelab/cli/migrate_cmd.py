@@ -250,7 +250,8 @@ def retrain(
 ) -> None:
     """Train a replacement for MODEL from its pulled data, here (--to local) or on another
     provider, through `tunelab train`'s own path. OpenAI's n_epochs, batch_size and
-    learning_rate_multiplier map to the target's; the new job is linked to the old one
+    learning_rate_multiplier map to the target's (a DPO job's method and beta too: its
+    replacement is trained with DPO); the new job is linked to the old one
     (metadata retrain_of, replaces), so `tunelab serve` answers under the old name."""
     from tunelab.cli.train_options import CloudOptions, TrainOptions
     from tunelab.cli.train_run import start, train_request
@@ -262,7 +263,7 @@ def retrain(
     plan = retraining.plan(model, to, base_learning_rate=base_rate)
     # The plan maps OpenAI's multiplier: a local rate, or the multiplier a cloud job takes.
     mapped = {"epochs": plan.epochs, "batch_size": plan.batch_size, "suffix": plan.job.suffix,
-              "learning_rate": plan.learning_rate,
+              "learning_rate": plan.learning_rate, "method": plan.method, "beta": plan.beta,
               "validation_file": str(plan.validation_file) if plan.validation_file else None}
     options = TrainOptions(
         file=plan.training_file, preset=preset, config_file=config, json=json_out,

@@ -9,6 +9,12 @@ A calendar binds the endpoints the table names (OpenAI's: api.openai.com), whate
 reaches them; `calendar_for(base_url)` says which calendar, if any, an endpoint keeps, so
 `tunelab serve` or another OpenAI-compatible server is never held to OpenAI's dates.
 
+Rows whose dates are known but whose prices are not (Azure's) sit in the table's `lifecycle`
+section, read by `lifecycle_rows()`. Such a row may carry `existing_customer_closes`: the later
+day until which customers who fine-tuned there before may still train (Azure's "for existing
+customers only"), while `fine_tuning_closes` is the day it closed for everyone else. A provider
+whose terms say `closed` has no fine-tuning API left (Mistral, Cohere): it is never offered.
+
 The clock is `today()`: TUNELAB_TODAY=YYYY-MM-DD sets it, so tests and demos can stand on any
 day without touching the system clock.
 """
@@ -35,6 +41,9 @@ class Lifecycle:
     shutdown: date | None  # the model and every fine-tune built on it stop answering
     source: str  # where the dates come from (a URL, or the live model list)
     note: str = ""
+    # Until this day, customers who fine-tuned here before may still train after
+    # fine_tuning_closes (Azure's existing customers); None: one day for everyone.
+    existing_customer_closes: date | None = None
 
     def is_shut_down(self, now: date | None = None) -> bool:
         return self.shutdown is not None and (now or today()) >= self.shutdown
@@ -97,8 +106,55 @@ def lifecycle(provider: str, model: str, *, live_shutdown: date | None = None) -
     None when nothing is known: no dated row, no provider closing day, no live date.
     """
     provider = provider.strip().lower()
-    return of_price(pricing.find_price(provider, model), provider, model,
-                    terms=provider_terms(provider), live_shutdown=live_shutdown)
+    price = pricing.find_price(provider, model)
+    if price is None or (price.fine_tuning_closes is None and price.shutdown is None):
+        row = _lifecycle_row(provider, model)
+        if row is not None:
+            return row
+    return of_price(price, provider, model, terms=provider_terms(provider),
+                    live_shutdown=live_shutdown)
+
+
+def lifecycle_rows() -> list[Lifecycle]:
+    """The table's `lifecycle` section (dates without prices), the user's file adding rows
+    or replacing the keys it names, like prices."""
+    merged: dict[tuple[str, str], tuple[dict, str]] = {}
+    for where, document in pricing._documents():
+        rows = document.get("lifecycle", [])
+        if not isinstance(rows, list) or not all(
+                isinstance(row, dict) and "provider" in row and "model" in row for row in rows):
+            raise UsageError(f"{where}: `lifecycle` must be a list of rows, each with provider "
+                             "and model", fix="see the packaged pricing.json's lifecycle rows")
+        for raw in rows:
+            key = (raw["provider"], raw["model"])
+            merged[key] = ({**merged.get(key, ({}, where))[0], **raw}, where)
+    return [_row(raw, where) for raw, where in merged.values()]
+
+
+def _row(raw: dict, where: str) -> Lifecycle:
+    name = f"{raw['provider']}/{raw['model']}"
+
+    def day(key: str) -> date | None:
+        return pricing.parse_day(raw.get(key), where, f"{name} {key}")
+
+    return Lifecycle(raw["provider"], raw["model"], day("fine_tuning_closes"), day("shutdown"),
+                     str(raw.get("source") or ""), str(raw.get("note") or ""),
+                     day("existing_customer_closes"))
+
+
+def _lifecycle_row(provider: str, model: str) -> Lifecycle | None:
+    base = pricing.base_model(model)
+    for row in lifecycle_rows():
+        if row.provider == provider and base in (row.model, pricing.undated(row.model)):
+            return Lifecycle(provider, model, row.fine_tuning_closes, row.shutdown, row.source,
+                             row.note, row.existing_customer_closes)
+    return None
+
+
+def closed_provider(provider: str) -> pricing.ProviderTerms | None:
+    """The terms of a provider whose fine-tuning API is gone (Mistral, Cohere), or None."""
+    terms = provider_terms(provider)
+    return terms if terms is not None and terms.closed else None
 
 
 def of_price(price: pricing.Price | None, provider: str, model: str, *,

@@ -32,6 +32,7 @@ DEFAULT_MODELS = {
 }
 # For preference pairs where DEFAULT_MODELS' model trains no DPO (OpenAI: the gpt-4.1 family).
 DEFAULT_DPO_MODELS = {"openai": "gpt-4.1-mini-2025-04-14"}
+AZURE_TUNED = ".ft-"  # Azure names a fine-tune gpt-4.1-2025-04-14.ft-0a1b2c...
 _VERSION_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{3,4})$")
 FIELDS = ("provider", "model", "training_per_1m", "input_per_1m", "output_per_1m",
           "max_train_tokens", "as_of", "source")
@@ -82,6 +83,7 @@ class ProviderTerms:
     note: str = ""
     milestones: tuple[tuple[date, str], ...] = ()
     endpoints: tuple[str, ...] = ()
+    closed: bool = False  # its fine-tuning API is gone: never offered, always refused
 
 
 def load_pricing() -> list[Price]:
@@ -120,7 +122,7 @@ def find_price(provider: str, model: str, prices: list[Price] | None = None) -> 
         if row.model == name:
             return row
     for row in candidates:
-        if _undated(row.model) == _undated(name):
+        if undated(row.model) == undated(name):
             return row
     return None
 
@@ -140,13 +142,13 @@ def default_model(provider: str, method: str = "supervised") -> str:
 
 def base_model(model: str) -> str:
     """The base a fine-tuned or checkpoint name was built on: ft:BASE:org:suffix:id[:ckpt-step-N]
-    -> BASE; any other name is its own base."""
+    (OpenAI) or BASE.ft-JOBHEX (Azure) -> BASE; any other name is its own base."""
     if model.startswith("ft:"):
         return model.split(":")[1]
-    return model
+    return model.split(AZURE_TUNED)[0]  # Azure's BASE.ft-JOBHEX
 
 
-def _undated(model: str) -> str:
+def undated(model: str) -> str:
     """gpt-4o-mini-2024-07-18, gpt-3.5-turbo-0125, gemini-2.0-flash-001 -> the family name."""
     return _VERSION_SUFFIX.sub("", model)
 
@@ -231,4 +233,5 @@ def _terms(name: str, raw: dict, where: str) -> ProviderTerms:
     return ProviderTerms(name, parse_day(raw.get("fine_tuning_closes"), where,
                                          f"{name} fine_tuning_closes"),
                          str(raw.get("source") or ""), str(raw.get("note") or ""),
-                         tuple(milestones), tuple(str(url) for url in endpoints))
+                         tuple(milestones), tuple(str(url) for url in endpoints),
+                         closed=raw.get("closed") is True)

@@ -34,6 +34,7 @@ class Entry:
     base_model: str
     fine_tuned_model: str | None
     suffix: str | None
+    method: str = "supervised"  # OpenAI's method.type: supervised or dpo
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     training_file: str | None = None
     validation_file: str | None = None
@@ -59,6 +60,11 @@ def suffix_of(model: str | None) -> str | None:
 def base_of(model: str) -> str:
     parts = model.split(":")
     return parts[1] if parts[0] == "ft" and len(parts) > 1 else model
+
+
+def method_of(job: Job) -> str:
+    """The job's training method (OpenAI's method.type); older jobs have none: supervised."""
+    return (job.raw.get("method") or {}).get("type") or "supervised"
 
 
 def hyperparameters_of(job: Job) -> dict[str, Any]:
@@ -130,7 +136,8 @@ def _entry(provider: str, job: Job, checkpoints: list[Checkpoint],
     entry = Entry(job_id=job.id, status=job.status, base_model=job.base_model,
                   fine_tuned_model=job.fine_tuned_model,
                   suffix=job.suffix or suffix_of(job.fine_tuned_model),
-                  hyperparameters=hyperparameters_of(job), training_file=job.training_file,
+                  method=method_of(job), hyperparameters=hyperparameters_of(job),
+                  training_file=job.training_file,
                   validation_file=job.validation_file,
                   result_files=list(job.raw.get("result_files") or []),
                   checkpoints=[{"id": c.name, "step": c.step, "model": c.model,
@@ -151,7 +158,7 @@ def _import(registry: Registry, account: OpenAICompatProvider, job: Job,
             checkpoints: list[Checkpoint], entry: Entry) -> str | None:
     """Create or refresh the job's registry row; "new" or "updated" (None: the row is a run
     trained here, which keeps its own config)."""
-    found = {"inventoried_at": time.time(), "shutdown": entry.shutdown,
+    found = {"inventoried_at": time.time(), "shutdown": entry.shutdown, "method": entry.method,
              "days_left_source": entry.lifecycle_source, "result_files": entry.result_files,
              "checkpoints": [ImportedCheckpoint(id=c.name, step=c.step, model=c.model)
                              for c in checkpoints]}

@@ -7,7 +7,8 @@ through the data doctor; the result file's per-step metrics go into the registry
 vocabulary (so `tunelab jobs show/compare` draw the curves). A job trained without a
 validation file gets a deterministic held-out slice of its training data instead
 (`tunelab data split`, seed 0): the prompts `migrate record` asks, and the validation data
-of `migrate retrain`, which then trains on the rest.
+of `migrate retrain`, which then trains on the rest. A DPO job's files are preference pairs:
+kept, checked and split the same way (the check records each file's format).
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def _checked(job: JobRecord, report: PullReport) -> JobRecord:
         try:
             found = check_file(item.blob["path"], provider=job.provider, model=job.base_model)
             first = sorted(found.errors.listed, key=lambda p: p.line or 0)[:1]
-            check = FileCheck(ok=found.ok, examples=found.examples,
+            check = FileCheck(ok=found.ok, examples=found.examples, format=found.format,
                               errors=found.errors.total, warnings=found.warnings.total,
                               first_error=f"line {first[0].line}: {first[0].code}: "
                                           f"{first[0].message}" if first else None)

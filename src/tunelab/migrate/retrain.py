@@ -9,6 +9,9 @@ question and progress are the same. OpenAI's hyperparameters map to the target's
     learning_rate_multiplier  -> cloud targets: the same multiplier; local: the multiplier
                                  times the preset's (or default) learning rate, since
                                  OpenAI's multiplier scales a base rate it does not publish
+    method.type dpo, beta     -> method dpo (on the kept preference pairs), the same beta
+                                 (both mean the same: the weight of the pull towards the
+                                 reference model in the DPO loss)
 
 A flag the user gives wins over the mapped value. Values OpenAI left at "auto" map to
 nothing, so the target's own default applies. The new job carries, from its creation on:
@@ -44,6 +47,8 @@ class RetrainPlan:
     batch_size: int | None = None
     learning_rate: float | None = None  # local: an absolute rate
     learning_rate_multiplier: float | None = None  # cloud: OpenAI's multiplier, passed on
+    method: str = "supervised"  # dpo: a preference-tuned job, retrained with DPO
+    beta: float | None = None
     mapping: dict[str, str] = field(default_factory=dict)  # how each value was chosen
 
     def to_dict(self) -> dict[str, Any]:
@@ -53,7 +58,7 @@ class RetrainPlan:
                 "epochs": self.epochs, "batch_size": self.batch_size,
                 "learning_rate": self.learning_rate,
                 "learning_rate_multiplier": self.learning_rate_multiplier,
-                "mapping": self.mapping}
+                "method": self.method, "beta": self.beta, "mapping": self.mapping}
 
 
 def _number(value: Any) -> float | None:
@@ -83,6 +88,7 @@ def plan(token: str, target: str, *, base_learning_rate: float) -> RetrainPlan:
     training, validation = data_files(job)
     found = RetrainPlan(job, target, training, validation)
     hyper = job.hyperparameters or {}
+    _map_method(found, migrate_state(job).method, _number(hyper.get("beta")))
     epochs, batch, multiplier = (_number(hyper.get(name)) for name in (
         "n_epochs", "batch_size", "learning_rate_multiplier"))
     if epochs:
@@ -100,6 +106,17 @@ def plan(token: str, target: str, *, base_learning_rate: float) -> RetrainPlan:
             found.learning_rate_multiplier = multiplier
             found.mapping["learning_rate_multiplier"] = f"learning_rate_multiplier {multiplier:g}"
     return found
+
+
+def _map_method(found: RetrainPlan, method: str | None, beta: float | None) -> None:
+    """A DPO job is replaced by a DPO job with its beta ("auto": the target's default)."""
+    if method != "dpo":
+        return
+    found.method = "dpo"
+    found.mapping["method"] = "method dpo"
+    if beta:
+        found.beta = beta
+        found.mapping["beta"] = f"beta {beta:g}"
 
 
 def labels(found: RetrainPlan) -> dict[str, str]:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from tunelab.errors import UsageError
+from tunelab.providers.azure import AzureSettings
+from tunelab.providers.azure import build as _build_azure
 from tunelab.providers.base import Provider, ProviderSettings
 from tunelab.providers.local import build as _build_local
 from tunelab.providers.vertex import VertexSettings
@@ -53,6 +55,7 @@ PROVIDERS: dict[str, ProviderEntry] = {
     "kimi": _openai_compatible("kimi"),
     "local": ProviderEntry(_build_local),
     "vertex": ProviderEntry(_build_vertex, VertexSettings, "Vertex AI (--provider vertex)"),
+    "azure": ProviderEntry(_build_azure, AzureSettings, "Azure OpenAI (--provider azure)"),
 }
 
 

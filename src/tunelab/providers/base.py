@@ -38,6 +38,10 @@ class Capabilities:
     # What download_weights can bring home: "adapter" (a PEFT folder) and/or "merged" (a
     # whole model folder). Empty where the provider keeps what it trained (OpenAI, Vertex).
     weights: frozenset[str] = frozenset()
+    # The job suffix the provider takes: at most suffix_max characters, none of
+    # suffix_forbidden (Azure: 18, no dots). Checked before anything is uploaded.
+    suffix_max: int | None = None
+    suffix_forbidden: str = ""
 
 
 @dataclass(frozen=True)

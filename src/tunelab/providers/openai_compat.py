@@ -265,7 +265,7 @@ class OpenAICompatProvider:
     # files ------------------------------------------------------------------------------
     def upload(self, path: Path) -> FileRef:
         """Upload for fine-tuning, unless this endpoint already holds the same bytes."""
-        path = as_jsonl(path)
+        path = self._sendable(path)
         sha = file_sha256(path)
         size = path.stat().st_size
         reused = self._reuse_upload(sha)
@@ -285,6 +285,11 @@ class OpenAICompatProvider:
             registry.record_file(file_id=created.id, provider=self.name, endpoint=self.base_url,
                                  sha256=sha, filename=path.name, size=size, purpose="fine-tune")
         return FileRef(id=created.id, filename=remote_name, bytes=size, sha256=sha)
+
+    def _sendable(self, path: Path) -> Path:
+        """The file the endpoint is sent for `path` (an endpoint profile may want its bytes
+        otherwise: Azure's a byte-order mark)."""
+        return as_jsonl(path)
 
     def _reuse_upload(self, sha: str) -> FileRef | None:
         with open_registry() as registry:
@@ -316,12 +321,19 @@ class OpenAICompatProvider:
     def create_job(self, spec: JobSpec) -> Job:
         self._require_fine_tuning()
         token = spec.metadata.get(TOKEN_KEY) or uuid.uuid4().hex
-        body = job_request_body(spec, token)
+        body = self._job_body(spec, token)
         started = time.time()
         created = self._exactly_once(
-            "creating the fine-tuning job", lambda: self._client.fine_tuning.jobs.create(**body),
+            "creating the fine-tuning job", lambda: self._send_job(body),
             lambda: self._find_job(token, spec, started))
         return _job_from_sdk(created, self._key)
+
+    def _job_body(self, spec: JobSpec, token: str) -> dict[str, Any]:
+        """The JSON body of the job create, as sent (and as a dry run shows it)."""
+        return job_request_body(spec, token)
+
+    def _send_job(self, body: dict[str, Any]) -> FineTuningJob:
+        return self._client.fine_tuning.jobs.create(**body)
 
     def _find_job(self, token: str, spec: JobSpec,
                   started: float) -> FineTuningJob | None:
@@ -348,7 +360,7 @@ class OpenAICompatProvider:
             described["validation_upload"] = _upload_plan(Path(spec.validation_file))
         described["request"] = {
             "method": "POST", "url": f"{self.base_url}/fine_tuning/jobs",
-            "body": job_request_body(sent, "<generated per job>")}
+            "body": self._job_body(sent, "<generated per job>")}
         return described
 
     def get_job(self, job_id: str) -> Job:

@@ -97,6 +97,7 @@ class FileCheck(_Record):
     errors: int
     warnings: int
     first_error: str | None = None
+    format: str | None = None  # chat (examples) or preference (DPO pairs); None: unreadable
 
 
 class HeldOut(_Record):

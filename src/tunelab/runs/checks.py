@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from tunelab.errors import DataError, TunelabError, UsageError, command
 
@@ -21,14 +21,52 @@ if TYPE_CHECKING:
     from tunelab.providers.base import Capabilities, ProviderSettings
 
 WARN_DAYS = 30  # fewer days than this before closing or shutdown: say so, and go on
-WAYS_ON = ("train elsewhere: --provider vertex, --provider local, or --provider NAME "
-           "(an endpoint in providers.yaml)")
+WAYS_ON = ("train elsewhere: --provider together, --provider fireworks, --provider azure, "
+           "--provider vertex, --provider local, or --provider NAME (an endpoint in "
+           "providers.yaml)")
+
+
+@runtime_checkable
+class Standing(Protocol):
+    """A provider's own settings that say whether the account fine-tuned there before
+    (Azure's --existing-customer): None when the user has not said."""
+
+    existing_customer: bool | None
+
+
+def standing(own: object) -> bool | None:
+    """What the provider's settings say of the account's standing (None: not said)."""
+    return own.existing_customer if isinstance(own, Standing) else None
+
+
+def suffix_rule(provider_name: str, capabilities: Capabilities, suffix: str | None) -> None:
+    """Refuse, before anything is uploaded, a suffix the provider would refuse (Azure: at
+    most 18 characters, no dots), naming one it takes."""
+    if not suffix:
+        return
+    limit, forbidden = capabilities.suffix_max, capabilities.suffix_forbidden
+    bad = sorted({char for char in suffix if char in forbidden})
+    if not bad and (limit is None or len(suffix) <= limit):
+        return
+    fixed = "".join("-" if char in forbidden else char for char in suffix)[:limit]
+    rule = f"at most {limit} characters" if limit is not None else "a suffix"
+    rule += f", without {' '.join(repr(char) for char in bad or forbidden)}" if forbidden \
+        else ""
+    raise UsageError(f"--suffix {suffix!r}: {provider_name} takes {rule}",
+                     fix=f"pass --suffix {command(fixed)}")
 
 
 def require_fine_tuning(provider_name: str) -> None:
-    """Fail at once, before reading data or keys, if the provider cannot train."""
+    """Fail at once, before reading data or keys, if the provider cannot train: a closed
+    fine-tuning API (Mistral's, Cohere's: the table's terms) or a chat-only endpoint."""
+    from tunelab.data.lifecycle import closed_provider
     from tunelab.providers.profiles import find_profile, no_fine_tuning
 
+    closed = closed_provider(provider_name)
+    if closed is not None:
+        since = f" since {closed.fine_tuning_closes}" if closed.fine_tuning_closes else ""
+        raise UsageError(f"{provider_name}'s fine-tuning API is closed{since}: {closed.note} "
+                         f"(source: {closed.source})", fix=WAYS_ON)
     profile = find_profile(provider_name)
     if profile is not None and not profile.capabilities.fine_tuning:
         raise no_fine_tuning(provider_name)
@@ -93,17 +131,21 @@ def _providers_with(method: str) -> list[str]:
 
 
 def lifecycle_gate(provider_name: str, base_url: str | None, model: str, *,
-                   live_shutdown: date | None = None) -> str | None:
-    """Refuse a job the endpoint's calendar no longer allows; else the warning to show when
-    fewer than WARN_DAYS days are left, or None.
+                   live_shutdown: date | None = None,
+                   existing_customer: bool | None = None) -> str | None:
+    """Refuse a job the provider's calendar no longer allows; else the warning to show, or
+    None. The one gate for every provider: OpenAI's wind-down, Azure's two calendars (new and
+    existing customers: `existing_customer`, None when not said) and any row of the table.
 
-    Only endpoints a calendar names are held to it (OpenAI's: api.openai.com, see
-    tunelab.data.lifecycle.calendar_for); `tunelab serve` and other OpenAI-compatible servers
-    are not. Runs before any data is read or sent, so a refused job uploads nothing.
+    A profile's calendar binds only the endpoints it names (OpenAI's: api.openai.com, see
+    tunelab.data.lifecycle.calendar_for), so `tunelab serve` and other OpenAI-compatible
+    servers are not held to it; a provider whose terms name no endpoints (Azure: a host per
+    customer) is held to its calendar wherever it points. Runs before any data is read or
+    sent, so a refused job uploads nothing.
     """
     from tunelab.data import lifecycle as lifecycles
 
-    calendar = lifecycles.calendar_for(_endpoint(provider_name, base_url))
+    calendar = _calendar(provider_name, base_url)
     life = calendar and lifecycles.lifecycle(calendar, model, live_shutdown=live_shutdown)
     if not life:
         return None
@@ -111,19 +153,57 @@ def lifecycle_gate(provider_name: str, base_url: str | None, model: str, *,
     if life.is_shut_down(now):
         raise UsageError(f"{model} was shut down on {life.shutdown}, with every fine-tune built "
                          f"on it (source: {life.source})", fix=WAYS_ON)
-    if life.fine_tuning_closed(now):
+    standing_note = _existing_customers_only(calendar, model, life, now, existing_customer)
+    if standing_note is None and life.fine_tuning_closed(now):
         raise UsageError(f"{calendar} takes no new fine-tuning jobs for {model} since "
                          f"{life.fine_tuning_closes} (source: {life.source})", fix=WAYS_ON)
-    close = lifecycles.days_left(life.fine_tuning_closes, now=now)
+    closes = life.existing_customer_closes if standing_note is not None \
+        else life.fine_tuning_closes
+    close = lifecycles.days_left(closes, now=now)
     end = lifecycles.days_left(life.shutdown, now=now)
     left = [day for day in (close, end) if day is not None]
-    if not left or min(left) >= WARN_DAYS:
+    near = bool(left) and min(left) < WARN_DAYS
+    if not near and not standing_note:
         return None
-    parts = [f"fine-tuning on {calendar} closes in {close} days ({life.fine_tuning_closes})"
-             if close is not None else "",
+    parts = [standing_note or "",
+             f"fine-tuning on {calendar} closes in {close} days ({closes})"
+             if near and close is not None else "",
              f"{model} and its fine-tunes shut down in {end} days ({life.shutdown})"
-             if end is not None else ""]
+             if near and end is not None else ""]
     return "; ".join(part for part in parts if part) + f" (source: {life.source})"
+
+
+def _existing_customers_only(calendar: str, model: str, life: Any, now: date,
+                             existing_customer: bool | None) -> str | None:
+    """Between the day a model closed for new customers and the later day it closes for
+    existing ones: refuse one who says they are new, warn one who has not said; "" for an
+    existing customer (nothing to warn of), None outside that window."""
+    later = life.existing_customer_closes
+    if later is None or not life.fine_tuning_closed(now) or now >= later:
+        if later is not None and now >= later:
+            raise UsageError(f"{calendar} takes no fine-tuning jobs for {model} since {later}, "
+                             f"not even from existing customers (source: {life.source})",
+                             fix=WAYS_ON)
+        return None
+    only = (f"since {life.fine_tuning_closes} {calendar} trains {model} only for customers who "
+            f"fine-tuned there before, until at least {later}")
+    if existing_customer is None:
+        return (f"{only}; {calendar} refuses the job otherwise (--existing-customer says you "
+                "are one, --no-existing-customer stops here)")
+    if not existing_customer:
+        raise UsageError(only + f" (source: {life.source})", fix=WAYS_ON)
+    return ""
+
+
+def _calendar(provider_name: str, base_url: str | None) -> str | None:
+    """Whose calendar a job on `provider_name` at `base_url` keeps, if any."""
+    from tunelab.data import lifecycle as lifecycles
+
+    found = lifecycles.calendar_for(_endpoint(provider_name, base_url))
+    if found is not None:
+        return found
+    terms = lifecycles.provider_terms(provider_name)
+    return provider_name if terms is not None and not terms.endpoints else None
 
 
 def live_shutdown(provider_name: str, base_url: str | None, model: str) -> date | None:

@@ -52,10 +52,11 @@ def start(requests: list[RunRequest], reporter: Reporter) -> Started:
     train = Path(config.train_file)
     validation = Path(config.validation_file) if config.validation_file else None
     report = checks.check_data(train, provider=target.provider, model=model,
-                               epochs=first.given("epochs"))
+                               epochs=first.given("epochs"), method=config.method)
     if validation is not None:
         checks.check_data(validation, provider=target.provider, model=model,
-                          epochs=first.given("epochs"), role="--validation-file")
+                          epochs=first.given("epochs"), role="--validation-file",
+                          method=config.method)
     estimates = [checks.estimate_cost(report, provider=target.provider, model=model,
                                       epochs=request.given("epochs")) for request in requests]
     reporter.step(LaunchStep("checked", f"{report.valid_examples} training examples",
