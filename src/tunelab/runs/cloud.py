@@ -46,7 +46,9 @@ def start(requests: list[RunRequest], reporter: Reporter) -> Started:
     # a method the provider (or, for DPO, the model) does not take: before anything is read
     checks.require_method(target.provider, config.method, model, target.settings)
     base_url = target.settings.base_url
-    warning = checks.lifecycle_gate(target.provider, base_url, model)
+    standing = checks.standing(target.settings.own)  # Azure's --existing-customer
+    warning = checks.lifecycle_gate(target.provider, base_url, model,
+                                    existing_customer=standing)
     if warning:
         reporter.warn(warning)
     train = Path(config.train_file)
@@ -71,9 +73,11 @@ def start(requests: list[RunRequest], reporter: Reporter) -> Started:
                 spec(first, model, str(train), str(validation) if validation else None))
         return started
     provider = _connect(first)  # the key: a missing one is named here
+    checks.suffix_rule(provider.name, provider.capabilities, config.suffix)  # before uploads
     live = checks.live_shutdown(target.provider, base_url, model)
     if live is not None:  # the endpoint's own date wins over the table
-        latest = checks.lifecycle_gate(target.provider, base_url, model, live_shutdown=live)
+        latest = checks.lifecycle_gate(target.provider, base_url, model, live_shutdown=live,
+                                       existing_customer=standing)
         if latest and latest != warning:
             reporter.warn(latest)
     adopted = _adopted(provider, requests) if intent.adopt_labelled else {}
