@@ -136,10 +136,9 @@ def pair_errors(row: object) -> list[tuple[str, str]]:
 
 def _input_errors(given: object) -> list[tuple[str, str]]:
     if not isinstance(given, dict) or not isinstance(given.get("messages"), list):
-        what = "no" if given is None else f"a JSON {json_kind(given)} as"
-        if isinstance(given, dict):
-            what = 'an "input" without a "messages" list as'
-        return [("missing_input", f"{what} input; {PAIR_ERRORS['missing_input']}")]
+        what = ("no input" if given is None else 'no "messages" list in input'
+                if isinstance(given, dict) else f"input is a JSON {json_kind(given)}")
+        return [("missing_input", f"{what}; {PAIR_ERRORS['missing_input']}")]
     found = _unknown(given, INPUT_KEYS, "input", "messages, tools, parallel_tool_calls")
     tools, parallel = given.get("tools"), given.get("parallel_tool_calls")
     if (tools is not None and not isinstance(tools, list)) or \
