@@ -44,6 +44,11 @@ def test_pull_keeps_a_dpo_jobs_preference_files_and_its_method(
         state = registry.get_job("ftjob-dpo").config.migrate
     assert state.method == "dpo" and set(state.checks) == {
         "file-prefs-train", "file-prefs-valid"}
+    # record asks the old model the held-out pairs' inputs (what both answers answered)
+    recorded = as_json(capsys, "migrate", "record", PERSONA, "--yes")
+    assert (recorded["prompts"], account.calls[f"chat {PERSONA}"]) == (10, 10)
+    assert account.chat_requests[0]["messages"][-1]["content"] == \
+        "How do I start project number 50?"
 
 
 def test_retrain_of_a_dpo_job_trains_dpo_with_its_beta_on_the_kept_pairs(

@@ -2,7 +2,7 @@
 
 A .txt file holds one user prompt per line (# starts a comment line). A dialogue file
 (.jsonl/.json/.csv) gives each example's conversation up to its last assistant turn, so its
-system prompt comes along.
+system prompt comes along; a file of preference pairs gives each pair's input.
 """
 
 from __future__ import annotations
@@ -36,10 +36,15 @@ def load_prompts(path: Path | None, system: str | None = None,
         conversations = [[{"role": "user", "content": line}] for line in lines
                          if line and not line.startswith("#")]  # as the trainer's samples
     else:
+        from tunelab.data.preference import file_format, read_pairs
         from tunelab.data.reader import load_examples
         from tunelab.evaluate.runner import eval_items
 
-        conversations = [item.prompt for item in eval_items(load_examples(path), str(path))]
+        if file_format(path) == "preference":  # each pair's input: what both answers answer
+            conversations = [pair.messages for pair in read_pairs(path)]
+        else:
+            conversations = [item.prompt for item in eval_items(load_examples(path),
+                                                                str(path))]
     if not conversations:
         raise UsageError(f"--prompts {path}: no prompts in it", fix="put one prompt per line")
     if system:
