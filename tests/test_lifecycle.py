@@ -277,3 +277,63 @@ def test_other_endpoints_and_providers_are_not_held_to_openai_dates(
     assert main(["train", str(path), "--provider", "vertex", "--validate-only"]) == 0
     assert main(["train", str(path), "--provider", "local", "--save-config",
                  str(tmp_path / "run.yaml")]) == 0
+
+
+# --- the other providers: closed doors, Azure's two calendars ----------------------------
+
+AZURE_SCHEDULE = "concepts-model-retirement-schedule-content.md"
+
+
+@pytest.mark.parametrize(("provider", "said"), [
+    ("mistral", "no replacement documented"), ("cohere", "closed since 2025-09-15")])
+def test_closed_fine_tuning_apis_are_refused_with_the_reason_and_never_offered(
+        provider: str, said: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from tunelab.providers import provider_names
+
+    path = write_dataset(tmp_path / "train.jsonl")
+    assert main(["train", str(path), "--provider", provider, "--yes"]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "source: https://docs." in err and "--provider together" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert provider not in provider_names()
+
+
+def test_azure_rows_carry_both_calendars_and_their_source() -> None:
+    mini = lifecycle("azure", "gpt-4o-mini-2024-07-18")
+    assert (mini.fine_tuning_closes, mini.existing_customer_closes, mini.shutdown) == (
+        date(2026, 10, 1), date(2027, 4, 1), date(2027, 10, 1))
+    tuned = lifecycle("azure", "gpt-4.1-2025-04-14.ft-0a1b2c3d4e5f")  # Azure's model ids
+    assert (tuned.fine_tuning_closes, tuned.existing_customer_closes, tuned.shutdown) == (
+        date(2026, 10, 14), date(2027, 4, 14), date(2027, 10, 14))
+    assert AZURE_SCHEDULE in tuned.source and tuned.model.endswith(".ft-0a1b2c3d4e5f")
+    assert lifecycle("azure", "gpt-4.1-mini").shutdown == date(2027, 10, 14)  # undated name
+    home_pricing({"lifecycle": [{"provider": "azure", "model": "gpt-4.1-2025-04-14",
+                                 "existing_customer_closes": "2027-06-30"}]})
+    moved = lifecycle("azure", "gpt-4.1-2025-04-14")
+    assert moved.existing_customer_closes == date(2027, 6, 30)
+    assert moved.shutdown == date(2027, 10, 14)  # the keys it does not name stay
+
+
+@pytest.mark.parametrize(("day", "existing", "outcome"), [
+    ("2026-09-01", None, None),  # 43 days before the base retires: quiet
+    ("2026-10-01", None, "closes in 13 days (2026-10-14)"),
+    ("2026-12-02", None, "--existing-customer says you are one"),
+    ("2026-12-02", True, None),
+    ("2026-12-02", False, UsageError),
+    ("2027-03-20", True, "closes in 25 days (2027-04-14)"),
+    ("2027-04-14", True, UsageError),
+])
+def test_one_gate_keeps_azures_new_and_existing_customer_dates(
+        day: str, existing: bool | None, outcome: object,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunelab.runs.checks import lifecycle_gate
+
+    monkeypatch.setenv("TUNELAB_TODAY", day)
+    model = "gpt-4.1-mini-2025-04-14"
+    if outcome is UsageError:
+        with pytest.raises(UsageError, match="2026-10-14|2027-04-14"):
+            lifecycle_gate("azure", "https://acme.openai.azure.com/openai/v1", model,
+                           existing_customer=existing)
+        return
+    warning = lifecycle_gate("azure", None, model, existing_customer=existing)
+    assert warning is None if outcome is None else str(outcome) in (warning or "")

@@ -21,10 +21,25 @@ def test_embedded_model_converts_once_and_keeps_chat_template():
     assert getattr(model, "hf_quantizer", None) is None
 
 
-def test_uncached_hub_id_fails_with_the_fix():
+def test_uncached_hub_id_offline_fails_with_the_fix():
+    # conftest sets HF_HUB_OFFLINE=1: a hub id not in the cache is refused without a request
     with pytest.raises(UsageError) as caught:
         model_source.resolve_model_dir("nobody-here/no-such-model")
-    assert "huggingface-cli download nobody-here/no-such-model" in caught.value.render()
+    line = caught.value.render()
+    assert "nobody-here/no-such-model" in line and "unset HF_HUB_OFFLINE" in line
+
+
+@pytest.mark.parametrize(("name", "parsed"), [
+    ("Qwen/Qwen2.5-0.5B-Instruct", ("Qwen/Qwen2.5-0.5B-Instruct", None)),
+    ("org/repo-GGUF:Q4_K_M", ("org/repo-GGUF", "Q4_K_M")),
+    ("org/repo-GGUF:model.Q8_0.gguf", ("org/repo-GGUF", "model.Q8_0.gguf")),
+    ("./models/x", None), ("a/b/c", None), ("org/", None), ("org/repo:", None),
+])
+def test_hub_ids_are_told_from_paths(name, parsed):
+    from tunelab.local import hub
+
+    found = hub.parse(name)
+    assert (found.repo_id, found.gguf) == parsed if parsed else found is None
 
 
 @pytest.mark.parametrize("bad", ["missing.gguf", "./no/such/folder"])

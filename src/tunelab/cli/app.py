@@ -42,8 +42,14 @@ def _version(value: bool) -> None:
 def root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
+    offline: bool = typer.Option(False, "--offline", help="Never download a model (as "
+                                 "HF_HUB_OFFLINE=1): only models already here are used."),
 ) -> None:
     """tunelab: one CLI, one dataset file, one job history."""
+    if offline:  # read by tunelab.local.hub, and by huggingface_hub if imported after this
+        import os
+
+        os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 def _register_commands() -> None:
@@ -64,9 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         reexec_with_allocator(["-m", "tunelab", *sys.argv[1:]])
     _register_commands()
     args = list(sys.argv[1:] if argv is None else argv)
+    from tunelab.cli.models_cmd import TerminalConsent
+    from tunelab.local.hub import consenting
+
     try:
         # Outside standalone mode click hands back `typer.Exit(code)` as a return value.
-        result = app(args=args, prog_name="tunelab", standalone_mode=False)
+        # A model download anywhere below shows its size and asks past the threshold.
+        with consenting(TerminalConsent()):
+            result = app(args=args, prog_name="tunelab", standalone_mode=False)
     except TunelabError as error:
         err_console.print(styled(("error:", "bold red"), " ", error.render()))
         return error.exit_code

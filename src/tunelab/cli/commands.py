@@ -18,6 +18,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("eval_cmd", "chat", "chat"),
     ("eval_cmd", "compare", "compare"),
     ("export_cmd", "export", "export"),
+    ("models_cmd", "app", "models"),
     ("serve_cmd", "serve", "serve"),
     ("ui_cmd", "ui", "ui"),
     ("migrate_cmd", "app", "migrate"),

@@ -85,7 +85,9 @@ def known_provider(name: str, *, also: Iterable[str] = ()) -> str:
     """`name` if --provider accepts it (a built-in, an endpoint in providers.yaml, or one of
     `also`), else one UsageError listing them. Called before any data is read or priced."""
     from tunelab.providers import provider_names
+    from tunelab.runs.checks import refuse_closed
 
+    refuse_closed(name)  # Mistral's, Cohere's: gone, and said so rather than "not known"
     known = set(provider_names()) | set(also)
     if name not in known:
         raise UsageError(f"--provider {name!r} is not known",

@@ -46,6 +46,10 @@ def start(request: RunRequest, options: TrainOptions) -> tuple[int, Started]:
     """Send `request` through the door and render what comes back; the exit code and the
     start (its job, when one was made: `migrate retrain` links it)."""
     reporter = TerminalReporter(yes=options.cloud.yes, max_cost=options.cloud.max_cost)
+    if request.target.is_local and not options.dry_run:  # checked and fetched before the
+        from tunelab.cli.models_cmd import prepare_train_model  # live display, asked at once
+
+        prepare_train_model(request.config, yes=options.cloud.yes)
     if options.dry_run:  # checks and a plan, no question asked: a spinner meanwhile
         with err.status(plain("checking...")):
             started = runs.start(request, reporter)

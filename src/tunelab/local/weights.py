@@ -11,10 +11,12 @@
     an exported folder            merged (or full) weights, as its tunelab.json says
     an HF model folder            a base model (`run/model/` of a --full run: a full fine-tune)
     a .gguf file, the default     a GGUF base model, converted to an HF folder on first load
-    a hub id                      its snapshot in the local HF cache; tunelab never downloads
+    a hub id                      its snapshot in the local HF cache, downloaded on first
+                                  use (local/hub.py: size shown, big ones asked about)
 
-Resolving reads only small JSON files and the registry, so it is cheap: callers resolve
-first (bad names fail at once, in one line) and load later. Base-model files (the embedded
+Resolving reads only small JSON files and the registry, so it is cheap (but for a hub id
+not yet in the cache, which is fetched then): callers resolve first (bad names fail at
+once, in one line) and load later. Base-model files (the embedded
 GGUF, conversion, the hub cache) are `model_source`'s, which training's `--model` uses.
 """
 

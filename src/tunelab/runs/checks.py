@@ -56,17 +56,24 @@ def suffix_rule(provider_name: str, capabilities: Capabilities, suffix: str | No
                      fix=f"pass --suffix {command(fixed)}")
 
 
-def require_fine_tuning(provider_name: str) -> None:
-    """Fail at once, before reading data or keys, if the provider cannot train: a closed
-    fine-tuning API (Mistral's, Cohere's: the table's terms) or a chat-only endpoint."""
+def refuse_closed(provider_name: str) -> None:
+    """A provider whose fine-tuning API is gone (the table's terms: Mistral, Cohere) is
+    refused by name, with the reason, the day and the source; never offered."""
     from tunelab.data.lifecycle import closed_provider
-    from tunelab.providers.profiles import find_profile, no_fine_tuning
 
     closed = closed_provider(provider_name)
     if closed is not None:
         since = f" since {closed.fine_tuning_closes}" if closed.fine_tuning_closes else ""
         raise UsageError(f"{provider_name}'s fine-tuning API is closed{since}: {closed.note} "
                          f"(source: {closed.source})", fix=WAYS_ON)
+
+
+def require_fine_tuning(provider_name: str) -> None:
+    """Fail at once, before reading data or keys, if the provider cannot train: a closed
+    fine-tuning API (Mistral's, Cohere's: the table's terms) or a chat-only endpoint."""
+    from tunelab.providers.profiles import find_profile, no_fine_tuning
+
+    refuse_closed(provider_name)
     profile = find_profile(provider_name)
     if profile is not None and not profile.capabilities.fine_tuning:
         raise no_fine_tuning(provider_name)
