@@ -120,6 +120,7 @@ def test_a_cached_hub_id_is_its_snapshot_and_an_uncached_one_names_the_fix(
     cache = tmp_path / "hf"
     repo = cache / "models--someone--tiny-chat"
     _json(repo / "snapshots" / "abc123" / "config.json", MODEL_CONFIG)
+    (repo / "snapshots" / "abc123" / "model.safetensors").write_bytes(b"")  # weights here
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("abc123")
     from huggingface_hub import constants
@@ -133,7 +134,8 @@ def test_a_cached_hub_id_is_its_snapshot_and_an_uncached_one_names_the_fix(
     with pytest.raises(UsageError) as caught:
         resolve("nobody-here/no-such-model")
     message = caught.value.render()
-    assert "huggingface-cli download nobody-here/no-such-model" in message
+    # conftest sets HF_HUB_OFFLINE=1: no download, and the line says how to allow one
+    assert "nobody-here/no-such-model" in message and "unset HF_HUB_OFFLINE" in message
     assert "\n" not in message
 
 
