@@ -103,7 +103,9 @@ def test_a_model_that_trains_no_dpo_is_refused_by_name_before_any_upload(
 
 def test_a_provider_that_trains_no_dpo_refuses_by_name_before_any_upload(
         account: Account, url: str, prefs: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    line = refused(capsys, str(prefs), "--provider", "vertex", "--method", "dpo")
+    # refused before the data is read (the file need not exist), so before any upload
+    line = refused(capsys, str(prefs.with_name("absent.jsonl")), "--provider", "vertex",
+                   "--method", "dpo")
     assert "vertex cannot train dpo jobs: it trains supervised" in line
     assert "Gemini's supervised format only" in line
     assert "--provider local" in line and "--provider openai" in line
