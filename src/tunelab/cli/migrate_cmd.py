@@ -234,7 +234,8 @@ RETRAIN_FLAGS = TrainingFlags.every(
 @generated
 def retrain(
     model: ModelArg,
-    to: Annotated[str, typer.Option("--to", help="local, vertex, or any provider name.")],
+    to: Annotated[str, typer.Option("--to", help="local, together, fireworks, azure, vertex, "
+                                                  "or any provider name.")],
     preset: Annotated[str | None, typer.Option("--preset", help="Local preset.")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="Local config file.")] = None,
     yes: YesFlag = False,
@@ -264,6 +265,7 @@ def retrain(
     # The plan maps OpenAI's multiplier: a local rate, or the multiplier a cloud job takes.
     mapped = {"epochs": plan.epochs, "batch_size": plan.batch_size, "suffix": plan.job.suffix,
               "learning_rate": plan.learning_rate, "method": plan.method, "beta": plan.beta,
+              "model": plan.base_model,
               "validation_file": str(plan.validation_file) if plan.validation_file else None}
     options = TrainOptions(
         file=plan.training_file, preset=preset, config_file=config, json=json_out,
@@ -277,6 +279,9 @@ def retrain(
     err.print(f"retraining {plan.job.fine_tuned_model} ({plan.job.id}) on {to} from "
               f"{plan.training_file}" + (f"; mapped: {', '.join(plan.mapping.values())}"
                                          if plan.mapping else ""))
+    if plan.base_model and not flags.get("model"):
+        err.print(f"base model on {to}: {plan.base_model} ({plan.base_reason}); "
+                  "--base-model chooses another")
     code, started = start(train_request(options), options)
     linked = started.job  # the door hands back the job it made (None: refused, a dry run)
     if linked is not None:
@@ -307,7 +312,8 @@ def status(json_out: JsonFlag = False) -> None:
     for row in rows:
         cells += [[row.model or "(no model)",
                    f"{row.step} ({STEPS.index(row.step) + 1}/{len(STEPS)})",
-                   row.shutdown or "-", _days(row.days_left), row.replacement or "",
+                   row.shutdown or "-", _days(row.days_left),
+                   f"{row.replacement} on {row.destination}" if row.replacement else "",
                    row.next],
                   [f"  {row.job_id} ({row.status})", "", "", "", "", ""]]
     out.print(fitted_table(STATUS_COLUMNS, cells, out.width, title="tunelab migrate status"))

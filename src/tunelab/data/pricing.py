@@ -29,6 +29,8 @@ DEFAULT_MODELS = {
     "vertex": "gemini-2.5-flash",
     "kimi": "moonshot-v1-8k",
     "local": "HuggingFaceTB/SmolLM2-135M-Instruct",
+    "fireworks": "accounts/fireworks/models/qwen3-8b",
+    "azure": "gpt-4.1-mini-2025-04-14",  # trains SFT and DPO (gpt-4o-mini: SFT only)
 }
 # For preference pairs where DEFAULT_MODELS' model trains no DPO (OpenAI: the gpt-4.1 family).
 DEFAULT_DPO_MODELS = {"openai": "gpt-4.1-mini-2025-04-14"}

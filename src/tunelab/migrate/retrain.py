@@ -6,14 +6,20 @@ question and progress are the same. OpenAI's hyperparameters map to the target's
 
     n_epochs                  -> epochs (the same passes over the data)
     batch_size                -> batch size (examples per optimizer step)
-    learning_rate_multiplier  -> cloud targets: the same multiplier; local: the multiplier
-                                 times the preset's (or default) learning rate, since
+    learning_rate_multiplier  -> cloud targets that take a multiplier (azure, vertex): the
+                                 same multiplier; targets that take a rate (local, together,
+                                 fireworks): the multiplier times their base rate (local: the
+                                 preset's or default; together, fireworks: the rate in
+                                 data/migrate_destinations.json, with its source), since
                                  OpenAI's multiplier scales a base rate it does not publish
     method.type dpo, beta     -> method dpo (on the kept preference pairs), the same beta
                                  (both mean the same: the weight of the pull towards the
                                  reference model in the DPO loss)
 
-A flag the user gives wins over the mapped value. Values OpenAI left at "auto" map to
+The base model: --base-model, else the destination's default in
+data/migrate_destinations.json (an open model of the same class on together and fireworks,
+the old job's own base on azure), printed with its reason. A flag the user gives wins over
+the mapped value. Values OpenAI left at "auto" map to
 nothing, so the target's own default applies. The new job carries, from its creation on:
 `retrain_of` = the old job id, `replaces` = the old model name.
 """
@@ -48,6 +54,8 @@ class RetrainPlan:
     learning_rate: float | None = None  # local: an absolute rate
     learning_rate_multiplier: float | None = None  # cloud: OpenAI's multiplier, passed on
     method: str = "supervised"  # dpo: a preference-tuned job, retrained with DPO
+    base_model: str | None = None  # the destination's default base model (None: its own)
+    base_reason: str = ""  # why that one (data/migrate_destinations.json)
     beta: float | None = None
     mapping: dict[str, str] = field(default_factory=dict)  # how each value was chosen
 
@@ -58,7 +66,47 @@ class RetrainPlan:
                 "epochs": self.epochs, "batch_size": self.batch_size,
                 "learning_rate": self.learning_rate,
                 "learning_rate_multiplier": self.learning_rate_multiplier,
-                "method": self.method, "beta": self.beta, "mapping": self.mapping}
+                "method": self.method, "beta": self.beta, "mapping": self.mapping,
+                "base_model": self.base_model, "base_reason": self.base_reason}
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a retrain goes (data/migrate_destinations.json): its default base model for an
+    OpenAI base, why, and the base rate OpenAI's multiplier scales (None: it takes the
+    multiplier itself)."""
+
+    name: str
+    base_model: str | None
+    reason: str
+    source: str
+    learning_rate: float | None
+
+
+def destination(target: str, old_base: str) -> Destination | None:
+    """The destination row for `target`, its base model chosen for `old_base`; None for a
+    target with no row (local, vertex, an endpoint: their own defaults apply)."""
+    import json
+    from importlib import resources
+
+    from tunelab.home import home_file
+
+    document = json.loads(resources.files("tunelab.data").joinpath(
+        "migrate_destinations.json").read_text("utf-8"))
+    rows = document["destinations"]
+    override = home_file("migrate_destinations.json")
+    if override is not None:  # the user's keys replace the packaged ones, row by row
+        for name, row in json.loads(override.read_text("utf-8")).get("destinations",
+                                                                     {}).items():
+            rows[name] = {**rows.get(name, {}), **row}
+    row = rows.get(target)
+    if row is None:
+        return None
+    larger = old_base in document.get("larger_bases", []) and row.get("larger_base_model")
+    rate = row.get("learning_rate")
+    return Destination(target, larger or row.get("base_model") or old_base,
+                       str(row.get("reason") or ""), str(row.get("source") or ""),
+                       float(rate) if isinstance(rate, int | float) else None)
 
 
 def _number(value: Any) -> float | None:
@@ -87,6 +135,9 @@ def plan(token: str, target: str, *, base_learning_rate: float) -> RetrainPlan:
         job = find_old_job(registry, token)
     training, validation = data_files(job)
     found = RetrainPlan(job, target, training, validation)
+    where = destination(target, job.base_model or "")
+    if where is not None:
+        found.base_model, found.base_reason = where.base_model, where.reason
     hyper = job.hyperparameters or {}
     _map_method(found, migrate_state(job).method, _number(hyper.get("beta")))
     epochs, batch, multiplier = (_number(hyper.get(name)) for name in (
@@ -98,10 +149,11 @@ def plan(token: str, target: str, *, base_learning_rate: float) -> RetrainPlan:
         found.batch_size = int(batch)
         found.mapping["batch_size"] = f"batch_size {int(batch)}"
     if multiplier:
-        if target == LOCAL:
-            found.learning_rate = base_learning_rate * multiplier
+        rate = base_learning_rate if target == LOCAL else where and where.learning_rate
+        if rate:
+            found.learning_rate = rate * multiplier
             found.mapping["learning_rate"] = (f"learning_rate_multiplier {multiplier:g} x "
-                                              f"base {base_learning_rate:g}")
+                                              f"{target}'s base {rate:g}")
         else:
             found.learning_rate_multiplier = multiplier
             found.mapping["learning_rate_multiplier"] = f"learning_rate_multiplier {multiplier:g}"

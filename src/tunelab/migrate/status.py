@@ -30,6 +30,7 @@ class Row:
     shutdown: str | None
     days_left: int | None
     replacement: str | None  # the newest replacement job
+    destination: str | None  # where it trains: provider and base model ("together Qwen/...")
     next: str  # the command to run next
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,8 +81,9 @@ def _row(job: JobRecord, newest: JobRecord | None) -> Row:
             done[-1] == "retrained":
         nexts["retrained"] = command("tunelab", "migrate", "retrain", name, "--to",
                                      newest.provider)
+    where = f"{newest.provider} {newest.base_model or ''}".strip() if newest else None
     return Row(job.id, model, job.status, done[-1], shutdown, left,
-               newest.id if newest else None, nexts[done[-1]])
+               newest.id if newest else None, where, nexts[done[-1]])
 
 
 def status() -> list[Row]:
