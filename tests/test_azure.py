@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from azure_double import Resource, create_app
+from azure_double import Resource, create_app, preference_rows
 from faultproxy import FaultPlan, FaultProxy, dialogues, serve_in_thread
 from tunelab.cli import main
 from tunelab.providers import get_provider
@@ -151,3 +151,16 @@ def test_creates_happen_once_through_429s_500s_and_lost_answers(
     assert resource.created == {"files": 1, "jobs": 1}
     assert job.id in resource.jobs and resource.bodies[-1]["trainingType"] == "Standard"
     assert plan.log["drop_answer"] == 2 and plan.log["429"] == 1
+
+
+def test_a_dpo_job_goes_to_azure_in_openais_method_shape(
+        resource: Resource, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(preference_rows(12), encoding="utf-8")
+    code, out, err = run(capsys, *train_args(resource, pairs, "--method", "dpo", "--beta",
+                                             "0.2", "--existing-customer", "--no-wait",
+                                             "--json"))
+    assert code == 0, err
+    method = resource.bodies[0]["method"]
+    assert method["type"] == "dpo" and method["dpo"]["hyperparameters"]["beta"] == 0.2
+    assert next(iter(resource.contents.values())).startswith(codecs.BOM_UTF8)
