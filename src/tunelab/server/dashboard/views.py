@@ -135,7 +135,8 @@ def data_files(job: JobRecord, checks: DataChecks) -> list[dict[str, Any]]:
         if not recorded:
             continue
         path = job_file(job, "training_file" if role == "training" else "validation_file")
-        summary = checks.summary(path, job.provider) if path else None
+        model = job.base_model if job.provider == "local" else None
+        summary = checks.summary(path, job.provider, model) if path else None
         if summary and role == "validation" and "errors" in summary:
             # The minimum example count is a rule for training files only.
             errors = [e for e in summary["errors"] if e["code"] != SMALL_FILE]
@@ -181,24 +182,40 @@ class DataChecks:
             stat = path.stat()
         except OSError as error:
             return {"error": f"cannot read it ({error.strerror})"}
-        key = (str(path), target, model or "", stat.st_mtime, stat.st_size)
+        key = (str(path), provider, model or "", stat.st_mtime, stat.st_size)
         with self._lock:
             if key in self._done:
                 return self._done[key]
+        # A local job counts with its base model's own tokenizer and chat template, when
+        # they are here (never downloaded for a page); else with OpenAI's, as its label says.
+        tokenizer = _local_tokenizer(model) if provider == "local" else None
+        if tokenizer is not None:
+            target = "local"
         try:
-            found = check_file(path, provider=target, model=model or None, workers=1).as_dict()
+            found = check_file(path, provider=target, model=model or None, workers=1,
+                               tokenizer=tokenizer).as_dict()
         except TunelabError as error:
             found = {"error": error.render()}
         with self._lock:
             self._done[key] = found
         return found
 
-    def summary(self, path: Path, provider: str) -> dict[str, Any]:
-        report = self.report(path, provider)
+    def summary(self, path: Path, provider: str, model: str | None = None) -> dict[str, Any]:
+        report = self.report(path, provider, model)
         if "error" in report:
             return report
         return {key: report[key] for key in ("ok", "examples", "valid_examples", "tokens",
                                              "errors", "warnings", "tokenizer")}
+
+
+def _local_tokenizer(model: str | None) -> Any:
+    """The counting tokenizer of a local job's base model, if its files are here (no torch)."""
+    from tunelab.local.chat_tokens import for_model
+
+    try:
+        return for_model(model)
+    except (OSError, ValueError, TunelabError):  # unreadable files: count as OpenAI would
+        return None
 
 
 PREVIEW_EXAMPLES, PREVIEW_CHARS = 3, 400
