@@ -237,30 +237,13 @@ class OpenAICompatProvider:
     def _retrying(self, what: str, send: Callable[[], T]) -> T:
         """A call that is safe to repeat (a read, a cancel, a chat), retried while it fails
         transiently."""
-        attempts = self._attempts(what, self.attempts)
-        while True:
-            try:
-                return self._call(send)
-            except TransientProviderError as error:
-                attempts.failed(error)
+        return self._attempts(what, self.attempts).run(lambda: self._call(send))
 
     def _exactly_once(self, what: str, send: Callable[[], T],
                       find: Callable[[], T | None]) -> T:
-        """Send a create; after a failure, first look for what it may have made (the answer
-        may be what was lost), and adopt that instead of resending. A lookup that fails is
-        retried like the send: resending before we know would risk a duplicate."""
-        attempts = self._attempts(what, self.create_attempts)
-        tried = False
-        while True:
-            try:
-                if tried:
-                    found = self._call(find)
-                    if found is not None:
-                        return found
-                tried = True
-                return self._call(send)
-            except TransientProviderError as error:
-                attempts.failed(error)
+        """Send a create once (Attempts.run_once: after a failure, adopt what it made)."""
+        return self._attempts(what, self.create_attempts).run_once(
+            lambda: self._call(send), lambda: self._call(find))
 
     # files ------------------------------------------------------------------------------
     def upload(self, path: Path) -> FileRef:

@@ -14,10 +14,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from tunelab.errors import TransientProviderError
 
 DEFAULT_ATTEMPTS = 6  # as the openai SDK's default: one try and 5 retries
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,31 @@ class Attempts:
         self.limit, self.sleep = max(1, attempts), sleep
         self.number = 1
         self.started = time.monotonic()
+
+    def run(self, send: Callable[[], T]) -> T:
+        """`send` (a call safe to repeat) until it stops failing transiently."""
+        while True:
+            try:
+                return send()
+            except TransientProviderError as error:
+                self.failed(error)
+
+    def run_once(self, send: Callable[[], T], find: Callable[[], T | None]) -> T:
+        """A create, sent once: after a failure, first `find` what the lost call may have
+        made (the answer may be what was lost) and adopt it instead of sending again. A
+        `find` that fails is retried like the send: resending before we know would risk a
+        duplicate."""
+        tried = False
+        while True:
+            try:
+                if tried:
+                    found = find()
+                    if found is not None:
+                        return found
+                tried = True
+                return send()
+            except TransientProviderError as error:
+                self.failed(error)
 
     def failed(self, error: TransientProviderError) -> None:
         wait = error.retry_after if error.retry_after is not None else backoff(self.number)
