@@ -28,8 +28,9 @@ DESCRIBED = TrainConfig.model_fields
 def train(
     file: Path | None = typer.Argument(None, help=f"{DESCRIBED['train_file'].description} "
                                                   "Not needed with --resume."),
-    provider: str = typer.Option("local", "--provider", help="local, openai, kimi, vertex or a "
-                                                             "custom endpoint profile."),
+    provider: str = typer.Option("local", "--provider", help="local, openai, together, "
+                                 "fireworks, azure, vertex, kimi or a custom endpoint "
+                                 "profile."),
     preset: str | None = typer.Option(None, "--preset", help=DESCRIBED["preset"].description),
     config: Path | None = typer.Option(None, "--config", help="JSON or YAML config file; "
                                        "flags override it, it overrides the preset."),
