@@ -7,7 +7,9 @@ Azure's docs do: `OpenAI(api_key=..., base_url="https://RESOURCE.openai.azure.co
 - a job body may carry `trainingType` (Standard, GlobalStandard, developerTier), refused
   otherwise; a suffix over 18 characters or with a dot is a 400;
 - fine-tuned models are named `BASE.ft-JOBHEX`, checkpoints `BASE.ft-JOBHEX:ckpt-step-N`;
-- uploads are kept byte for byte, so a test sees the UTF-8 byte-order mark the docs ask for.
+- uploads are kept byte for byte, so a test sees the UTF-8 byte-order mark the docs ask for;
+- the control plane's deployment PUT (.../deployments/NAME?api-version=2024-10-01), with its
+  own Azure AD token, not the key.
 
 A job advances one status per read (validating_files, running, succeeded); a training file
 holding the word FAIL makes it fail with an error, as a bad file does. `created` counts what
@@ -43,6 +45,9 @@ class Resource:
     created: Counter = field(default_factory=Counter)
     reads: Counter = field(default_factory=Counter)  # per job: how far it has advanced
     chats: list[dict[str, Any]] = field(default_factory=list)
+    # the control plane (management.azure.com): its AAD token, and the deployments PUT there
+    management_token: str = "aad-canary-token-5e5e5e5e"
+    deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _error(status: int, message: str, code: str | None = None) -> HTTPException:
@@ -55,7 +60,9 @@ def create_app(resource: Resource) -> FastAPI:
 
     @app.middleware("http")
     async def key_required(request: Request, call_next: Any) -> Any:
-        if request.headers.get("authorization") != f"Bearer {resource.key}":
+        wanted = resource.management_token if request.url.path.startswith("/subscriptions/") \
+            else resource.key
+        if request.headers.get("authorization") != f"Bearer {wanted}":
             return JSONResponse({"error": {"code": "401", "message": "Access denied due to "
                                            "invalid subscription key or wrong API endpoint."}},
                                 status_code=401)
@@ -73,6 +80,18 @@ def create_app(resource: Resource) -> FastAPI:
         if job_id not in resource.jobs:
             raise _error(404, f"fine-tuning job {job_id} not found", "NotFound")
         return resource.jobs[job_id]
+
+    @app.put("/subscriptions/{subscription}/resourceGroups/{group}/providers/"
+             "Microsoft.CognitiveServices/accounts/{account}/deployments/{name}")
+    async def deploy(subscription: str, group: str, account: str, name: str,
+                     request: Request) -> dict[str, Any]:
+        if request.query_params.get("api-version") != "2024-10-01":
+            raise _error(400, "unsupported api-version", "InvalidApiVersion")
+        body = await request.json()
+        resource.deployments[name] = {"path": (subscription, group, account), **body}
+        return {"id": f"/subscriptions/{subscription}/.../deployments/{name}", "name": name,
+                "sku": body["sku"], "properties": {**body["properties"],
+                                                   "provisioningState": "Creating"}}
 
     @app.post(f"{ROOT}/files")
     async def upload(request: Request) -> dict[str, Any]:

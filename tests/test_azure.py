@@ -164,3 +164,28 @@ def test_a_dpo_job_goes_to_azure_in_openais_method_shape(
     method = resource.bodies[0]["method"]
     assert method["type"] == "dpo" and method["dpo"]["hyperparameters"]["beta"] == 0.2
     assert next(iter(resource.contents.values())).startswith(codecs.BOM_UTF8)
+
+
+def test_with_the_management_settings_the_model_is_deployed_once_trained(
+        resource: Resource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        tunelab_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train = dialogues(tmp_path / "natasha.jsonl")
+    manage = ["--azure-subscription", "sub-1", "--azure-resource-group", "rg-acme",
+              "--azure-resource", "acme", "--azure-token-env", "ACME_AAD_TOKEN",
+              "--azure-management-url", f"http://127.0.0.1:{resource.port}"]  # type: ignore[attr-defined]
+    monkeypatch.setenv("ACME_AAD_TOKEN", "a-stale-token")
+    code, out, err = run(capsys, *train_args(resource, train, "--existing-customer", *manage,
+                                             "--json"))
+    assert code == 0 and "refused the management token in ACME_AAD_TOKEN" in err
+    assert "curl -X PUT" in err and resource.deployments == {}  # said how, job still fine
+    monkeypatch.setenv("ACME_AAD_TOKEN", resource.management_token)
+    code, out, err = run(capsys, *train_args(resource, train, "--existing-customer", *manage,
+                                             "--json"))
+    model = json.loads(out)["fine_tuned_model"]
+    assert code == 0 and f"deployed {model} as deployment {model} on acme" in err
+    assert resource.management_token not in out + err
+    assert resource.deployments[model]["path"] == ("sub-1", "rg-acme", "acme")
+    assert resource.deployments[model]["properties"]["model"]["name"] == model
+    for path in tunelab_home.rglob("*"):
+        if path.is_file():
+            assert resource.management_token.encode() not in path.read_bytes(), path

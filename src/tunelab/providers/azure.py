@@ -17,7 +17,8 @@ Azure's v1 API (`https://RESOURCE.openai.azure.com/openai/v1/`) takes the `opena
 - a succeeded job answers nothing until it is deployed (a control-plane call with an Azure AD
   token, not the key): its events end with a note that gives the command, or the exact PUT
   when the management settings (--azure-subscription, --azure-resource-group,
-  --azure-resource) are given.
+  --azure-resource) are given; with --azure-token-env VAR too, tunelab makes that PUT
+  (api-version 2024-10-01) once the job succeeds, and the event says what Azure answered.
 
 This module is light (settings, rules, notes: read by every command's flags); the
 provider class is in azure_provider.py, which imports the SDK. Azure keeps the weights it
@@ -79,6 +80,22 @@ class AzureSettings(BaseModel):
     azure_resource_group: str | None = Field(
         None, description="Resource group of the Azure OpenAI resource.")
     azure_resource: str | None = Field(None, description="Name of the Azure OpenAI resource.")
+    azure_token_env: str | None = Field(
+        None, description="The variable holding an Azure AD token for management.azure.com "
+                          "(az account get-access-token): with the three above, tunelab "
+                          "deploys the trained model itself.")
+    azure_management_url: str | None = Field(
+        None, description=f"The control plane (default: {MANAGEMENT}).")
+
+    def deployment_url(self, model: str) -> str | None:
+        """The PUT that deploys `model`, when the management settings name the resource."""
+        if not (self.azure_subscription and self.azure_resource_group and
+                self.azure_resource):
+            return None
+        return (f"{(self.azure_management_url or MANAGEMENT).rstrip('/')}/subscriptions/"
+                f"{self.azure_subscription}/resourceGroups/{self.azure_resource_group}/"
+                f"providers/Microsoft.CognitiveServices/accounts/{self.azure_resource}/"
+                f"deployments/{deployment_name(model)}?api-version={DEPLOYMENT_API_VERSION}")
 
 
 def api_base(endpoint: str) -> str:
@@ -112,21 +129,25 @@ def deployment_name(model: str) -> str:
     return model[:64]
 
 
+def deployment_body(model: str) -> dict[str, object]:
+    """A Standard deployment of one capacity unit of the fine-tuned model."""
+    return {"sku": {"name": "standard", "capacity": 1},
+            "properties": {"model": {"format": "OpenAI", "name": model, "version": "1"}}}
+
+
 def deployment_note(settings: AzureSettings, model: str) -> str:
     """How to serve `model`: Azure answers only through a deployment, made by a
     control-plane call with an Azure AD token (the API key cannot)."""
     name = deployment_name(model)
-    group = settings.azure_resource_group or "RESOURCE_GROUP"
-    resource = settings.azure_resource or "RESOURCE"
-    if settings.azure_subscription:
-        url = (f"{MANAGEMENT}/subscriptions/{settings.azure_subscription}/resourceGroups/"
-               f"{group}/providers/Microsoft.CognitiveServices/accounts/{resource}/"
-               f"deployments/{name}?api-version={DEPLOYMENT_API_VERSION}")
-        body = {"sku": {"name": "standard", "capacity": 1},
-                "properties": {"model": {"format": "OpenAI", "name": model, "version": "1"}}}
+    url = settings.deployment_url(model)
+    if url is not None:
         return (f"{model} answers only once deployed: curl -X PUT '{url}' -H "
                 "\"Authorization: Bearer $(az account get-access-token --query accessToken "
-                f"-o tsv)\" -H 'Content-Type: application/json' -d '{json.dumps(body)}'")
+                f"-o tsv)\" -H 'Content-Type: application/json' -d "
+                f"'{json.dumps(deployment_body(model))}' (or pass --azure-token-env VAR and "
+                "tunelab makes this call)")
+    group = settings.azure_resource_group or "RESOURCE_GROUP"
+    resource = settings.azure_resource or "RESOURCE"
     return (f"{model} answers only once deployed: az cognitiveservices account deployment "
             f"create --resource-group {group} --name {resource} --deployment-name {name} "
             f"--model-name {model} --model-version 1 --model-format OpenAI --sku-name standard "

@@ -3,15 +3,25 @@ tunelab.providers.azure for what they are and why; this module imports the opena
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from openai.types.fine_tuning import FineTuningJob
 
-from tunelab.providers.azure import NOTE_SUFFIX, AzureSettings, deployment_note, with_bom
+from tunelab.errors import AuthError, ProviderError, TransientProviderError, TunelabError
+from tunelab.providers.azure import (
+    NOTE_SUFFIX,
+    AzureSettings,
+    deployment_body,
+    deployment_name,
+    deployment_note,
+    with_bom,
+)
 from tunelab.providers.base import JobSpec, ProviderEvent
-from tunelab.providers.openai_compat import OpenAICompatProvider, as_jsonl
+from tunelab.providers.openai_compat import REQUEST_TIMEOUT_S, OpenAICompatProvider, as_jsonl
 from tunelab.providers.profiles import Profile
+from tunelab.providers.sdk_errors import first_line, retryable_status, scrub
 
 
 class AzureProvider(OpenAICompatProvider):
@@ -51,9 +61,56 @@ class AzureProvider(OpenAICompatProvider):
         events = super().list_events(job_id, after)
         job = self.get_job(job_id)
         if job.status == "succeeded" and job.fine_tuned_model:
+            try:
+                deployed = self._deploy(job.fine_tuned_model)
+                level = "info"
+            except TunelabError as error:  # the job succeeded all the same: say, don't fail
+                deployed = (f"deploying {job.fine_tuned_model} failed: {error.render()}; "
+                            + deployment_note(self.settings, job.fine_tuned_model))
+                level = "error"
             events.append(ProviderEvent(
                 id=note_id, created_at=float(job.finished_at or (events[-1].created_at
                                                                  if events else 0)),
-                message=deployment_note(self.settings, job.fine_tuned_model),
-                level="warn", type="message"))
+                message=deployed or deployment_note(self.settings, job.fine_tuned_model),
+                level=level if deployed else "warn", type="message"))
         return events
+
+    def _deploy(self, model: str) -> str | None:
+        """PUT the deployment (idempotent: it creates or updates), when the management
+        settings and a token are given; what Azure answered, or None."""
+        import httpx
+
+        url = self.settings.deployment_url(model)
+        variable = self.settings.azure_token_env
+        token = os.environ.get(variable, "").strip() if variable else ""
+        if url is None or not token:
+            return None
+
+        def send() -> httpx.Response:
+            try:
+                answer = httpx.put(url, json=deployment_body(model), timeout=REQUEST_TIMEOUT_S,
+                                   headers={"Authorization": f"Bearer {token}"})
+            except httpx.TransportError as error:
+                raise TransientProviderError(f"cannot reach Azure's control plane: "
+                                             f"{type(error).__name__}",
+                                             code="connection_error", fix="retry") from None
+            if retryable_status(answer.status_code):
+                raise TransientProviderError(f"Azure's control plane answered "
+                                             f"{answer.status_code}", code=str(
+                                                 answer.status_code), fix="retry")
+            return answer
+
+        answer = self._retrying(f"deploying {model}", send)
+        said = scrub(first_line(answer.text, token), self._key)
+        if answer.status_code in (401, 403):
+            raise AuthError(f"Azure refused the management token in {variable}: {said}",
+                            fix="refresh it: az account get-access-token")
+        if answer.status_code >= 400:
+            raise ProviderError(f"deploying {model}: Azure answered {answer.status_code}: "
+                                f"{said}", code=str(answer.status_code),
+                                fix="check --azure-subscription, --azure-resource-group "
+                                    "and --azure-resource")
+        state = (answer.json().get("properties") or {}).get("provisioningState", "accepted")
+        return (f"deployed {model} as deployment {deployment_name(model)} on "
+                f"{self.settings.azure_resource} (provisioning {state}); it answers under "
+                "that name once Azure has provisioned it")
