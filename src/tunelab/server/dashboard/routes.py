@@ -248,7 +248,9 @@ def _run_routes(app: FastAPI, board: Dashboard) -> None:
             except Exception:  # an id that is not an upload: no report, the form says so
                 report = {"error": f"no uploaded file {file_id}"}
             else:
-                report = board.checks.report(path, chosen.get("provider") or "openai")
+                # a local run's counts with the chosen base model's tokenizer (views.py)
+                report = board.checks.report(path, chosen.get("provider") or "openai",
+                                             chosen.get("model") or None)
                 examples = views.preview(path)
         launch = board.launches.get(chosen.get("launch") or "")
         return board.page(request, "new.html", status, uploads=uploads, presets=PRESETS,
