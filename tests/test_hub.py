@@ -136,6 +136,8 @@ def test_the_dry_run_estimates_a_hub_model_from_its_config_alone(hub, tmp_path):
     assert estimate["fits"] and estimate["weights_bytes"] == 4 * report["model"]["parameters"]
     assert estimate["seconds_per_epoch"] > 0 and "estimate" not in report  # nothing timed
     assert report["data"]["train"]["tokens_after_truncation"] > 0
+    code, text, _ = run(["train", str(data), "--model", "tiny/llama", "--dry-run"])
+    assert code == 0 and "from its config: memory about" in text and "(fits)" in text
 
 
 @pytest.mark.parametrize(("repo", "edits", "said"), [

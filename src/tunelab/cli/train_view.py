@@ -69,6 +69,7 @@ def render_dry_run(report: dict[str, Any]) -> None:
     out.print(styled(("plan", "bold"), f": {plan['steps_per_epoch']} steps/epoch, "
                      f"{plan['total_steps']} steps in all ({plan['epochs']} epochs, "
                      f"{plan['examples_per_step']} examples per step)"))
+    _render_model(report)
     estimate = report.get("estimate")
     if estimate:
         out.print(styled(("estimate", "bold"), f": about {duration(estimate['wall_s'])} at "
@@ -77,3 +78,19 @@ def render_dry_run(report: dict[str, Any]) -> None:
         out.print(f"  measured: {estimate['method']}")
     out.print("dry run: nothing trained, nothing registered")
 
+
+def _render_model(report: dict[str, Any]) -> None:
+    """The model's facts and the estimate from its config (what a hub model not downloaded
+    yet gets instead of timed steps)."""
+    model, found = report.get("model"), report.get("estimate_from_config") or {}
+    if model:
+        size = f"{model['parameters'] / 1e6:,.0f}M parameters" if model["parameters"] else ""
+        out.print(styled(("model", "bold"), f": {model['name']} ({model['source']}"
+                         + (f", {size}" if size else "") + ")"), markup=False)
+    if "total_bytes" in found:
+        fits = "fits" if found["fits"] else f"{found['short_by_bytes'] / 1e9:.1f} GB short"
+        speed = (f", about {duration(found['seconds_per_epoch'])} per epoch at "
+                 f"{found['tokens_per_s']} tokens/s" if found.get("seconds_per_epoch") else "")
+        out.print(styled(("from its config", "bold"), f": memory about {found['memory_gb']} GB "
+                         f"of {found['machine_gb']} GB on {found['device']} ({fits}){speed}"),
+                  markup=False)
