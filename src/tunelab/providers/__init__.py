@@ -16,7 +16,6 @@ from typing import Any
 
 from tunelab.errors import UsageError
 from tunelab.providers.azure import AzureSettings
-from tunelab.providers.azure import build as _build_azure
 from tunelab.providers.base import Provider, ProviderSettings
 from tunelab.providers.local import build as _build_local
 from tunelab.providers.vertex import VertexSettings
@@ -47,6 +46,12 @@ def _openai_compatible(name: str) -> ProviderEntry:
         return OpenAICompatProvider(profile, base_url=settings.base_url, retry=settings.retry)
 
     return ProviderEntry(build)
+
+
+def _build_azure(settings: ProviderSettings) -> Provider:
+    from tunelab.providers.azure_provider import build  # loads the openai SDK: only here
+
+    return build(settings)
 
 
 # name -> entry. A new kind of provider adds one line here.

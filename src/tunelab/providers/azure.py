@@ -32,17 +32,14 @@ import codecs
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tunelab.errors import UsageError
 from tunelab.home import cache_dir
-from tunelab.providers.base import Capabilities, ProviderSettings
+from tunelab.providers.base import Capabilities
 from tunelab.providers.profiles import Profile
-
-if TYPE_CHECKING:  # the provider itself imports the openai SDK: only when one is built
-    from tunelab.providers.azure_provider import AzureProvider
 
 NAME = "azure"
 KEY_ENV = "AZURE_OPENAI_API_KEY"
@@ -155,16 +152,18 @@ def deployment_note(settings: AzureSettings, model: str) -> str:
             "--azure-resource for the REST call)")
 
 
-def build(settings: ProviderSettings) -> AzureProvider:
-    own = settings.own_as(AzureSettings)
-    endpoint = settings.base_url or own.azure_endpoint or os.environ.get(ENDPOINT_ENV, "")
+def resource_endpoint(base_url: str | None, own: AzureSettings) -> str:
+    """Where the resource is: --base-url, else --azure-endpoint, else AZURE_OPENAI_ENDPOINT."""
+    endpoint = base_url or own.azure_endpoint or os.environ.get(ENDPOINT_ENV, "")
     if not endpoint.strip():
         raise UsageError("no Azure OpenAI resource given",
                          fix=f"pass --azure-endpoint https://NAME.openai.azure.com or set "
                              f"{ENDPOINT_ENV}")
-    profile = Profile(name=NAME, base_url=api_base(endpoint.strip()), key_envs=(KEY_ENV,),
-                      capabilities=CAPABILITIES,
-                      docs="the Azure portal: your resource's Keys and Endpoint")
-    from tunelab.providers.azure_provider import AzureProvider
+    return endpoint.strip()
 
-    return AzureProvider(profile, own, retry=settings.retry)
+
+def profile_for(endpoint: str) -> Profile:
+    """The resource as an OpenAI-compatible endpoint: its v1 API and its key variable."""
+    return Profile(name=NAME, base_url=api_base(endpoint), key_envs=(KEY_ENV,),
+                   capabilities=CAPABILITIES,
+                   docs="the Azure portal: your resource's Keys and Endpoint")

@@ -16,9 +16,11 @@ from tunelab.providers.azure import (
     deployment_body,
     deployment_name,
     deployment_note,
+    profile_for,
+    resource_endpoint,
     with_bom,
 )
-from tunelab.providers.base import JobSpec, ProviderEvent
+from tunelab.providers.base import JobSpec, ProviderEvent, ProviderSettings
 from tunelab.providers.openai_compat import REQUEST_TIMEOUT_S, OpenAICompatProvider, as_jsonl
 from tunelab.providers.profiles import Profile
 from tunelab.providers.sdk_errors import first_line, retryable_status, scrub
@@ -38,9 +40,7 @@ class AzureProvider(OpenAICompatProvider):
         return as_jsonl(path) if self.settings.azure_bom is False else with_bom(path)
 
     def _job_body(self, spec: JobSpec, token: str) -> dict[str, Any]:
-        from tunelab.runs.checks import suffix_rule
-
-        suffix_rule(self.name, self.capabilities, spec.suffix)  # direct callers, dry runs
+        self.capabilities.check_suffix(self.name, spec.suffix)  # direct callers, dry runs
         body = super()._job_body(spec, token)
         if self.settings.azure_training_type:
             body["trainingType"] = self.settings.azure_training_type
@@ -114,3 +114,11 @@ class AzureProvider(OpenAICompatProvider):
         return (f"deployed {model} as deployment {deployment_name(model)} on "
                 f"{self.settings.azure_resource} (provisioning {state}); it answers under "
                 "that name once Azure has provisioned it")
+
+
+def build(settings: ProviderSettings) -> AzureProvider:
+    """The factory tunelab.providers.PROVIDERS holds for "azure" (through a lazy import: this
+    module loads the openai SDK)."""
+    own = settings.own_as(AzureSettings)
+    return AzureProvider(profile_for(resource_endpoint(settings.base_url, own)), own,
+                         retry=settings.retry)

@@ -42,6 +42,30 @@ class Capabilities:
     # suffix_forbidden (Azure: 18, no dots). Checked before anything is uploaded.
     suffix_max: int | None = None
     suffix_forbidden: str = ""
+    full_tuning: bool = True  # False: LoRA only (Fireworks); --full is refused before uploads
+
+    def check_suffix(self, provider: str, suffix: str | None) -> None:
+        """Refuse a suffix the provider would refuse (Azure: at most 18 characters, no
+        dots), naming one it takes. The door asks before anything is uploaded."""
+        from tunelab.errors import command
+
+        limit, forbidden = self.suffix_max, self.suffix_forbidden
+        bad = sorted({char for char in suffix or "" if char in forbidden})
+        if not suffix or (not bad and (limit is None or len(suffix) <= limit)):
+            return
+        fixed = "".join("-" if char in forbidden else char for char in suffix)[:limit]
+        rule = f"at most {limit} characters" if limit is not None else "a suffix"
+        if forbidden:
+            rule += f", without {' '.join(repr(char) for char in bad or forbidden)}"
+        raise UsageError(f"--suffix {suffix!r}: {provider} takes {rule}",
+                         fix=f"pass --suffix {command(fixed)}")
+
+    def check_full(self, provider: str, full: bool | None) -> None:
+        """Refuse --full on a provider that trains LoRA only (asked before any upload)."""
+        if full and not self.full_tuning:
+            raise UsageError(f"--full: {provider} fine-tunes with LoRA only",
+                             fix="leave out --full (Together trains fully: --provider "
+                                 "together)")
 
 
 @dataclass(frozen=True)

@@ -39,23 +39,6 @@ def standing(own: object) -> bool | None:
     return own.existing_customer if isinstance(own, Standing) else None
 
 
-def suffix_rule(provider_name: str, capabilities: Capabilities, suffix: str | None) -> None:
-    """Refuse, before anything is uploaded, a suffix the provider would refuse (Azure: at
-    most 18 characters, no dots), naming one it takes."""
-    if not suffix:
-        return
-    limit, forbidden = capabilities.suffix_max, capabilities.suffix_forbidden
-    bad = sorted({char for char in suffix if char in forbidden})
-    if not bad and (limit is None or len(suffix) <= limit):
-        return
-    fixed = "".join("-" if char in forbidden else char for char in suffix)[:limit]
-    rule = f"at most {limit} characters" if limit is not None else "a suffix"
-    rule += f", without {' '.join(repr(char) for char in bad or forbidden)}" if forbidden \
-        else ""
-    raise UsageError(f"--suffix {suffix!r}: {provider_name} takes {rule}",
-                     fix=f"pass --suffix {command(fixed)}")
-
-
 def refuse_closed(provider_name: str) -> None:
     """A provider whose fine-tuning API is gone (the table's terms: Mistral, Cohere) is
     refused by name, with the reason, the day and the source; never offered."""

@@ -73,7 +73,9 @@ def start(requests: list[RunRequest], reporter: Reporter) -> Started:
                 spec(first, model, str(train), str(validation) if validation else None))
         return started
     provider = _connect(first)  # the key: a missing one is named here
-    checks.suffix_rule(provider.name, provider.capabilities, config.suffix)  # before uploads
+    # what the provider would refuse at create time, refused before anything is uploaded
+    provider.capabilities.check_suffix(provider.name, config.suffix)
+    provider.capabilities.check_full(provider.name, first.given("full"))
     live = checks.live_shutdown(target.provider, base_url, model)
     if live is not None:  # the endpoint's own date wins over the table
         latest = checks.lifecycle_gate(target.provider, base_url, model, live_shutdown=live,
