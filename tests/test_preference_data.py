@@ -178,6 +178,10 @@ def test_an_over_long_pair_warns_with_the_limit_chat_rows_get(
     # each sequence is cut at the limit, the input billed once: the long pair bills 16,385
     assert report["billing_tokens"] == report["tokens"]["total"] - (
         report["tokens"]["per_example"]["max"] - 16_385)
+    assert main(["data", "check", str(path), "--provider", "vertex"]) == 0
+    out = capsys.readouterr().out
+    assert "1 × no_dpo_on_target: gemini-2.5-flash on vertex trains no DPO" in out
+    assert "pick a provider that does\n" in out  # a file-level warning names no line
 
 
 def test_the_runs_method_must_match_the_file(tmp_path: Path,

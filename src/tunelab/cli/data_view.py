@@ -111,8 +111,10 @@ def _count(days: int | None) -> str:
 def show_warnings(console: Console, report: CheckReport) -> None:
     for code, count in sorted(report.warnings.counts.items()):
         lines = [p.line for p in report.warnings.listed if p.code == code][:5]
-        where = ", ".join(str(line) for line in lines) + (", ..." if count > len(lines) else "")
-        console.print(f"⚠️  {count:,} × {code}: {_first_message(report, code)} (lines {where})",
+        where = ", ".join(str(line) for line in lines if line is not None) \
+            + (", ..." if count > len(lines) else "")
+        where = f" (lines {where})" if where else ""  # a warning about the whole file
+        console.print(f"⚠️  {count:,} × {code}: {_first_message(report, code)}{where}",
                       highlight=False)
 
 
