@@ -72,6 +72,8 @@ def test_a_gated_model_needs_a_token_and_says_where_to_accept_it(hub, monkeypatc
     assert "gated" in line and "accept its licence" in line and "HF_TOKEN" in line
     assert f"{hub.url}/tiny/gated" in line
     assert hub.downloads() == []  # refused before any file
+    code, _, err = run(["models", "pull", "tiny/gated", "--yes"])
+    assert code == 2 and "is gated" in err and "to download" not in err  # before the size
 
     monkeypatch.setenv("HF_TOKEN", hub.token)
     folder = model_source.resolve_model_dir("tiny/gated")

@@ -14,13 +14,13 @@ GPU that has it):
                    backward (4 bytes each, 2 under bf16), plus the logits of a batch when the
                    chunked loss is off (kernels off)
     runtime        ~0.5 GB: Python, torch, the tokenizer, the data
-Checked on the embedded SmolLM2-135M (batch 4 x 512, LoRA, kernels auto, 2-core CPU): this
-says 3.3 GB; the dry run's measured peak RSS was 3.4 GB.
+Checked on the embedded SmolLM2-135M (the default run: LoRA r=16, batch 2 x 512, kernels
+auto, 2-core CPU): this says 2.5 GB; the dry run's measured peak RSS was 2.2 GB.
 
 Time: training FLOPs per token (forward 2N, backward 2N more for LoRA's activation
 gradients, 4N for --full's weight gradients too; N = parameters that multiply, without the
 embedding lookup), divided by this machine's measured matmul rate times the share of it a
-training step reaches (STEP_EFFICIENCY: measured here on the embedded model).
+training step reaches (STEP_EFFICIENCY, a rough guess: see there).
 """
 
 from __future__ import annotations
@@ -33,9 +33,11 @@ from tunelab.config import TrainConfig
 from tunelab.errors import UsageError
 
 RUNTIME_BYTES = 500 * 2**20
-# Share of the measured matmul FLOP/s a whole training step reaches on a CPU (attention,
-# norms, the optimizer, Python between kernels): 0.35 measured with the embedded model on
-# the 2-core development machine (dry run 186 tok/s, matmul probe ~215 GFLOP/s).
+# Share of the measured matmul FLOP/s a whole training step reaches (attention, norms, the
+# optimizer, Python between kernels). NOT calibrated: a round guess. On the shared 2-core
+# development box under load the probe gave ~31 GFLOP/s and the embedded model's timed steps
+# 5.3 tok/s (0.09 of it); idle, that model trains at 186 tok/s, with no probe measured then.
+# Where the weights are here the dry run times real steps instead.
 STEP_EFFICIENCY = {"cpu": 0.35, "cuda": 0.4}
 LINEAR_MODULES = 7  # q, k, v, o, gate, up, down: what "all-linear" puts adapters on
 

@@ -246,12 +246,23 @@ def plan(name: HubName, *, weights: bool = True) -> Download:
         tree = [item for item in api.list_repo_tree(name.repo_id, revision=commit,
                                                     recursive=True)
                 if getattr(item, "size", None) is not None and hasattr(item, "lfs")]
+        gated = bool(getattr(info, "gated", False))
+        if gated:  # the listing is public; the files are not: ask for one before anything
+            _check_access(name, commit)
     sizes = {item.path: int(item.size) for item in tree}
     files = _needed(name, sizes, weights=weights)
     snapshot = repo_folder(name) / "snapshots" / commit
     missing = tuple(item for item in files if not _complete(snapshot / item.path, item.size))
-    return Download(name, commit, files, missing, repo_folder(name),
-                    gated=bool(getattr(info, "gated", False)))
+    return Download(name, commit, files, missing, repo_folder(name), gated=gated)
+
+
+def _check_access(name: HubName, commit: str) -> None:
+    """A HEAD of the gated repo's config.json: GatedRepoError when this token (or none) may
+    not read its files."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    get_hf_file_metadata(hf_hub_url(name.repo_id, "config.json", revision=commit,
+                                    endpoint=endpoint()))
 
 
 def _needed(name: HubName, sizes: dict[str, int], *, weights: bool) -> tuple[FileSize, ...]:
