@@ -57,8 +57,14 @@ class Frozen:
         self.collated = 0
         self.validated: list[Any] = []
 
+    def read(self, path: str) -> list[dict]:
+        return self.supervised.read(path)
+
     def encode(self, *args: Any, **options: Any) -> EncodedSet:
         return self.supervised.encode(*args, **options)
+
+    def prepare(self, *args: Any, **options: Any) -> str | None:
+        return self.supervised.prepare(*args, **options)
 
     def collate(self, items: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
         self.collated += 1

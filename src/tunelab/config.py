@@ -81,6 +81,10 @@ class TrainConfig(BaseModel):
     beta: Annotated[float | None, Flag(DATA, sweep=True, dashboard=True)] = Field(
         None, gt=0, description="DPO: how far the model may move from the reference model "
                                 "(OpenAI's beta; 0.1 when not given).")
+    from_job: Annotated[str | None, Flag(DATA, flag="--from", dashboard=True)] = Field(
+        None, description="Start from this finished local job's model (e.g. DPO after "
+                          "SFT): its base is the base, training goes on from its weights, "
+                          "and DPO's reference model is that job's model.")
     # schedule
     epochs: Annotated[int, Flag(SCHEDULE, sweep=True, dashboard=True)] = Field(
         1, ge=1, le=1000, description="Passes over the data.")

@@ -225,7 +225,8 @@ def compare_jobs(first: JobRecord, second: JobRecord, first_metrics: list[dict],
 
     left, right = job_results(first, first_metrics), job_results(second, second_metrics)
     return {"a": first.id, "b": second.id, "config_diff": diff,
-            "results": {key: (left[key], right[key]) for key in left}}
+            "results": {key: (left.get(key), right.get(key))
+                        for key in [*left, *(key for key in right if key not in left)]}}
 
 
 def job_results(job: JobRecord, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -248,7 +249,11 @@ def job_results(job: JobRecord, rows: list[dict[str, Any]]) -> dict[str, Any]:
             metrics.TRAIN_ACCURACY: last(metrics.TRAIN_ACCURACY),
             metrics.TRAINED_TOKENS: last(metrics.TRAINED_TOKENS),
             metrics.TOKENS_PER_S: summary.get(metrics.TOKENS_PER_S),
-            "duration_s": _seconds(job)}
+            "duration_s": _seconds(job),
+            # A preference (DPO) job's own metrics, where it has them.
+            **{name: last(name) for name in (*metrics.PREFERENCE_VALID_METRICS,
+                                             *metrics.PREFERENCE_TRAIN_METRICS)
+               if last(name) is not None}}
 
 
 @app.command("watch")

@@ -9,12 +9,13 @@ from rich.progress import BarColumn, Progress, TextColumn
 
 from tunelab.cli.console import out, styled
 from tunelab.cli.formatting import duration, pairs_table
-from tunelab.registry.metrics import TOKENS_PER_S, TRAIN_ACCURACY, TRAIN_LOSS
+from tunelab.registry.metrics import TOKENS_PER_S, TRAIN_LOSS, accuracy
 
 
 class TrainProgress:
-    """A rich progress bar fed by the trainer's events: step/total, train loss and token
-    accuracy, tokens/s, ETA. Events carry the metric vocabulary's names."""
+    """A rich progress bar fed by the trainer's events: step/total, train loss and the
+    method's accuracy (token accuracy, or DPO's reward accuracy), tokens/s, ETA. Events
+    carry the metric vocabulary's names."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
@@ -35,8 +36,9 @@ class TrainProgress:
 
     def on_event(self, event: dict[str, Any]) -> None:
         if event["type"] == "step":
+            share = accuracy(event)
             fields = {"loss": f"{event[TRAIN_LOSS]:.4f}",
-                      "accuracy": f"{event[TRAIN_ACCURACY]:.3f}",
+                      "accuracy": "-" if share is None else f"{share:.3f}",
                       "speed": f"{event[TOKENS_PER_S]:.0f}", "eta": duration(event["eta_s"])}
             if self.task is None:
                 self.task = self.progress.add_task("train", total=event["total_steps"],

@@ -55,3 +55,15 @@ class AssistantLoss(nn.Module):
             ignore_index=IGNORE, reduction="sum")
         correct = (logits[:, :-1].detach().argmax(dim=-1) == targets)[keep].sum()
         return TokenSums(summed, correct, keep.sum())
+
+    def sequence_logps(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       labels: torch.Tensor) -> torch.Tensor:
+        """Each row's summed log-probability of its labelled tokens (what a preference loss
+        compares), differentiable."""
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                            use_cache=False).logits
+        targets = labels[:, 1:]
+        token_losses = nn.functional.cross_entropy(
+            logits[:, :-1].float().transpose(1, 2), targets, ignore_index=IGNORE,
+            reduction="none")
+        return -token_losses.sum(dim=1)

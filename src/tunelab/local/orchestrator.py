@@ -32,6 +32,7 @@ from tunelab.local.liveness import PID_FILE, live_pid
 from tunelab.local.memory import release_freed_memory
 from tunelab.local.methods import Method, method_for
 from tunelab.local.recorder import EventHandler, RunRecorder
+from tunelab.local.start import resolve_start
 from tunelab.local.state import TrainState, checkpoint_problem
 from tunelab.local.warm import Trial
 from tunelab.registry import JobRecord, Registry, metrics, new_job_id, open_registry
@@ -50,6 +51,7 @@ def train(config: TrainConfig, *, job_id: str | None = None,
     `metadata`: labels the row carries from its creation (a retrain's link to the job it
     replaces), so a run killed mid-way keeps them."""
     prepare.check_config(config)
+    config = resolve_start(config)  # --from JOB: its base is this run's model
     # bad data fails here, before a job exists
     examples = trial.warm.examples if trial else prepare.read_examples(config)
     if not launch.is_main_rank():  # under accelerate launch: rank 0 alone keeps the books
@@ -231,6 +233,8 @@ def _run(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path,
                                 resume_from=resume_from, base_model=base_model,
                                 method=method)
         recorder.message(session.kernels)  # which speed kernels run, or why none do
+        if session.prepared:  # DPO: whether the reference log-probs were cached or computed
+            recorder.message(session.prepared)
         state = TrainState()
         if resume_from is not None:
             checkpoints.clean_partial(resume_from.parent)
@@ -247,7 +251,7 @@ def _run(registry: Registry, job_id: str, config: TrainConfig, run_dir: Path,
         # The numbers stand whatever the status; a job a client cancelled while its last
         # step ran is finished already, and that word is final: no weights, no samples, no
         # model.
-        current = registry.update_job(job_id, metrics=_metrics(state))
+        current = registry.update_job(job_id, metrics=_metrics(state, method))
         if current.is_terminal:
             outcome = native = current.status
         if outcome == "succeeded":
@@ -314,18 +318,21 @@ def result_object(job: JobRecord) -> dict[str, Any]:
             and checkpoints.read_pointer(Path(job.run_dir) / "checkpoints", "latest") is not None}
 
 
-def _metrics(state: TrainState) -> dict[str, Any]:
-    """The job's summary, in the metric vocabulary (registry/metrics.py)."""
+def _metrics(state: TrainState, method: Method) -> dict[str, Any]:
+    """The job's summary, in the metric vocabulary (registry/metrics.py): the loop's values
+    and the method's own metrics (the last step's and the last validation's), by name."""
     def rounded(value: float | None) -> float | None:
         return None if value is None else round(value, 6)
 
     return {metrics.TRAIN_LOSS: rounded(state.train_loss),
             metrics.LAST_TRAIN_LOSS: rounded(state.last_train_loss),
-            metrics.TRAIN_ACCURACY: rounded(state.train_accuracy),
+            **{name: rounded(state.train_metrics.get(name))
+               for name in method.train_metric_names},
             metrics.VALID_LOSS: rounded(state.valid_loss),
             metrics.FULL_VALID_LOSS: rounded(state.valid_loss),  # the whole file, always
             metrics.BEST_VALID_LOSS: rounded(state.best_valid_loss),
-            metrics.VALID_ACCURACY: rounded(state.valid_accuracy),
+            **{name: rounded(state.valid_metrics.get(name))
+               for name in method.valid_metric_names},
             metrics.TRAINED_TOKENS: state.trained_tokens,
             metrics.TOKENS_PER_S: round(state.tokens_per_s or 0.0, 1),
             metrics.STEPS: state.step, metrics.TRAIN_SECONDS: round(state.train_seconds, 2)}

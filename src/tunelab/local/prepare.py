@@ -37,11 +37,12 @@ def check_config(config: TrainConfig) -> None:
         raise ConfigError(problems, source="training config")
 
 
-def read_examples(config: TrainConfig) -> Examples:
-    from tunelab.data.reader import load_examples
-
-    validation = load_examples(config.validation_file) if config.validation_file else None
-    return Examples(load_examples(config.train_file), validation)
+def read_examples(config: TrainConfig, method: Method | None = None) -> Examples:
+    """The data files as `method` (default: config.method's) reads them: chats, or
+    preference rows for DPO; DataError at the first bad line."""
+    read = (method or method_for(config)).read
+    validation = read(config.validation_file) if config.validation_file else None
+    return Examples(read(config.train_file), validation)
 
 
 def tokenize(config: TrainConfig, tokenizer: Any, examples: Examples,
@@ -80,9 +81,16 @@ def base_model_ref(model: str | None) -> str:
 def common_system_prompt(examples: list[dict], share: float = 0.5) -> str | None:
     """The system message at least `share` of the training examples start with, if any:
     samples use the one most share; an Ollama Modelfile bakes in only one all share."""
-    systems = Counter(example["messages"][0].get("content") for example in examples
-                      if example["messages"] and example["messages"][0].get("role") == "system")
+    conversations = [conversation(example) for example in examples]
+    systems = Counter(messages[0].get("content") for messages in conversations
+                      if messages and messages[0].get("role") == "system")
     if not systems:
         return None
     content, count = systems.most_common(1)[0]
     return content if count >= share * len(examples) else None
+
+
+def conversation(example: dict) -> list[dict]:
+    """An example's messages: a chat's own, or a preference row's input (before its two
+    answers)."""
+    return example["messages"] if "messages" in example else example["input"]["messages"]

@@ -25,7 +25,9 @@ EventHandler = Callable[[dict[str, Any]], None]
 
 # How train.log and the validation events name a method's metrics; any other metric goes by
 # its vocabulary name.
-LABELS = {vocabulary.TRAIN_ACCURACY: "accuracy", vocabulary.VALID_ACCURACY: "token accuracy"}
+LABELS = {vocabulary.TRAIN_ACCURACY: "accuracy", vocabulary.VALID_ACCURACY: "token accuracy",
+          vocabulary.TRAIN_REWARD_ACCURACY: "reward accuracy",
+          vocabulary.VALID_REWARD_ACCURACY: "reward accuracy"}
 
 
 class RunRecorder(Hooks):

@@ -71,6 +71,7 @@ class Session:
     saved: tuple[str, int] | None = None  # (name, step) of the last checkpoint written
     validated: int | None = None  # the step of the last validation
     kernels: str = ""  # the method's line for the log: which speed kernels run, or why none
+    prepared: str | None = None  # the method's line about what it computed before training
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,11 @@ def setup(config: TrainConfig, tokenizer: Any, train_set: EncodedSet,
     # The method's loss around the model; its speed kernels compute the same math as plain
     # transformers + peft with less memory traffic, off or auto (kernels/).
     loss_module, kernels_note = method.loss_module(model, config.kernels)
+    # What the method computes once before training (DPO: the reference log-probabilities).
+    prepared = method.prepare(loss_module, [data for data in (train_set, val_set)
+                                            if data is not None and data.items],
+                              config=config, pad_id=tokenizer.pad_token_id,
+                              fresh=resume_from is None)
     trainable = [param for param in model.parameters() if param.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
@@ -164,27 +170,38 @@ def setup(config: TrainConfig, tokenizer: Any, train_set: EncodedSet,
         scheduler.load_state_dict(load_torch(resume_from, "scheduler.pt"))
     return Session(config, method, accelerator, tokenizer, model, loss_model, optimizer,
                    scheduler, train_set, val_set, per_epoch, total, base_ref,
-                   kernels=kernels_note)
+                   kernels=kernels_note, prepared=prepared)
 
 
 def build_model(config: TrainConfig, base_ref: str, resume_from: Path | None,
                 base_model: Any = None) -> Any:
     """The model to train: LoRA on the base (default) or every weight with config.full.
-    A given `base_model` (LoRA only) is wrapped as it is instead of loading one."""
+    A given `base_model` (LoRA only) is wrapped as it is instead of loading one. With
+    `--from JOB` (local/start.py) training starts from that job's weights."""
     from tunelab.local.model_source import load_model
+    from tunelab.local.start import start_adapter, start_model
 
     if config.full:
         # A full fine-tune's checkpoint is a complete HF folder: resume loads it as the model.
-        model = load_model(str(resume_from / "model") if resume_from else config.model)
+        model = (load_model(str(resume_from / "model")) if resume_from
+                 else start_model(config))
         model.requires_grad_(True)
         return model
-    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+    from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
     from safetensors.torch import load_file
 
     base = base_model if base_model is not None else load_model(config.model)
-    model = get_peft_model(base, LoraConfig(
-        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-        target_modules=config.target_modules, task_type="CAUSAL_LM"))
+    adapter = start_adapter(config)
+    if adapter is not None:
+        # The job's own adapter goes on training (its rank and modules, not this config's):
+        # the run's adapter is then still one adapter of the original base, so export,
+        # serve and chat load it like any other. (Merging it into the base and training a
+        # fresh LoRA would leave an adapter of a merged model no folder holds.)
+        model = PeftModel.from_pretrained(base, str(adapter), is_trainable=True)
+    else:
+        model = get_peft_model(base, LoraConfig(
+            r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+            target_modules=config.target_modules, task_type="CAUSAL_LM"))
     # Written into adapter_config.json so an adapter folder finds its base by itself.
     model.peft_config["default"].base_model_name_or_path = base_ref
     if resume_from is not None:

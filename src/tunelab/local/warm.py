@@ -21,6 +21,7 @@ from typing import Any
 from tunelab.config import TrainConfig
 from tunelab.local import prepare
 from tunelab.local.methods import Method, method_for
+from tunelab.local.methods.dpo import SELF_LOSS
 from tunelab.local.trainer import Judge
 from tunelab.local.validation import Validation, loss_for, measure_validation
 
@@ -68,10 +69,14 @@ class WarmStart:
         return cached
 
     def base_validation(self, config: TrainConfig) -> Validation | None:
-        """The untouched base model's validation loss: the line a trial must stay under."""
+        """The untouched base model's validation loss: the line a trial must stay under.
+        Under DPO the base is its own reference, so its loss is ln 2 on any pairs (every
+        implicit reward is 0) and no pair is ranked right: said, not measured."""
         validation = self.tokenized(config).validation
         if validation is None or not validation.items:
             return None
+        if config.method == "dpo":
+            return Validation(SELF_LOSS, 0.0, validation.loss_tokens)
         return measure_validation(loss_for(self.base), validation, self.tokenizer.pad_token_id)
 
     @contextlib.contextmanager

@@ -58,6 +58,18 @@ class ChunkedAssistantLoss(AssistantLoss):
                                              correct=correct)
         return TokenSums(summed, correct, torch.tensor(targets.shape[0], device=targets.device))
 
+    def sequence_logps(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       labels: torch.Tensor) -> torch.Tensor:
+        """AssistantLoss.sequence_logps, projecting only the labelled positions: each
+        row's summed log-probability of its labelled tokens."""
+        picked, targets = self.labelled_hidden(input_ids, attention_mask, labels)
+        rows = (labels[:, 1:] != IGNORE).nonzero()[:, 0]  # the row of each labelled token
+        weight = self.causal_lm.get_output_embeddings().weight
+        with torch.autocast(device_type=picked.device.type, enabled=False):
+            token_losses = projected_token_losses(picked, weight, targets, self._chunk(weight))
+        sums = torch.zeros(labels.shape[0], dtype=token_losses.dtype, device=labels.device)
+        return -sums.index_add(0, rows, token_losses)
+
     def labelled_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                         labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(fp32 hidden states of the positions whose next token is a label, those labels)."""
@@ -111,51 +123,103 @@ def projected_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor,
     added to it, read off each chunk of logits while it exists.
     """
     wanted = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
-    return _ProjectedCrossEntropy.apply(hidden, weight, targets, workspace, wanted, correct)
+    return _ProjectedCrossEntropy.apply(hidden, weight, targets, workspace, wanted, correct,
+                                        False)
+
+
+def projected_token_losses(hidden: torch.Tensor, weight: torch.Tensor,
+                           targets: torch.Tensor, workspace: torch.Tensor) -> torch.Tensor:
+    """Each row's cross_entropy(hidden @ weight.T, targets), a vector: what a loss that is
+    not a plain sum of token losses needs (DPO sums them per sequence, then takes a
+    logsigmoid of differences). The same chunks as `projected_cross_entropy`; the gradient
+    in `hidden` is still made in the forward pass and scaled per row in backward. That in
+    `weight` (a full fine-tune) cannot be summed before the rows' scales are known, so
+    backward projects the chunks once more for it."""
+    wanted = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
+    return _ProjectedCrossEntropy.apply(hidden, weight, targets, workspace, wanted, None,
+                                        True)
+
+
+def _softmax_minus_target(logits: torch.Tensor, target: torch.Tensor,
+                          correct: torch.Tensor | None = None, *, gradient: bool = True
+                          ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(each row's cross-entropy, d(it)/d(logits) = softmax - one_hot(target)), the latter
+    built in place in `logits` (a chunk of the workspace), None without `gradient`."""
+    picked = logits.gather(1, target[:, None]).squeeze(1)
+    # logsumexp by hand: the row max it needs also names the argmax, so the token
+    # accuracy costs no extra pass, and exp() is taken once, in place, for both the
+    # loss and the softmax (measured: 483 ms with the count against 500 ms for
+    # logsumexp without it, 1,000 rows x 49,152, this CPU).
+    maxes, predicted = logits.max(dim=1)
+    if correct is not None:
+        correct += (predicted == target).sum()
+    exps = logits.sub_(maxes[:, None]).exp_()
+    sums = exps.sum(dim=1)
+    losses = maxes + sums.log() - picked
+    if not gradient:
+        return losses, None
+    probs = exps.div_(sums[:, None])
+    probs[torch.arange(logits.shape[0], device=probs.device), target] -= 1.0
+    return losses, probs
 
 
 class _ProjectedCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, targets, workspace, wanted, correct):  # noqa: ANN001, ANN205
+    def forward(ctx, hidden, weight, targets, workspace, wanted, correct, per_row):  # noqa: ANN001, ANN205, PLR0913
         weight32 = weight.to(hidden.dtype)  # fp32 from loss_sum: a no-op unless bf16
         grad_hidden = torch.empty_like(hidden) if wanted and hidden.requires_grad else None
-        grad_weight = (torch.zeros_like(weight32) if wanted and weight.requires_grad
-                       else None)
-        total = torch.zeros((), dtype=hidden.dtype, device=hidden.device)
+        # Per row, the weight's gradient waits for backward's row scales (see above).
+        weight_grad = wanted and weight.requires_grad
+        grad_weight = torch.zeros_like(weight32) if weight_grad and not per_row else None
+        losses = torch.empty(hidden.shape[0], dtype=hidden.dtype, device=hidden.device)
         rows = workspace.shape[0]
         for start in range(0, hidden.shape[0], rows):
             chunk = hidden[start:start + rows]
-            target = targets[start:start + rows]
             logits = torch.mm(chunk, weight32.t(), out=workspace[:chunk.shape[0]])
-            picked = logits.gather(1, target[:, None]).squeeze(1)
-            # logsumexp by hand: the row max it needs also names the argmax, so the token
-            # accuracy costs no extra pass, and exp() is taken once, in place, for both the
-            # loss and the softmax (measured: 483 ms with the count against 500 ms for
-            # logsumexp without it, 1,000 rows x 49,152, this CPU).
-            maxes, predicted = logits.max(dim=1)
-            if correct is not None:
-                correct += (predicted == target).sum()
-            exps = logits.sub_(maxes[:, None]).exp_()
-            sums = exps.sum(dim=1)
-            total += (maxes + sums.log() - picked).sum()
-            if grad_hidden is None and grad_weight is None:
+            # d(loss)/d(logits) = softmax - one_hot(target), left in the workspace.
+            losses[start:start + rows], probs = _softmax_minus_target(
+                logits, targets[start:start + rows], correct,
+                gradient=grad_hidden is not None or grad_weight is not None)
+            if probs is None:
                 continue
-            # d(loss)/d(logits) = softmax - one_hot(target), built in place in the workspace.
-            probs = exps.div_(sums[:, None])
-            probs[torch.arange(chunk.shape[0], device=probs.device), target] -= 1.0
             if grad_hidden is not None:
                 torch.mm(probs, weight32, out=grad_hidden[start:start + rows])
             if grad_weight is not None:
                 grad_weight.addmm_(probs.t(), chunk)
-        ctx.save_for_backward(grad_hidden, grad_weight)
-        ctx.weight_dtype = weight.dtype
-        return total
+        ctx.per_row, ctx.weight_dtype = per_row, weight.dtype
+        if per_row and weight_grad:
+            ctx.save_for_backward(grad_hidden, hidden, weight, targets, workspace)
+        else:
+            ctx.save_for_backward(grad_hidden, grad_weight)
+        return losses if per_row else losses.sum()
 
     @staticmethod
     def backward(ctx, grad_output):  # noqa: ANN001, ANN205
-        grad_hidden, grad_weight = ctx.saved_tensors
+        if ctx.per_row and len(ctx.saved_tensors) == 5:
+            grad_hidden, hidden, weight, targets, workspace = ctx.saved_tensors
+            grad_weight = _scaled_weight_grad(hidden, weight, targets, workspace, grad_output)
+        else:
+            grad_hidden, grad_weight = ctx.saved_tensors
+        scale = grad_output[:, None] if ctx.per_row else grad_output
         if grad_hidden is not None:
-            grad_hidden = grad_hidden * grad_output
+            grad_hidden = grad_hidden * scale
         if grad_weight is not None:
-            grad_weight = (grad_weight * grad_output).to(ctx.weight_dtype)
-        return grad_hidden, grad_weight, None, None, None, None
+            grad_weight = (grad_weight if ctx.per_row else grad_weight * grad_output
+                           ).to(ctx.weight_dtype)
+        return grad_hidden, grad_weight, None, None, None, None, None
+
+
+def _scaled_weight_grad(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                        workspace: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """sum over rows of scales[row] * d(loss[row])/d(weight), the chunks projected again."""
+    weight32 = weight.to(hidden.dtype)
+    grad_weight = torch.zeros_like(weight32)
+    rows = workspace.shape[0]
+    for start in range(0, hidden.shape[0], rows):
+        chunk = hidden[start:start + rows]
+        logits = torch.mm(chunk, weight32.t(), out=workspace[:chunk.shape[0]])
+        _, probs = _softmax_minus_target(logits, targets[start:start + rows])
+        assert probs is not None  # gradient=True
+        probs.mul_(scales[start:start + rows, None].to(probs.dtype))
+        grad_weight.addmm_(probs.t(), chunk)
+    return grad_weight

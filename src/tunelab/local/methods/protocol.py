@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # torch loads only when something trains, not when data is en
     import torch
     from torch import nn
 
-    from tunelab.config import KernelMode
+    from tunelab.config import KernelMode, TrainConfig
     from tunelab.local.encoding import EncodedSet
 
 
@@ -41,6 +41,11 @@ class Method(Protocol):
     train_metric_names: tuple[str, ...]  # what train_metrics returns, besides train_loss
     valid_metric_names: tuple[str, ...]  # what validate returns, besides valid_loss
 
+    def read(self, path: str) -> list[dict]:
+        """Every example of a data file in this method's format (supervised: chats, DPO:
+        preference rows), or DataError naming the first bad line."""
+        ...
+
     def encode(self, tokenizer: Any, examples: list[dict], *, max_length: int | None,
                source: str) -> EncodedSet:
         """The examples as token items; `max_length` None: whole (validation, see
@@ -57,6 +62,14 @@ class Method(Protocol):
         around `model` with the speed kernels `kernels` allows (local/kernels/) and keeping
         it as `.model` (checkpoints save it from there), and one line for the run's log:
         which kernels run, or why none do."""
+        ...
+
+    def prepare(self, loss_module: nn.Module, sets: list[EncodedSet], *,
+                config: TrainConfig, pad_id: int, fresh: bool) -> str | None:
+        """What the method computes once before the first step, on the training and
+        validation sets (DPO: the reference model's log-probabilities), with `loss_module`
+        as `loss_module()` built it; `fresh`: the model is still the one training starts
+        from (no checkpoint was loaded). One line for the run's log, or None."""
         ...
 
     def loss(self, loss_module: nn.Module, batch: dict[str, torch.Tensor],

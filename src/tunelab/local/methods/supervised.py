@@ -21,13 +21,18 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from tunelab.config import KernelMode
+    from tunelab.config import KernelMode, TrainConfig
 
 
 class Supervised:
     name = "supervised"
     train_metric_names = (TRAIN_ACCURACY,)
     valid_metric_names = (VALID_ACCURACY,)
+
+    def read(self, path: str) -> list[dict]:
+        from tunelab.data.reader import load_examples
+
+        return load_examples(path)
 
     def encode(self, tokenizer: Any, examples: list[dict], *, max_length: int | None,
                source: str) -> EncodedSet:
@@ -44,6 +49,10 @@ class Supervised:
 
         applied = speed.apply(model, kernels)
         return applied.loss, applied.note
+
+    def prepare(self, loss_module: nn.Module, sets: list[EncodedSet], *,
+                config: TrainConfig, pad_id: int, fresh: bool) -> str | None:
+        return None  # nothing beyond the examples themselves
 
     def loss(self, loss_module: nn.Module, batch: dict[str, torch.Tensor],
              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
