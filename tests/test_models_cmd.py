@@ -117,3 +117,33 @@ def test_the_dashboard_counts_a_local_jobs_data_with_its_models_tokenizer(tiny_j
         page = http.get(f"/jobs/{tiny_job['id']}").text
     assert "tokens (chat template of HuggingFaceTB/SmolLM2-135M-Instruct)" in page
     assert "o200k_base" not in page
+
+
+def test_models_list_shows_exports_and_pulled_weights(tmp_path):
+    from tunelab.local.model_list import PULLED_FROM
+
+    config = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 64,
+              "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "vocab_size": 100, "max_position_embeddings": 512}
+    export, pulled = tmp_path / "natasha-merged", tmp_path / "run-pulled"
+    for folder in (export, pulled / "model"):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    add_local_job("ftjob-exported", "HuggingFaceTB/SmolLM2-135M-Instruct")
+    now = time.time()
+    with open_registry() as registry:
+        registry.add_event("ftjob-exported", f"exported hf to {export}", type="export",
+                           data={"output_dir": str(export), "format": "hf"})
+        registry.create_job(JobRecord(
+            id="ftjob-pulled", provider="local", status="succeeded", created_at=now,
+            updated_at=now, base_model="Qwen/Qwen2.5-0.5B-Instruct",
+            fine_tuned_model="natasha-local", run_dir=str(pulled),
+            metadata={PULLED_FROM: "together:ft-123"}))
+    code, out, _ = run(["models", "list", "--json"])
+    models = {item["name"]: item for item in json.loads(out)["models"]}
+    assert code == 0 and models[str(export)]["source"] == "export"
+    assert models[str(export)]["jobs"] == ["ftjob-exported"]
+    assert models[str(export)]["parameters"] == 2 * (64 * 16 * 16 + 3 * 64 * 128 + 128) \
+        + 100 * 64 + 64  # from the config: attention, MLP, norms per layer; embeddings
+    assert models["natasha-local"]["source"] == "pulled"
+    assert models["natasha-local"]["notes"] == ["pulled from together:ft-123"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
+from tunelab.cli import pairs_cmd
 from tunelab.cli.console import emit_json
 from tunelab.cli.console import err as err_console
 from tunelab.cli.console import out as console
@@ -195,3 +196,4 @@ def split(
                       f"{result['train_file']}, {result['val']:,} → {result['val_file']}")
 
 
+app.command("pairs")(pairs_cmd.pairs)  # preference pairs: cli/pairs_cmd.py

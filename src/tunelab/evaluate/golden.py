@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ from typing import Any
 
 from tunelab import home
 from tunelab.errors import NotFoundError, UsageError, command
+from tunelab.evaluate import jsonl_log
 
 GREEDY = "greedy"
 SAMPLE = "sample"
@@ -107,26 +107,13 @@ def write_header(header: GoldenHeader) -> Path:
 def read_log(model: str) -> list[Recorded]:
     """Every answer recorded so far, first come first; a torn last line (the process died
     mid-write) is left out, and dropped from the file before anything is appended."""
-    path = folder(model) / "answers.jsonl"
-    if not path.is_file():
-        return []
-    raw = path.read_bytes()
-    whole = raw[:raw.rfind(b"\n") + 1]
-    if len(whole) != len(raw):
-        with path.open("r+b") as handle:
-            handle.truncate(len(whole))
-    return [Recorded(**json.loads(line)) for line in whole.decode("utf-8").splitlines()
-            if line.strip()]
+    return [Recorded(**json.loads(line))
+            for line in jsonl_log.read_lines(folder(model) / "answers.jsonl")]
 
 
 def append(model: str, answer: Recorded) -> None:
     """Add one answer to the log and make it durable before the next request is sent."""
-    path = folder(model) / "answers.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(asdict(answer), ensure_ascii=False) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    jsonl_log.append(folder(model) / "answers.jsonl", asdict(answer))
 
 
 def write_sets(model: str, answers: list[Recorded]) -> dict[str, Path]:

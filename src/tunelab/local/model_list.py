@@ -1,5 +1,6 @@
 """The models on this machine, for `tunelab models`: the embedded default, the hub models in
-the Hugging Face cache, and the models exported from jobs (the registry's export events),
+the Hugging Face cache, the models exported from jobs (the registry's export events) and the
+cloud jobs' weights `tunelab pull` brought home (local jobs with `pulled_from` metadata),
 each with its facts (local/catalog.py) and the registry's jobs trained on it.
 
 `remove` deletes a hub model from the cache (huggingface_hub's own delete strategy) or an
@@ -24,7 +25,7 @@ LOCAL = "local"
 
 def list_models() -> list[ModelFacts]:
     users = _jobs_by_base()
-    found = [_embedded(users), *_hub_cache(users), *_exports()]
+    found = [_embedded(users), *_hub_cache(users), *_exports(), *_pulled()]
     return [item for item in found if item is not None]
 
 
@@ -156,6 +157,36 @@ def _exports() -> list[ModelFacts]:
                                             catalog.folder_bytes(folder), jobs=(job.id,),
                                             ollama=(folder / "Modelfile").is_file(),
                                             notes=((event.data or {}).get("format", ""),)))
+    return found
+
+
+PULLED_FROM = "pulled_from"  # a local job's metadata when `tunelab pull` brought it home
+
+
+def _pulled() -> list[ModelFacts]:
+    """Cloud jobs' weights brought home by `tunelab pull`: finished local jobs whose
+    metadata names the cloud job; their name is the model name chat and export take."""
+    if home.home_file("registry.sqlite") is None:
+        return []
+    found = []
+    with open_registry() as registry:
+        jobs = registry.list_jobs(provider=LOCAL, limit=10_000)
+    for job in jobs:
+        origin = (job.metadata or {}).get(PULLED_FROM)
+        if not origin or not job.run_dir:
+            continue
+        run = Path(job.run_dir)
+        model, adapter = run / "model", run / "adapter"
+        note = f"pulled from {origin}"
+        if (model / "config.json").is_file():
+            item = catalog.facts(job.fine_tuned_model or job.id, "pulled",
+                                 catalog.read_config(model / "config.json"), folder=model,
+                                 jobs=(job.id,))
+            found.append(replace(item, notes=(note,)))
+        elif adapter.is_dir():
+            found.append(ModelFacts(job.fine_tuned_model or job.id, "pulled", str(adapter),
+                                    catalog.folder_bytes(adapter), jobs=(job.id,),
+                                    notes=(note, f"a LoRA adapter on {job.base_model}")))
     return found
 
 
