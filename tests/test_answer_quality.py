@@ -4,6 +4,7 @@ and per model in `compare`, and the one home of the generation defaults (issue 1
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from http.server import ThreadingHTTPServer
@@ -71,6 +72,35 @@ def test_the_answer_is_judged_in_the_script_of_the_question():
     summary = fluency.summary(["Где я?", "Where am I?", "..."], [ISSUE_LOOP, NORMAL_RU, "x y"])
     assert summary["loop_share"] == pytest.approx(1 / 3)
     assert summary["language_match"] == 0.5  # the question without letters is not judged
+    assert summary["mixed_script_answers"] == 0
+
+
+# The demo's tuned answers that "most letters" counted as in the question's language.
+ISSUE_MIXED = "В Срегна «קול» («שביאַיִהְרָא…»)"  # Hebrew letters inside Russian
+ISSUE_WRONG = "В среднюг «на»..."  # to an English question
+OPENS_WRONG = "В среднюг «на» Start with one thing at a time; it might be something small."
+
+
+def test_an_answer_is_in_the_questions_language_only_with_95_percent_of_its_letters():
+    assert fluency.mixed_script(ISSUE_MIXED) and fluency.script(ISSUE_MIXED) == "other"
+    assert fluency.same_language("Как начать свой бизнес?", ISSUE_MIXED) is False
+    # wrong language, but one script: not mixed
+    assert fluency.same_language("Where do I start?", ISSUE_WRONG) is False
+    assert not fluency.mixed_script(ISSUE_WRONG)
+    # mostly English after a Cyrillic opening: "most letters" said yes, 95% says no
+    assert fluency.script(OPENS_WRONG) == "latin" and fluency.mixed_script(OPENS_WRONG)
+    assert fluency.same_language("Where do I start?", OPENS_WRONG) is False
+    # the bar itself: 19 Cyrillic letters and 1 Latin are 95%, 18 and 2 are not
+    assert fluency.same_language("Где я?", "абвгдежзиклмнопрсту x") is True
+    assert fluency.same_language("Где я?", "абвгдежзиклмнопрст xy") is False
+    assert fluency.mixed_script("абвгдежзиклмнопрст xy")
+    checks = [fluency.check("Где я?", ISSUE_MIXED), fluency.check("Where?", ISSUE_WRONG)]
+    assert [(c.same_language, c.mixed_script) for c in checks] == [(False, True),
+                                                                    (False, False)]
+    summary = fluency.summary(["Где я?", "Where?", "Где ты?"],
+                              [ISSUE_MIXED, ISSUE_WRONG, NORMAL_RU])
+    assert summary["language_match"] == pytest.approx(1 / 3)
+    assert summary["mixed_script_answers"] == 1
 
 
 # the one home of the generation defaults -------------------------------------------------
@@ -94,7 +124,8 @@ def test_compare_settings_default_to_the_home_and_key_the_cache_by_the_penalty()
 
 
 # compare reports them ----------------------------------------------------------------------
-ANSWERS = {"loopy": ISSUE_LOOP, "fine": None}  # None: the reference, in the question's language
+# None: the reference, in the question's language
+ANSWERS = {"loopy": ISSUE_LOOP, "fine": None, "mixed": ISSUE_MIXED}
 REFERENCES = {"Я потерялась.": NORMAL_RU, "Where do I start with my wife?": NORMAL_EN}
 
 
@@ -136,12 +167,20 @@ def test_compare_reports_loops_variety_and_language_per_answer_and_per_model(
         (tunelab_home / "providers.yaml").write_text(
             f"mylab:\n  base_url: http://127.0.0.1:{server.server_address[1]}/v1\n")
         report = tmp_path / "report.html"
-        result = _compare(capsys, ["mylab:loopy", "mylab:fine", "--eval",
+        result = _compare(capsys, ["mylab:loopy", "mylab:fine", "mylab:mixed", "--eval",
                                    str(_eval_file(tmp_path / "eval.jsonl")),
                                    "--report", str(report)])
+        assert main(["compare", "mylab:mixed", "--eval", str(tmp_path / "eval.jsonl")]) == 0
+        text = capsys.readouterr().out
     finally:
         server.shutdown()
-    loopy, fine = result["models"]
+    loopy, fine, mixed = result["models"]
+    assert mixed["metrics"]["mixed_script_answers"] == 2
+    assert [a["mixed_script"] for a in mixed["answers"]] == [True, True]
+    assert mixed["metrics"]["language_match"] == 0.0
+    assert loopy["metrics"]["mixed_script_answers"] == 0
+    assert text.count("mixed scripts") == 2 and re.search(r"answers mixing scripts\s+│?\s*2",
+                                                          text)
     assert loopy["metrics"]["loop_share"] == 1.0 and fine["metrics"]["loop_share"] == 0.0
     assert loopy["metrics"]["language_match"] == 0.5  # Russian to the English question
     assert fine["metrics"]["language_match"] == 1.0
@@ -151,8 +190,8 @@ def test_compare_reports_loops_variety_and_language_per_answer_and_per_model(
     assert english["same_language"] is False and english["distinct_2"] < 0.7
     html = report.read_text(encoding="utf-8")
     assert "answers in a loop" in html and "distinct-2" in html
-    assert html.count("not in the question&#x27;s language") == 1
-    assert html.count("<strong>loops") == 2
+    assert html.count("not in the question&#x27;s language") == 3  # loopy 1, mixed 2
+    assert html.count("<strong>loops") == 2 and html.count("mixed scripts</strong>") == 2
 
 
 @pytest.mark.slow

@@ -208,6 +208,21 @@ def test_test_and_chat_one_shot_on_a_remote_tuned_model(remote, capsys, tmp_path
     assert remote.requests[-1]["messages"] == [{"role": "user", "content": "I feel stuck."}]
 
 
+def test_test_checks_each_answers_language_as_compare_does(remote, capsys, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Я потерялась.\nI feel stuck.\n", encoding="utf-8")
+    tested = _run_json(capsys, ["test", "mylab:chatty-base", "--prompts", str(prompts)])
+    russian, english = tested["results"]  # "I don't know." to both
+    assert (russian["same_language"], english["same_language"]) == (False, True)
+    assert not russian["mixed_script"] and not russian["loop"]
+    assert tested["summary"] == {"loop_share": 0.0, "distinct_2": 0.5,
+                                 "language_match": 0.5, "mixed_script_answers": 0}
+    assert main(["test", "mylab:chatty-base", "--prompts", str(prompts)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("not in the question's language") == 1
+    assert "2 answers: 0% in a loop, 50% in the question's language, 0 mixing scripts" in out
+
+
 def test_chat_repl_keeps_history_until_reset(remote, capsys, monkeypatch):
     import io
 
@@ -240,3 +255,55 @@ def test_bad_input_is_one_line_and_an_exit_code(remote, capsys, tmp_path):
     assert main(["compare", "openai:gpt-4o-mini", "--eval",
                  str(tmp_path / "valid.jsonl")]) == 2  # no OPENAI_API_KEY in tests
     assert "OPENAI_API_KEY" in capsys.readouterr().err
+
+
+# held-out preference pairs (issue 23) ---------------------------------------------------
+FLUENT = "Скука — это голод души. Чем ты её кормишь?"
+GARBLED = "Зщк хъв ьёюж цщ ыъэ — фщь? Щъыь ёжэю хъц."  # as long, no language at all
+
+
+def _prefs(path, pairs: list[tuple[str, str, str]]):
+    path.write_text("".join(json.dumps({
+        "input": {"messages": [{"role": "system", "content": SYSTEM},
+                               {"role": "user", "content": question}]},
+        "preferred_output": [{"role": "assistant", "content": preferred}],
+        "non_preferred_output": [{"role": "assistant", "content": other}]},
+        ensure_ascii=False) + "\n" for question, preferred, other in pairs), encoding="utf-8")
+    return path
+
+
+def test_compare_on_pairs_says_why_a_remote_model_has_no_reward_accuracy(
+        remote, capsys, tmp_path):
+    prefs = _prefs(tmp_path / "prefs.jsonl", [("Мне скучно жить.", FLUENT, GARBLED),
+                                              ("Я потерялась.", REFERENCES["Я потерялась."],
+                                               BASE_ANSWER)])
+    result = _run_json(capsys, ["compare", JOB, "--eval", str(prefs)])
+    assert result["eval_format"] == "preference" and result["examples"] == 2
+    [tuned] = result["models"]
+    # answers are scored against the preferred ones, as chat eval data's references
+    assert [item["reference"] for item in result["items"]] == [FLUENT,
+                                                               REFERENCES["Я потерялась."]]
+    assert tuned["metrics"]["chrf"] == 100.0
+    assert tuned["metrics"]["reward_accuracy"] is None
+    assert "log-probabilities" in tuned["unavailable"]["reward_accuracy"]
+    assert main(["compare", JOB, "--eval", str(prefs)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"reward accuracy \(pairs\)\s+│?\s*n/a", out)
+    assert f"reward accuracy (pairs) of {JOB}: n/a: a remote API returns no" in out
+
+
+@pytest.mark.slow
+def test_compare_on_pairs_gives_a_local_models_reward_accuracy(remote, capsys, tmp_path):
+    # the embedded model finds the fluent answer likelier than the garbled one, whichever
+    # the file prefers: one pair right, one wrong
+    prefs = _prefs(tmp_path / "prefs.jsonl", [("Мне скучно жить.", FLUENT, GARBLED),
+                                              ("Мне скучно жить!", GARBLED, FLUENT)])
+    result = _run_json(capsys, ["compare", "local:default", "mylab:chatty-base", "--eval",
+                                str(prefs), "--max-new-tokens", "4"])
+    local, cloud = result["models"]
+    assert local["metrics"]["reward_accuracy"] == 0.5 and local["metrics"]["scored_pairs"] == 2
+    assert local["unavailable"] == {} and local["metrics"]["valid_loss"] > 0
+    assert cloud["metrics"]["reward_accuracy"] is None and cloud["unavailable"]
+    again = _run_json(capsys, ["compare", "local:default", "--eval", str(prefs),
+                               "--max-new-tokens", "4"])
+    assert again["models"][0]["metrics"]["reward_accuracy"] == 0.5  # from the cache

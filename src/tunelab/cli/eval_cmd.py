@@ -95,6 +95,7 @@ def test(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Ask MODEL a few test prompts and show its answers with their latency."""
+    from tunelab.evaluate import fluency
     from tunelab.evaluate.job_files import training_system_prompt
     from tunelab.evaluate.prompts import load_prompts
     from tunelab.evaluate.specs import resolve_spec
@@ -110,17 +111,31 @@ def test(
         for messages in conversations:
             answers.append(asker.ask(spec, messages, settings))
             progress.advance(task)
+    checks = [fluency.check(messages[-1]["content"], answer.text)
+              for messages, answer in zip(conversations, answers, strict=True)]
     rows = [{"prompt": messages[-1]["content"],
              "system": messages[0]["content"] if messages[0]["role"] == "system" else None,
-             **answer.to_dict()}
-            for messages, answer in zip(conversations, answers, strict=True)]
+             **answer.to_dict(), **check.to_dict()}
+            for messages, answer, check in zip(conversations, answers, checks, strict=True)]
+    summary = fluency.summary([row["prompt"] for row in rows], [row["text"] for row in rows])
     if as_json:
-        _print_json({"model": spec.to_dict(), "settings": settings.to_dict(), "results": rows})
+        _print_json({"model": spec.to_dict(), "settings": settings.to_dict(),
+                     "summary": summary, "results": rows})
         return
-    for number, row in enumerate(rows, 1):
+    for number, (row, check) in enumerate(zip(rows, checks, strict=True), 1):
         console.print(styled((f"Test {number}:", "bold"), " ", row["prompt"]))
         console.print(styled(("Response", "green"), f" ({row['latency_s']:.2f} s): ",
-                             row["text"], "\n"))
+                             _answer_text(row["text"], check), "\n"))
+    console.print(plain(_fluency_line(summary, len(rows))))
+
+
+def _fluency_line(summary: dict[str, Any], answers: int) -> str:
+    """`test`'s closing line: what compare's loop and language columns say, in counts."""
+    from tunelab.evaluate.report import fmt
+
+    return (f"{answers} answers: {fmt(summary['loop_share'], '{:.0%}')} in a loop, "
+            f"{fmt(summary['language_match'], '{:.0%}')} in the question's language, "
+            f"{summary['mixed_script_answers']} mixing scripts")
 
 
 # chat -----------------------------------------------------------------------------------
@@ -193,7 +208,9 @@ def compare(
     models: list[str] = typer.Argument(..., help="The models to compare. " + MODEL_HELP),
     eval_file: Path | None = typer.Option(None, "--eval", help="Held-out dialogues; each "
                                           "model answers up to the last assistant turn. "
-                                          "Default: the job's validation file."),
+                                          "Or preference pairs: the preferred answer is the "
+                                          "reference, and local models get their reward "
+                                          "accuracy. Default: the job's validation file."),
     limit: int | None = typer.Option(None, "--limit", "-n", min=1,
                                      help="Use the first N examples."),
     judge: str | None = typer.Option(None, "--judge", help="A model that scores persona "
@@ -282,7 +299,12 @@ def _answer_text(text: str, check: Any) -> Any:
 
 def _show_metrics(comparison: Any) -> None:
     """One row per metric, one column per model: model names are long, metrics are not."""
-    from tunelab.evaluate.report import JUDGE_COLUMNS, METRIC_COLUMNS, fmt
+    from tunelab.evaluate.report import (
+        JUDGE_COLUMNS,
+        METRIC_COLUMNS,
+        metric_cell,
+        unavailable_notes,
+    )
 
     columns = METRIC_COLUMNS + (JUDGE_COLUMNS if comparison.judge else ())
     table = Table(title=f"{len(comparison.items)} examples from {comparison.eval_file}",
@@ -293,6 +315,11 @@ def _show_metrics(comparison: Any) -> None:
         table.add_column(result.spec.label, justify="right", overflow="fold")
         values.append({**result.metrics, **(result.judge or {})})
     for key, title, pattern in columns:
-        if any(value.get(key) is not None for value in values):
-            table.add_row(title, *(fmt(value.get(key), pattern) for value in values))
+        if any(value.get(key) is not None or key in result.unavailable
+               for value, result in zip(values, comparison.results, strict=True)):
+            table.add_row(title, *(metric_cell(result, value, key, pattern)
+                                   for value, result in zip(values, comparison.results,
+                                                            strict=True)))
     console.print(table)
+    for note in unavailable_notes(comparison):
+        console.print(plain(note))

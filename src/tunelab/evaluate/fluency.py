@@ -11,9 +11,14 @@
   an answer whose last third or more restates what came just before has stopped answering.
 - distinct-2 (Li et al., 2016): unique word bigrams over all word bigrams; 1.0 = no bigram
   repeats. Per answer, and pooled over a model's answers.
-- language: which script most of the letters are in: Cyrillic, Latin or other. A cheap
-  detector that tells Russian from English, the two languages of the sample data; it does
-  not tell apart languages that share a script (English and French are both "latin").
+- language: an answer is in the question's language when at least SAME_SCRIPT_SHARE (95%)
+  of its letters are in the question's script (Cyrillic, Latin or other: the script most of
+  the question's letters are in). A cheap detector that tells Russian from English, the two
+  languages of the sample data; it does not tell apart languages that share a script
+  (English and French are both "latin"). "Most letters" was too lax: the demo's tuned
+  answers passed as Russian while being word salad with Hebrew letters inside (issue 23).
+- mixed script: no one script holds SAME_SCRIPT_SHARE of the answer's letters
+  ("В Срегна «קול» («שביאַיִהְרָא…»)"); reported beside the language, per answer and counted.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ LOOP_N = 3
 LOOP_REPEATS = 3
 LOOP_TAIL_SHARE = 0.3
 LOOP_TAIL_COPIES = 2
+SAME_SCRIPT_SHARE = 0.95
 _LONGEST_UNIT = 200  # characters: a repeated "unit" longer than this is a paragraph, not a loop
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -76,20 +82,37 @@ def distinct_2(texts: Sequence[str]) -> float | None:
     return len(set(pooled)) / len(pooled) if pooled else None
 
 
-def script(text: str) -> str | None:
-    """'cyrillic', 'latin' or 'other' (Hebrew, CJK...), whichever has the most letters in
-    `text`; None with no letters."""
+def script_shares(text: str) -> dict[str, float]:
+    """The share of `text`'s letters in each script: 'cyrillic', 'latin' and 'other'
+    (Hebrew, CJK...); empty with no letters."""
     letters = sum(char.isalpha() for char in text)
+    if not letters:
+        return {}
     cyrillic, latin = len(_CYRILLIC.findall(text)), len(_LATIN.findall(text))
-    counts = {"cyrillic": cyrillic, "latin": latin, "other": letters - cyrillic - latin}
-    best = max(counts, key=lambda name: counts[name])
-    return best if counts[best] else None
+    return {"cyrillic": cyrillic / letters, "latin": latin / letters,
+            "other": (letters - cyrillic - latin) / letters}
+
+
+def script(text: str) -> str | None:
+    """'cyrillic', 'latin' or 'other', whichever has the most letters in `text`; None with
+    no letters."""
+    shares = script_shares(text)
+    return max(shares, key=lambda name: shares[name]) if shares else None
+
+
+def mixed_script(text: str) -> bool:
+    """Letters of several scripts, none of them SAME_SCRIPT_SHARE of the whole."""
+    shares = script_shares(text)
+    return bool(shares) and max(shares.values()) < SAME_SCRIPT_SHARE
 
 
 def same_language(question: str, answer: str) -> bool | None:
-    """The answer is in the question's script; None when the question has no letters."""
+    """At least SAME_SCRIPT_SHARE of the answer's letters are in the question's script;
+    None when the question has no letters."""
     asked = script(question)
-    return None if asked is None else script(answer) == asked
+    if asked is None:
+        return None
+    return script_shares(answer).get(asked, 0.0) >= SAME_SCRIPT_SHARE
 
 
 @dataclass(frozen=True)
@@ -98,8 +121,9 @@ class AnswerCheck:
 
     loop: bool
     distinct_2: float | None
-    script: str | None
+    script: str | None  # the script most of its letters are in
     same_language: bool | None
+    mixed_script: bool
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -107,18 +131,19 @@ class AnswerCheck:
 
 def check(question: str, answer: str) -> AnswerCheck:
     return AnswerCheck(has_loop(answer), distinct_2([answer]), script(answer),
-                       same_language(question, answer))
+                       same_language(question, answer), mixed_script(answer))
 
 
 def summary(questions: Sequence[str], answers: Sequence[str]) -> dict[str, float | None]:
-    """A model's loop share, pooled distinct-2 and language-match share (of the questions
-    that have letters; None when none has)."""
+    """A model's loop share, pooled distinct-2, language-match share (of the questions
+    that have letters; None when none has) and how many answers mix scripts."""
     checks = [check(q, a) for q, a in zip(questions, answers, strict=True)]
     judged = [c.same_language for c in checks if c.same_language is not None]
     return {
         "loop_share": share([c.loop for c in checks]),
         "distinct_2": distinct_2(answers),
         "language_match": share(judged),
+        "mixed_script_answers": sum(c.mixed_script for c in checks),
     }
 
 

@@ -19,11 +19,12 @@ from tunelab.evaluate.fluency import (
     LOOP_REPEATS,
     LOOP_TAIL_COPIES,
     LOOP_TAIL_SHARE,
+    SAME_SCRIPT_SHARE,
     AnswerCheck,
 )
 from tunelab.evaluate.metrics import chrf
 from tunelab.evaluate.plots import job_loss_series, loss_curve_png
-from tunelab.evaluate.runner import Answer
+from tunelab.evaluate.runner import Answer, ModelResult
 
 # key, heading, format: the report's table and the terminal's
 METRIC_COLUMNS = (
@@ -33,19 +34,23 @@ METRIC_COLUMNS = (
     ("loop_share", "answers in a loop", "{:.0%}"),
     ("distinct_2", "distinct-2", "{:.2f}"),
     ("language_match", "in the question's language", "{:.0%}"),
+    ("mixed_script_answers", "answers mixing scripts", "{:d}"),
     ("latency_p50_s", "latency p50 (s)", "{:.2f}"),
     ("latency_p95_s", "latency p95 (s)", "{:.2f}"),
     ("cost_per_1k_requests", "$ / 1k requests", "{:.4f}"),
     ("valid_loss", "validation loss", "{:.4f}"),
     ("valid_mean_token_accuracy", "token accuracy", "{:.3f}"),
     ("perplexity", "perplexity", "{:.2f}"),
+    ("reward_accuracy", "reward accuracy (pairs)", "{:.0%}"),
 )
 FLUENCY_NOTE = (f"An answer is in a loop when a run of {LOOP_N} words occurs {LOOP_REPEATS}+ "
                 f"times in it, or it ends in one span said {LOOP_TAIL_COPIES}+ times in a row "
                 f"over {LOOP_TAIL_SHARE:.0%}+ of its characters. distinct-2: unique word bigrams "
-                "over all word bigrams of the model's answers. Language: the script most "
-                "letters are in (Cyrillic or Latin), the answer's against the question's; "
-                "it tells Russian from English, not languages that share a script.")
+                "over all word bigrams of the model's answers. Language: an answer is in the "
+                f"question's language when {SAME_SCRIPT_SHARE:.0%}+ of its letters are in the "
+                "question's script (Cyrillic, Latin or other); it tells Russian from English, "
+                "not languages that share a script. An answer mixes scripts when no script "
+                f"holds {SAME_SCRIPT_SHARE:.0%} of its letters.")
 JUDGE_COLUMNS = (("persona", "judge: persona", "{:.1f}"),
                  ("helpfulness", "judge: helpfulness", "{:.1f}"),
                  ("win_rate", "judge: win rate", "{:.0%}"))
@@ -64,6 +69,19 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 def fmt(value: object, pattern: str) -> str:
     """A metric for display; '-' where there is none."""
     return "-" if value is None else pattern.format(value)
+
+
+def metric_cell(result: ModelResult, values: dict[str, object], key: str, pattern: str) -> str:
+    """One model's metric for display: 'n/a' where the model cannot have it (the reason is
+    in `unavailable_notes`), '-' where it has none."""
+    return "n/a" if key in result.unavailable else fmt(values.get(key), pattern)
+
+
+def unavailable_notes(comparison: Comparison) -> list[str]:
+    """Why a model has no value for a metric, one line per model and metric."""
+    titles = {key: title for key, title, _ in METRIC_COLUMNS}
+    return [f"{titles.get(key, key)} of {result.spec.label}: {why}"
+            for result in comparison.results for key, why in result.unavailable.items()]
 
 
 def render_html(comparison: Comparison) -> str:
@@ -123,13 +141,15 @@ def _metrics_table(comparison: Comparison) -> str:
     rows = []
     for result in comparison.results:
         values = {**result.metrics, **(result.judge or {})}
-        cells = "".join(f"<td class='num'>{fmt(values.get(key), pattern)}</td>"
+        cells = "".join(f"<td class='num'>{metric_cell(result, values, key, pattern)}</td>"
                         for key, _, pattern in columns)
         rows.append(f"<tr><th>{escape(result.spec.label)}<div class='muted'>"
                     f"{escape(result.spec.provider)}: {escape(result.spec.model)}</div></th>"
                     f"{cells}</tr>")
+    notes = "".join(f"<p class='muted'>{escape(note)}</p>"
+                    for note in unavailable_notes(comparison))
     return (f"<h2>Metrics</h2><table><tr><th>model</th>{head}</tr>{''.join(rows)}</table>"
-            f"<p class='muted'>{escape(FLUENCY_NOTE)}</p>")
+            f"{notes}<p class='muted'>{escape(FLUENCY_NOTE)}</p>")
 
 
 def _loss_curves(comparison: Comparison) -> str:
@@ -176,8 +196,10 @@ def answer_flags(check: AnswerCheck) -> list[str]:
     """What is wrong with one answer, in words (the report and the terminal say the same)."""
     flags = ["loops"] if check.loop else []
     if check.same_language is False:
-        flags.append(f"not in the question's language (answer in {check.script or 'no'} "
-                     "script)")
+        flags.append(f"not in the question's language (answer mostly in {check.script or 'no'}"
+                     " script)")
+    if check.mixed_script:
+        flags.append("mixed scripts")
     return flags
 
 

@@ -87,6 +87,7 @@ class ModelResult:
     metrics: dict[str, float | None] = field(default_factory=dict)
     judge: dict[str, Any] | None = None
     checks: list[fluency.AnswerCheck] = field(default_factory=list)  # one per answer
+    unavailable: dict[str, str] = field(default_factory=dict)  # metric -> why it has none
 
     def answer_dicts(self) -> list[dict[str, Any]]:
         """Each answer with its loop, distinct-2 and language check, as JSON shows it."""
@@ -125,7 +126,7 @@ class Asker:
             return Answer(reply.text, reply.latency_s, reply.prompt_tokens,
                           reply.completion_tokens).to_dict()
 
-        value, hit = self._cached(spec, messages, settings.cache_dict(), send)
+        value, hit = self.cached(spec, messages, settings.cache_dict(), send)
         return Answer(**{**value, "cached": hit})
 
     def recorded(self, spec: ModelSpec, messages: list[dict[str, Any]]) -> Answer:
@@ -164,11 +165,11 @@ class Asker:
             return {VALID_LOSS: result.loss, VALID_ACCURACY: result.accuracy}
 
         # Keyed "validation": values cached as "mean_loss" were cut at 4096 tokens.
-        value, _ = self._cached(spec, {"validation": examples}, {}, measure)
+        value, _ = self.cached(spec, {"validation": examples}, {}, measure)
         return value
 
-    def _cached(self, spec: ModelSpec, request: Any, settings: dict[str, Any],
-                compute: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+    def cached(self, spec: ModelSpec, request: Any, settings: dict[str, Any],
+               compute: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
         """The stored value for (model, request, settings), or compute and store it."""
         key = cache_key(spec.identity, request, settings)
         hit = self.cache.get(key)
