@@ -19,6 +19,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("eval_cmd", "compare", "compare"),
     ("export_cmd", "export", "export"),
     ("models_cmd", "app", "models"),
+    ("pull_cmd", "pull", "pull"),
     ("serve_cmd", "serve", "serve"),
     ("ui_cmd", "ui", "ui"),
     ("migrate_cmd", "app", "migrate"),

@@ -18,6 +18,8 @@ from tunelab.errors import UsageError
 from tunelab.providers.azure import AzureSettings
 from tunelab.providers.base import Provider, ProviderSettings
 from tunelab.providers.local import build as _build_local
+from tunelab.providers.together import TogetherSettings
+from tunelab.providers.together import build as _build_together
 from tunelab.providers.vertex import VertexSettings
 from tunelab.providers.vertex import build as _build_vertex
 from tunelab.registry import JobRecord
@@ -60,6 +62,8 @@ PROVIDERS: dict[str, ProviderEntry] = {
     "kimi": _openai_compatible("kimi"),
     "local": ProviderEntry(_build_local),
     "vertex": ProviderEntry(_build_vertex, VertexSettings, "Vertex AI (--provider vertex)"),
+    "together": ProviderEntry(_build_together, TogetherSettings,
+                              "Together AI (--provider together)"),
     "azure": ProviderEntry(_build_azure, AzureSettings, "Azure OpenAI (--provider azure)"),
 }
 

@@ -119,6 +119,11 @@ class JobSpec:
     config: TrainConfig | None = None  # local: the resolved run config (wins over the above)
     method: str = "supervised"  # config.MethodName: supervised, or dpo (preference pairs)
     beta: float | None = None  # dpo only; None leaves the provider's default
+    # What an open-model provider (Together) also takes, as the user gave them (None: its
+    # default): --full/--lora, --lora-r, --max-length.
+    full: bool | None = None
+    lora_r: int | None = None
+    max_length: int | None = None
 
 
 @dataclass

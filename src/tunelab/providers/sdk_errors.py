@@ -6,6 +6,7 @@
       APIConnectionError, 408, 409, 429, 5xx        -> TransientProviderError (retry_after)
       httpx / httpx2 TransportError (a broken body) -> APIConnectionError (transport_errors)
       any other APIError                            -> ProviderError(code, message)
+    together SDK: the same tree as openai's (both are Stainless-generated), from_together
     google (google-genai, google-api-core, google-auth, httpx)
       DefaultCredentialsError, RefreshError         -> AuthError (gcloud auth ... login)
       401 / 403                                     -> AuthError
@@ -48,8 +49,8 @@ RETRYABLE_STATUS = frozenset({408, 409, 429})
 ADC_FIX = ("run `gcloud auth application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS) "
            "and set GOOGLE_CLOUD_PROJECT or pass --project-id")
 # Key and token shapes an answer may echo: OpenAI keys (also masked, "sk-ab***yz"), Google
-# API keys, OAuth access tokens, and any bearer credential.
-_SECRETS = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{4,}|\bAIza[0-9A-Za-z_\-]{20,}"
+# API keys, Together keys (tgp_v1_...), OAuth access tokens, and any bearer credential.
+_SECRETS = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{4,}|\bAIza[0-9A-Za-z_\-]{20,}|\btgp_v1_[\w\-*.]{4,}"
                       r"|\bya29\.[0-9A-Za-z_\-.]+|(?i:bearer)\s+[^\s\"',;)\]}]+")
 
 
@@ -92,31 +93,50 @@ def retryable_status(status: int | None) -> bool:
     return status is not None and (status in RETRYABLE_STATUS or status >= 500)
 
 
-# openai ----------------------------------------------------------------------------------------
+# openai and together (both SDKs are Stainless-generated: one error class tree) -------------
 def from_openai(error: openai.APIError, *, provider: str, key: str | None) -> TunelabError:
     """The openai SDK's error as a tunelab error holding only code and message."""
     import openai  # already loaded: only a provider built on the SDK has its errors
 
-    code, message, param = _openai_code_and_message(error)
+    return _from_stainless(openai, error, *_openai_code_and_message(error), provider=provider,
+                           key=key)
+
+
+def from_together(error: Any, *, provider: str, key: str | None) -> TunelabError:
+    """The together SDK's error, as from_openai. Together's body is {"error": {"message",
+    "type", "code"}} or {"message"}; its errors carry no code attribute of their own."""
+    import together  # already loaded, as above
+
+    body = error.body if isinstance(error.body, dict) else {}
+    inner = body.get("error") if isinstance(body.get("error"), dict) else body
+    status = error.status_code if isinstance(error, together.APIStatusError) else None
+    code = inner.get("code") or inner.get("type") or (str(status) if status else None)
+    return _from_stainless(together, error, str(code) if code else None,
+                           str(inner.get("message") or error.message),
+                           str(inner["param"]) if inner.get("param") else None,
+                           provider=provider, key=key)
+
+
+def _from_stainless(sdk: Any, error: Any, code: str | None, message: str, param: str | None,
+                    *, provider: str, key: str | None) -> TunelabError:
     # The code and param are the provider's text too: an echoed key can hide in them.
     code = first_line(code, key) if code else None
     message = first_line(message, key) or "no message"
     if param:
         message += f" (param: {first_line(param, key)})"
-    if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
+    if isinstance(error, sdk.AuthenticationError | sdk.PermissionDeniedError):
         return AuthError(f"{provider} refused the key: {message}", code=code,
                          fix="check the API key variable for this provider and its permissions")
-    if isinstance(error, openai.NotFoundError):
+    if isinstance(error, sdk.NotFoundError):
         return NotFoundError(f"{provider}: {message}",
                              fix="check the id (`tunelab jobs list --provider "
                                  f"{provider}`) and --base-url")
-    if isinstance(error, openai.APIConnectionError):
+    if isinstance(error, sdk.APIConnectionError):
         return TransientProviderError(f"cannot reach {provider}: {message}",
                                       code="connection_error",
                                       fix="check the network and --base-url, then retry")
-    status = error.status_code if isinstance(error, openai.APIStatusError) else None
+    status = error.status_code if isinstance(error, sdk.APIStatusError) else None
     if retryable_status(status):
-        assert isinstance(error, openai.APIStatusError)
         return TransientProviderError(f"{provider}: {message}", code=code,
                                       fix="wait a moment and retry",
                                       retry_after=_retry_after(error))
@@ -138,7 +158,8 @@ def _openai_code_and_message(error: openai.APIError) -> tuple[str | None, str, s
             str(param) if param else None)
 
 
-def _retry_after(error: openai.APIStatusError) -> float | None:
+def _retry_after(error: Any) -> float | None:
+    """The Retry-After seconds of an SDK's status error (openai's or together's)."""
     value = error.response.headers.get("retry-after")
     try:
         return max(0.0, float(value)) if value is not None else None

@@ -116,7 +116,8 @@ def spec(request: RunRequest, model: str, training_file: str,
                    epochs=request.given("epochs"), learning_rate=multiplier,
                    batch_size=request.given("batch_size"), seed=request.given("seed"),
                    metadata=dict(request.labels), method=request.config.method,
-                   beta=request.config.beta)
+                   beta=request.config.beta, full=request.given("full"),
+                   lora_r=request.given("lora_r"), max_length=request.given("max_length"))
 
 
 def _model(request: RunRequest) -> str:
