@@ -17,6 +17,8 @@ from typing import Any
 from tunelab.errors import UsageError
 from tunelab.providers.azure import AzureSettings
 from tunelab.providers.base import Provider, ProviderSettings
+from tunelab.providers.fireworks import FireworksSettings
+from tunelab.providers.fireworks import build as _build_fireworks
 from tunelab.providers.local import build as _build_local
 from tunelab.providers.together import TogetherSettings
 from tunelab.providers.together import build as _build_together
@@ -65,6 +67,8 @@ PROVIDERS: dict[str, ProviderEntry] = {
     "together": ProviderEntry(_build_together, TogetherSettings,
                               "Together AI (--provider together)"),
     "azure": ProviderEntry(_build_azure, AzureSettings, "Azure OpenAI (--provider azure)"),
+    "fireworks": ProviderEntry(_build_fireworks, FireworksSettings,
+                               "Fireworks AI (--provider fireworks)"),
 }
 
 

@@ -7,6 +7,7 @@
       httpx / httpx2 TransportError (a broken body) -> APIConnectionError (transport_errors)
       any other APIError                            -> ProviderError(code, message)
     together SDK: the same tree as openai's (both are Stainless-generated), from_together
+    fireworks-ai SDK: the same tree again (Stainless-generated), from_fireworks
     google (google-genai, google-api-core, google-auth, httpx)
       DefaultCredentialsError, RefreshError         -> AuthError (gcloud auth ... login)
       401 / 403                                     -> AuthError
@@ -114,6 +115,20 @@ def from_together(error: Any, *, provider: str, key: str | None) -> TunelabError
     return _from_stainless(together, error, str(code) if code else None,
                            str(inner.get("message") or error.message),
                            str(inner["param"]) if inner.get("param") else None,
+                           provider=provider, key=key)
+
+
+def from_fireworks(error: Any, *, provider: str, key: str | None) -> TunelabError:
+    """The fireworks-ai SDK's error, as from_openai. Fireworks' gateway answers
+    {"error": {"code", "message", "status"}} or, gRPC-style, {"code", "message"}."""
+    import fireworks  # already loaded, as above
+
+    body = error.body if isinstance(error.body, dict) else {}
+    inner = body.get("error") if isinstance(body.get("error"), dict) else body
+    status = error.status_code if isinstance(error, fireworks.APIStatusError) else None
+    code = inner.get("status") or inner.get("code") or (str(status) if status else None)
+    return _from_stainless(fireworks, error, str(code) if code else None,
+                           str(inner.get("message") or error.message), None,
                            provider=provider, key=key)
 
 
