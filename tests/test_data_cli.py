@@ -110,11 +110,12 @@ def test_pricing_file_in_home_overrides_and_extends(tmp_path: Path,
            "input_per_1m": 1.0, "output_per_1m": 1.0, "max_train_tokens": 65536,
            "as_of": "2030-01-01", "source": "https://example.com/negotiated"}
     extra = {**row, "provider": "acme", "model": "acme-1", "training_per_1m": None}
+    packaged = len(load_pricing())
     home().mkdir(parents=True, exist_ok=True)  # home() names the folder, creates nothing
     (home() / "pricing.json").write_text(json.dumps({"models": [row, extra]}))
     assert find_price("openai", "gpt-4o-mini").training_per_1m == 1000.0
     assert inference_cost_per_1k("acme", "acme-1", 1000, 1000) == pytest.approx(2.0)
-    assert len(load_pricing()) == 14
+    assert len(load_pricing()) == packaged + 1  # one row replaced, one added
     path = write_dataset(tmp_path / "train.jsonl")
     assert main(["data", "cost", str(path), "--json"]) == 0
     mini = json.loads(capsys.readouterr().out)["cost"][0]

@@ -125,7 +125,8 @@ def test_pairs_are_counted_once_per_input_and_priced_for_dpo(
     epochs = report["epochs"]
     rows_by_model = {row["model"]: row for row in report["cost"]}
     assert set(rows_by_model) == {"gpt-4.1-2025-04-14", "gpt-4.1-mini-2025-04-14",
-                                  "gpt-4.1-nano-2025-04-14"}  # only the models that take DPO
+                                  "gpt-4.1-nano-2025-04-14", "Qwen/Qwen3-8B",
+                                  "Qwen/Qwen3-32B"}  # only the models that take DPO
     mini = rows_by_model["gpt-4.1-mini-2025-04-14"]
     assert mini["method"] == "dpo" and mini["training_cost"] is None  # no source gives it
     assert mini["training_tokens"] == report["billing_tokens"] * epochs

@@ -69,7 +69,8 @@ def cost_table(rows: list[CostRow]) -> Group:
         if row.status == "shut_down":
             continue  # not a target: listed under the table instead of priced
         model = row.model.rsplit("/", 1)[-1]
-        inference = f"${row.inference_per_1k:,.4f}"
+        inference = "unknown" if row.inference_per_1k is None \
+            else f"${row.inference_per_1k:,.4f}"
         if row.training_tokens is None:
             table.add_row(row.provider, model, "—", "—", "—", inference, _days_left(row))
         else:

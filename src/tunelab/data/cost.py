@@ -101,7 +101,8 @@ def cost_table(per_example: Sequence[int], epochs: int, prices: Sequence[Price],
         if dates["status"] == "open" and not (price.offers_dpo if method == "dpo"
                                               else price.trainable):
             dates["status"] = "inference_only"
-        inference = 1000 * price.inference_cost(mean_input, mean_output)
+        per_request = price.inference_cost(mean_input, mean_output)
+        inference = None if per_request is None else 1000 * per_request
         if dates["status"] == "shut_down":
             rows.append(CostRow(price.provider, price.model, None, None, None, None,
                                 price.as_of, price.source, **dates, method=method))

@@ -31,6 +31,7 @@ DEFAULT_MODELS = {
     "local": "HuggingFaceTB/SmolLM2-135M-Instruct",
     "fireworks": "accounts/fireworks/models/qwen3-8b",
     "azure": "gpt-4.1-mini-2025-04-14",  # trains SFT and DPO (gpt-4o-mini: SFT only)
+    "together": "Qwen/Qwen3-8B",  # as migrate_destinations.json's together base
 }
 # For preference pairs where DEFAULT_MODELS' model trains no DPO (OpenAI: the gpt-4.1 family).
 DEFAULT_DPO_MODELS = {"openai": "gpt-4.1-mini-2025-04-14"}
@@ -39,6 +40,13 @@ _VERSION_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{3,4})$")
 FIELDS = ("provider", "model", "training_per_1m", "input_per_1m", "output_per_1m",
           "max_train_tokens", "as_of", "source")
 LIFECYCLE_FIELDS = ("fine_tuning_closes", "shutdown", "lifecycle_source", "lifecycle_note")
+# A price no source read states is written "unknown" (Together's $ rates: only on its
+# pricing page): the row is a target all the same, its cost shown as unknown, never guessed.
+# An unknown max_train_tokens counts examples up to UNKNOWN_LIMIT, as for an endpoint the
+# table has no row for (data.check's fallback).
+UNKNOWN = "unknown"
+PRICE_FIELDS = ("training_per_1m", "input_per_1m", "output_per_1m")
+UNKNOWN_LIMIT = 65536
 # A row that trains DPO names its source in dpo_source; dpo_training_per_1m is null where
 # no source gives the price.
 
@@ -47,9 +55,9 @@ LIFECYCLE_FIELDS = ("fine_tuning_closes", "shutdown", "lifecycle_source", "lifec
 class Price:
     provider: str
     model: str
-    training_per_1m: float | None
-    input_per_1m: float
-    output_per_1m: float
+    training_per_1m: float | None  # None: no fine-tuning, unless the table says "unknown"
+    input_per_1m: float | None  # None: unknown
+    output_per_1m: float | None
     max_train_tokens: int
     as_of: str
     source: str
@@ -59,17 +67,20 @@ class Price:
     lifecycle_note: str = ""
     dpo_source: str = ""  # where it says this model trains DPO; "" when it does not
     dpo_training_per_1m: float | None = None  # None: DPO offered, no source gives a price
+    unknown: frozenset[str] = frozenset()  # the fields the table says are "unknown"
 
     @property
     def trainable(self) -> bool:
-        return self.training_per_1m is not None
+        return self.training_per_1m is not None or "training_per_1m" in self.unknown
 
     @property
     def offers_dpo(self) -> bool:
         return bool(self.dpo_source)
 
-    def inference_cost(self, input_tokens: float, output_tokens: float) -> float:
-        """Dollars for one request of this size."""
+    def inference_cost(self, input_tokens: float, output_tokens: float) -> float | None:
+        """Dollars for one request of this size (None when a price is unknown)."""
+        if self.input_per_1m is None or self.output_per_1m is None:
+            return None
         return (input_tokens * self.input_per_1m + output_tokens * self.output_per_1m) / 1e6
 
 
@@ -133,7 +144,8 @@ def inference_cost_per_1k(provider: str, model: str, input_tokens: float,
                           output_tokens: float) -> float | None:
     """Dollars for 1,000 requests of this average size, or None if the model has no price."""
     row = find_price(provider, model)
-    return None if row is None else 1000 * row.inference_cost(input_tokens, output_tokens)
+    cost = None if row is None else row.inference_cost(input_tokens, output_tokens)
+    return None if cost is None else 1000 * cost
 
 
 def default_model(provider: str, method: str = "supervised") -> str:
@@ -200,8 +212,12 @@ def _models(document: dict, where: str) -> list[dict]:
 
 
 def _price(raw: dict, where: str) -> Price:
+    unknown = frozenset(field for field in (*PRICE_FIELDS, "max_train_tokens")
+                        if raw.get(field) == UNKNOWN)
+    stand_in = {field: None for field in PRICE_FIELDS} | {"max_train_tokens": UNKNOWN_LIMIT}
     try:
-        price = Price(**{field: raw[field] for field in FIELDS})
+        price = Price(**{field: stand_in[field] if field in unknown else raw[field]
+                         for field in FIELDS}, unknown=unknown)
     except (KeyError, TypeError) as error:
         raise _invalid(where, f"{raw.get('provider')}/{raw.get('model')}: {error!r}") from None
     key = f"{price.provider}/{price.model}"

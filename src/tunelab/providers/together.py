@@ -67,7 +67,6 @@ from tunelab.registry import open_registry
 NAME = "together"
 BASE_URL = "https://api.together.ai"
 REQUEST_TIMEOUT_S = 120.0
-DEFAULT_MODEL = "Qwen/Qwen3-8B"
 CAPABILITIES = Capabilities(methods=frozenset({"supervised", "dpo"}),
                             weights=frozenset({"adapter", "merged"}))
 PROFILE = Profile(name=NAME, base_url=BASE_URL, key_envs=("TOGETHER_API_KEY",),

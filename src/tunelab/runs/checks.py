@@ -272,7 +272,7 @@ def estimate_cost(report: Any, *, provider: str, model: str, epochs: int | None)
     epochs = epochs or report.epochs
     price = find_price(provider, model)
     dollars = None
-    if price is not None and price.trainable:
+    if price is not None and price.training_per_1m is not None:  # else unknown or none
         dollars = report.billing_tokens * epochs * price.training_per_1m / 1e6
     return CostEstimate(provider, model, epochs, report.billing_tokens, dollars)
 
