@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import fnmatch
 import os
 import shutil
@@ -407,6 +408,10 @@ def _hub_errors(name: HubName) -> Iterator[None]:
         raise TransientProviderError(f"model {name}: the hub answered HTTP {status}",
                                      code=str(status), fix="try again in a while") from None
     except (OSError, httpx2.HTTPError) as error:  # the connection, or a file that broke
+        if getattr(error, "errno", None) == errno.ENOSPC:
+            raise UsageError(f"model {name}: the disk filled up during the download",
+                             fix="free some space and run the command again: it resumes "
+                                 "where it stopped") from None
         raise TransientProviderError(
             f"model {name}: could not download it ({type(error).__name__})",
             code="network", fix="check the network and run the command again: a download "
