@@ -67,8 +67,10 @@ def test_pairs_from_a_cloud_model_resume_after_a_kill_and_never_ask_twice(
         assert account.calls[f"chat {NATASHA}"] == 4  # nothing more reached the provider
         assert out.read_bytes() == whole
 
-        code, third = _pairs(capsys, *argv)  # all done: nothing asked, nothing written
-        assert code == 0 and (third["kept"], third["written"]) == (3, 0)
+        assert main(["data", "pairs", *argv[:-1]]) == 0  # all done: nothing asked or written
+        said = capsys.readouterr().out
+        assert "3 preference pairs in" in said and "0 new, 3 kept from an earlier run" in said
+        assert "1 skipped" in said
         assert account.calls[f"chat {NATASHA}"] == 4
 
         # an OUT that holds another file's pairs is refused by line, and left as it was
