@@ -106,13 +106,8 @@ def lifecycle(provider: str, model: str, *, live_shutdown: date | None = None) -
     None when nothing is known: no dated row, no provider closing day, no live date.
     """
     provider = provider.strip().lower()
-    price = pricing.find_price(provider, model)
-    if price is None or (price.fine_tuning_closes is None and price.shutdown is None):
-        row = _lifecycle_row(provider, model)
-        if row is not None:
-            return row
-    return of_price(price, provider, model, terms=provider_terms(provider),
-                    live_shutdown=live_shutdown)
+    return of_price(pricing.find_price(provider, model), provider, model,
+                    terms=provider_terms(provider), live_shutdown=live_shutdown)
 
 
 def lifecycle_rows() -> list[Lifecycle]:
@@ -144,11 +139,19 @@ def _row(raw: dict, where: str) -> Lifecycle:
 
 def _lifecycle_row(provider: str, model: str) -> Lifecycle | None:
     base = pricing.base_model(model)
+    if not _has_rows(provider):
+        return None
     for row in lifecycle_rows():
         if row.provider == provider and base in (row.model, pricing.undated(row.model)):
             return Lifecycle(provider, model, row.fine_tuning_closes, row.shutdown, row.source,
                              row.note, row.existing_customer_closes)
     return None
+
+
+def _has_rows(provider: str) -> bool:
+    """Whether the `lifecycle` section can hold `provider`: only providers the terms name
+    (a cheap answer for the many cost rows of other providers)."""
+    return provider_terms(provider) is not None
 
 
 def closed_provider(provider: str) -> pricing.ProviderTerms | None:
@@ -160,7 +163,13 @@ def closed_provider(provider: str) -> pricing.ProviderTerms | None:
 def of_price(price: pricing.Price | None, provider: str, model: str, *,
              terms: pricing.ProviderTerms | None,
              live_shutdown: date | None = None) -> Lifecycle | None:
-    """The lifecycle from an already loaded price row and provider terms (no file reads)."""
+    """The lifecycle from an already loaded price row and provider terms; a row of the
+    `lifecycle` section when the price row carries no dates (Azure's: dates, no prices)."""
+    if live_shutdown is None and (price is None or (price.fine_tuning_closes is None and
+                                                    price.shutdown is None)):
+        row = _lifecycle_row(provider, model)
+        if row is not None:
+            return row
     shutdown = live_shutdown or (price.shutdown if price else None)
     row_closes = price.fine_tuning_closes if price else None
     provider_day = terms.fine_tuning_closes if terms else None
