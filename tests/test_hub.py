@@ -127,7 +127,8 @@ def test_a_gguf_repo_is_named_by_its_quantization(hub, tmp_path):
         hub_module.ensure(hub_module.parse("tiny/tiny-GGUF:Q2_K"))
 
 
-def test_the_dry_run_estimates_a_hub_model_from_its_config_alone(hub, tmp_path):
+def test_the_dry_run_estimates_a_hub_model_from_its_config_alone(hub, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # so that what --offline sets below is undone
     data = write_chats(tmp_path / "train.jsonl", TRAIN)
     code, out, err = run(["train", str(data), "--model", "tiny/llama", "--dry-run", "--json"])
     assert code == 0, err
@@ -138,8 +139,10 @@ def test_the_dry_run_estimates_a_hub_model_from_its_config_alone(hub, tmp_path):
     assert estimate["fits"] and estimate["weights_bytes"] == 4 * report["model"]["parameters"]
     assert estimate["seconds_per_epoch"] > 0 and "estimate" not in report  # nothing timed
     assert report["data"]["train"]["tokens_after_truncation"] > 0
-    code, text, _ = run(["train", str(data), "--model", "tiny/llama", "--dry-run"])
+    hub.requests.clear()  # offline, the config and tokenizer it fetched are enough
+    code, text, _ = run(["--offline", "train", str(data), "--model", "tiny/llama", "--dry-run"])
     assert code == 0 and "from its config: memory about" in text and "(fits)" in text
+    assert hub.requests == []
 
 
 @pytest.mark.parametrize(("repo", "edits", "said"), [

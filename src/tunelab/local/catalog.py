@@ -213,7 +213,7 @@ def describe(name: str | None) -> tuple[ModelFacts, dict[str, Any]]:
         return facts(shown, "folder", config, folder=folder), config
     if hub.cached(parsed) is not None:
         return facts(shown, "hub cache", config, folder=folder), config
-    size = hub.plan(parsed).total_bytes
+    size = None if hub.offline() else hub.plan(parsed).total_bytes  # offline: config only
     found = facts(shown, "hub", config, folder=folder, size_bytes=size)
     return found, config
 
