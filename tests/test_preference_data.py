@@ -11,6 +11,7 @@ import pytest
 
 from tunelab.cli import main
 from tunelab.data.preference import PAIR_ERRORS, PreferencePair, read_pairs
+from tunelab.data.pricing import load_pricing
 from tunelab.data.tokens import load_encoding
 from tunelab.errors import DataError
 from tunelab.home import home
@@ -123,14 +124,16 @@ def test_pairs_are_counted_once_per_input_and_priced_for_dpo(
     assert report["tokens"]["total"] == sum(expected) == report["billing_tokens"]
     assert report["tokens"]["counted_as"].startswith("input once + preferred + non-preferred")
     epochs = report["epochs"]
-    rows_by_model = {row["model"]: row for row in report["cost"]}
-    assert set(rows_by_model) == {"gpt-4.1-2025-04-14", "gpt-4.1-mini-2025-04-14",
-                                  "gpt-4.1-nano-2025-04-14", "Qwen/Qwen3-8B",
-                                  "Qwen/Qwen3-32B"}  # only the models that take DPO
-    mini = rows_by_model["gpt-4.1-mini-2025-04-14"]
+    rows_by_model = {(row["provider"], row["model"]): row for row in report["cost"]}
+    takers = {(price.provider, price.model) for price in load_pricing() if price.offers_dpo}
+    assert set(rows_by_model) == takers  # only the models that take DPO, on every provider
+    assert {("openai", f"gpt-4.1{size}-2025-04-14") for size in ("", "-mini", "-nano")} \
+        <= takers and ("openai", "gpt-4o-mini-2024-07-18") not in takers
+    assert {"together", "fireworks", "azure"} <= {provider for provider, _ in takers}
+    mini = rows_by_model[("openai", "gpt-4.1-mini-2025-04-14")]
     assert mini["method"] == "dpo" and mini["training_cost"] is None  # no source gives it
     assert mini["training_tokens"] == report["billing_tokens"] * epochs
-    assert rows_by_model["gpt-4.1-nano-2025-04-14"]["status"] == "shut_down"
+    assert rows_by_model[("openai", "gpt-4.1-nano-2025-04-14")]["status"] == "shut_down"
     assert main(["data", "check", str(path)]) == 0
     out = capsys.readouterr().out
     assert "DPO training cost" in out and "unknown" in out and "preference pairs" in out
@@ -150,12 +153,12 @@ def test_a_dpo_price_in_the_table_prices_the_pairs(tmp_path: Path,
     assert main(["data", "cost", str(path), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert (report["format"], report["method"]) == ("preference", "dpo")
-    rows = {row["model"]: row for row in report["cost"]}
-    assert rows["gpt-4.1-mini-2025-04-14"]["training_cost"] == pytest.approx(
-        rows["gpt-4.1-mini-2025-04-14"]["training_tokens"] * 7.5 / 1e6)
-    assert rows["Qwen/Qwen3-8B"]["training_cost"] == pytest.approx(
-        rows["Qwen/Qwen3-8B"]["training_tokens"] * 1.25 / 1e6)
-    assert rows["gpt-4.1-2025-04-14"]["training_cost"] is None
+    rows = {(row["provider"], row["model"]): row for row in report["cost"]}
+    priced = rows[("openai", "gpt-4.1-mini-2025-04-14")]
+    assert priced["training_cost"] == pytest.approx(priced["training_tokens"] * 7.5 / 1e6)
+    priced = rows[("together", "Qwen/Qwen3-8B")]
+    assert priced["training_cost"] == pytest.approx(priced["training_tokens"] * 1.25 / 1e6)
+    assert rows[("openai", "gpt-4.1-2025-04-14")]["training_cost"] is None
     assert main(["data", "cost", str(path)]) == 0
     out = capsys.readouterr().out
     assert "Qwen3-8B" in out and "unknown" in out and "12 preference pairs" in out
