@@ -82,13 +82,16 @@ def test_an_sft_job_goes_from_upload_to_chat_through_the_cli(
     assert code == 0 and json.loads(out.strip().splitlines()[-1])["status"] == "succeeded"
     code, out, _ = tunelab(capsys, "jobs", "events", job, "--json")
     messages = [event["message"] for event in json.loads(out)["events"]]
-    assert "Training started" in messages and messages[-1] == "Fine-tuning job completed"
+    assert {"Training started", "Fine-tuning job completed",
+            "step 4: train_loss 0.8000"} <= set(messages)
     code, out, _ = tunelab(capsys, "jobs", "checkpoints", job, "--json")
     assert [row["step"] for row in json.loads(out)["checkpoints"]] == [4]
     with open_registry() as registry:
         record = registry.get_job(job)
+        losses = {row["step"]: row["train_loss"] for row in registry.list_metrics(job)}
     assert (record.provider, record.status, record.native_status) == \
         ("together", "succeeded", "completed")
+    assert losses == {1: 1.7, 2: 1.4, 3: 1.1, 4: 0.8}  # GET .../metrics, each step once
     code, out, _ = tunelab(capsys, "chat", record.fine_tuned_model, "--provider", "together",
                            "--base-url", url, "-m", "How do I start?")
     assert code == 0 and f"[{record.fine_tuned_model}] You asked: How do I start?" in out

@@ -8,7 +8,8 @@ follows the shapes the SDK (together 3.1.1) sends and parses:
   `file_id` of a file with the same checksum; PUT the bytes; POST /v1/files/ID/preprocess;
   GET /v1/files/ID;
 - fine-tunes: GET /v1/fine-tunes/models/limits, POST /v1/fine-tunes/estimate-price,
-  POST /v1/fine-tunes, GET /v1/fine-tunes[/ID[/events|/checkpoints]], POST .../ID/cancel.
+  POST /v1/fine-tunes, GET /v1/fine-tunes[/ID[/events|/metrics|/checkpoints]],
+  POST .../ID/cancel.
   Each read of a job moves it one status on (pending, queued, running, completed); a job
   whose suffix is "fail" ends in `error` with a `job_error` event, as Together reports one;
 - GET /v1/finetune/download?ft_id=ID&checkpoint=adapter|merged: `weights[kind]`, a real
@@ -221,6 +222,21 @@ def create_app(account: Account) -> FastAPI:
     def events(job_id: str) -> dict[str, Any]:
         job_or_404(job_id)
         return {"data": account.events[job_id]}
+
+    @app.get("/v1/fine-tunes/{job_id}/metrics")
+    def metrics(job_id: str) -> dict[str, Any]:
+        """Two training steps while running, four once done, and with a validation file an
+        evaluation at the end (its loss lower the more epochs: a sweep has a winner)."""
+        job = job_or_404(job_id)
+        steps = {"running": 2, "completed": 4}.get(job["status"], 0)
+        rows: list[dict[str, Any]] = [
+            {"timestamp": time.time_ns(), "train/global_step": step, "train/epoch": step / 4,
+             "train/loss": round(2.0 - 0.3 * step, 4), "train/learning_rate": 1e-5}
+            for step in range(1, steps + 1)]
+        if steps == 4 and job["validation_file"]:
+            rows.append({"timestamp": time.time_ns(), "eval/global_step": 4,
+                         "eval/loss": round(1.5 - 0.1 * job["n_epochs"], 4)})
+        return {"metrics": rows}
 
     @app.get("/v1/fine-tunes/{job_id}/checkpoints")
     def checkpoints(job_id: str) -> dict[str, Any]:

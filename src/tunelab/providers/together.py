@@ -63,6 +63,7 @@ from tunelab.providers.sdk_errors import (
     transport_errors,
 )
 from tunelab.registry import open_registry
+from tunelab.registry.metrics import STEP, TRAIN_LOSS, VALID_LOSS
 
 NAME = "together"
 BASE_URL = "https://api.together.ai"
@@ -350,25 +351,37 @@ class TogetherProvider:
         return [self._job(job) for job in jobs[:limit]]
 
     def list_events(self, job_id: str, after: str | None = None) -> list[ProviderEvent]:
-        """Events newer than `after`, oldest first. Together's have no ids: an event's id is
-        its place in the job's list (event-000001, ...), which only grows."""
+        """Events newer than `after`, oldest first: the job's events, then its metrics
+        (GET /v1/fine-tunes/ID/metrics) as metrics events. Neither has ids, and both lists
+        only grow, so an id counts what was seen of each: event-E-M."""
+        seen_events, seen_metrics = _counts(after)
         page = self._retrying(f"reading the events of {job_id}",
                               lambda: self._client.fine_tuning.list_events(job_id))
-        first = int(after.removeprefix("event-")) if after and after.startswith("event-") \
-            and after.removeprefix("event-").isdigit() else 0
+        rows = self._retrying(f"reading the metrics of {job_id}",
+                              lambda: self._client.fine_tuning.list_metrics(job_id))
         events = []
         for number, event in enumerate(page.data, start=1):
-            if number <= first:
+            if number <= seen_events:
                 continue
             raw = self._scrubbed(event)
             level = str(raw.get("level") or "info").removeprefix("legacy_i").removeprefix(
                 "legacy_")
             data = {key: raw[key] for key in ("step", "total_steps", "token_count")
                     if raw.get(key) is not None}
-            events.append(ProviderEvent(id=f"event-{number:06d}",
+            events.append(ProviderEvent(id=f"event-{number:06d}-{seen_metrics:06d}",
                                         created_at=_timestamp(raw.get("created_at")) or 0.0,
                                         message=raw.get("message") or "", level=level,
                                         type=raw.get("type") or "message", data=data or None))
+        total = len(page.data)
+        for number, row in enumerate(rows.metrics or [], start=1):
+            values = _metrics(row) if number > seen_metrics else None
+            if values:
+                shown = ", ".join(f"{key} {value:.4f}" for key, value in values.items()
+                                  if key != STEP)
+                events.append(ProviderEvent(id=f"event-{total:06d}-{number:06d}",
+                                            created_at=time.time(), type="metrics",
+                                            message=f"step {values[STEP]}: {shown}",
+                                            data=values))
         return events
 
     def list_checkpoints(self, job_id: str) -> list[Checkpoint]:
@@ -430,6 +443,28 @@ class TogetherProvider:
         finally:
             archive.unlink(missing_ok=True)
         return _weights_folder(dest, kind)
+
+
+def _counts(after: str | None) -> tuple[int, int]:
+    """(events, metric rows) an event id `event-E-M` says were seen; (0, 0) for none."""
+    parts = (after or "").split("-")
+    if len(parts) == 3 and parts[0] == "event" and parts[1].isdigit() and parts[2].isdigit():
+        return int(parts[1]), int(parts[2])
+    return 0, 0
+
+
+# Together's metric names (docs.together.ai/docs/fine-tuning-training-metrics: train/* for
+# a training step, eval/* for an evaluation) in the registry's vocabulary.
+METRIC_NAMES = {"train/loss": TRAIN_LOSS, "eval/loss": VALID_LOSS}
+
+
+def _metrics(row: dict[str, Any]) -> dict[str, Any] | None:
+    step = row.get("train/global_step", row.get("eval/global_step"))
+    values = {ours: row[theirs] for theirs, ours in METRIC_NAMES.items()
+              if isinstance(row.get(theirs), int | float)}
+    if not isinstance(step, int | float) or not values:
+        return None
+    return {STEP: int(step), **values}
 
 
 def _unpack(archive: Path, dest: Path) -> None:
