@@ -178,6 +178,12 @@ class ChatOptions:
     seed: int | None = None
     repetition_penalty: float | None = None  # transformers' (local models); others ignore it
 
+    def openai_arguments(self) -> dict[str, Any]:
+        """The settings given, as an OpenAI-shaped chat completion takes them."""
+        given = (("max_tokens", self.max_tokens), ("temperature", self.temperature),
+                 ("top_p", self.top_p), ("seed", self.seed))
+        return {name: value for name, value in given if value is not None}
+
 
 @dataclass
 class Reply:

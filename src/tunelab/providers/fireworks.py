@@ -371,9 +371,7 @@ class FireworksProvider:
     # chat -------------------------------------------------------------------------------
     def chat(self, model: str, messages: list[dict[str, Any]],
              options: ChatOptions = ChatOptions()) -> Reply:
-        settings = {name: value for name, value in (
-            ("max_tokens", options.max_tokens), ("temperature", options.temperature),
-            ("top_p", options.top_p), ("seed", options.seed)) if value is not None}
+        settings = options.openai_arguments()
         started = time.perf_counter()
         answer = self._retrying(f"asking {model}", lambda: self._client.chat.completions.create(
             model=model, messages=messages, **settings))
