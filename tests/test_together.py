@@ -118,6 +118,12 @@ def test_a_failed_job_says_why_and_a_cancelled_one_stops(
     code, out, _ = tunelab(capsys, "jobs", "show", failing, "--json")
     shown = json.loads(out)
     assert shown["status"] == "failed" and "loss became NaN" in shown["error"]["message"]
+    account.user_limit = 0.0  # Together's own estimate says the account cannot pay
+    code, _, err = tunelab(capsys, "train", str(data), "--provider", "together", "--base-url",
+                           url, "--model", MODEL, "--yes", "--no-wait", "--epochs", "4")
+    assert code == 1 and "over the account's credit limit" in err and "nothing was created" in err
+    assert len(account.created) == 1  # only the failing job's
+    account.user_limit = 100.0
     cancelled = train(capsys, url, data, "--epochs", "3")
     code, out, _ = tunelab(capsys, "jobs", "cancel", cancelled, "--json")
     assert code == 0 and json.loads(out)["status"] == "cancelled"
