@@ -84,9 +84,12 @@ def test_the_dry_run_shows_the_dpo_body_and_sends_nothing(
                              "--base-url", url, "--method", "dpo", "--beta", "0.1",
                              "--model", "gpt-4.1-2025-04-14", "--dry-run", "--json")
     assert code == 0, err
-    body = json.loads(out)["request"]["body"]
+    said = json.loads(out)
+    body = said["request"]["body"]
     assert body["method"] == {"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.1}}}
     assert body["model"] == "gpt-4.1-2025-04-14"
+    # DPO has a rate of its own, which no source states: unknown, not the supervised rate.
+    assert said["cost"]["dollars"] is None, said["cost"]
     assert not account.calls["upload"] and not account.created
 
 

@@ -97,7 +97,7 @@ def cost_table(per_example: Sequence[int], epochs: int, prices: Sequence[Price],
         life = lifecycles.of_price(price, price.provider, price.model,
                                    terms=terms.get(price.provider))
         dates = {"status": "open", **_dates(life, now)}
-        rate = price.dpo_training_per_1m if method == "dpo" else price.training_per_1m
+        rate = price.training_rate(method)
         if dates["status"] == "open" and not (price.offers_dpo if method == "dpo"
                                               else price.trainable):
             dates["status"] = "inference_only"

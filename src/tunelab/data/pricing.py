@@ -77,6 +77,10 @@ class Price:
     def offers_dpo(self) -> bool:
         return bool(self.dpo_source)
 
+    def training_rate(self, method: str) -> float | None:
+        """Dollars per 1M trained tokens for `method` (config.MethodName); None: unknown."""
+        return self.dpo_training_per_1m if method == "dpo" else self.training_per_1m
+
     def inference_cost(self, input_tokens: float, output_tokens: float) -> float | None:
         """Dollars for one request of this size (None when a price is unknown)."""
         if self.input_per_1m is None or self.output_per_1m is None:

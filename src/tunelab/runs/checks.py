@@ -266,14 +266,18 @@ class CostEstimate:
         return self.dollars > max_cost
 
 
-def estimate_cost(report: Any, *, provider: str, model: str, epochs: int | None) -> CostEstimate:
+def estimate_cost(report: Any, *, provider: str, model: str, epochs: int | None,
+                  method: str = "supervised") -> CostEstimate:
+    """The job's dollars at `method`'s rate (DPO has its own; unknown where no source
+    states it)."""
     from tunelab.data.pricing import find_price
 
     epochs = epochs or report.epochs
     price = find_price(provider, model)
+    rate = price.training_rate(method) if price is not None else None
     dollars = None
-    if price is not None and price.training_per_1m is not None:  # else unknown or none
-        dollars = report.billing_tokens * epochs * price.training_per_1m / 1e6
+    if rate is not None:  # else unknown or none
+        dollars = report.billing_tokens * epochs * rate / 1e6
     return CostEstimate(provider, model, epochs, report.billing_tokens, dollars)
 
 

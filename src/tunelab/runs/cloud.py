@@ -60,7 +60,8 @@ def start(requests: list[RunRequest], reporter: Reporter) -> Started:
                           epochs=first.given("epochs"), role="--validation-file",
                           method=config.method)
     estimates = [checks.estimate_cost(report, provider=target.provider, model=model,
-                                      epochs=request.given("epochs")) for request in requests]
+                                      epochs=request.given("epochs"), method=config.method)
+                 for request in requests]
     reporter.step(LaunchStep("checked", f"{report.valid_examples} training examples",
                              {"examples": report.valid_examples,
                               "warnings": report.warnings.total,
