@@ -116,8 +116,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_child(spec: dict[str, Any]) -> dict[str, Any]:
-    """Run one variant in a fresh process; its result plus its own peak RSS."""
+def run_child(spec: dict[str, Any], script: str = __file__) -> dict[str, Any]:
+    """Run one variant in a fresh process (`script --worker SPEC`: this bench's or another's
+    that shares it); its result plus its own peak RSS."""
     env = {**os.environ, **spec.get("env", {})}
     if spec["engine"] == "tunelab" and spec.get("allocator") != "glibc":
         from tunelab.local.memory import allocator_env
@@ -129,7 +130,7 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     spec = {**spec, "out": str(out)}
     load_before = load_average()
     began = time.perf_counter()
-    child = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)], env=env)
+    child = subprocess.Popen([sys.executable, script, "--worker", json.dumps(spec)], env=env)
     _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage, not a running max
     child.returncode = os.waitstatus_to_exitcode(status)
     result = {"name": spec["name"], "exit_code": child.returncode,
@@ -285,9 +286,12 @@ def gathered_cross_entropy(hidden: Any, weight: Any, targets: Any, workspace: An
 class LossHooks:
     def __init__(self) -> None:
         self.losses: list[float] = []
+        self.accuracies: list[float | None] = []  # DPO's reward accuracy, where there is one
 
     def on_step(self, state: Any, report: Any) -> None:
         self.losses.append(report.train_loss)
+        self.accuracies.append(next((value for name, value in report.method_metrics.items()
+                                     if "reward_accuracy" in name), None))
 
     def on_validation(self, *args: Any) -> None: ...
 
