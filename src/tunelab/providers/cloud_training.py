@@ -15,8 +15,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from tunelab.errors import DataError, ProviderError, TransientProviderError, command
-from tunelab.providers.base import Job, JobSpec, Provider, ProviderEvent
+from tunelab.errors import (
+    DataError,
+    NotFoundError,
+    ProviderError,
+    TransientProviderError,
+    command,
+)
+from tunelab.providers.base import FileRef, Job, JobSpec, Provider, ProviderEvent
 from tunelab.registry import JobRecord, open_registry
 from tunelab.registry.job_config import CloudHyperparameters, CloudJob, LocalFiles
 from tunelab.registry.metrics import STEP, step_metrics
@@ -61,6 +67,24 @@ def record_job(provider: Provider, job: Job, *, local_files: dict[str, str],
         registry.create_job(record)
         registry.add_event(job.id, f"created on {provider.name} as {job.id}")
         return record
+
+
+def reused_upload(endpoint: str, sha256: str,
+                  check: Callable[[str], FileRef | None]) -> FileRef | None:
+    """An earlier upload of these bytes that the endpoint still holds, or None: each file the
+    registry recorded for `endpoint` with this hash, newest first, is asked of the provider.
+    `check(file_id)` is the provider's FileRef for it, None for one it holds but cannot use,
+    or NotFoundError for one it no longer has (then forgotten here)."""
+    with open_registry() as registry:
+        for file_id in registry.files_with_sha(endpoint, sha256):
+            try:
+                found = check(file_id)
+            except NotFoundError:
+                registry.forget_file(endpoint, file_id)
+                continue
+            if found is not None:
+                return found
+    return None
 
 
 def refresh(provider: Provider, job_id: str) -> Job:

@@ -33,7 +33,7 @@ from openai.types import FileObject
 from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
 from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 
-from tunelab.errors import NotFoundError, ProviderError, TransientProviderError
+from tunelab.errors import ProviderError, TransientProviderError
 from tunelab.home import cache_dir
 from tunelab.providers.base import (
     ChatOptions,
@@ -275,20 +275,17 @@ class OpenAICompatProvider:
         return as_jsonl(path)
 
     def _reuse_upload(self, sha: str) -> FileRef | None:
-        with open_registry() as registry:
-            for file_id in registry.files_with_sha(self.base_url, sha):
-                try:
-                    remote = self._retrying(f"checking the earlier upload {file_id}",
-                                            lambda fid=file_id: self._client.files.retrieve(fid))
-                except NotFoundError:
-                    registry.forget_file(self.base_url, file_id)
-                    continue
-                if remote.status in ("error", "deleted"):
-                    continue
-                return FileRef(id=remote.id, filename=scrub(remote.filename, self._key),
-                               bytes=remote.bytes,
-                               sha256=sha, reused=True)
-        return None
+        from tunelab.providers.cloud_training import reused_upload
+
+        def check(file_id: str) -> FileRef | None:
+            remote = self._retrying(f"checking the earlier upload {file_id}",
+                                    lambda: self._client.files.retrieve(file_id))
+            if remote.status in ("error", "deleted"):
+                return None
+            return FileRef(id=remote.id, filename=scrub(remote.filename, self._key),
+                           bytes=remote.bytes, sha256=sha, reused=True)
+
+        return reused_upload(self.base_url, sha, check)
 
     def _find_file(self, remote_name: str, size: int) -> FileObject | None:
         for remote in self._client.files.list(purpose="fine-tune", limit=100, order="desc"):

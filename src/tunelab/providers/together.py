@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tunelab.errors import DataError, ProviderError, TransientProviderError, UsageError, command
+from tunelab.errors import DataError, ProviderError, UsageError, command
 from tunelab.providers.base import (
     Capabilities,
     ChatOptions,
@@ -181,16 +181,14 @@ class TogetherProvider:
         except together.APIError as error:
             raise from_together(error, provider=self.name, key=self._key) from None
 
+    def _attempts(self, what: str, limit: int) -> Attempts:
+        return Attempts(self._retry, provider=self.name, what=what, attempts=limit,
+                        sleep=self._sleep)
+
     def _retrying(self, what: str, send: Callable[[], T]) -> T:
         """A call safe to repeat (a read, a cancel, a chat), retried while it fails
         transiently."""
-        attempts = Attempts(self._retry, provider=self.name, what=what,
-                            attempts=self.attempts, sleep=self._sleep)
-        while True:
-            try:
-                return self._call(send)
-            except TransientProviderError as error:
-                attempts.failed(error)
+        return self._attempts(what, self.attempts).run(lambda: self._call(send))
 
     def _scrubbed(self, obj: Any) -> dict[str, Any]:
         """An SDK object as scrubbed JSON. A field of another type than declared (the SDK's
@@ -240,19 +238,15 @@ class TogetherProvider:
         return FileRef(id=remote.id, filename=sent.name, bytes=size, sha256=sha)
 
     def _reuse_upload(self, sha: str) -> FileRef | None:
-        from tunelab.errors import NotFoundError
+        from tunelab.providers.cloud_training import reused_upload
 
-        with open_registry() as registry:
-            for file_id in registry.files_with_sha(self.base_url, sha):
-                try:
-                    remote = self._retrying(f"checking the earlier upload {file_id}",
-                                            lambda fid=file_id: self._client.files.retrieve(fid))
-                except NotFoundError:
-                    registry.forget_file(self.base_url, file_id)
-                    continue
-                return FileRef(id=remote.id, filename=remote.filename, bytes=remote.bytes,
-                               sha256=sha, reused=True)
-        return None
+        def check(file_id: str) -> FileRef:
+            remote = self._retrying(f"checking the earlier upload {file_id}",
+                                    lambda: self._client.files.retrieve(file_id))
+            return FileRef(id=remote.id, filename=scrub(remote.filename, self._key),
+                           bytes=remote.bytes, sha256=sha, reused=True)
+
+        return reused_upload(self.base_url, sha, check)
 
     # jobs -------------------------------------------------------------------------------
     def describe_request(self, spec: JobSpec) -> dict[str, Any]:
@@ -280,19 +274,12 @@ class TogetherProvider:
         arguments = create_arguments(spec, self.settings)
         self._refuse_unaffordable(arguments)
         started = time.time()
-        attempts = Attempts(self._retry, provider=self.name, what="creating the fine-tuning job",
-                            attempts=self.create_attempts, sleep=self._sleep)
-        tried = False
-        while True:
-            try:
-                if tried:  # the answer may be what was lost: adopt the job, never make two
-                    found = self._call(lambda: self._find_job(arguments, started))
-                    if found is not None:
-                        return self._job(found)
-                tried = True
-                return self._job(self._call(lambda: self._create(arguments)))
-            except TransientProviderError as error:
-                attempts.failed(error)
+        # After an ambiguous failure the answer may be what was lost: adopt the job the
+        # lost call made rather than make two.
+        return self._job(self._attempts("creating the fine-tuning job", self.create_attempts)
+                         .run_once(lambda: self._call(lambda: self._create(arguments)),
+                                   lambda: self._call(lambda: self._find_job(arguments,
+                                                                             started))))
 
     def _create(self, arguments: dict[str, Any]) -> Any:
         try:
