@@ -95,6 +95,14 @@ def test_an_sft_job_goes_from_upload_to_chat_through_the_cli(
     code, out, _ = tunelab(capsys, "chat", record.fine_tuned_model, "--provider", "together",
                            "--base-url", url, "-m", "How do I start?")
     assert code == 0 and f"[{record.fine_tuned_model}] You asked: How do I start?" in out
+    code, out, _ = tunelab(capsys, "test", record.fine_tuned_model, "--provider", "together",
+                           "--base-url", url, "--json")
+    assert code == 0 and "You asked" in out
+    code, out, _ = tunelab(capsys, "compare", record.fine_tuned_model, MODEL, "--provider",
+                           "together", "--base-url", url, "--eval",
+                           str(dialogues(tmp_path / "held_out.jsonl", 3)), "--json")
+    assert code == 0 and {row["label"] for row in json.loads(out)["models"]} == \
+        {record.fine_tuned_model, MODEL}
     code, out, _ = tunelab(capsys, "jobs", "list", "--provider", "together", "--base-url",
                            url, "--json")
     assert {row["id"] for row in json.loads(out)["jobs"]} >= {job, again}
