@@ -390,10 +390,9 @@ class TogetherProvider:
     # chat -------------------------------------------------------------------------------
     def chat(self, model: str, messages: list[dict[str, Any]],
              options: ChatOptions = ChatOptions()) -> Reply:
-        settings = {name: value for name, value in (
-            ("max_tokens", options.max_tokens), ("temperature", options.temperature),
-            ("top_p", options.top_p), ("seed", options.seed),
-            ("repetition_penalty", options.repetition_penalty)) if value is not None}
+        settings = options.openai_arguments()
+        if options.repetition_penalty is not None:  # Together's chat takes it too
+            settings["repetition_penalty"] = options.repetition_penalty
         started = time.perf_counter()
         answer = self._retrying(f"asking {model}", lambda: self._client.chat.completions.create(
             model=model, messages=messages, **settings))
