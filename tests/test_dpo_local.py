@@ -130,11 +130,12 @@ def test_held_out_reward_accuracy_rises_from_about_half(dpo_home: dict) -> None:
 
 def test_resume_after_kill_9_repeats_every_loss_from_cached_references(
         in_dpo_home: dict, capsys: pytest.CaptureFixture) -> None:
-    home, args = in_dpo_home["home"], in_dpo_home["args"]
+    # The same run, checkpointed after every step so that it is killed after the first.
+    home, args = in_dpo_home["home"], [*in_dpo_home["args"], "--save-every", "1"]
     process = subprocess.Popen([sys.executable, "-m", "tunelab", *args],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        run_dir = wait_for_checkpoint(home, process, step=2)
+        run_dir = wait_for_checkpoint(home, process, step=1)
     finally:
         process.kill()  # SIGKILL: no handler runs, nothing gets flushed
         process.wait()
@@ -176,7 +177,7 @@ def test_dpo_from_an_sft_job_starts_at_ln2(tiny_job: dict, tunelab_home: Path,
                  tiny_job["id"], "--max-steps", "1", "--batch-size", "4", "--max-length", "32",
                  "--precision", "fp32", "--json", "--yes"]) == 0
     [job] = [job for job in open_registry().list_jobs() if job.id != tiny_job["id"]]
-    assert job.status == "succeeded" and job.config.from_job == tiny_job["id"]
+    assert job.status == "succeeded" and job.config_dict()["from_job"] == tiny_job["id"]
     assert abs(losses(Path(job.run_dir))[1] - LN2) < 1e-4
     # It went on from the SFT job's adapter (rank 4 there; this run asked for none).
     adapter = json.loads((Path(job.run_dir) / "adapter" / "adapter_config.json").read_text())

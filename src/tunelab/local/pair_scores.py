@@ -70,12 +70,14 @@ def split_row(row: Any, source: str, number: int) -> tuple[list[dict], list[dict
     try:
         messages = row["input"]["messages"]
         answers = [row["preferred_output"][0], row["non_preferred_output"][0]]
-        assert isinstance(messages, list) and all(isinstance(one, dict) for one in answers)
-    except (KeyError, IndexError, TypeError, AssertionError):
+    except (KeyError, IndexError, TypeError):
+        messages, answers = None, []
+    if not isinstance(messages, list) or not all(isinstance(one, dict) for one in answers) \
+            or len(answers) != 2:
         raise DataError(f"row {number} is not a preference pair", path=source,
                         fix='each row needs {"input": {"messages": [...]}, "preferred_output": '
                             '[answer], "non_preferred_output": [answer]}; run `tunelab data '
-                            'check FILE`') from None
+                            'check FILE`')
     context = [{**message, "weight": 0} for message in messages]  # no loss on the input
     return context, [{**answer, "role": "assistant"} for answer in answers]
 
