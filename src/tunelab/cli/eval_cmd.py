@@ -104,13 +104,11 @@ def test(
     settings = _settings(max_new_tokens, temperature, top_p, seed, repetition_penalty)
     conversations = load_prompts(prompts, system, training_system_prompt(spec))
     asker = _asker()
-    answers = []
     with _progress() as progress:
         task = progress.add_task(terminal_safe(f"asking {spec.label}"),
                                  total=len(conversations))
-        for messages in conversations:
-            answers.append(asker.ask(spec, messages, settings))
-            progress.advance(task)
+        answers = asker.ask_many(spec, conversations, settings,
+                                 lambda count: progress.advance(task, count))
     checks = [fluency.check(messages[-1]["content"], answer.text)
               for messages, answer in zip(conversations, answers, strict=True)]
     rows = [{"prompt": messages[-1]["content"],

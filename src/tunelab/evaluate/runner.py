@@ -1,8 +1,9 @@
 """Ask every model every held-out example, with the same settings, and score the answers.
 
 An eval example is a conversation; the model sees it up to its last assistant turn, and that
-turn is the reference. Every answer goes through the provider contract's `chat()` (local
-models included) and through the answer cache.
+turn is the reference. Every answer goes through the answer cache and the provider
+contract's `chat()`, except a local model's: it answers many prompts at once, in batches
+(`Asker.ask_many`, local/inference.py).
 """
 
 from __future__ import annotations
@@ -129,6 +130,41 @@ class Asker:
         value, hit = self.cached(spec, messages, settings.cache_dict(), send)
         return Answer(**{**value, "cached": hit})
 
+    def ask_many(self, spec: ModelSpec, conversations: list[list[dict[str, Any]]],
+                 settings: Settings, advance: Callable[[int], None] | None = None
+                 ) -> list[Answer]:
+        """`ask` for each conversation, in order; `advance` is told how many more are
+        answered. A local model answers those the cache lacks in batches, and each one's
+        latency is its batch's time over the batch's rows (the machine's time per answer)."""
+        if not spec.is_local:
+            answers = []
+            for messages in conversations:
+                answers.append(self.ask(spec, messages, settings))
+                if advance:
+                    advance(1)
+            return answers
+        keys = [cache_key(spec.identity, messages, settings.cache_dict())
+                for messages in conversations]
+        found = [self.cache.get(key) for key in keys]
+        missing = [index for index, value in enumerate(found) if value is None]
+        if advance:
+            advance(len(keys) - len(missing))
+        if missing:
+            from tunelab.local.inference import load_chat_model
+
+            completions = load_chat_model(spec.model).complete_many(
+                [conversations[index] for index in missing],
+                max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
+                top_p=settings.top_p, seed=settings.seed,
+                repetition_penalty=settings.repetition_penalty, progress=advance)
+            for index, done in zip(missing, completions, strict=True):
+                found[index] = Answer(done.text, done.seconds, done.prompt_tokens,
+                                      done.completion_tokens).to_dict()
+                self.cache.put(keys[index], spec.identity, found[index])
+        asked = set(missing)
+        return [Answer(**{**value, "cached": index not in asked})
+                for index, value in enumerate(found)]
+
     def recorded(self, spec: ModelSpec, messages: list[dict[str, Any]]) -> Answer:
         """A recorded model's greedy answer to `messages`, as it was given (with its
         latency and tokens); nothing is asked."""
@@ -186,10 +222,16 @@ def run_models(specs: list[ModelSpec], items: list[EvalItem], settings: Settings
     results = []
     for spec in specs:
         result = ModelResult(spec)
-        for done, item in enumerate(items, 1):
-            result.answers.append(asker.ask(spec, item.prompt, settings))
+        done = 0
+
+        def advance(count: int, label: str = spec.label) -> None:
+            nonlocal done
+            done += count
             if progress:
-                progress(spec.label, done, len(items))
+                progress(label, done, len(items))
+
+        result.answers = asker.ask_many(spec, [item.prompt for item in items], settings,
+                                        advance)
         result.metrics = score(spec, result.answers, items)
         result.checks = [fluency.check(item.question, answer.text)
                          for item, answer in zip(items, result.answers, strict=True)]

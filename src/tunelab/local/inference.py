@@ -10,6 +10,8 @@ answers, and `chat` for many turns.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any
 
 from tunelab.errors import DataError
 from tunelab.local import model_source
-from tunelab.local.generation import Generation, model_default
+from tunelab.local.generation import BATCH_TOKENS, Generation, model_default, plan_batches
 from tunelab.local.validation import Validation, encode_validation, loss_for, measure_validation
 from tunelab.local.weights import Kind, Weights, resolve
 
@@ -30,6 +32,8 @@ class Completion:
     text: str
     prompt_tokens: int
     completion_tokens: int
+    # the machine's time for this answer: its batch's wall time over the batch's rows
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -56,31 +60,88 @@ class ChatModel:
         """Like `generate`, with the token counts a provider reports."""
         return self.complete_prompt(self.prompt(messages).ids, **settings)
 
-    def complete_prompt(self, prompt_ids: list[int], *, max_new_tokens: int | None = None,
-                        temperature: float | None = None, top_p: float | None = None,
-                        seed: int | None = None,
-                        repetition_penalty: float | None = None,
-                        penalize_prompt: bool | None = None) -> Completion:
-        """`complete` for a prompt already tokenized (see `prompt`). A setting left None
-        takes this model's default (local/generation.py): greedy when temperature is 0,
-        seeded otherwise."""
-        import torch
+    def complete_prompt(self, prompt_ids: list[int], **settings: Any) -> Completion:
+        """`complete` for a prompt already tokenized (see `prompt`); `settings` as
+        `complete_prompts` takes them."""
+        return self.complete_prompts([prompt_ids], **settings)[0]
 
+    def complete_many(self, conversations: list[list[dict[str, Any]]],
+                      **settings: Any) -> list[Completion]:
+        """One answer per conversation, in their order, generated in batches."""
+        return self.complete_prompts([self.prompt(messages).ids for messages in conversations],
+                                     **settings)
+
+    def complete_prompts(self, prompts: list[list[int]], *, max_new_tokens: int | None = None,
+                         temperature: float | None = None, top_p: float | None = None,
+                         seed: int | None = None, repetition_penalty: float | None = None,
+                         penalize_prompt: bool | None = None,
+                         batch_tokens: int = BATCH_TOKENS,
+                         progress: Callable[[int], None] | None = None) -> list[Completion]:
+        """One completion per tokenized prompt, in their order, generated in batches of
+        similar length (local/generation.py's plan_batches; `batch_tokens` bounds a batch's
+        KV cache). A setting left None takes this model's default (local/generation.py).
+        `progress` is told each batch's number of answers once they are done.
+
+        Greedy (temperature 0) answers are the ones each prompt gets alone (a test holds
+        it). Sampling: each batch is seeded with `seed`, so the same prompts with the same
+        settings give the same answers again; but a prompt's draws depend on the prompts it
+        shares its batch with, so it may be answered otherwise alone or among others."""
         given = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
                  "seed": seed, "repetition_penalty": repetition_penalty,
                  "penalize_prompt": penalize_prompt}
         chosen = replace(self.defaults, **{k: v for k, v in given.items() if v is not None})
-        torch.manual_seed(chosen.seed)
+        completions: dict[int, Completion] = {}
+        for batch in plan_batches([len(ids) for ids in prompts], chosen.max_new_tokens,
+                                  batch_tokens=batch_tokens):
+            answers = self._generate_batch([prompts[index] for index in batch], chosen)
+            completions.update(zip(batch, answers, strict=True))
+            if progress:
+                progress(len(batch))
+        return [completions[index] for index in range(len(prompts))]
+
+    def _generate_batch(self, prompts: list[list[int]], chosen: Generation) -> list[Completion]:
+        """One `generate` call over `prompts`, padded on the left, each row stopping at its
+        own end of turn (or max_new_tokens)."""
+        import torch
+
+        width = max(len(ids) for ids in prompts)
+        # A row's padding repeats its own first token (masked out, so the model never sees
+        # it): the repetition penalty reads the whole row, and a token the prompt holds
+        # anyway changes nothing there, where a pad token would be penalized as if said.
+        rows = [[ids[0] if ids else self.tokenizer.pad_token_id or 0] * (width - len(ids)) + ids
+                for ids in prompts]
+        mask = [[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts]
         device = self.model.device
+        started = time.perf_counter()
+        torch.manual_seed(chosen.seed)
         with torch.inference_mode():
             output = self.model.generate(
-                input_ids=torch.tensor([prompt_ids], device=device),
-                attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long, device=device),
+                input_ids=torch.tensor(rows, device=device),
+                attention_mask=torch.tensor(mask, device=device),
                 pad_token_id=self.tokenizer.pad_token_id,
-                **chosen.hf_kwargs(len(prompt_ids)))
-        new_ids = output[0, len(prompt_ids):].tolist()
+                # the penalty's prompt is the padded width: every row's prompt ends there
+                **chosen.hf_kwargs(width))
+        share = (time.perf_counter() - started) / len(prompts)
+        return [self._completion(len(ids), output[row, width:].tolist(), share)
+                for row, ids in enumerate(prompts)]
+
+    def _completion(self, prompt_tokens: int, generated: list[int],
+                    seconds: float) -> Completion:
+        """A row's answer: its tokens up to and with its first end-of-turn token (what a
+        lone generate returns); after it, a finished row holds only padding."""
+        ends = [index for index, token in enumerate(generated) if token in self._end_ids]
+        new_ids = generated[:ends[0] + 1] if ends else generated
         text = self.tokenizer.decode(new_ids, skip_special_tokens=True).strip()
-        return Completion(text, len(prompt_ids), len(new_ids))
+        return Completion(text, prompt_tokens, len(new_ids), seconds)
+
+    @cached_property
+    def _end_ids(self) -> frozenset[int]:
+        """The tokens `generate` stops a row at: its generation config's eos_token_id."""
+        config = getattr(self.model, "generation_config", None)
+        ends = getattr(config, "eos_token_id", None)
+        if ends is None:
+            return frozenset()
+        return frozenset([ends] if isinstance(ends, int) else ends)
 
     @cached_property
     def defaults(self) -> Generation:

@@ -1,7 +1,8 @@
 """After training: the new model answers the test prompts, saved to samples.json.
 
 It answers as `tunelab test` does, with local/generation.py's defaults (greedy, the
-repetition penalty), at their length unless the training config sets sample_max_new_tokens."""
+repetition penalty), at their length unless the training config sets sample_max_new_tokens,
+all prompts in batches (local/inference.py's complete_many)."""
 
 from __future__ import annotations
 
@@ -39,12 +40,12 @@ def write_samples(config: TrainConfig, run_dir: Path, train_examples: list[dict]
     recorder.message(f"answering {len(prompts)} prompts from {path}")
     chat = load_chat_model(str(run_dir))  # the resolver finds adapter/ or, after --full, model/
     system = common_system_prompt(train_examples)
-    answers = []
-    for prompt in prompts:
-        messages = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": prompt}]
-        answers.append({"prompt": prompt, "answer": chat.generate(
-            messages, max_new_tokens=config.sample_max_new_tokens or DEFAULT.max_new_tokens)})
+    opening = [{"role": "system", "content": system}] if system else []
+    completions = chat.complete_many(  # in batches; greedy, so as each alone (inference.py)
+        [[*opening, {"role": "user", "content": prompt}] for prompt in prompts],
+        max_new_tokens=config.sample_max_new_tokens or DEFAULT.max_new_tokens)
+    answers = [{"prompt": prompt, "answer": completion.text}
+               for prompt, completion in zip(prompts, completions, strict=True)]
     target = run_dir / "samples.json"
     target.write_text(json.dumps({"prompts_file": str(path), "system": system,
                                   "samples": answers}, indent=2, ensure_ascii=False) + "\n",
