@@ -30,8 +30,10 @@ PROBE_STEPS = 3  # timed optimizer steps, after one untimed warm-up step
 def dry_run(config: TrainConfig, *, probe: bool = True) -> dict[str, Any]:
     from tunelab.local import catalog
     from tunelab.local.model_source import load_tokenizer
+    from tunelab.local.start import resolve_start
 
     prepare.check_config(config)
+    config = resolve_start(config)  # --from JOB: its base is the model the run would load
     examples = prepare.read_examples(config)
     model, model_config = catalog.describe(config.model)
     catalog.check_trainable(model)
