@@ -224,6 +224,24 @@ def test_the_cli_job_page_shows_its_curves_live_from_the_registry(tab: Tab,
     tab.shoot("job")
 
 
+def test_a_dpo_jobs_page_draws_its_reward_accuracy(tab: Tab) -> None:
+    """A preference-tuned job's accuracy chart is its reward accuracy, named so."""
+    now = time.time()
+    with open_registry() as registry:
+        registry.create_job(JobRecord(id="ftjob-dpo-curves", provider="local",
+                                      status="succeeded", created_at=now, updated_at=now))
+        for step, accuracy in ((1, 0.0), (2, 0.5), (3, 0.75)):
+            registry.add_metrics("ftjob-dpo-curves", step, {
+                "train_loss": 0.69 - step / 10, "train_reward_accuracy": accuracy,
+                "train_reward_margin": step / 10, "valid_reward_accuracy": accuracy})
+    tab.go("/jobs/ftjob-dpo-curves")
+    tab.page.wait_for_function(
+        "() => Number(document.getElementById('accuracy-chart').dataset.points) >= 6")
+    assert tab.page.locator("#accuracy-chart polyline").count() == 2  # train and validation
+    caption = tab.page.locator("#accuracy-chart + figcaption").inner_text()
+    assert "train reward accuracy" in caption and "token" not in caption
+
+
 def test_a_run_started_from_the_page_trains_with_a_live_curve(tab: Tab, files: dict) -> None:
     tab.go("/new")
     with tab.page.expect_navigation():

@@ -25,8 +25,7 @@ from tunelab.registry.job_config import IMPORTED, CloudJob
 from tunelab.registry.store import STATUSES, TERMINAL
 
 JOB_LIMIT = 1000
-CURVES = (vocab.TRAIN_LOSS, vocab.VALID_LOSS, vocab.FULL_VALID_LOSS, vocab.TRAIN_ACCURACY,
-          vocab.VALID_ACCURACY)
+CURVES = (vocab.TRAIN_LOSS, vocab.VALID_LOSS, vocab.FULL_VALID_LOSS, *vocab.CURVE_METRICS)
 # The trainer's start message: "training started: 160 examples, 80 steps/epoch, 80 steps".
 _TOTAL_STEPS = re.compile(r"(\d+) steps$")
 SOURCES = ("cli", "server", "imported")

@@ -72,8 +72,16 @@ function jobPage() {
     .map((p) => [p.step, p.full_valid_loss ?? p.valid_loss]);
   function redraw() {
     drawChart(lossChart, [{kind: "train", points: pick("train_loss")}, {kind: "valid", points: validLoss()}]);
-    drawChart(accuracyChart, [{kind: "train", points: pick("train_mean_token_accuracy")},
-                              {kind: "valid", points: pick("valid_mean_token_accuracy")}]);
+    // Each method has its headline accuracy (registry/metrics.py's TRAIN_ACCURACIES):
+    // supervised the token accuracy, dpo the reward accuracy. The job's own one is drawn.
+    const kind = pick("train_reward_accuracy").length || pick("valid_reward_accuracy").length
+      ? "reward" : "mean_token";
+    drawChart(accuracyChart, [{kind: "train", points: pick(`train_${kind}_accuracy`)},
+                              {kind: "valid", points: pick(`valid_${kind}_accuracy`)}]);
+    const words = kind === "reward" ? "reward accuracy" : "token accuracy";
+    accuracyChart.setAttribute("aria-label", `${words} by step`);
+    document.getElementById("accuracy-train-key").textContent = `train ${words}`;
+    document.getElementById("accuracy-valid-key").textContent = `validation ${words}`;
     document.getElementById("no-points").hidden = points.size > 0;
   }
   function addEvents(events) {
