@@ -51,6 +51,14 @@ def timed(work: Any) -> tuple[Any, float]:
     return done, time.perf_counter() - started
 
 
+def cpu_timed(work: Any) -> tuple[Any, float, float]:
+    """`work`'s result, wall seconds and this process's CPU seconds: with one torch thread
+    on a loaded machine, the CPU seconds are close to what an idle core would take."""
+    cpu = time.process_time()
+    done, wall = timed(work)
+    return done, wall, time.process_time() - cpu
+
+
 def measure(chat: Any, prompts: list[list[int]], tokens: int, batched_first: bool,
             batch_tokens: int) -> dict[str, Any]:
     def alone() -> list[Any]:
@@ -60,14 +68,15 @@ def measure(chat: Any, prompts: list[list[int]], tokens: int, batched_first: boo
         return chat.complete_prompts(prompts, max_new_tokens=tokens, batch_tokens=batch_tokens)
 
     runs = [("batched", batched), ("alone", alone)]
-    found = {name: timed(work) for name, work in (runs if batched_first else runs[::-1])}
-    (one, one_s), (many, many_s) = found["alone"], found["batched"]
+    found = {name: cpu_timed(work) for name, work in (runs if batched_first else runs[::-1])}
+    (one, one_s, one_cpu), (many, many_s, many_cpu) = found["alone"], found["batched"]
     differ = [index for index, (a, b) in enumerate(zip(one, many, strict=True))
               if (a.text, a.completion_tokens) != (b.text, b.completion_tokens)]
     generated = sum(c.completion_tokens for c in one)
     return {"prompts": len(prompts), "lengths": f"{min(map(len, prompts))}-"
             f"{max(map(len, prompts))}", "tokens": generated,
             "alone_s": one_s, "batched_s": many_s, "differ": differ,
+            "alone_cpu_s": one_cpu, "batched_cpu_s": many_cpu,
             "alone_answers_s": len(prompts) / one_s, "batched_answers_s": len(prompts) / many_s,
             "alone_tokens_s": generated / one_s,
             "batched_tokens_s": sum(c.completion_tokens for c in many) / many_s}
@@ -107,9 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         ratio = found["batched_answers_s"] / found["alone_answers_s"]
         print(f"{name}: {found['prompts']} prompts ({found['lengths']} tokens), "
               f"{found['tokens']} tokens generated\n"
-              f"  one at a time {found['alone_s']:7.1f} s  {found['alone_answers_s']:.3f} "
-              f"answers/s  {found['alone_tokens_s']:.1f} tokens/s\n"
-              f"  batched       {found['batched_s']:7.1f} s  "
+              f"  one at a time {found['alone_s']:7.1f} s ({found['alone_cpu_s']:.1f} s CPU)  "
+              f"{found['alone_answers_s']:.3f} answers/s  "
+              f"{found['alone_tokens_s']:.1f} tokens/s\n"
+              f"  batched       {found['batched_s']:7.1f} s ({found['batched_cpu_s']:.1f} s CPU)  "
               f"{found['batched_answers_s']:.3f} answers/s  "
               f"{found['batched_tokens_s']:.1f} tokens/s\n"
               f"  batched/one at a time: {ratio:.2f}x"
