@@ -5,12 +5,14 @@
                                                                   # in $TUNELAB_HOME)
     .venv/bin/python bench/generation_defaults.py --show          # + every answer
 
-The demo's prompts (examples/natasha_prompts.txt, the first 5) go, under the demo's system
-prompt (the one most training examples share, as the after-training samples use it), to the
-base model and to a model tuned as `make demo` tunes it (quick preset,
+The held-out conversations (examples/natasha_val.jsonl, all 28, each up to its last user
+turn with its own system prompt, as `compare` asks them; --prompts FILE.txt takes prompts
+one a line under the demo's system prompt instead, as the after-training samples do) go to
+the base model and to a model tuned as `make demo` tunes it (quick preset,
 examples/natasha_train.jsonl + natasha_val.jsonl), under each setting below. Per setting
-and model it prints the share of answers that loop, distinct-2 and the share answered in
-the prompt's language (tunelab.evaluate.fluency defines all three). Sampled settings are
+and model it prints the share of answers that loop, distinct-2, the share answered in
+the prompt's language and the answers mixing scripts (tunelab.evaluate.fluency defines
+them: the language check is the strict one of issue 23, 95% of the letters). Sampled settings are
 run with --seeds seeds and pooled. The held-out loss (ChatModel.validation over
 natasha_val.jsonl, the number `compare` reports) is printed once per model: generation
 settings cannot move it, and the script checks that it is the same before and after.
@@ -32,10 +34,10 @@ from typing import Any
 
 from tunelab.data.reader import load_examples
 from tunelab.evaluate import fluency
+from tunelab.evaluate.prompts import load_prompts
 from tunelab.local.generation import DEFAULT, Generation
 from tunelab.local.inference import ChatModel, load_chat_model
 from tunelab.local.prepare import common_system_prompt
-from tunelab.local.samples import read_prompts
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -70,8 +72,9 @@ def train_demo_job() -> str:
 def answers(model: ChatModel, conversations: list[list[dict[str, str]]],
             setting: Generation, seeds: int) -> list[str]:
     runs = seeds if setting.temperature > 0 else 1
-    return [model.generate(messages, **replace(setting, seed=seed).to_dict())
-            for seed in range(runs) for messages in conversations]
+    # batched (ChatModel.complete_many): greedy answers are the ones each prompt gets alone
+    return [done.text for seed in range(runs) for done in model.complete_many(
+        conversations, **replace(setting, seed=seed).to_dict())]
 
 
 def measure(label: str, model: ChatModel, conversations: list[list[dict[str, str]]],
@@ -100,7 +103,7 @@ def _row(row: dict[str, Any]) -> str:
     return (f"| {row['model']} | {row['setting']} | {row['answers']} | "
             f"{row['loop_share']:.0%} | {row['distinct_2']:.2f} | "
             f"{row['mean_answer_distinct_2']:.2f} | {row['language_match']:.0%} | "
-            f"{row['seconds']:.0f} |")
+            f"{row['mixed_script_answers']} | {row['seconds']:.0f} |")
 
 
 def answer_lengths(model: ChatModel, examples: list[dict[str, Any]]) -> dict[str, float]:
@@ -115,15 +118,20 @@ def answer_lengths(model: ChatModel, examples: list[dict[str, Any]]) -> dict[str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--job", help="a tuned run folder or job id; default: train one")
-    parser.add_argument("--prompts", type=Path, default=EXAMPLES / "natasha_prompts.txt")
-    parser.add_argument("--limit", type=int, default=5)
+    parser.add_argument("--prompts", type=Path, default=EXAMPLES / "natasha_val.jsonl",
+                        help="a dialogue file (each conversation as compare asks it) or a "
+                             ".txt of prompts (under the demo's system prompt)")
+    parser.add_argument("--limit", type=int, default=None, help="default: every prompt")
     parser.add_argument("--max-new-tokens", type=int, default=DEFAULT.max_new_tokens)
     parser.add_argument("--seeds", type=int, default=3, help="runs of each sampled setting")
     parser.add_argument("--show", action="store_true", help="print every answer")
     parser.add_argument("--json", type=Path, help="write every row and answer here")
-    parser.add_argument("--only", help="run only the settings whose name contains this")
+    parser.add_argument("--model", action="append", choices=("base", "tuned"), default=[],
+                        help="measure only this model (repeat for both; default: both)")
+    parser.add_argument("--only", action="append", default=[],
+                        help="run only this setting (exact name; repeat for more)")
     args = parser.parse_args(argv)
-    for name in [name for name in SETTINGS if args.only and args.only not in name]:
+    for name in [name for name in SETTINGS if args.only and name not in args.only]:
         del SETTINGS[name]
     for name, setting in SETTINGS.items():
         SETTINGS[name] = replace(setting, max_new_tokens=args.max_new_tokens)
@@ -131,16 +139,17 @@ def main(argv: list[str] | None = None) -> int:
     train = load_examples(EXAMPLES / "natasha_train.jsonl")
     valid = load_examples(EXAMPLES / "natasha_val.jsonl")
     system = common_system_prompt(train)
-    conversations = [[{"role": "system", "content": system}, {"role": "user", "content": p}]
-                     for p in read_prompts(args.prompts, args.limit)]
-    tuned_ref = args.job or train_demo_job()
+    conversations = load_prompts(args.prompts, fallback_system=system)[:args.limit]
+    models = args.model or ["base", "tuned"]
+    tuned_ref = (args.job or train_demo_job()) if "tuned" in models else None
     print(f"load average {os.getloadavg()[0]:.2f}; {len(conversations)} prompts, "
           f"max_new_tokens {args.max_new_tokens}, {args.seeds} seeds when sampling",
           file=sys.stderr)
     print("| model | setting | answers | loop | distinct-2 | distinct-2 per answer | "
-          "same language | s |\n|---|---|---|---|---|---|---|---|", file=sys.stderr)
+          "same language | mixed script | s |\n|---|---|---|---|---|---|---|---|---|",
+          file=sys.stderr)
     rows, losses = [], {}
-    for label, ref in (("base", None), ("tuned", tuned_ref)):
+    for label, ref in [(label, tuned_ref if label == "tuned" else None) for label in models]:
         model = load_chat_model(ref)
         before = model.validation(valid).loss
         rows += measure(label, model, conversations, args.seeds, args.show)
@@ -148,9 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         assert after == before, "a generation setting changed the held-out loss"
         losses[label] = before
     base = load_chat_model(None)
-    print(f"held-out loss on {len(valid)} natasha_val examples: base {losses['base']:.4f}, "
-          f"tuned {losses['tuned']:.4f} (unchanged by every setting); answer tokens in "
-          f"natasha_train: {answer_lengths(base, train)}", file=sys.stderr)
+    measured = ", ".join(f"{label} {loss:.4f}" for label, loss in losses.items())
+    print(f"held-out loss on {len(valid)} natasha_val examples: {measured} (unchanged by "
+          f"every setting); answer tokens in natasha_train: {answer_lengths(base, train)}",
+          file=sys.stderr)
     if args.json:
         args.json.write_text(json.dumps({"job": tuned_ref, "held_out_loss": losses,
                                          "rows": rows}, ensure_ascii=False, indent=1))
