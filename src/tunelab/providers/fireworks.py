@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import time
 import uuid
-import warnings
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,18 +37,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from tunelab.errors import NotFoundError, ProviderError, TransientProviderError, UsageError
 from tunelab.providers.base import (
     Capabilities,
-    ChatOptions,
     Checkpoint,
     FileRef,
     Job,
     JobSpec,
     ProviderEvent,
     ProviderSettings,
-    Reply,
 )
-from tunelab.providers.profiles import Profile, resolve_key
-from tunelab.providers.retry import DEFAULT_ATTEMPTS, Attempts, RetryPolicy
-from tunelab.providers.sdk_errors import from_fireworks, public_endpoint, scrub, scrub_json
+from tunelab.providers.profiles import Profile
+from tunelab.providers.retry import RetryPolicy
+from tunelab.providers.sdk_calls import ErrorMap, SdkCalls, scrubbed_json, timestamp
+from tunelab.providers.sdk_errors import from_fireworks, scrub
 from tunelab.registry import open_registry
 
 NAME = "fireworks"
@@ -88,17 +85,6 @@ class FireworksSettings(BaseModel):
 
 def status_of(native: str | None) -> str:
     return STATUS.get(native or "", native or "unknown")
-
-
-def _timestamp(value: Any) -> float | None:
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, str) and value:
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return None
-    return None
 
 
 def _tail(name: str | None) -> str:
@@ -140,75 +126,46 @@ def _dataset_name(account: str, dataset: str | None) -> str | None:
     return f"accounts/{account}/datasets/{dataset}"
 
 
-class FireworksProvider:
+class FireworksProvider(SdkCalls):
     """Fireworks' datasets, SFT and DPO jobs, chat and adapters. The key and the SDK are
     taken on the first call, so a dry run needs neither."""
 
-    name = NAME
-    capabilities = CAPABILITIES
+    profile = PROFILE
 
     def __init__(self, *, base_url: str | None = None, retry: RetryPolicy = RetryPolicy(),
                  settings: FireworksSettings | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         import os
 
-        self._address = (base_url or BASE_URL).rstrip("/").removesuffix("/v1")
-        self.base_url = public_endpoint(self._address)
+        self._calls_to((base_url or BASE_URL).rstrip("/").removesuffix("/v1"), retry, sleep)
         self.settings = settings or FireworksSettings()
         self.account = self.settings.fireworks_account or os.environ.get(ACCOUNT_ENV, "")
         if not self.account.strip():
             raise UsageError("no Fireworks account given",
                              fix=f"pass --fireworks-account ID or set {ACCOUNT_ENV}")
-        self._retry, self._sleep = retry, sleep
-        self._key: str | None = None
-        self._sdk: Any = None
-        self.attempts = DEFAULT_ATTEMPTS
-        self.create_attempts = 8
 
     def __repr__(self) -> str:  # never show the client (it holds the key)
         return f"FireworksProvider(account={self.account!r}, base_url={self.base_url!r})"
 
     # plumbing -------------------------------------------------------------------------
-    @property
-    def _client(self) -> Any:
-        if self._sdk is None:
-            import fireworks
-
-            self._key = resolve_key(PROFILE)
-            # base_url given only when it is not Fireworks' own: the SDK then sends chat to
-            # its inference host itself.
-            own = self._address == BASE_URL
-            self._sdk = fireworks.Fireworks(api_key=self._key, account_id=self.account,
-                                            base_url=None if own else self._address,
-                                            max_retries=0,
-                                            timeout=self._retry.timeout or REQUEST_TIMEOUT_S)
-        return self._sdk
-
-    def _call(self, send: Callable[[], T]) -> T:
+    def _connect(self, key: str) -> Any:
         import fireworks
 
-        self._client  # noqa: B018 - the key first: a missing one is named, never retried
-        try:
-            return send()
-        except fireworks.APIError as error:
-            raise from_fireworks(error, provider=self.name, key=self._key) from None
+        # base_url given only when it is not Fireworks' own: the SDK then sends chat to
+        # its inference host itself.
+        own = self._address == BASE_URL
+        return fireworks.Fireworks(api_key=key, account_id=self.account,
+                                   base_url=None if own else self._address, max_retries=0,
+                                   timeout=self._retry.timeout or REQUEST_TIMEOUT_S)
 
-    def _attempts(self, what: str, limit: int) -> Attempts:
-        return Attempts(self._retry, provider=self.name, what=what, attempts=limit,
-                        sleep=self._sleep)
+    def _api_errors(self) -> tuple[type[Exception], ErrorMap]:
+        import fireworks
 
-    def _retrying(self, what: str, send: Callable[[], T]) -> T:
-        """A call safe to repeat (a read, a cancel, a chat), retried while it fails
-        transiently."""
-        return self._attempts(what, self.attempts).run(lambda: self._call(send))
-
-    def _once(self, what: str, send: Callable[[], T], find: Callable[[], T | None]) -> T:
-        """A create, sent once: after a failure (a lost answer; a 409 when it exists), what
-        it names is read back before anything is sent again."""
-        return self._attempts(what, self.create_attempts).run_once(
-            lambda: self._call(send), find)
+        return fireworks.APIError, from_fireworks
 
     def _found(self, read: Callable[[], T]) -> Callable[[], T | None]:
+        """`read` of a name we gave, None while it does not exist (a create is sent once:
+        after a failure, a lost answer or a 409, the name is read back first)."""
         def find() -> T | None:
             try:
                 return self._call(read)
@@ -216,13 +173,8 @@ class FireworksProvider:
                 return None
         return find
 
-    def _scrubbed(self, obj: Any) -> dict[str, Any]:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return scrub_json(obj.model_dump(mode="json", by_alias=True), self._key)
-
     def _job(self, obj: Any) -> Job:
-        raw = self._scrubbed(obj)
+        raw = scrubbed_json(obj, self._key, by_alias=True)
         native = raw.get("state")
         status = status_of(native)
         training = raw.get("trainingConfig") or raw  # DPO jobs nest it
@@ -234,8 +186,8 @@ class FireworksProvider:
                  "message": failure.get("message") or native} if status == "failed" else None
         return Job(id=_tail(raw.get("name")), status=status, native_status=native,
                    base_model=training.get("baseModel") or "", fine_tuned_model=model,
-                   created_at=_timestamp(raw.get("createTime")),
-                   finished_at=_timestamp(raw.get("completedTime")),
+                   created_at=timestamp(raw.get("createTime")),
+                   finished_at=timestamp(raw.get("completedTime")),
                    training_file=_tail(raw.get("dataset")) or None,
                    validation_file=_tail(raw.get("evaluationDataset")) or None,
                    suffix=raw.get("displayName"), error=error, raw=raw)
@@ -259,7 +211,7 @@ class FireworksProvider:
         lines = sum(1 for line in sent.open("rb") if line.strip())
         find = self._found(lambda: datasets.get(dataset_id))
         existing = self._attempts(f"looking for dataset {dataset_id}", self.attempts).run(
-            find) or self._once(
+            find) or self._exactly_once(
             f"creating dataset {dataset_id}",
             lambda: datasets.create(dataset_id=dataset_id, dataset={
                 "user_uploaded": {}, "example_count": str(lines), "display_name": sent.name}),
@@ -302,9 +254,9 @@ class FireworksProvider:
         job_id = f"tl-{kind}-{uuid.uuid4().hex[:20]}"
         arguments = job_arguments(spec, self.account, job_id)
         resource = self._resource(job_id)
-        created = self._once("creating the fine-tuning job",
-                             lambda: resource.create(**arguments),
-                             self._found(lambda: resource.get(job_id)))
+        created = self._exactly_once("creating the fine-tuning job",
+                                     lambda: resource.create(**arguments),
+                                     self._found(lambda: resource.get(job_id)))
         return self._job(created)
 
     def get_job(self, job_id: str) -> Job:
@@ -367,19 +319,6 @@ class FireworksProvider:
         self._retrying(f"cancelling {job_id}",
                        lambda: self._resource(job_id).cancel(job_id, body={}))
         return self.get_job(job_id)
-
-    # chat -------------------------------------------------------------------------------
-    def chat(self, model: str, messages: list[dict[str, Any]],
-             options: ChatOptions = ChatOptions()) -> Reply:
-        settings = options.openai_arguments()
-        started = time.perf_counter()
-        answer = self._retrying(f"asking {model}", lambda: self._client.chat.completions.create(
-            model=model, messages=messages, **settings))
-        usage = answer.usage
-        return Reply(text=scrub(answer.choices[0].message.content or "", self._key),
-                     model=answer.model or model, latency_s=time.perf_counter() - started,
-                     prompt_tokens=usage.prompt_tokens if usage else None,
-                     completion_tokens=usage.completion_tokens if usage else None)
 
     # weights ----------------------------------------------------------------------------
     def download_weights(self, job_id: str, kind: str, dest: Path) -> Path:

@@ -21,12 +21,11 @@ import hashlib
 import json
 import time
 import uuid
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import openai
 from openai.types import FileObject
@@ -36,22 +35,19 @@ from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 from tunelab.errors import ProviderError, TransientProviderError
 from tunelab.home import cache_dir
 from tunelab.providers.base import (
-    ChatOptions,
     Checkpoint,
     FileRef,
     Job,
     JobSpec,
     ProviderEvent,
-    Reply,
     no_weights,
 )
-from tunelab.providers.profiles import Profile, no_fine_tuning, resolve_key
-from tunelab.providers.retry import DEFAULT_ATTEMPTS, Attempts, RetryPolicy
+from tunelab.providers.profiles import Profile, no_fine_tuning
+from tunelab.providers.retry import DEFAULT_ATTEMPTS, RetryPolicy
+from tunelab.providers.sdk_calls import ErrorMap, SdkCalls, scrubbed_json
 from tunelab.providers.sdk_errors import (
     from_openai,
-    public_endpoint,
     scrub,
-    scrub_json,
     transport_errors,
 )
 from tunelab.registry import open_registry
@@ -63,7 +59,6 @@ REQUEST_TIMEOUT_S = 120.0  # one request, when no --timeout is given
 MAX_PAGES = 1000  # pages of one listing (100 jobs a page): a has_more that never ends stops
 MAX_DOWNLOAD_BYTES = 512 * 2**20  # one downloaded file (OpenAI's own upload limit);
 # `tunelab migrate pull --max-download-mb` raises it
-T = TypeVar("T")
 
 
 def file_sha256(path: Path) -> str:
@@ -77,16 +72,8 @@ def file_sha256(path: Path) -> str:
 # The SDK objects below become tunelab's here, and only here: every string in them is
 # scrubbed of the key (and of anything shaped like one) on the way in, so the registry and
 # the CLI only ever hold scrubbed text.
-def _dump(obj: Any, key: str | None, **options: Any) -> dict[str, Any]:
-    """An SDK object as scrubbed JSON. A field of the wrong type makes pydantic warn with the
-    value itself (`input_value='sk-...'`): such warnings are silenced, the value scrubbed."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return scrub_json(obj.model_dump(mode="json", **options), key)
-
-
 def _job_from_sdk(job: FineTuningJob, key: str | None) -> Job:
-    raw = _dump(job, key)
+    raw = scrubbed_json(job, key)
     status = raw.get("status") or "unknown"
     return Job(id=raw["id"], status=status, native_status=status,
                base_model=raw.get("model") or "", fine_tuned_model=raw.get("fine_tuned_model"),
@@ -108,14 +95,14 @@ def _suffix_of(raw: dict[str, Any]) -> str | None:
 
 
 def _event_from_sdk(event: FineTuningJobEvent, key: str | None) -> ProviderEvent:
-    raw = _dump(event, key)
+    raw = scrubbed_json(event, key)
     return ProviderEvent(id=raw["id"], created_at=float(raw.get("created_at") or 0),
                          message=raw.get("message") or "", level=raw.get("level") or "info",
                          type=raw.get("type") or "message", data=raw.get("data"))
 
 
 def _checkpoint_from_sdk(checkpoint: FineTuningJobCheckpoint, key: str | None) -> Checkpoint:
-    raw = _dump(checkpoint, key, exclude_none=True)
+    raw = scrubbed_json(checkpoint, key, exclude_none=True)
     return Checkpoint(job_id=raw["fine_tuning_job_id"], name=raw["id"], kind="step",
                       created_at=float(raw["created_at"]), step=raw.get("step_number"),
                       metrics=step_metrics(raw.get("metrics") or {}),
@@ -169,10 +156,17 @@ def job_request_body(spec: JobSpec, token: str) -> dict[str, Any]:
     return body
 
 
-def _upload_plan(path: Path) -> dict[str, Any]:
-    sent = as_jsonl(path)
-    return {"file": str(path), "bytes": sent.stat().st_size, "sha256": file_sha256(sent),
-            "purpose": "fine-tune"}
+def upload_plans(spec: JobSpec) -> dict[str, Any]:
+    """What a dry run would upload for `spec`'s local files (as OpenAI and Together take
+    them: JSONL, purpose fine-tune), under "upload" and "validation_upload"."""
+    plans: dict[str, Any] = {}
+    for role, local in (("upload", spec.training_file),
+                        ("validation_upload", spec.validation_file)):
+        if local:
+            sent = as_jsonl(Path(local))
+            plans[role] = {"file": str(Path(local)), "bytes": sent.stat().st_size,
+                           "sha256": file_sha256(sent), "purpose": "fine-tune"}
+    return plans
 
 
 @dataclass(frozen=True)
@@ -197,53 +191,30 @@ def _shutdown_date(value: Any, key: str | None) -> tuple[str | None, str | None]
         return None, text[:40]
 
 
-class OpenAICompatProvider:
+class OpenAICompatProvider(SdkCalls):
     """An OpenAI-compatible endpoint. `base_url` overrides the profile's."""
 
     def __init__(self, profile: Profile, *, base_url: str | None = None,
                  max_retries: int = DEFAULT_ATTEMPTS - 1, retry: RetryPolicy = RetryPolicy(),
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.profile = profile
-        self.name = profile.name
-        self.capabilities = profile.capabilities
-        address = (base_url or profile.base_url).rstrip("/")
-        # What is stored and printed: the address without user:password@ (item 8, issue 26)
-        self.base_url = public_endpoint(address)
-        self._key = resolve_key(profile)
-        # No SDK retries: they are silent, and blind for creates (see the module docstring).
-        # Ours (tunelab.providers.retry) report each one and keep to --timeout, which also
-        # bounds each request.
-        self._client = openai.OpenAI(api_key=self._key, base_url=address, max_retries=0,
-                                     timeout=retry.timeout or REQUEST_TIMEOUT_S)
-        self._retry = retry
-        self._sleep = sleep
+        self._calls_to((base_url or profile.base_url).rstrip("/"), retry, sleep)
         self.attempts = max_retries + 1  # for calls safe to repeat
-        self.create_attempts = 8
+        self._client  # noqa: B018 - the key at once: building this provider needs it
 
     def __repr__(self) -> str:  # never show the client (it holds the key)
         return f"OpenAICompatProvider({self.name!r}, base_url={self.base_url!r})"
 
     # plumbing -------------------------------------------------------------------------
-    def _call(self, send: Callable[[], T]) -> T:
-        try:
-            return send()
-        except openai.APIError as error:
-            raise from_openai(error, provider=self.name, key=self._key) from None
+    def _connect(self, key: str) -> openai.OpenAI:
+        # No SDK retries: they are silent, and blind for creates (see the module docstring).
+        # Ours (tunelab.providers.retry) report each one and keep to --timeout, which also
+        # bounds each request.
+        return openai.OpenAI(api_key=key, base_url=self._address, max_retries=0,
+                             timeout=self._retry.timeout or REQUEST_TIMEOUT_S)
 
-    def _attempts(self, what: str, limit: int) -> Attempts:
-        return Attempts(self._retry, provider=self.name, what=what, attempts=limit,
-                        sleep=self._sleep)
-
-    def _retrying(self, what: str, send: Callable[[], T]) -> T:
-        """A call that is safe to repeat (a read, a cancel, a chat), retried while it fails
-        transiently."""
-        return self._attempts(what, self.attempts).run(lambda: self._call(send))
-
-    def _exactly_once(self, what: str, send: Callable[[], T],
-                      find: Callable[[], T | None]) -> T:
-        """Send a create once (Attempts.run_once: after a failure, adopt what it made)."""
-        return self._attempts(what, self.create_attempts).run_once(
-            lambda: self._call(send), lambda: self._call(find))
+    def _api_errors(self) -> tuple[type[Exception], ErrorMap]:
+        return openai.APIError, from_openai
 
     # files ------------------------------------------------------------------------------
     def upload(self, path: Path) -> FileRef:
@@ -335,9 +306,7 @@ class OpenAICompatProvider:
         self._require_fine_tuning()
         sent = replace(spec, training_file="<training file id>",
                        validation_file="<validation file id>" if spec.validation_file else None)
-        described: dict[str, Any] = {"upload": _upload_plan(Path(spec.training_file))}
-        if spec.validation_file:
-            described["validation_upload"] = _upload_plan(Path(spec.validation_file))
+        described = upload_plans(spec)
         described["request"] = {
             "method": "POST", "url": f"{self.base_url}/fine_tuning/jobs",
             "body": self._job_body(sent, "<generated per job>")}
@@ -452,18 +421,3 @@ class OpenAICompatProvider:
     def download_weights(self, job_id: str, kind: str, dest: Path) -> Path:
         raise no_weights(self.name)  # OpenAI's API serves fine-tunes, never their weights
 
-    # chat -------------------------------------------------------------------------------
-    def chat(self, model: str, messages: list[dict[str, Any]],
-             options: ChatOptions = ChatOptions()) -> Reply:
-        settings = options.openai_arguments()
-        started = time.perf_counter()
-        answer = self._retrying(f"asking {model}", lambda: self._client.chat.completions.create(
-            model=model, messages=messages, **settings))
-        usage = answer.usage
-        # An answer may echo the key (a prompt injection, a logging proxy): scrubbed like
-        # every text that leaves a provider call.
-        return Reply(text=scrub(answer.choices[0].message.content or "", self._key),
-                     model=answer.model or model,
-                     latency_s=time.perf_counter() - started,
-                     prompt_tokens=usage.prompt_tokens if usage else None,
-                     completion_tokens=usage.completion_tokens if usage else None)

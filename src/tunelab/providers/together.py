@@ -26,17 +26,14 @@ Mapped from TrainConfig (what the user gave; the rest is Together's default): --
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import tarfile
 import time
 import uuid
-import warnings
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -50,16 +47,14 @@ from tunelab.providers.base import (
     JobSpec,
     ProviderEvent,
     ProviderSettings,
-    Reply,
 )
-from tunelab.providers.profiles import Profile, resolve_key
-from tunelab.providers.retry import DEFAULT_ATTEMPTS, Attempts, RetryPolicy
+from tunelab.providers.profiles import Profile
+from tunelab.providers.retry import RetryPolicy
+from tunelab.providers.sdk_calls import ErrorMap, SdkCalls, scrubbed_json, timestamp
 from tunelab.providers.sdk_errors import (
     first_line,
     from_together,
-    public_endpoint,
     scrub,
-    scrub_json,
     transport_errors,
 )
 from tunelab.registry import open_registry
@@ -79,7 +74,6 @@ STATUS = {"pending": "queued", "queued": "queued", "running": "running",
           "cancelled": "cancelled", "error": "failed", "completed": "succeeded"}
 METHODS = {"supervised": "sft", "dpo": "dpo"}
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-T = TypeVar("T")
 
 
 class TogetherSettings(BaseModel):
@@ -97,15 +91,6 @@ class TogetherSettings(BaseModel):
 
 def status_of(native: str | None) -> str:
     return STATUS.get(native or "", native or "unknown")
-
-
-def _timestamp(value: Any) -> float | None:
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, str) and value:
-        with contextlib.suppress(ValueError):
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    return None
 
 
 def create_arguments(spec: JobSpec, settings: TogetherSettings) -> dict[str, Any]:
@@ -138,74 +123,42 @@ def create_arguments(spec: JobSpec, settings: TogetherSettings) -> dict[str, Any
     return arguments
 
 
-class TogetherProvider:
+class TogetherProvider(SdkCalls):
     """Together's fine-tuning, files, chat and weights. The key is read on the first call,
     so a dry run needs none."""
 
-    name = NAME
-    capabilities = CAPABILITIES
+    profile = PROFILE
 
     def __init__(self, *, base_url: str | None = None, retry: RetryPolicy = RetryPolicy(),
                  settings: TogetherSettings | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        self._address = (base_url or BASE_URL).rstrip("/").removesuffix("/v1")
-        self.base_url = public_endpoint(self._address)
+        self._calls_to((base_url or BASE_URL).rstrip("/").removesuffix("/v1"), retry, sleep)
         self.settings = settings or TogetherSettings()
-        self._retry, self._sleep = retry, sleep
-        self._key: str | None = None
-        self._sdk: Any = None
-        self.attempts = DEFAULT_ATTEMPTS
-        self.create_attempts = 8
 
     def __repr__(self) -> str:  # never show the client (it holds the key)
         return f"TogetherProvider(base_url={self.base_url!r})"
 
     # plumbing -------------------------------------------------------------------------
-    @property
-    def _client(self) -> Any:
-        if self._sdk is None:
-            import together
-
-            self._key = resolve_key(PROFILE)
-            self._sdk = together.Together(api_key=self._key, base_url=self._address,
-                                          max_retries=0,
-                                          timeout=self._retry.timeout or REQUEST_TIMEOUT_S)
-        return self._sdk
-
-    def _call(self, send: Callable[[], T]) -> T:
+    def _connect(self, key: str) -> Any:
         import together
 
-        self._client  # noqa: B018 - the key first: a missing one is named, never retried
-        try:
-            return send()
-        except together.APIError as error:
-            raise from_together(error, provider=self.name, key=self._key) from None
+        return together.Together(api_key=key, base_url=self._address, max_retries=0,
+                                 timeout=self._retry.timeout or REQUEST_TIMEOUT_S)
 
-    def _attempts(self, what: str, limit: int) -> Attempts:
-        return Attempts(self._retry, provider=self.name, what=what, attempts=limit,
-                        sleep=self._sleep)
+    def _api_errors(self) -> tuple[type[Exception], ErrorMap]:
+        import together
 
-    def _retrying(self, what: str, send: Callable[[], T]) -> T:
-        """A call safe to repeat (a read, a cancel, a chat), retried while it fails
-        transiently."""
-        return self._attempts(what, self.attempts).run(lambda: self._call(send))
-
-    def _scrubbed(self, obj: Any) -> dict[str, Any]:
-        """An SDK object as scrubbed JSON. A field of another type than declared (the SDK's
-        own batch_size "max") makes pydantic warn with the value: silenced."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return scrub_json(obj.model_dump(mode="json", by_alias=True), self._key)
+        return together.APIError, from_together
 
     def _job(self, obj: Any, error: dict[str, Any] | None = None) -> Job:
-        raw = self._scrubbed(obj)
+        raw = scrubbed_json(obj, self._key, by_alias=True)
         native = raw.get("status")
         status = status_of(native)
         return Job(id=raw["id"], status=status, native_status=native,
                    base_model=raw.get("model") or "",
                    fine_tuned_model=raw.get("model_output_name"),
-                   created_at=_timestamp(raw.get("created_at")),
-                   finished_at=_timestamp(raw.get("updated_at"))
+                   created_at=timestamp(raw.get("created_at")),
+                   finished_at=timestamp(raw.get("updated_at"))
                    if status in ("succeeded", "failed", "cancelled") else None,
                    training_file=raw.get("training_file"),
                    validation_file=raw.get("validation_file") or None,
@@ -252,17 +205,11 @@ class TogetherProvider:
     def describe_request(self, spec: JobSpec) -> dict[str, Any]:
         """The dry run: what would be uploaded (spec's local files) and sent, sending nothing
         (file ids do not exist yet, so the body names them by placeholder)."""
-        from tunelab.providers.openai_compat import as_jsonl, file_sha256
+        from tunelab.providers.openai_compat import upload_plans
 
         sent = replace(spec, training_file="<training file id>",
                        validation_file="<validation file id>" if spec.validation_file else None)
-        described: dict[str, Any] = {}
-        for role, local in (("upload", spec.training_file),
-                            ("validation_upload", spec.validation_file)):
-            if local:
-                jsonl = as_jsonl(Path(local))
-                described[role] = {"file": local, "bytes": jsonl.stat().st_size,
-                                   "sha256": file_sha256(jsonl), "purpose": "fine-tune"}
+        described = upload_plans(spec)
         # The SDK builds the body (filling Together's defaults) from these arguments after
         # asking the model's limits: a dry run sends nothing, so it shows the arguments.
         described["request"] = {"method": "POST", "url": f"{self.base_url}/v1/fine-tunes",
@@ -276,10 +223,9 @@ class TogetherProvider:
         started = time.time()
         # After an ambiguous failure the answer may be what was lost: adopt the job the
         # lost call made rather than make two.
-        return self._job(self._attempts("creating the fine-tuning job", self.create_attempts)
-                         .run_once(lambda: self._call(lambda: self._create(arguments)),
-                                   lambda: self._call(lambda: self._find_job(arguments,
-                                                                             started))))
+        return self._job(self._exactly_once("creating the fine-tuning job",
+                                            lambda: self._create(arguments),
+                                            lambda: self._find_job(arguments, started)))
 
     def _create(self, arguments: dict[str, Any]) -> Any:
         try:
@@ -310,7 +256,7 @@ class TogetherProvider:
 
     def _find_job(self, arguments: dict[str, Any], started: float) -> Any:
         for job in self._client.fine_tuning.list().data:
-            created = _timestamp(job.created_at)
+            created = timestamp(job.created_at)
             if job.training_file == arguments["training_file"] and \
                     job.model == arguments["model"] and created is not None and \
                     created >= started - 5:
@@ -334,7 +280,7 @@ class TogetherProvider:
 
     def list_jobs(self, limit: int = 20) -> list[Job]:
         page = self._retrying("listing jobs", lambda: self._client.fine_tuning.list())
-        jobs = sorted(page.data, key=lambda job: _timestamp(job.created_at) or 0, reverse=True)
+        jobs = sorted(page.data, key=lambda job: timestamp(job.created_at) or 0, reverse=True)
         return [self._job(job) for job in jobs[:limit]]
 
     def list_events(self, job_id: str, after: str | None = None) -> list[ProviderEvent]:
@@ -350,13 +296,13 @@ class TogetherProvider:
         for number, event in enumerate(page.data, start=1):
             if number <= seen_events:
                 continue
-            raw = self._scrubbed(event)
+            raw = scrubbed_json(event, self._key, by_alias=True)
             level = str(raw.get("level") or "info").removeprefix("legacy_i").removeprefix(
                 "legacy_")
             data = {key: raw[key] for key in ("step", "total_steps", "token_count")
                     if raw.get(key) is not None}
             events.append(ProviderEvent(id=f"event-{number:06d}-{seen_metrics:06d}",
-                                        created_at=_timestamp(raw.get("created_at")) or 0.0,
+                                        created_at=timestamp(raw.get("created_at")) or 0.0,
                                         message=raw.get("message") or "", level=level,
                                         type=raw.get("type") or "message", data=data or None))
         total = len(page.data)
@@ -376,10 +322,10 @@ class TogetherProvider:
                               lambda: self._client.fine_tuning.list_checkpoints(job_id))
         found = []
         for checkpoint in page.data:
-            raw = self._scrubbed(checkpoint)
+            raw = scrubbed_json(checkpoint, self._key, by_alias=True)
             found.append(Checkpoint(job_id=job_id, name=f"{job_id}:{raw['step']}",
                                     kind="step", step=raw.get("step"),
-                                    created_at=_timestamp(raw.get("created_at")) or 0.0,
+                                    created_at=timestamp(raw.get("created_at")) or 0.0,
                                     path=raw.get("path"), model=raw.get("object_name")))
         return sorted(found, key=lambda checkpoint: checkpoint.step or 0)
 
@@ -388,19 +334,11 @@ class TogetherProvider:
         return self.get_job(job_id)
 
     # chat -------------------------------------------------------------------------------
-    def chat(self, model: str, messages: list[dict[str, Any]],
-             options: ChatOptions = ChatOptions()) -> Reply:
-        settings = options.openai_arguments()
+    def _chat_arguments(self, options: ChatOptions) -> dict[str, Any]:
+        arguments = options.openai_arguments()
         if options.repetition_penalty is not None:  # Together's chat takes it too
-            settings["repetition_penalty"] = options.repetition_penalty
-        started = time.perf_counter()
-        answer = self._retrying(f"asking {model}", lambda: self._client.chat.completions.create(
-            model=model, messages=messages, **settings))
-        usage = answer.usage
-        return Reply(text=scrub(answer.choices[0].message.content or "", self._key),
-                     model=answer.model or model, latency_s=time.perf_counter() - started,
-                     prompt_tokens=usage.prompt_tokens if usage else None,
-                     completion_tokens=usage.completion_tokens if usage else None)
+            arguments["repetition_penalty"] = options.repetition_penalty
+        return arguments
 
     # weights ----------------------------------------------------------------------------
     def download_weights(self, job_id: str, kind: str, dest: Path) -> Path:
