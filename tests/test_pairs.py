@@ -89,7 +89,7 @@ def test_pairs_from_the_base_model_show_progress_and_resume(tmp_path):
     seen: list[tuple[str, int, int]] = []
     first = make_pairs(data, "base", out, settings=settings,
                        progress=lambda *step: seen.append(step))
-    assert seen == [("base", 1, 2), ("base", 2, 2)]
+    assert seen == [("base", 2, 2)]  # both answered in one batch
     assert (first.written, first.cache_misses) == (2, 2)
     rows = _rows(out)
     assert [row["input"]["messages"][0]["content"] for row in rows] == [SYSTEM, SYSTEM]
