@@ -8,6 +8,8 @@ these tests compare values and gradients against the plain PyTorch formulation.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch import nn
@@ -322,9 +324,10 @@ def train_losses(folder, mode: str, full: bool) -> tuple[list[tuple[float, float
     config = TrainConfig(model=str(folder), full=full, kernels=mode, learning_rate=1e-2,
                          warmup_ratio=0.0, max_steps=len(batches), batch_size=3, seed=5,
                          lora_r=4, lora_alpha=8)
-    # The steps take batches directly; the set only sizes the schedule.
-    session = trainer.setup(config, None, EncodedSet(items=[None] * 9), None,
-                            base_ref=str(folder))
+    # The steps take batches directly; the set only sizes the schedule, and the tokenizer
+    # is asked only for its pad id (what a method's prepare step pads with).
+    session = trainer.setup(config, SimpleNamespace(pad_token_id=0),
+                            EncodedSet(items=[None] * 9), None, base_ref=str(folder))
     steps = [trainer.train_step(session, batch) for batch in batches]
     return [(step.loss, step.metrics["train_mean_token_accuracy"]) for step in steps], session
 
