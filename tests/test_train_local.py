@@ -328,7 +328,8 @@ def test_jobs_compare_shows_a_local_and_a_cloud_validation_loss_side_by_side(
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-compare")
     try:  # the cloud job is recorded the way every cloud job is: by watching it
         assert main(["jobs", "watch", CLOUD_JOB, "--provider", "openai", "--base-url",
-                     f"http://127.0.0.1:{server.server_port}/v1", "--json"]) == 0
+                     f"http://127.0.0.1:{server.server_port}/v1", "--interval", "0.05",
+                     "--json"]) == 0
     finally:
         server.shutdown()
     capsys.readouterr()

@@ -258,7 +258,9 @@ def job_results(job: JobRecord, rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 @app.command("watch")
 def watch(job_id: str = typer.Argument(..., help="Job id."),
-          interval: float = typer.Option(1.0, "--interval", help="Seconds between polls."),
+          interval: float | None = typer.Option(
+              None, "--interval", help="Seconds between polls (default: 1 for a "
+                                                "local job, 60 for a cloud one)."),
           json_out: bool = typer.Option(False, "--json", help="Print the final job as JSON."),
           provider: CloudProvider = None,
           base_url: CloudBaseUrl = None,
@@ -269,7 +271,7 @@ def watch(job_id: str = typer.Argument(..., help="Job id."),
         from tunelab.cli.cloud_cmd import watch_remote
 
         raise typer.Exit(watch_remote(job_id, provider=provider, base_url=base_url,
-                                      interval=interval if interval > 1 else 60.0,
+                                      interval=interval or 60.0,
                                       as_json=json_out, timeout=timeout))
     with open_registry() as registry:
         seen, last_step = 0, 0
@@ -291,7 +293,7 @@ def watch(job_id: str = typer.Argument(..., help="Job id."),
                 print(f"{job_id} is {GONE}; resume it with "
                       f"{command('tunelab', 'train', '--resume', job_id)}", flush=True)
                 break
-            time.sleep(interval)
+            time.sleep(interval or 1.0)
     if json_out:
         emit_json(_summary(job))
     raise typer.Exit(0 if job.status == "succeeded" else 1)
